@@ -1,0 +1,181 @@
+//! The HTTP and gRPC surfaces: the only code that knows a wire format.
+//!
+//! One axum router serves every HTTP API on every HTTP listener (3100, 9090, 3200 and 4318 by
+//! default); paths do not collide, so Grafana can point all three datasources at any of them.
+//! Each protocol surface is a module with a `router()`; handlers decode, call, encode, and map
+//! errors through [`error`].
+
+pub mod error;
+pub mod otlp;
+pub mod status;
+
+use std::sync::{Arc, OnceLock};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{StatusCode, Uri};
+use axum::response::IntoResponse;
+use tokio::sync::watch;
+use tripod_storage::Storage;
+
+use crate::telemetry::Telemetry;
+
+/// Where the server is in its life, as `/ready` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    /// Listening, storage still opening (the WAL is being replayed).
+    Starting,
+    /// Storage is open and every signal accepts reads and writes.
+    Ready,
+    /// Storage could not be opened; the server is stopping.
+    Failed(String),
+    /// Shutting down: in-flight requests are finishing.
+    Stopping,
+}
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// Current readiness; `server.rs` moves it forward, handlers and `Server::ready` watch it.
+    readiness: watch::Sender<Readiness>,
+    /// Set once storage has opened.
+    storage: OnceLock<Arc<Storage>>,
+    /// Self-metrics state.
+    telemetry: Telemetry,
+}
+
+impl AppState {
+    pub fn new() -> AppState {
+        let (readiness, _) = watch::channel(Readiness::Starting);
+        AppState {
+            shared: Arc::new(Shared {
+                readiness,
+                storage: OnceLock::new(),
+                telemetry: Telemetry::new(),
+            }),
+        }
+    }
+
+    pub fn readiness(&self) -> Readiness {
+        self.shared.readiness.borrow().clone()
+    }
+
+    pub fn watch_readiness(&self) -> watch::Receiver<Readiness> {
+        self.shared.readiness.subscribe()
+    }
+
+    pub(crate) fn set_readiness(&self, readiness: Readiness) {
+        self.shared.readiness.send_replace(readiness);
+    }
+
+    /// Moves from `Starting` to `Ready`; does nothing if shutdown has already begun.
+    pub(crate) fn mark_ready(&self) -> bool {
+        self.shared.readiness.send_if_modified(|readiness| {
+            if *readiness == Readiness::Starting {
+                *readiness = Readiness::Ready;
+                true
+            } else {
+                false
+            }
+        })
+    }
+
+    /// Installs the opened storage. Called once, by the server.
+    pub(crate) fn set_storage(&self, storage: Arc<Storage>) {
+        // A second call would be a bug in server.rs; keeping the first storage is the safe answer.
+        let _ = self.shared.storage.set(storage);
+    }
+
+    /// The storage, or an `unavailable` error while it is still opening.
+    pub fn storage(&self) -> Result<&Arc<Storage>, error::ApiError> {
+        self.shared.storage.get().ok_or_else(|| {
+            error::ApiError::unavailable(
+                "storage is not ready yet: the write-ahead log is being replayed",
+            )
+        })
+    }
+
+    /// The storage if it has opened.
+    pub fn storage_if_open(&self) -> Option<&Arc<Storage>> {
+        self.shared.storage.get()
+    }
+
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.shared.telemetry
+    }
+}
+
+impl Default for AppState {
+    fn default() -> Self {
+        AppState::new()
+    }
+}
+
+/// The router every HTTP listener serves.
+pub fn router(state: AppState, max_request_body_bytes: usize) -> Router {
+    Router::new()
+        .merge(status::router())
+        .merge(otlp::http_router())
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_request_body_bytes))
+        .with_state(state)
+}
+
+async fn not_found() -> impl IntoResponse {
+    (StatusCode::NOT_FOUND, "404 page not found\n")
+}
+
+/// Collapses repeated slashes in the request path before routing, so a datasource URL that
+/// ends in `/` (Grafana's Tempo datasource then asks for `//api/traces/...`) still routes.
+pub fn normalize_path(mut request: Request) -> Request {
+    let path = request.uri().path();
+    if !path.contains("//") {
+        return request;
+    }
+    let mut collapsed = String::with_capacity(path.len());
+    for character in path.chars() {
+        if !(character == '/' && collapsed.ends_with('/')) {
+            collapsed.push(character);
+        }
+    }
+    if let Some(query) = request.uri().query() {
+        collapsed.push('?');
+        collapsed.push_str(query);
+    }
+    let mut parts = request.uri().clone().into_parts();
+    if let Ok(path_and_query) = collapsed.parse() {
+        parts.path_and_query = Some(path_and_query);
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *request.uri_mut() = uri;
+        }
+    }
+    request
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_slashes_are_collapsed() {
+        let cases = [
+            ("//api/traces/abc", "/api/traces/abc"),
+            (
+                "/api//v2///traces/abc?start=1&x=a//b",
+                "/api/v2/traces/abc?start=1&x=a//b",
+            ),
+            ("/ready", "/ready"),
+        ];
+        for (input, expected) in cases {
+            let request = Request::builder()
+                .uri(input)
+                .body(axum::body::Body::empty())
+                .unwrap();
+            assert_eq!(normalize_path(request).uri().to_string(), expected);
+        }
+    }
+}

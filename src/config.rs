@@ -1,0 +1,606 @@
+//! Configuration: the YAML file as written ([`RawConfig`], unknown keys refused), command-line and
+//! environment overrides ([`Overrides`]), and the validated [`Config`] the server runs with.
+//!
+//! Precedence, highest first: command-line flag, environment variable, config file, built-in
+//! default. `tripod.example.yaml` at the repository root documents every option; a test checks
+//! that it parses to the defaults.
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tripod_storage::StorageOptions;
+use tripod_storage::wal::{SyncPolicy, WalOptions};
+
+use crate::duration::ConfigDuration;
+
+/// The five listeners and their classic ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ListenerName {
+    Loki,
+    Prometheus,
+    Tempo,
+    OtlpHttp,
+    OtlpGrpc,
+}
+
+impl ListenerName {
+    pub const ALL: [ListenerName; 5] = [
+        ListenerName::Loki,
+        ListenerName::Prometheus,
+        ListenerName::Tempo,
+        ListenerName::OtlpHttp,
+        ListenerName::OtlpGrpc,
+    ];
+
+    /// The config key under `listen:`.
+    pub fn key(self) -> &'static str {
+        match self {
+            ListenerName::Loki => "loki",
+            ListenerName::Prometheus => "prometheus",
+            ListenerName::Tempo => "tempo",
+            ListenerName::OtlpHttp => "otlp_http",
+            ListenerName::OtlpGrpc => "otlp_grpc",
+        }
+    }
+
+    /// The port the system Tripod stands in for listens on.
+    pub fn default_port(self) -> u16 {
+        match self {
+            ListenerName::Loki => 3100,
+            ListenerName::Prometheus => 9090,
+            ListenerName::Tempo => 3200,
+            ListenerName::OtlpHttp => 4318,
+            ListenerName::OtlpGrpc => 4317,
+        }
+    }
+
+    /// Whether the listener speaks gRPC rather than HTTP/1.1 + h2c.
+    pub fn is_grpc(self) -> bool {
+        self == ListenerName::OtlpGrpc
+    }
+}
+
+impl fmt::Display for ListenerName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "listen.{}", self.key())
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `wal.fsync` in the config file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncMode {
+    Always,
+    Interval,
+    Never,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The file as written.
+
+/// The config file as written. Every field is optional; absent fields take their defaults.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    data_dir: Option<PathBuf>,
+    #[serde(default)]
+    listen: RawListen,
+    #[serde(default)]
+    log: RawLog,
+    #[serde(default)]
+    wal: RawWal,
+    #[serde(default)]
+    limits: RawLimits,
+    shutdown_timeout: Option<ConfigDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListen {
+    loki: Option<RawAddress>,
+    prometheus: Option<RawAddress>,
+    tempo: Option<RawAddress>,
+    otlp_http: Option<RawAddress>,
+    otlp_grpc: Option<RawAddress>,
+}
+
+/// A listen address (`host:port`, `:port`, or a bare port), or `false` / `off` to switch the
+/// listener off.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum RawAddress {
+    Enabled(bool),
+    Port(u16),
+    Address(String),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    level: Option<String>,
+    format: Option<LogFormat>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWal {
+    fsync: Option<FsyncMode>,
+    fsync_interval: Option<ConfigDuration>,
+    segment_size_bytes: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_request_body_bytes: Option<usize>,
+}
+
+impl RawConfig {
+    /// Reads and parses a config file. Errors name the file, the key and the position.
+    pub fn from_file(path: &Path) -> Result<RawConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            ConfigError::new(format!(
+                "cannot read config file {}: {error}",
+                path.display()
+            ))
+        })?;
+        RawConfig::from_yaml(&text, &path.display().to_string())
+    }
+
+    /// Parses config text; `origin` names where it came from in error messages.
+    pub fn from_yaml(text: &str, origin: &str) -> Result<RawConfig, ConfigError> {
+        if text.trim().is_empty() {
+            return Ok(RawConfig::default());
+        }
+        serde_yaml_ng::from_str(text)
+            .map_err(|error| ConfigError::new(format!("config file {origin}: {error}")))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Overrides from the command line and the environment.
+
+/// Values given on the command line or in `TRIPOD_*` environment variables; each one that is set
+/// replaces the config file's value.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub ephemeral: bool,
+    pub log_level: Option<String>,
+    pub log_format: Option<LogFormat>,
+    pub fsync: Option<FsyncMode>,
+    /// `(listener, address or "off")`.
+    pub listen: Vec<(ListenerName, String)>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The validated configuration.
+
+/// Where data lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataDir {
+    /// A directory that outlives the process.
+    Path(PathBuf),
+    /// A fresh temporary directory, deleted when the server stops.
+    Ephemeral,
+}
+
+/// The validated configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where data lives.
+    pub data_dir: DataDir,
+    /// Listen address of each listener; `None` when switched off.
+    pub listen: Vec<(ListenerName, Option<SocketAddr>)>,
+    /// A tracing filter: a level (`info`) or directives (`info,tripod=debug`).
+    pub log_level: String,
+    /// Log output format.
+    pub log_format: LogFormat,
+    /// Storage options, WAL included.
+    pub storage: StorageOptions,
+    /// How often the WAL is synced under `fsync: interval`.
+    pub fsync_interval: Duration,
+    /// Largest request body accepted, compressed size; larger bodies get 413.
+    pub max_request_body_bytes: usize,
+    /// How long shutdown waits for in-flight requests before cutting them off.
+    pub shutdown_timeout: Duration,
+}
+
+pub const DEFAULT_DATA_DIR: &str = "./data";
+const DEFAULT_FSYNC_INTERVAL: Duration = Duration::from_secs(1);
+const DEFAULT_SEGMENT_SIZE_BYTES: u64 = 128 << 20;
+const MIN_SEGMENT_SIZE_BYTES: u64 = 64 << 10;
+const DEFAULT_MAX_REQUEST_BODY_BYTES: usize = 64 << 20;
+const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A configuration problem, with a message that names the option or file at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ConfigError {
+    message: String,
+}
+
+impl ConfigError {
+    fn new(message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            message: message.into(),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::from_raw(RawConfig::default(), &Overrides::default())
+            .expect("the built-in defaults are valid") // Checked by the `defaults_are_valid` test.
+    }
+}
+
+impl Config {
+    /// The configuration for running inside a test or CI job: a temporary data directory, every
+    /// listener on 127.0.0.1 with a port picked by the OS, quiet logs.
+    pub fn embedded() -> Config {
+        let loopback = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0));
+        Config {
+            data_dir: DataDir::Ephemeral,
+            listen: ListenerName::ALL
+                .iter()
+                .map(|name| (*name, Some(loopback)))
+                .collect(),
+            log_level: "warn".to_string(),
+            shutdown_timeout: Duration::from_secs(5),
+            ..Config::default()
+        }
+    }
+
+    /// Validates a raw config with overrides applied.
+    pub fn from_raw(raw: RawConfig, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let data_dir = if overrides.ephemeral {
+            DataDir::Ephemeral
+        } else {
+            let path = overrides
+                .data_dir
+                .clone()
+                .or(raw.data_dir)
+                .unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+            if path.as_os_str().is_empty() {
+                return Err(ConfigError::new("data_dir: must not be empty"));
+            }
+            DataDir::Path(path)
+        };
+
+        let mut listen = Vec::new();
+        for name in ListenerName::ALL {
+            let from_file = match name {
+                ListenerName::Loki => raw.listen.loki.clone(),
+                ListenerName::Prometheus => raw.listen.prometheus.clone(),
+                ListenerName::Tempo => raw.listen.tempo.clone(),
+                ListenerName::OtlpHttp => raw.listen.otlp_http.clone(),
+                ListenerName::OtlpGrpc => raw.listen.otlp_grpc.clone(),
+            };
+            let overridden = overrides.listen.iter().rev().find(|(n, _)| *n == name);
+            let address = match (overridden, from_file) {
+                (Some((_, text)), _) => parse_listen_address(text, name)?,
+                (None, Some(RawAddress::Address(text))) => parse_listen_address(&text, name)?,
+                (None, Some(RawAddress::Port(port))) => {
+                    parse_listen_address(&format!(":{port}"), name)?
+                }
+                (None, Some(RawAddress::Enabled(false))) => None,
+                (None, Some(RawAddress::Enabled(true)) | None) => Some(default_address(name)),
+            };
+            listen.push((name, address));
+        }
+        check_listener_clashes(&listen)?;
+
+        let log_level = overrides
+            .log_level
+            .clone()
+            .or(raw.log.level)
+            .unwrap_or_else(|| "info".to_string());
+        if !is_valid_log_filter(&log_level) {
+            return Err(ConfigError::new(format!(
+                "log.level: invalid level {log_level:?}, expected error, warn, info, debug, trace or tracing directives"
+            )));
+        }
+        let log_format = overrides
+            .log_format
+            .or(raw.log.format)
+            .unwrap_or(LogFormat::Text);
+
+        let fsync_interval = raw
+            .wal
+            .fsync_interval
+            .map_or(DEFAULT_FSYNC_INTERVAL, |d| d.0);
+        let sync = match overrides
+            .fsync
+            .or(raw.wal.fsync)
+            .unwrap_or(FsyncMode::Interval)
+        {
+            FsyncMode::Always => SyncPolicy::Always,
+            FsyncMode::Never => SyncPolicy::Never,
+            FsyncMode::Interval => {
+                if fsync_interval.is_zero() {
+                    return Err(ConfigError::new(
+                        "wal.fsync_interval: must be greater than 0s (use wal.fsync: always instead)",
+                    ));
+                }
+                SyncPolicy::Interval(fsync_interval)
+            }
+        };
+        let segment_size_bytes = raw
+            .wal
+            .segment_size_bytes
+            .unwrap_or(DEFAULT_SEGMENT_SIZE_BYTES);
+        if segment_size_bytes < MIN_SEGMENT_SIZE_BYTES {
+            return Err(ConfigError::new(format!(
+                "wal.segment_size_bytes: {segment_size_bytes} is below the minimum of {MIN_SEGMENT_SIZE_BYTES}"
+            )));
+        }
+
+        let max_request_body_bytes = raw
+            .limits
+            .max_request_body_bytes
+            .unwrap_or(DEFAULT_MAX_REQUEST_BODY_BYTES);
+        if max_request_body_bytes == 0 {
+            return Err(ConfigError::new(
+                "limits.max_request_body_bytes: must be greater than 0",
+            ));
+        }
+
+        Ok(Config {
+            data_dir,
+            listen,
+            log_level,
+            log_format,
+            storage: StorageOptions {
+                wal: WalOptions {
+                    segment_size_bytes,
+                    sync,
+                },
+            },
+            fsync_interval,
+            max_request_body_bytes,
+            shutdown_timeout: raw
+                .shutdown_timeout
+                .map_or(DEFAULT_SHUTDOWN_TIMEOUT, |d| d.0),
+        })
+    }
+
+    /// Loads the config file at `path` (if any) and applies `overrides`.
+    pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let raw = match path {
+            Some(path) => RawConfig::from_file(path)?,
+            None => RawConfig::default(),
+        };
+        Config::from_raw(raw, overrides)
+    }
+
+    /// The listen address of `name`, if switched on.
+    pub fn listen_address(&self, name: ListenerName) -> Option<SocketAddr> {
+        self.listen
+            .iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, address)| *address)
+    }
+
+    /// Sets (or switches off) one listener.
+    pub fn set_listen_address(&mut self, name: ListenerName, address: Option<SocketAddr>) {
+        for entry in &mut self.listen {
+            if entry.0 == name {
+                entry.1 = address;
+            }
+        }
+    }
+}
+
+/// A level (`info`) or comma-separated directives (`info,tripod_storage=debug`).
+fn is_valid_log_filter(filter: &str) -> bool {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let is_level = |text: &str| LEVELS.iter().any(|level| level.eq_ignore_ascii_case(text));
+    !filter.trim().is_empty()
+        && filter
+            .split(',')
+            .all(|directive| match directive.trim().rsplit_once('=') {
+                Some((target, level)) => {
+                    !target.is_empty()
+                        && target.bytes().all(|b| {
+                            b.is_ascii_alphanumeric() || b == b'_' || b == b':' || b == b'-'
+                        })
+                        && is_level(level)
+                }
+                None => is_level(directive.trim()),
+            })
+        && tracing_subscriber::EnvFilter::try_new(filter).is_ok()
+}
+
+fn default_address(name: ListenerName) -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(
+        Ipv4Addr::UNSPECIFIED,
+        name.default_port(),
+    ))
+}
+
+/// Parses `host:port`, `:port` (every interface), `localhost:port`, or `off`.
+fn parse_listen_address(text: &str, name: ListenerName) -> Result<Option<SocketAddr>, ConfigError> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("off") || text.eq_ignore_ascii_case("false") {
+        return Ok(None);
+    }
+    let expanded = if let Some(port) = text.strip_prefix(':') {
+        format!("0.0.0.0:{port}")
+    } else if let Some(port) = text.strip_prefix("localhost:") {
+        format!("127.0.0.1:{port}")
+    } else {
+        text.to_string()
+    };
+    expanded.parse::<SocketAddr>().map(Some).map_err(|_| {
+        ConfigError::new(format!(
+            "{name}: invalid listen address {text:?}, expected host:port (e.g. 0.0.0.0:{}), :port, or off",
+            name.default_port()
+        ))
+    })
+}
+
+/// HTTP listeners may share an address (they serve the same router, so it is bound once); the
+/// gRPC listener may not share one with an HTTP listener.
+fn check_listener_clashes(
+    listen: &[(ListenerName, Option<SocketAddr>)],
+) -> Result<(), ConfigError> {
+    let grpc = listen
+        .iter()
+        .find(|(name, _)| name.is_grpc())
+        .and_then(|(_, address)| *address);
+    let Some(grpc) = grpc else { return Ok(()) };
+    if grpc.port() == 0 {
+        return Ok(());
+    }
+    for (name, address) in listen {
+        if !name.is_grpc() && *address == Some(grpc) {
+            return Err(ConfigError::new(format!(
+                "{name} and {}: both use {grpc}, but one serves HTTP and the other gRPC",
+                ListenerName::OtlpGrpc
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> Result<Config, ConfigError> {
+        Config::from_raw(
+            RawConfig::from_yaml(yaml, "test.yaml")?,
+            &Overrides::default(),
+        )
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = parse("").unwrap();
+        assert_eq!(config.data_dir, DataDir::Path(DEFAULT_DATA_DIR.into()));
+        for name in ListenerName::ALL {
+            assert_eq!(config.listen_address(name), Some(default_address(name)));
+        }
+        assert_eq!(
+            config.storage.wal.sync,
+            SyncPolicy::Interval(Duration::from_secs(1))
+        );
+    }
+
+    #[test]
+    fn example_config_parses_to_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tripod.example.yaml");
+        let example = Config::load(Some(&path), &Overrides::default()).unwrap();
+        let defaults = Config::default();
+        assert_eq!(format!("{example:?}"), format!("{defaults:?}"));
+    }
+
+    #[test]
+    fn unknown_keys_name_the_key_and_the_file() {
+        let error = parse("listen:\n  lokii: 0.0.0.0:3100\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("config file test.yaml: listen: unknown field `lokii`"),
+            "{error}"
+        );
+        let error = parse("retention_typo: 1d\n").unwrap_err().to_string();
+        assert!(error.contains("unknown field `retention_typo`"), "{error}");
+    }
+
+    #[test]
+    fn listeners_can_be_moved_or_switched_off() {
+        let config = parse("listen:\n  loki: 127.0.0.1:13100\n  tempo: off\n  otlp_grpc: false\n  prometheus: ':19090'\n").unwrap();
+        assert_eq!(
+            config.listen_address(ListenerName::Loki),
+            Some("127.0.0.1:13100".parse().unwrap())
+        );
+        assert_eq!(
+            config.listen_address(ListenerName::Prometheus),
+            Some("0.0.0.0:19090".parse().unwrap())
+        );
+        assert_eq!(config.listen_address(ListenerName::Tempo), None);
+        assert_eq!(config.listen_address(ListenerName::OtlpGrpc), None);
+    }
+
+    #[test]
+    fn bad_values_name_the_option() {
+        let cases = [
+            (
+                "listen:\n  loki: nowhere\n",
+                "listen.loki: invalid listen address \"nowhere\"",
+            ),
+            (
+                "wal:\n  fsync: sometimes\n",
+                "wal.fsync: unknown variant `sometimes`",
+            ),
+            (
+                "wal:\n  fsync_interval: 1 second\n",
+                "invalid duration \"1 second\"",
+            ),
+            (
+                "wal:\n  fsync_interval: 0s\n",
+                "wal.fsync_interval: must be greater than 0s",
+            ),
+            (
+                "wal:\n  segment_size_bytes: 10\n",
+                "wal.segment_size_bytes: 10 is below the minimum",
+            ),
+            ("log:\n  level: loud!\n", "log.level: invalid level"),
+            (
+                "limits:\n  max_request_body_bytes: 0\n",
+                "limits.max_request_body_bytes: must be greater than 0",
+            ),
+            (
+                "listen:\n  loki: 0.0.0.0:4317\n",
+                "listen.loki and listen.otlp_grpc: both use 0.0.0.0:4317",
+            ),
+        ];
+        for (yaml, expected) in cases {
+            let error = parse(yaml).unwrap_err().to_string();
+            assert!(error.contains(expected), "{yaml:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn overrides_beat_the_file() {
+        let raw = RawConfig::from_yaml(
+            "data_dir: /from/file\nlisten:\n  loki: 127.0.0.1:1\nlog:\n  level: debug\n",
+            "t",
+        )
+        .unwrap();
+        let overrides = Overrides {
+            data_dir: Some("/from/flag".into()),
+            log_level: Some("warn".into()),
+            listen: vec![(ListenerName::Loki, "off".into())],
+            fsync: Some(FsyncMode::Always),
+            ..Overrides::default()
+        };
+        let config = Config::from_raw(raw, &overrides).unwrap();
+        assert_eq!(config.data_dir, DataDir::Path("/from/flag".into()));
+        assert_eq!(config.log_level, "warn");
+        assert_eq!(config.listen_address(ListenerName::Loki), None);
+        assert_eq!(config.storage.wal.sync, SyncPolicy::Always);
+        let ephemeral = Config::from_raw(
+            RawConfig::default(),
+            &Overrides {
+                ephemeral: true,
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(ephemeral.data_dir, DataDir::Ephemeral);
+    }
+}

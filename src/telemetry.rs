@@ -1,0 +1,361 @@
+//! Tripod's own telemetry: the structured log setup, and the self-metrics served on `/metrics`
+//! in the Prometheus text format.
+//!
+//! Every metric name is declared once, in the [`metrics`] table below; the exposition code
+//! refers to the descriptors, never to literal names. Values are read when `/metrics` is
+//! scraped, from counters the components keep themselves (the WAL's, the process's).
+
+use std::fmt::Write as _;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use tripod_storage::Storage;
+
+use crate::config::LogFormat;
+
+/// Installs the global tracing subscriber. `level` is a level or tracing directives, already
+/// validated by the config. Safe to call more than once (later calls do nothing), so embedded
+/// servers in tests may call it too.
+pub fn init_logging(level: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    let _already_installed = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// Facts about this build, from `build.rs`.
+pub mod build {
+    pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+    pub const REVISION: &str = env!("TRIPOD_REVISION");
+    pub const BRANCH: &str = env!("TRIPOD_BRANCH");
+    pub const BUILD_DATE: &str = env!("TRIPOD_BUILD_DATE");
+    pub const RUSTC_VERSION: &str = env!("TRIPOD_RUSTC_VERSION");
+}
+
+/// The kind of a metric family, as written on its `# TYPE` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+}
+
+/// A metric family: its name, help text and kind.
+#[derive(Debug, Clone, Copy)]
+pub struct MetricDesc {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: MetricKind,
+}
+
+/// Every self-metric Tripod exposes. Names follow `<namespace>_<name>_<unit>[_total]`.
+pub mod metrics {
+    use super::MetricDesc;
+    use super::MetricKind::{Counter, Gauge};
+
+    macro_rules! declare {
+        ($($ident:ident: $kind:ident, $name:literal, $help:literal;)*) => {
+            $(pub const $ident: MetricDesc = MetricDesc { name: $name, help: $help, kind: $kind };)*
+            /// All declared metrics, in exposition order.
+            pub const ALL: &[MetricDesc] = &[$($ident),*];
+        };
+    }
+
+    declare! {
+        BUILD_INFO: Gauge, "tripod_build_info",
+            "A metric with a constant '1' value labeled by version, revision, branch and rustc version.";
+        UPTIME_SECONDS: Gauge, "tripod_uptime_seconds", "Seconds since the server started.";
+        READY: Gauge, "tripod_ready", "1 once storage is open and every signal is ready, else 0.";
+        PROCESS_CPU_SECONDS: Counter, "process_cpu_seconds_total", "Total user and system CPU time spent in seconds.";
+        PROCESS_RESIDENT_MEMORY: Gauge, "process_resident_memory_bytes", "Resident memory size in bytes.";
+        PROCESS_VIRTUAL_MEMORY: Gauge, "process_virtual_memory_bytes", "Virtual memory size in bytes.";
+        PROCESS_OPEN_FDS: Gauge, "process_open_fds", "Number of open file descriptors.";
+        PROCESS_MAX_FDS: Gauge, "process_max_fds", "Maximum number of open file descriptors.";
+        PROCESS_START_TIME: Gauge, "process_start_time_seconds", "Start time of the process since unix epoch in seconds.";
+        WAL_RECORDS_APPENDED: Counter, "tripod_wal_records_appended_total", "Records appended to the write-ahead log.";
+        WAL_BYTES_APPENDED: Counter, "tripod_wal_bytes_appended_total", "Bytes appended to the write-ahead log, framing included.";
+        WAL_FSYNCS: Counter, "tripod_wal_fsyncs_total", "fsync calls made by the write-ahead log.";
+        WAL_SEGMENTS_CREATED: Counter, "tripod_wal_segments_created_total", "Write-ahead log segments created.";
+        WAL_ACTIVE_SEGMENT: Gauge, "tripod_wal_active_segment", "Index of the write-ahead log segment being written.";
+        WAL_CHECKPOINTS: Counter, "tripod_wal_checkpoints_total", "Write-ahead log checkpoints written.";
+        WAL_REPLAY_RECORDS: Gauge, "tripod_wal_replay_records", "Records replayed from the write-ahead log at startup.";
+        WAL_REPLAY_DROPPED_BYTES: Gauge, "tripod_wal_replay_dropped_bytes", "Torn or corrupt bytes dropped by the write-ahead log replay at startup.";
+        WAL_REPLAY_DURATION: Gauge, "tripod_wal_replay_duration_seconds", "Duration of the write-ahead log replay at startup.";
+    }
+}
+
+/// The Prometheus text exposition, one family at a time.
+struct Exposition {
+    out: String,
+}
+
+impl Exposition {
+    fn family(&mut self, desc: MetricDesc) {
+        let kind = match desc.kind {
+            MetricKind::Counter => "counter",
+            MetricKind::Gauge => "gauge",
+        };
+        // Writing to a String cannot fail.
+        let _ = writeln!(
+            self.out,
+            "# HELP {} {}\n# TYPE {} {}",
+            desc.name, desc.help, desc.name, kind
+        );
+    }
+
+    fn sample(&mut self, desc: MetricDesc, labels: &[(&str, &str)], value: f64) {
+        self.out.push_str(desc.name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (name, value)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                let _ = write!(self.out, "{name}=\"{}\"", escape_label_value(value));
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {}", format_value(value));
+    }
+
+    fn single(&mut self, desc: MetricDesc, value: f64) {
+        self.family(desc);
+        self.sample(desc, &[], value);
+    }
+}
+
+fn escape_label_value(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn format_value(value: f64) -> String {
+    if value.is_nan() {
+        "NaN".to_string()
+    } else if value.is_infinite() {
+        if value > 0.0 {
+            "+Inf".to_string()
+        } else {
+            "-Inf".to_string()
+        }
+    } else {
+        value.to_string()
+    }
+}
+
+/// The state the self-metrics read at scrape time that no component keeps itself.
+pub struct Telemetry {
+    /// When the server started, for the uptime gauge.
+    started: Instant,
+    /// The same moment as a Unix timestamp, for `process_start_time_seconds`.
+    started_unix_seconds: f64,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Telemetry::new()
+    }
+}
+
+impl Telemetry {
+    pub fn new() -> Telemetry {
+        let started_unix_seconds = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        Telemetry {
+            started: Instant::now(),
+            started_unix_seconds,
+        }
+    }
+
+    /// Renders every self-metric in the Prometheus text format (version 0.0.4).
+    pub fn render(&self, ready: bool, storage: Option<&Storage>) -> String {
+        use metrics::*;
+        let mut exposition = Exposition {
+            out: String::with_capacity(4096),
+        };
+        exposition.family(BUILD_INFO);
+        exposition.sample(
+            BUILD_INFO,
+            &[
+                ("version", build::VERSION),
+                ("revision", build::REVISION),
+                ("branch", build::BRANCH),
+                ("rustc_version", build::RUSTC_VERSION),
+            ],
+            1.0,
+        );
+        exposition.single(UPTIME_SECONDS, self.started.elapsed().as_secs_f64());
+        exposition.single(READY, if ready { 1.0 } else { 0.0 });
+
+        let process = process_stats();
+        if let Some(cpu) = process.cpu_seconds {
+            exposition.single(PROCESS_CPU_SECONDS, cpu);
+        }
+        if let Some(rss) = process.resident_bytes {
+            exposition.single(PROCESS_RESIDENT_MEMORY, rss as f64);
+        }
+        if let Some(virtual_bytes) = process.virtual_bytes {
+            exposition.single(PROCESS_VIRTUAL_MEMORY, virtual_bytes as f64);
+        }
+        if let Some(open) = process.open_fds {
+            exposition.single(PROCESS_OPEN_FDS, open as f64);
+        }
+        if let Some(max) = process.max_fds {
+            exposition.single(PROCESS_MAX_FDS, max as f64);
+        }
+        exposition.single(PROCESS_START_TIME, self.started_unix_seconds.floor());
+
+        if let Some(storage) = storage {
+            let wal = storage.wal().stats();
+            exposition.single(WAL_RECORDS_APPENDED, wal.records_appended as f64);
+            exposition.single(WAL_BYTES_APPENDED, wal.bytes_appended as f64);
+            exposition.single(WAL_FSYNCS, wal.fsyncs as f64);
+            exposition.single(WAL_SEGMENTS_CREATED, wal.segments_created as f64);
+            exposition.single(WAL_ACTIVE_SEGMENT, f64::from(wal.active_segment));
+            exposition.single(WAL_CHECKPOINTS, wal.checkpoints as f64);
+            let replay = storage.replay_stats();
+            exposition.single(WAL_REPLAY_RECORDS, replay.records as f64);
+            exposition.single(WAL_REPLAY_DROPPED_BYTES, replay.dropped_bytes as f64);
+            exposition.single(WAL_REPLAY_DURATION, replay.duration.as_secs_f64());
+        }
+        exposition.out
+    }
+}
+
+/// Process figures; each is `None` where the platform does not tell.
+#[derive(Debug, Default)]
+struct ProcessStats {
+    cpu_seconds: Option<f64>,
+    resident_bytes: Option<u64>,
+    virtual_bytes: Option<u64>,
+    open_fds: Option<u64>,
+    max_fds: Option<u64>,
+}
+
+#[cfg(target_os = "linux")]
+fn process_stats() -> ProcessStats {
+    let mut stats = ProcessStats::default();
+    // SAFETY: sysconf only reads a configuration value.
+    let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    // SAFETY: as above.
+    let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+        // Fields after the command name, which is in parentheses and may contain spaces.
+        if let Some(rest) = stat.rfind(')').map(|end| &stat[end + 2..]) {
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            // After the name: state is field 3 of proc(5), so utime (14) is index 11 here.
+            let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok());
+            if let (Some(user), Some(system)) = (field(14), field(15))
+                && ticks_per_second > 0
+            {
+                stats.cpu_seconds = Some((user + system) as f64 / ticks_per_second as f64);
+            }
+            stats.virtual_bytes = field(23);
+            if let Some(pages) = field(24)
+                && page_size > 0
+            {
+                stats.resident_bytes = Some(pages * page_size as u64);
+            }
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir("/proc/self/fd") {
+        // The directory handle used for listing is itself one of the entries.
+        stats.open_fds = Some(entries.count().saturating_sub(1) as u64);
+    }
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+        stats.max_fds = Some(limit.rlim_cur);
+    }
+    stats
+}
+
+#[cfg(not(target_os = "linux"))]
+fn process_stats() -> ProcessStats {
+    ProcessStats::default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_declared_metric_is_unique_and_well_named() {
+        let mut names: Vec<&str> = metrics::ALL.iter().map(|desc| desc.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), metrics::ALL.len(), "duplicate metric name");
+        for desc in metrics::ALL {
+            assert!(
+                desc.name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                "{}",
+                desc.name
+            );
+            assert_eq!(
+                desc.kind == MetricKind::Counter,
+                desc.name.ends_with("_total"),
+                "{}",
+                desc.name
+            );
+        }
+    }
+
+    #[test]
+    fn exposition_is_valid_text_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path(), Default::default()).unwrap();
+        let text = Telemetry::new().render(true, Some(&storage));
+        for desc in metrics::ALL {
+            if desc.name.starts_with("process_") && !cfg!(target_os = "linux") {
+                continue;
+            }
+            assert!(
+                text.contains(&format!("# TYPE {} ", desc.name)),
+                "{} missing:\n{text}",
+                desc.name
+            );
+        }
+        for line in text.lines().filter(|line| !line.starts_with('#')) {
+            let value = line.rsplit(' ').next().unwrap();
+            assert!(value.parse::<f64>().is_ok(), "bad sample line {line:?}");
+        }
+        assert!(text.contains("tripod_ready 1\n"));
+        assert!(text.contains(&format!(
+            "tripod_build_info{{version=\"{}\"",
+            build::VERSION
+        )));
+        #[cfg(target_os = "linux")]
+        {
+            let rss = text
+                .lines()
+                .find(|l| l.starts_with("process_resident_memory_bytes "))
+                .unwrap();
+            assert!(
+                rss.split(' ').nth(1).unwrap().parse::<f64>().unwrap() > 1e6,
+                "{rss}"
+            );
+        }
+        storage.close().unwrap();
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label_value("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        assert_eq!(format_value(f64::INFINITY), "+Inf");
+        assert_eq!(format_value(2.5), "2.5");
+    }
+}
