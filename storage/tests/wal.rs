@@ -112,6 +112,36 @@ fn records_round_trip_in_order_across_reopens() {
 }
 
 #[test]
+fn records_larger_than_the_replay_buffer_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = |seed: u8| {
+        (0..5 << 20)
+            .map(|i: usize| (i as u8).wrapping_mul(seed))
+            .collect::<Vec<u8>>()
+    };
+    let records = vec![
+        (1, b"small".to_vec()),
+        (2, big(3)),
+        (3, b"between".to_vec()),
+        (4, big(7)),
+        (5, big(11)),
+    ];
+    let (wal, _) = open(
+        dir.path(),
+        WalOptions {
+            segment_size_bytes: 64 << 20,
+            sync: SyncPolicy::Never,
+        },
+    );
+    append_all(&wal, &records);
+    wal.close().unwrap();
+    assert!(
+        replay(dir.path()) == records,
+        "large records did not round-trip"
+    );
+}
+
+#[test]
 fn every_cut_of_the_tail_replays_exactly_the_valid_prefix() {
     let records = sample_records(40);
     let (dir, segment, ends) = written_wal(&records);

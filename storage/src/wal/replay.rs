@@ -10,13 +10,14 @@
 //!   is never modified.
 //! - A damaged checkpoint is an error: it was synced before it was renamed into place.
 
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::format::{
-    FrameProblem, HeaderProblem, RecordKind, SEGMENT_HEADER_LEN, decode_record,
-    decode_segment_header,
+    FrameProblem, HeaderProblem, MAX_RECORD_PAYLOAD_BYTES, RECORD_HEADER_LEN, RecordKind,
+    SEGMENT_HEADER_LEN, decode_record, decode_segment_header, framed_len,
 };
 use super::{WalError, segment_name, sync_dir};
 
@@ -90,6 +91,7 @@ pub(crate) fn replay_dir(
 ) -> Result<ReplayStats, WalError> {
     let started = Instant::now();
     let mut stats = ReplayStats::default();
+    let mut buffer = Vec::new();
     let mut segments = Vec::new();
     let mut checkpoints = Vec::new();
     for entry in list_dir(dir)? {
@@ -113,7 +115,7 @@ pub(crate) fn replay_dir(
     // Only the newest checkpoint counts; older ones and the segments it covers are leftovers of
     // a cleanup that a crash interrupted.
     if let Some((upto, path)) = checkpoints.pop() {
-        replay_checkpoint(&path, &mut on_record, &mut stats)?;
+        replay_checkpoint(&path, &mut on_record, &mut stats, &mut buffer)?;
         stats.checkpoint = Some(upto);
         for (_, older) in checkpoints {
             fs::remove_dir_all(&older)
@@ -145,7 +147,14 @@ pub(crate) fn replay_dir(
         }
         previous = Some(*index);
         let is_last = Some(position) == last_position;
-        replay_segment(*index, path, is_last, &mut on_record, &mut stats)?;
+        replay_segment(
+            *index,
+            path,
+            is_last,
+            &mut on_record,
+            &mut stats,
+            &mut buffer,
+        )?;
         stats.segments += 1;
     }
     sync_dir(dir)?;
@@ -176,6 +185,7 @@ fn replay_checkpoint(
     dir: &Path,
     on_record: &mut impl FnMut(RecordKind, &[u8]),
     stats: &mut ReplayStats,
+    buffer: &mut Vec<u8>,
 ) -> Result<(), WalError> {
     let mut files = Vec::new();
     for entry in list_dir(dir)? {
@@ -185,12 +195,16 @@ fn replay_checkpoint(
     }
     files.sort_by_key(|(index, _)| *index);
     for (index, path) in files {
-        let bytes = fs::read(&path).map_err(WalError::io(format!("reading {}", path.display())))?;
         let corrupt = |problem: String| WalError::CorruptCheckpoint {
             path: path.clone(),
             problem,
         };
-        match decode_segment_header(&bytes, index) {
+        let read_error = WalError::io(format!("reading {}", path.display()));
+        let mut file =
+            File::open(&path).map_err(WalError::io(format!("opening {}", path.display())))?;
+        let header =
+            read_header(&mut file).map_err(WalError::io(format!("reading {}", path.display())))?;
+        match decode_segment_header(&header, index) {
             Ok(()) => {}
             Err(HeaderProblem::UnsupportedVersion { version }) => {
                 return Err(WalError::UnsupportedVersion {
@@ -200,14 +214,11 @@ fn replay_checkpoint(
             }
             Err(problem) => return Err(corrupt(problem.to_string())),
         }
-        let mut offset = SEGMENT_HEADER_LEN;
-        while offset < bytes.len() {
-            let record = decode_record(&bytes[offset..])
-                .map_err(|problem| corrupt(format!("{problem} at offset {offset}")))?;
-            on_record(record.kind, record.payload);
-            stats.records += 1;
-            stats.bytes += record.framed_len as u64;
-            offset += record.framed_len;
+        match scan_records(&mut file, buffer, on_record, stats).map_err(read_error)? {
+            ScanEnd::Clean => {}
+            ScanEnd::Damaged { offset, problem } => {
+                return Err(corrupt(format!("{problem} at offset {offset}")));
+            }
         }
     }
     Ok(())
@@ -219,9 +230,13 @@ fn replay_segment(
     is_last: bool,
     on_record: &mut impl FnMut(RecordKind, &[u8]),
     stats: &mut ReplayStats,
+    buffer: &mut Vec<u8>,
 ) -> Result<(), WalError> {
-    let bytes = fs::read(path).map_err(WalError::io(format!("reading {}", path.display())))?;
-    match decode_segment_header(&bytes, index) {
+    let read_error = || WalError::io(format!("reading {}", path.display()));
+    let mut file = File::open(path).map_err(WalError::io(format!("opening {}", path.display())))?;
+    let file_len = file.metadata().map_err(read_error())?.len();
+    let header = read_header(&mut file).map_err(read_error())?;
+    match decode_segment_header(&header, index) {
         Ok(()) => {}
         Err(HeaderProblem::UnsupportedVersion { version }) => {
             return Err(WalError::UnsupportedVersion {
@@ -231,22 +246,23 @@ fn replay_segment(
         }
         Err(problem) => {
             stats.damaged_segments += 1;
-            stats.dropped_bytes += bytes.len() as u64;
+            stats.dropped_bytes += file_len;
             if is_last {
                 // Only a crash while creating the segment leaves a bad header on the last one:
                 // nothing after the header was acknowledged yet.
                 tracing::warn!(
                     segment = %segment_name(index),
-                    dropped_bytes = bytes.len(),
+                    dropped_bytes = file_len,
                     problem = %problem,
                     "removing wal segment with a damaged header"
                 );
+                drop(file);
                 fs::remove_file(path)
                     .map_err(WalError::io(format!("removing {}", path.display())))?;
             } else {
                 tracing::error!(
                     segment = %segment_name(index),
-                    dropped_bytes = bytes.len(),
+                    dropped_bytes = file_len,
                     problem = %problem,
                     "skipping wal segment with a damaged header"
                 );
@@ -255,42 +271,107 @@ fn replay_segment(
         }
     }
 
-    let mut offset = SEGMENT_HEADER_LEN;
-    while offset < bytes.len() {
-        match decode_record(&bytes[offset..]) {
-            Ok(record) => {
-                on_record(record.kind, record.payload);
-                stats.records += 1;
-                stats.bytes += record.framed_len as u64;
-                offset += record.framed_len;
-            }
-            Err(problem) => {
-                let dropped = bytes.len() - offset;
-                stats.damaged_segments += 1;
-                stats.dropped_bytes += dropped as u64;
-                if is_last {
-                    truncate_tail(index, path, offset, dropped, problem)?;
-                } else {
-                    tracing::error!(
-                        segment = %segment_name(index),
-                        offset,
-                        dropped_bytes = dropped,
-                        problem = %problem,
-                        "skipping damaged rest of wal segment"
-                    );
-                }
-                break;
-            }
+    if let ScanEnd::Damaged { offset, problem } =
+        scan_records(&mut file, buffer, on_record, stats).map_err(read_error())?
+    {
+        let dropped = file_len.saturating_sub(offset);
+        stats.damaged_segments += 1;
+        stats.dropped_bytes += dropped;
+        if is_last {
+            drop(file);
+            truncate_tail(index, path, offset, dropped, problem)?;
+        } else {
+            tracing::error!(
+                segment = %segment_name(index),
+                offset,
+                dropped_bytes = dropped,
+                problem = %problem,
+                "skipping damaged rest of wal segment"
+            );
         }
     }
     Ok(())
 }
 
+/// Reads up to a segment header's worth of bytes (fewer if the file is shorter).
+fn read_header(file: &mut File) -> io::Result<Vec<u8>> {
+    let mut header = Vec::with_capacity(SEGMENT_HEADER_LEN);
+    file.by_ref()
+        .take(SEGMENT_HEADER_LEN as u64)
+        .read_to_end(&mut header)?;
+    Ok(header)
+}
+
+/// How a scan of a segment's records ended.
+enum ScanEnd {
+    /// Every byte belonged to a whole, valid record.
+    Clean,
+    /// The bytes from `offset` on are not a valid record.
+    Damaged { offset: u64, problem: FrameProblem },
+}
+
+/// Size of the replay read buffer; grown for a record larger than this.
+const SCAN_BUFFER_BYTES: usize = 4 << 20;
+
+/// Hands every record after the header to `on_record`, reading the file through `buffer` (reused
+/// across files, so replay does not fault in fresh memory for every segment).
+fn scan_records(
+    file: &mut File,
+    buffer: &mut Vec<u8>,
+    on_record: &mut impl FnMut(RecordKind, &[u8]),
+    stats: &mut ReplayStats,
+) -> io::Result<ScanEnd> {
+    let file_len = file.metadata()?.len();
+    let wanted = file_len.min(SCAN_BUFFER_BYTES as u64) as usize;
+    if buffer.len() < wanted.max(RECORD_HEADER_LEN) {
+        buffer.resize(wanted.max(RECORD_HEADER_LEN), 0);
+    }
+    let mut offset = SEGMENT_HEADER_LEN as u64; // file offset of buffer[start]
+    let (mut start, mut end) = (0usize, 0usize);
+    let mut at_eof = false;
+    loop {
+        while start < end {
+            match decode_record(&buffer[start..end]) {
+                Ok(record) => {
+                    on_record(record.kind, record.payload);
+                    stats.records += 1;
+                    stats.bytes += record.framed_len as u64;
+                    start += record.framed_len;
+                    offset += record.framed_len as u64;
+                }
+                Err(FrameProblem::TornHeader | FrameProblem::TornPayload) if !at_eof => break,
+                Err(problem) => return Ok(ScanEnd::Damaged { offset, problem }),
+            }
+        }
+        if at_eof {
+            return Ok(ScanEnd::Clean);
+        }
+        // Keep the partial record, make room for the whole of it, and read more.
+        buffer.copy_within(start..end, 0);
+        end -= start;
+        start = 0;
+        if end >= RECORD_HEADER_LEN {
+            let payload_len =
+                u32::from_le_bytes([buffer[4], buffer[5], buffer[6], buffer[7]]) as usize;
+            let needed = framed_len(payload_len.min(MAX_RECORD_PAYLOAD_BYTES));
+            if needed > buffer.len() {
+                buffer.resize(needed, 0);
+            }
+        }
+        let read = file.read(&mut buffer[end..])?;
+        if read == 0 {
+            at_eof = true;
+        } else {
+            end += read;
+        }
+    }
+}
+
 fn truncate_tail(
     index: u32,
     path: &Path,
-    offset: usize,
-    dropped: usize,
+    offset: u64,
+    dropped: u64,
     problem: FrameProblem,
 ) -> Result<(), WalError> {
     tracing::warn!(
@@ -304,7 +385,7 @@ fn truncate_tail(
         .write(true)
         .open(path)
         .map_err(WalError::io(format!("opening {}", path.display())))?;
-    file.set_len(offset as u64)
+    file.set_len(offset)
         .and_then(|()| file.sync_all())
         .map_err(WalError::io(format!("truncating {}", path.display())))
 }
