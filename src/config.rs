@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tripod_storage::StorageOptions;
+use tripod_storage::metrics::MetricsOptions;
 use tripod_storage::wal::{SyncPolicy, WalOptions};
 
 use crate::duration::ConfigDuration;
@@ -102,7 +103,27 @@ pub struct RawConfig {
     wal: RawWal,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    retention: RawRetention,
+    #[serde(default)]
+    metrics: RawMetrics,
     shutdown_timeout: Option<ConfigDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    metrics: Option<ConfigDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    out_of_order_window: Option<ConfigDuration>,
+    retention_size_bytes: Option<u64>,
+    max_exemplars: Option<usize>,
+    block_range: Option<ConfigDuration>,
+    maintenance_interval: Option<ConfigDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -215,6 +236,8 @@ pub struct Config {
     pub max_request_body_bytes: usize,
     /// How long shutdown waits for in-flight requests before cutting them off.
     pub shutdown_timeout: Duration,
+    /// How often block cuts, compaction, retention and WAL checkpoints run.
+    pub maintenance_interval: Duration,
 }
 
 pub const DEFAULT_DATA_DIR: &str = "./data";
@@ -223,6 +246,11 @@ const DEFAULT_SEGMENT_SIZE_BYTES: u64 = 128 << 20;
 const MIN_SEGMENT_SIZE_BYTES: u64 = 64 << 10;
 const DEFAULT_MAX_REQUEST_BODY_BYTES: usize = 64 << 20;
 const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_METRICS_RETENTION: Duration = Duration::from_secs(15 * 24 * 3600);
+const DEFAULT_OUT_OF_ORDER_WINDOW: Duration = Duration::from_secs(3600);
+const DEFAULT_BLOCK_RANGE: Duration = Duration::from_secs(2 * 3600);
+const DEFAULT_MAX_EXEMPLARS: usize = 100_000;
+const DEFAULT_MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// A configuration problem, with a message that names the option or file at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -357,7 +385,38 @@ impl Config {
             ));
         }
 
+        let block_range = raw.metrics.block_range.map_or(DEFAULT_BLOCK_RANGE, |d| d.0);
+        if block_range < Duration::from_secs(60) {
+            return Err(ConfigError::new("metrics.block_range: must be at least 1m"));
+        }
+        let retention = raw
+            .retention
+            .metrics
+            .map_or(DEFAULT_METRICS_RETENTION, |d| d.0);
+        let metrics = MetricsOptions {
+            out_of_order_window_ms: millis(
+                raw.metrics
+                    .out_of_order_window
+                    .map_or(DEFAULT_OUT_OF_ORDER_WINDOW, |d| d.0),
+            ),
+            block_range_ms: millis(block_range),
+            // 0s keeps data forever.
+            retention_ms: (!retention.is_zero()).then(|| millis(retention)),
+            retention_bytes: raw.metrics.retention_size_bytes.filter(|bytes| *bytes > 0),
+            max_exemplars: raw.metrics.max_exemplars.unwrap_or(DEFAULT_MAX_EXEMPLARS),
+        };
+        let maintenance_interval = raw
+            .metrics
+            .maintenance_interval
+            .map_or(DEFAULT_MAINTENANCE_INTERVAL, |d| d.0);
+        if maintenance_interval.is_zero() {
+            return Err(ConfigError::new(
+                "metrics.maintenance_interval: must be greater than 0s",
+            ));
+        }
+
         Ok(Config {
+            maintenance_interval,
             data_dir,
             listen,
             log_level,
@@ -367,6 +426,7 @@ impl Config {
                     segment_size_bytes,
                     sync,
                 },
+                metrics,
             },
             fsync_interval,
             max_request_body_bytes,
@@ -421,6 +481,10 @@ fn is_valid_log_filter(filter: &str) -> bool {
                 None => is_level(directive.trim()),
             })
         && tracing_subscriber::EnvFilter::try_new(filter).is_ok()
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn default_address(name: ListenerName) -> SocketAddr {

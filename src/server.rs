@@ -121,7 +121,10 @@ impl Server {
         let storage_task = tokio::spawn(run_storage(
             data_dir.clone(),
             config.storage.clone(),
-            config.fsync_interval,
+            StorageTimers {
+                fsync_interval: config.fsync_interval,
+                maintenance_interval: config.maintenance_interval,
+            },
             state.clone(),
             shutdown.clone(),
         ));
@@ -340,12 +343,19 @@ fn serve_grpc(
     })
 }
 
+/// How often the storage task syncs the WAL and runs maintenance.
+struct StorageTimers {
+    fsync_interval: Duration,
+    maintenance_interval: Duration,
+}
+
 /// Opens storage off the async runtime, marks the server ready, then syncs the WAL on its
-/// interval until shutdown.
+/// interval (under `fsync: interval`) and runs storage maintenance (block cuts, compaction,
+/// retention, WAL checkpoints) on its own, until shutdown.
 async fn run_storage(
     data_dir: PathBuf,
     options: StorageOptions,
-    fsync_interval: Duration,
+    timers: StorageTimers,
     state: AppState,
     shutdown: CancellationToken,
 ) {
@@ -370,20 +380,40 @@ async fn run_storage(
     }
     tracing::info!("ready");
 
-    if !matches!(sync_policy, SyncPolicy::Interval(_)) {
-        return;
-    }
-    let mut ticker = tokio::time::interval(fsync_interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sync_ticker = tokio::time::interval(timers.fsync_interval);
+    sync_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut maintenance_ticker = tokio::time::interval_at(
+        tokio::time::Instant::now() + timers.maintenance_interval,
+        timers.maintenance_interval,
+    );
+    maintenance_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let syncing = matches!(sync_policy, SyncPolicy::Interval(_));
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
-            _ = ticker.tick() => {
+            _ = sync_ticker.tick(), if syncing => {
                 let storage = storage.clone();
                 match tokio::task::spawn_blocking(move || storage.wal().sync()).await {
                     Ok(Ok(())) => {}
                     Ok(Err(error)) => tracing::error!(error = %error, "wal sync failed"),
                     Err(join) => tracing::error!(error = %join, "wal sync failed"),
+                }
+            }
+            _ = maintenance_ticker.tick() => {
+                let storage = storage.clone();
+                match tokio::task::spawn_blocking(move || storage.maintenance()).await {
+                    Ok(Ok(report)) if report != Default::default() => {
+                        tracing::info!(
+                            blocks_cut = report.metrics_blocks_cut,
+                            compactions = report.metrics_compactions,
+                            blocks_deleted = report.metrics_blocks_deleted,
+                            wal_segments_removed = report.wal_segments_removed,
+                            "storage maintenance done"
+                        );
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(error)) => tracing::error!(error = %error, "storage maintenance failed"),
+                    Err(join) => tracing::error!(error = %join, "storage maintenance failed"),
                 }
             }
         }

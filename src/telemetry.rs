@@ -86,6 +86,14 @@ pub mod metrics {
         WAL_REPLAY_RECORDS: Gauge, "tripod_wal_replay_records", "Records replayed from the write-ahead log at startup.";
         WAL_REPLAY_DROPPED_BYTES: Gauge, "tripod_wal_replay_dropped_bytes", "Torn or corrupt bytes dropped by the write-ahead log replay at startup.";
         WAL_REPLAY_DURATION: Gauge, "tripod_wal_replay_duration_seconds", "Duration of the write-ahead log replay at startup.";
+        METRICS_HEAD_SERIES: Gauge, "tripod_metrics_head_series", "Series in the metrics head.";
+        METRICS_HEAD_MEMORY: Gauge, "tripod_metrics_head_memory_bytes", "Approximate memory used by the metrics head.";
+        METRICS_BLOCKS: Gauge, "tripod_metrics_blocks", "Metrics blocks on disk.";
+        METRICS_BLOCK_BYTES: Gauge, "tripod_metrics_block_bytes", "Bytes of metrics blocks on disk.";
+        METRICS_SAMPLES_APPENDED: Counter, "tripod_metrics_samples_appended_total", "Samples stored, in order or out of order.";
+        METRICS_SAMPLES_REJECTED: Counter, "tripod_metrics_samples_rejected_total", "Samples refused, by reason.";
+        METRICS_BLOCKS_CUT: Counter, "tripod_metrics_blocks_cut_total", "Blocks cut from the metrics head.";
+        METRICS_COMPACTIONS: Counter, "tripod_metrics_compactions_total", "Metrics block compactions.";
     }
 }
 
@@ -226,6 +234,31 @@ impl Telemetry {
             exposition.single(WAL_REPLAY_RECORDS, replay.records as f64);
             exposition.single(WAL_REPLAY_DROPPED_BYTES, replay.dropped_bytes as f64);
             exposition.single(WAL_REPLAY_DURATION, replay.duration.as_secs_f64());
+
+            let metrics = storage.metrics().stats();
+            exposition.single(METRICS_HEAD_SERIES, metrics.head_series as f64);
+            exposition.single(METRICS_HEAD_MEMORY, metrics.head_memory_bytes as f64);
+            exposition.single(METRICS_BLOCKS, metrics.blocks as f64);
+            exposition.single(METRICS_BLOCK_BYTES, metrics.block_bytes as f64);
+            let counts = metrics.appended;
+            exposition.single(
+                METRICS_SAMPLES_APPENDED,
+                (counts.appended + counts.appended_out_of_order) as f64,
+            );
+            exposition.family(METRICS_SAMPLES_REJECTED);
+            for (reason, value) in [
+                ("out_of_order", counts.rejected_out_of_order),
+                ("too_old", counts.rejected_too_old),
+                ("duplicate_timestamp", counts.rejected_duplicate_timestamp),
+            ] {
+                exposition.sample(
+                    METRICS_SAMPLES_REJECTED,
+                    &[("reason", reason)],
+                    value as f64,
+                );
+            }
+            exposition.single(METRICS_BLOCKS_CUT, metrics.blocks_cut as f64);
+            exposition.single(METRICS_COMPACTIONS, metrics.compactions as f64);
         }
         exposition.out
     }

@@ -1,23 +1,58 @@
 //! Tripod's database: everything that touches the data directory.
 //!
-//! Reading order: [`wal`] (the write-ahead log shared by every signal), then [`Storage`], which
-//! owns the data directory, its lock and the WAL, and replays the WAL when it opens. The metrics,
-//! logs and traces engines live beside `wal` and are reached through `Storage`.
+//! Reading order: [`codec`] (byte helpers), [`labels`] (label sets and matchers), [`wal`] (the
+//! write-ahead log shared by every signal), [`metrics`] (the time-series store), then
+//! [`Storage`], which owns the data directory, its lock, the WAL and the stores, replays the WAL
+//! into the stores when it opens, and runs their maintenance.
 //!
 //! This crate knows nothing of HTTP, gRPC, protobuf, JSON, async runtimes or query languages.
 
+pub mod codec;
+pub mod labels;
+pub mod metrics;
 pub mod wal;
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use wal::{ReplayStats, Wal, WalError, WalOptions};
+use metrics::{MetricsError, MetricsOptions, MetricsStore};
+
+use wal::{RecordKind, ReplayStats, Wal, WalError, WalOptions};
+
+/// The WAL record kinds of every signal, in one place so that no two engines share one.
+pub mod record_kinds {
+    use super::RecordKind;
+
+    const fn kind(value: u8) -> RecordKind {
+        match RecordKind::new(value) {
+            Some(kind) => kind,
+            None => panic!("record kind 0 is reserved"),
+        }
+    }
+
+    /// Metrics: new series (reference and labels).
+    pub const METRICS_SERIES: RecordKind = kind(1);
+    /// Metrics: float samples by series reference.
+    pub const METRICS_SAMPLES: RecordKind = kind(2);
+    /// Metrics: exemplars by series reference.
+    pub const METRICS_EXEMPLARS: RecordKind = kind(3);
+    /// Metrics: type, help and unit of metric names.
+    pub const METRICS_METADATA: RecordKind = kind(4);
+
+    /// Whether a kind belongs to the metrics store.
+    pub fn is_metrics(kind: RecordKind) -> bool {
+        (1..=15).contains(&kind.as_u8())
+    }
+}
 
 /// How the storage is opened.
 #[derive(Debug, Clone, Default)]
 pub struct StorageOptions {
     /// Write-ahead log options.
     pub wal: WalOptions,
+    /// Metrics store options.
+    pub metrics: MetricsOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +73,18 @@ pub enum StorageError {
     },
     #[error(transparent)]
     Wal(#[from] WalError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+}
+
+/// What a maintenance pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MaintenanceReport {
+    pub metrics_blocks_cut: u64,
+    pub metrics_compactions: u64,
+    pub metrics_blocks_deleted: u64,
+    /// WAL segments replaced by a checkpoint.
+    pub wal_segments_removed: u64,
 }
 
 /// The open database. Dropping it without [`Storage::close`] is what a crash looks like: nothing
@@ -48,28 +95,40 @@ pub struct Storage {
     /// Held (locked) for the life of the storage so two processes never share a directory.
     _lock: File,
     /// The write-ahead log every signal appends to.
-    wal: Wal,
+    wal: Arc<Wal>,
     /// What the replay at open found.
     replay: ReplayStats,
+    /// The metrics store (`dir/metrics`).
+    metrics: MetricsStore,
+    /// Serialises maintenance passes (block cuts and WAL checkpoints).
+    maintenance: Mutex<()>,
 }
 
 impl Storage {
-    /// Locks `dir` (creating it if needed), opens the WAL under `dir/wal` and replays it.
+    /// Locks `dir` (creating it if needed), opens every store, then opens the WAL under
+    /// `dir/wal` and replays it into them.
     pub fn open(dir: &Path, options: StorageOptions) -> Result<Storage, StorageError> {
         fs::create_dir_all(dir).map_err(|source| StorageError::CreateDir {
             path: dir.to_path_buf(),
             source,
         })?;
         let lock = lock_dir(dir)?;
-        let (wal, replay) = Wal::open(&dir.join("wal"), options.wal, |_kind, _payload| {
-            // Record kinds are dispatched to the signal engines as they are added; a record of a
-            // kind nobody claims is counted by the replay and otherwise ignored.
+        let metrics = MetricsStore::open(&dir.join("metrics"), options.metrics)?;
+        let (wal, replay) = Wal::open(&dir.join("wal"), options.wal, |kind, payload| {
+            if record_kinds::is_metrics(kind) {
+                metrics.replay_record(kind, payload);
+            }
+            // A record of a kind no store claims is counted by the replay and otherwise ignored.
         })?;
+        let wal = Arc::new(wal);
+        metrics.attach_wal(wal.clone());
         Ok(Storage {
             dir: dir.to_path_buf(),
             _lock: lock,
             wal,
             replay,
+            metrics,
+            maintenance: Mutex::new(()),
         })
     }
 
@@ -83,9 +142,55 @@ impl Storage {
         &self.wal
     }
 
+    /// The metrics store.
+    pub fn metrics(&self) -> &MetricsStore {
+        &self.metrics
+    }
+
     /// What the WAL replay at open found.
     pub fn replay_stats(&self) -> &ReplayStats {
         &self.replay
+    }
+
+    /// Cuts blocks, compacts, applies retention, and checkpoints the WAL when a block cut made
+    /// part of it obsolete. Blocking: run it off the async runtime, periodically.
+    pub fn maintenance(&self) -> Result<MaintenanceReport, StorageError> {
+        let _serial = self
+            .maintenance
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let outcome = self.metrics.maintenance()?;
+        let mut report = MaintenanceReport {
+            metrics_blocks_cut: outcome.blocks_cut,
+            metrics_compactions: outcome.compactions,
+            metrics_blocks_deleted: outcome.blocks_deleted,
+            wal_segments_removed: 0,
+        };
+        if let Some(below) = outcome.checkpoint_below {
+            report.wal_segments_removed = self.checkpoint_wal(below)?;
+        }
+        Ok(report)
+    }
+
+    /// Replaces the closed WAL segments by a checkpoint of what they hold that is still needed:
+    /// metrics records are filtered by the metrics store; other kinds are kept as they are.
+    fn checkpoint_wal(&self, metrics_below: i64) -> Result<u64, StorageError> {
+        let closed = self.wal.cut()?;
+        let mut kept: Vec<(RecordKind, Vec<u8>)> = Vec::new();
+        self.wal.read_upto(closed, |kind, payload| {
+            if record_kinds::is_metrics(kind) {
+                if let Some(bytes) = self.metrics.checkpoint_record(kind, payload, metrics_below) {
+                    kept.push((kind, bytes));
+                }
+            } else {
+                kept.push((kind, payload.to_vec()));
+            }
+        })?;
+        let stats = self.wal.checkpoint(
+            closed,
+            kept.iter().map(|(kind, bytes)| (*kind, bytes.as_slice())),
+        )?;
+        Ok(stats.segments_removed)
     }
 
     /// Syncs everything to disk and refuses further writes. The directory lock is released when

@@ -445,6 +445,17 @@ impl Wal {
         Ok(stats)
     }
 
+    /// Reads, without repairing anything, the records of the checkpoint and of every segment up
+    /// to and including `upto`, in order: the input of a new checkpoint. Those segments are
+    /// closed, so this runs beside appends.
+    pub fn read_upto(
+        &self,
+        upto: u32,
+        on_record: impl FnMut(RecordKind, &[u8]),
+    ) -> Result<(), WalError> {
+        replay::read_upto(&self.dir, upto, on_record)
+    }
+
     /// Syncs everything and refuses further appends. Idempotent.
     pub fn close(&self) -> Result<(), WalError> {
         let position = {

@@ -181,6 +181,47 @@ pub(crate) fn replay_dir(
     Ok(stats)
 }
 
+/// Reads the newest checkpoint and the segments after it up to `upto`, repairing nothing.
+pub(crate) fn read_upto(
+    dir: &Path,
+    upto: u32,
+    mut on_record: impl FnMut(RecordKind, &[u8]),
+) -> Result<(), WalError> {
+    let mut stats = ReplayStats::default();
+    let mut buffer = Vec::new();
+    let mut segments = Vec::new();
+    let mut checkpoint: Option<(u32, PathBuf)> = None;
+    for entry in list_dir(dir)? {
+        match entry {
+            DirEntry::Segment { index, path } if index <= upto => segments.push((index, path)),
+            DirEntry::Checkpoint {
+                upto: covered,
+                path,
+            } if covered <= upto => {
+                if checkpoint
+                    .as_ref()
+                    .is_none_or(|(newest, _)| covered > *newest)
+                {
+                    checkpoint = Some((covered, path));
+                }
+            }
+            _ => {}
+        }
+    }
+    segments.sort_by_key(|(index, _)| *index);
+    let after = match &checkpoint {
+        Some((covered, path)) => {
+            replay_checkpoint(path, &mut on_record, &mut stats, &mut buffer)?;
+            *covered
+        }
+        None => 0,
+    };
+    for (index, path) in segments.iter().filter(|(index, _)| *index > after) {
+        replay_segment(*index, path, false, &mut on_record, &mut stats, &mut buffer)?;
+    }
+    Ok(())
+}
+
 fn replay_checkpoint(
     dir: &Path,
     on_record: &mut impl FnMut(RecordKind, &[u8]),

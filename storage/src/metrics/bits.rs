@@ -1,0 +1,232 @@
+//! Bit-level writer and reader used by the chunk encodings. Bits are written most significant
+//! first into bytes, the first bit of the stream being the top bit of byte 0.
+
+/// Appends bits to a byte vector.
+#[derive(Debug, Clone, Default)]
+pub struct BitWriter {
+    bytes: Vec<u8>,
+    /// Bits used in the last byte (0 means the last byte is full or there is none).
+    used_in_last: u8,
+}
+
+impl BitWriter {
+    pub fn new() -> BitWriter {
+        BitWriter::default()
+    }
+
+    pub fn with_bytes(bytes: Vec<u8>) -> BitWriter {
+        BitWriter {
+            bytes,
+            used_in_last: 0,
+        }
+    }
+
+    /// Writes the low `count` bits of `value` (count <= 64), most significant first.
+    pub fn write_bits(&mut self, value: u64, count: u32) {
+        debug_assert!(count <= 64);
+        let mut remaining = count;
+        while remaining > 0 {
+            if self.used_in_last == 0 {
+                self.bytes.push(0);
+            }
+            let free = 8 - u32::from(self.used_in_last);
+            let take = free.min(remaining);
+            let shift = remaining - take;
+            let chunk = ((value >> shift) & ((1u64 << take) - 1)) as u8;
+            let last = self.bytes.len() - 1;
+            self.bytes[last] |= chunk << (free - take);
+            self.used_in_last = ((u32::from(self.used_in_last) + take) % 8) as u8;
+            remaining -= take;
+        }
+    }
+
+    pub fn write_bit(&mut self, bit: bool) {
+        self.write_bits(u64::from(bit), 1);
+    }
+
+    /// Writes whole bytes; the stream must be at a byte boundary.
+    pub fn write_bytes(&mut self, bytes: &[u8]) {
+        debug_assert_eq!(self.used_in_last, 0);
+        self.bytes.extend_from_slice(bytes);
+    }
+
+    pub fn write_uvarint(&mut self, mut value: u64) {
+        loop {
+            let byte = (value & 0x7f) as u8;
+            value >>= 7;
+            if value == 0 {
+                self.write_bits(u64::from(byte), 8);
+                return;
+            }
+            self.write_bits(u64::from(byte | 0x80), 8);
+        }
+    }
+
+    pub fn write_varint(&mut self, value: i64) {
+        self.write_uvarint(zigzag(value));
+    }
+
+    /// Total bits written.
+    pub fn bit_len(&self) -> usize {
+        if self.used_in_last == 0 {
+            self.bytes.len() * 8
+        } else {
+            (self.bytes.len() - 1) * 8 + usize::from(self.used_in_last)
+        }
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+
+    /// Bytes held, including spare capacity, for memory accounting.
+    pub fn capacity(&self) -> usize {
+        self.bytes.capacity()
+    }
+
+    pub fn shrink_to_fit(&mut self) {
+        self.bytes.shrink_to_fit();
+    }
+}
+
+/// Reads bits from a byte slice.
+#[derive(Debug, Clone)]
+pub struct BitReader<'a> {
+    bytes: &'a [u8],
+    /// Position in bits from the start.
+    position: usize,
+}
+
+/// The stream ended before the value was complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndOfStream;
+
+impl<'a> BitReader<'a> {
+    pub fn new(bytes: &'a [u8]) -> BitReader<'a> {
+        BitReader { bytes, position: 0 }
+    }
+
+    /// Reads `count` bits (count <= 64) as the low bits of the result.
+    #[inline]
+    pub fn read_bits(&mut self, count: u32) -> Result<u64, EndOfStream> {
+        if count == 0 {
+            return Ok(0);
+        }
+        let end = self.position + count as usize;
+        if end > self.bytes.len() * 8 {
+            return Err(EndOfStream);
+        }
+        let byte_index = self.position / 8;
+        let bit_offset = (self.position % 8) as u32;
+        // Fast path: the bits lie within the next 8 bytes.
+        if bit_offset + count <= 64 && byte_index + 8 <= self.bytes.len() {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&self.bytes[byte_index..byte_index + 8]);
+            let word = u64::from_be_bytes(word);
+            self.position = end;
+            let shifted = word << bit_offset;
+            return Ok(shifted >> (64 - count));
+        }
+        let mut value = 0u64;
+        for _ in 0..count {
+            let byte = self.bytes[self.position / 8];
+            let bit = (byte >> (7 - (self.position % 8))) & 1;
+            value = (value << 1) | u64::from(bit);
+            self.position += 1;
+        }
+        Ok(value)
+    }
+
+    #[inline]
+    pub fn read_bit(&mut self) -> Result<bool, EndOfStream> {
+        let byte = *self.bytes.get(self.position / 8).ok_or(EndOfStream)?;
+        let bit = (byte >> (7 - (self.position % 8))) & 1;
+        self.position += 1;
+        Ok(bit == 1)
+    }
+
+    pub fn read_uvarint(&mut self) -> Result<u64, EndOfStream> {
+        let mut value = 0u64;
+        for shift in (0..70).step_by(7) {
+            let byte = self.read_bits(8)?;
+            if shift == 63 && byte > 1 {
+                return Err(EndOfStream);
+            }
+            value |= (byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(EndOfStream)
+    }
+
+    pub fn read_varint(&mut self) -> Result<i64, EndOfStream> {
+        self.read_uvarint().map(unzigzag)
+    }
+
+    pub fn bits_remaining(&self) -> usize {
+        self.bytes.len() * 8 - self.position
+    }
+}
+
+pub fn zigzag(value: i64) -> u64 {
+    ((value << 1) ^ (value >> 63)) as u64
+}
+
+pub fn unzigzag(value: u64) -> i64 {
+    ((value >> 1) as i64) ^ -((value & 1) as i64)
+}
+
+/// Bits needed to hold `value` (0 for 0).
+pub fn bit_width(value: u64) -> u32 {
+    64 - value.leading_zeros()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bits_round_trip_at_every_alignment() {
+        let mut writer = BitWriter::new();
+        let values: Vec<(u64, u32)> = (0..300u64)
+            .map(|i| (i.wrapping_mul(0x9e37_79b9_7f4a_7c15), (i % 65) as u32))
+            .collect();
+        for (value, count) in &values {
+            let masked = if *count == 64 {
+                *value
+            } else {
+                value & ((1u64 << count) - 1)
+            };
+            writer.write_bits(masked, *count);
+        }
+        writer.write_varint(-123456789);
+        let bytes = writer.into_bytes();
+        let mut reader = BitReader::new(&bytes);
+        for (value, count) in &values {
+            let masked = if *count == 64 {
+                *value
+            } else {
+                value & ((1u64 << count) - 1)
+            };
+            assert_eq!(reader.read_bits(*count).unwrap(), masked, "{count} bits");
+        }
+        assert_eq!(reader.read_varint(), Ok(-123456789));
+        assert!(reader.bits_remaining() < 8);
+        assert_eq!(reader.read_bits(9), Err(EndOfStream));
+    }
+
+    #[test]
+    fn zigzag_round_trips() {
+        for value in [0i64, 1, -1, 63, -64, i64::MAX, i64::MIN] {
+            assert_eq!(unzigzag(zigzag(value)), value);
+        }
+        assert_eq!(bit_width(0), 0);
+        assert_eq!(bit_width(1), 1);
+        assert_eq!(bit_width(255), 8);
+    }
+}

@@ -1,0 +1,683 @@
+//! Sample chunks: the compressed form of a run of one series' samples. A chunk is an encoding
+//! byte followed by the encoded samples; `docs/format/metrics-chunks.md` draws both encodings.
+//!
+//! - [`ENCODING_XOR`]: Gorilla-style, delta-of-delta timestamps and XOR'd float values. It can be
+//!   appended to one sample at a time, so the head's open chunks use it, and it holds any float
+//!   (NaN, infinities, staleness markers).
+//! - [`ENCODING_PACKED`]: for blocks. Values that are decimals (`m / 10^k` for integers `m`) are
+//!   stored as integer deltas, and both deltas and timestamp deltas are bit-packed at the width
+//!   their range needs after subtracting the minimum and dividing by the common divisor. A
+//!   constant series costs no bits per sample; a counter of whole bytes a few bits.
+//!
+//! [`encode_best`] picks whichever is smaller for a run of samples.
+
+use super::Sample;
+use super::bits::{BitReader, BitWriter, EndOfStream, bit_width};
+
+pub const ENCODING_XOR: u8 = 1;
+pub const ENCODING_PACKED: u8 = 2;
+
+/// The most samples one chunk holds.
+pub const MAX_SAMPLES_PER_CHUNK: usize = 480;
+
+/// Why a chunk could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChunkError {
+    #[error("empty chunk")]
+    Empty,
+    #[error("unknown chunk encoding {0}")]
+    UnknownEncoding(u8),
+    #[error("chunk data ends early")]
+    Truncated,
+    #[error("chunk data is inconsistent: {0}")]
+    Invalid(&'static str),
+}
+
+impl From<EndOfStream> for ChunkError {
+    fn from(_: EndOfStream) -> Self {
+        ChunkError::Truncated
+    }
+}
+
+/// Decodes a chunk (encoding byte included), appending its samples to `out`.
+pub fn decode(chunk: &[u8], out: &mut Vec<Sample>) -> Result<(), ChunkError> {
+    let (&encoding, data) = chunk.split_first().ok_or(ChunkError::Empty)?;
+    match encoding {
+        ENCODING_XOR => decode_xor(data, out),
+        ENCODING_PACKED => decode_packed(data, out),
+        other => Err(ChunkError::UnknownEncoding(other)),
+    }
+}
+
+/// Encodes samples (sorted by time, timestamps unique) in whichever encoding is smaller.
+pub fn encode_best(samples: &[Sample]) -> Vec<u8> {
+    let xor = encode_xor(samples);
+    match encode_packed(samples) {
+        Some(packed) if packed.len() < xor.len() => packed,
+        _ => xor,
+    }
+}
+
+/// Encodes samples as an XOR chunk.
+pub fn encode_xor(samples: &[Sample]) -> Vec<u8> {
+    let mut chunk = XorChunk::new();
+    for sample in samples {
+        chunk.append(sample.t_ms, sample.value);
+    }
+    chunk.to_bytes()
+}
+
+// ---------------------------------------------------------------------------------------------
+// XOR
+
+/// An XOR chunk that samples are appended to, in time order.
+#[derive(Debug, Clone)]
+pub struct XorChunk {
+    /// Encoding byte, sample count (u16 LE) and the bit stream.
+    writer: BitWriter,
+    count: u16,
+    min_t: i64,
+    t: i64,
+    t_delta: i64,
+    value_bits: u64,
+    /// Leading zeros of the current XOR window; `u8::MAX` before the first window.
+    leading: u8,
+    trailing: u8,
+}
+
+impl Default for XorChunk {
+    fn default() -> Self {
+        XorChunk::new()
+    }
+}
+
+impl XorChunk {
+    pub fn new() -> XorChunk {
+        XorChunk {
+            writer: BitWriter::with_bytes(vec![ENCODING_XOR, 0, 0]),
+            count: 0,
+            min_t: 0,
+            t: 0,
+            t_delta: 0,
+            value_bits: 0,
+            leading: u8::MAX,
+            trailing: 0,
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        usize::from(self.count)
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.count() >= MAX_SAMPLES_PER_CHUNK
+    }
+
+    /// First and last timestamp; meaningless when empty.
+    pub fn min_t(&self) -> i64 {
+        self.min_t
+    }
+
+    pub fn max_t(&self) -> i64 {
+        self.t
+    }
+
+    pub fn last_value(&self) -> f64 {
+        f64::from_bits(self.value_bits)
+    }
+
+    /// Appends a sample whose timestamp is greater than the last one's.
+    pub fn append(&mut self, t_ms: i64, value: f64) {
+        let bits = value.to_bits();
+        match self.count {
+            0 => {
+                self.writer.write_varint(t_ms);
+                self.writer.write_bits(bits, 64);
+                self.min_t = t_ms;
+            }
+            1 => {
+                let delta = t_ms - self.t;
+                self.writer.write_varint(delta);
+                self.write_value(bits);
+                self.t_delta = delta;
+            }
+            _ => {
+                let delta = t_ms - self.t;
+                let dod = delta - self.t_delta;
+                self.write_dod(dod);
+                self.write_value(bits);
+                self.t_delta = delta;
+            }
+        }
+        self.t = t_ms;
+        self.value_bits = bits;
+        self.count += 1;
+    }
+
+    fn write_dod(&mut self, dod: i64) {
+        let w = &mut self.writer;
+        if dod == 0 {
+            w.write_bit(false);
+        } else if (-8191..=8192).contains(&dod) {
+            w.write_bits(0b10, 2);
+            w.write_bits((dod as u64) & 0x3fff, 14);
+        } else if (-65535..=65536).contains(&dod) {
+            w.write_bits(0b110, 3);
+            w.write_bits((dod as u64) & 0x1_ffff, 17);
+        } else if (-524287..=524288).contains(&dod) {
+            w.write_bits(0b1110, 4);
+            w.write_bits((dod as u64) & 0xf_ffff, 20);
+        } else {
+            w.write_bits(0b1111, 4);
+            w.write_bits(dod as u64, 64);
+        }
+    }
+
+    fn write_value(&mut self, bits: u64) {
+        let xor = bits ^ self.value_bits;
+        let w = &mut self.writer;
+        if xor == 0 {
+            w.write_bit(false);
+            return;
+        }
+        let leading = (xor.leading_zeros() as u8).min(31);
+        let trailing = xor.trailing_zeros() as u8;
+        if self.leading != u8::MAX && leading >= self.leading && trailing >= self.trailing {
+            w.write_bits(0b10, 2);
+            let significant = 64 - u32::from(self.leading) - u32::from(self.trailing);
+            w.write_bits(xor >> self.trailing, significant);
+        } else {
+            let significant = 64 - u32::from(leading) - u32::from(trailing);
+            w.write_bits(0b11, 2);
+            w.write_bits(u64::from(leading), 5);
+            // 64 significant bits are written as 0; 0 significant bits cannot occur (xor != 0).
+            w.write_bits(u64::from(significant) & 0x3f, 6);
+            w.write_bits(xor >> trailing, significant);
+            self.leading = leading;
+            self.trailing = trailing;
+        }
+    }
+
+    /// The chunk's bytes (encoding byte included), with the current sample count.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut bytes = self.writer.bytes().to_vec();
+        bytes[1..3].copy_from_slice(&self.count.to_le_bytes());
+        bytes
+    }
+
+    /// Bytes of memory held by the chunk's buffer.
+    pub fn memory_bytes(&self) -> usize {
+        self.writer.capacity()
+    }
+
+    pub fn shrink_to_fit(&mut self) {
+        self.writer.shrink_to_fit();
+    }
+}
+
+fn decode_xor(data: &[u8], out: &mut Vec<Sample>) -> Result<(), ChunkError> {
+    if data.len() < 2 {
+        return Err(ChunkError::Truncated);
+    }
+    let count = usize::from(u16::from_le_bytes([data[0], data[1]]));
+    out.reserve(count);
+    let mut reader = BitReader::new(&data[2..]);
+    let (mut t, mut t_delta, mut bits) = (0i64, 0i64, 0u64);
+    let (mut leading, mut trailing) = (0u32, 0u32);
+    for index in 0..count {
+        match index {
+            0 => {
+                t = reader.read_varint()?;
+                bits = reader.read_bits(64)?;
+            }
+            1 => {
+                t_delta = reader.read_varint()?;
+                t = t.wrapping_add(t_delta);
+                read_xor(&mut reader, &mut bits, &mut leading, &mut trailing)?;
+            }
+            _ => {
+                let dod = read_dod(&mut reader)?;
+                t_delta = t_delta.wrapping_add(dod);
+                t = t.wrapping_add(t_delta);
+                read_xor(&mut reader, &mut bits, &mut leading, &mut trailing)?;
+            }
+        }
+        out.push(Sample {
+            t_ms: t,
+            value: f64::from_bits(bits),
+        });
+    }
+    Ok(())
+}
+
+#[inline]
+fn read_dod(reader: &mut BitReader<'_>) -> Result<i64, ChunkError> {
+    if !reader.read_bit()? {
+        return Ok(0);
+    }
+    let width = if !reader.read_bit()? {
+        14
+    } else if !reader.read_bit()? {
+        17
+    } else if !reader.read_bit()? {
+        20
+    } else {
+        64
+    };
+    let raw = reader.read_bits(width)?;
+    if width == 64 {
+        return Ok(raw as i64);
+    }
+    // Sign-extend from `width` bits; the ranges are asymmetric (e.g. -8191..=8192), so values
+    // above the positive half of the range wrap to negatives as written.
+    let half = 1u64 << (width - 1);
+    let value = if raw > half {
+        raw as i64 - (1i64 << width)
+    } else {
+        raw as i64
+    };
+    Ok(value)
+}
+
+#[inline]
+fn read_xor(
+    reader: &mut BitReader<'_>,
+    bits: &mut u64,
+    leading: &mut u32,
+    trailing: &mut u32,
+) -> Result<(), ChunkError> {
+    if !reader.read_bit()? {
+        return Ok(());
+    }
+    if reader.read_bit()? {
+        *leading = reader.read_bits(5)? as u32;
+        let mut significant = reader.read_bits(6)? as u32;
+        if significant == 0 {
+            significant = 64;
+        }
+        if *leading + significant > 64 {
+            return Err(ChunkError::Invalid("xor window exceeds 64 bits"));
+        }
+        *trailing = 64 - *leading - significant;
+    }
+    let significant = 64 - *leading - *trailing;
+    let xor = reader.read_bits(significant)? << *trailing;
+    *bits ^= xor;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Packed
+
+/// The largest decimal exponent tried: values with up to this many decimal places.
+const MAX_DECIMAL_PLACES: u32 = 9;
+/// Mantissas must stay within the range where f64 holds every integer exactly.
+const MAX_MANTISSA: f64 = 9_007_199_254_740_992.0; // 2^53
+
+/// Finds the smallest `k` such that every value is `m / 10^k` for an integer `m`, exactly.
+fn decimal_mantissas(samples: &[Sample]) -> Option<(u32, Vec<i64>)> {
+    'exponent: for k in 0..=MAX_DECIMAL_PLACES {
+        let scale = 10f64.powi(k as i32);
+        let mut mantissas = Vec::with_capacity(samples.len());
+        for sample in samples {
+            let scaled = (sample.value * scale).round();
+            if !scaled.is_finite() || scaled.abs() >= MAX_MANTISSA {
+                return None;
+            }
+            // Compare what decoding will produce, bit for bit (this also refuses -0.0).
+            let mantissa = scaled as i64;
+            if (mantissa as f64 / scale).to_bits() != sample.value.to_bits() {
+                continue 'exponent;
+            }
+            mantissas.push(mantissa);
+        }
+        return Some((k, mantissas));
+    }
+    None
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// Writes a sequence of integers as frame of reference: the minimum, a common divisor of the
+/// offsets from it, and the offsets divided by it at a fixed bit width.
+fn write_frame(writer: &mut BitWriter, values: &[i64]) {
+    let min = values.iter().copied().min().unwrap_or(0);
+    let divisor = values
+        .iter()
+        .fold(0u64, |acc, value| gcd(acc, value.wrapping_sub(min) as u64));
+    let max_offset = values
+        .iter()
+        .map(|value| value.wrapping_sub(min) as u64)
+        .max()
+        .unwrap_or(0);
+    let width = if divisor == 0 {
+        0
+    } else {
+        bit_width(max_offset / divisor)
+    };
+    writer.write_varint(min);
+    writer.write_uvarint(divisor);
+    writer.write_bits(u64::from(width), 7);
+    if width > 0 {
+        for value in values {
+            writer.write_bits(value.wrapping_sub(min) as u64 / divisor, width);
+        }
+    }
+}
+
+fn read_frame(
+    reader: &mut BitReader<'_>,
+    count: usize,
+    out: &mut Vec<i64>,
+) -> Result<(), ChunkError> {
+    let min = reader.read_varint()?;
+    let divisor = reader.read_uvarint()?;
+    let width = reader.read_bits(7)? as u32;
+    if width > 64 {
+        return Err(ChunkError::Invalid("frame width over 64 bits"));
+    }
+    if width == 0 {
+        out.extend(std::iter::repeat_n(min, count));
+        return Ok(());
+    }
+    if reader.bits_remaining() < count * width as usize {
+        return Err(ChunkError::Truncated);
+    }
+    for _ in 0..count {
+        let offset = reader.read_bits(width)?;
+        out.push(min.wrapping_add(offset.wrapping_mul(divisor) as i64));
+    }
+    Ok(())
+}
+
+/// Encodes samples as a packed chunk, or `None` if their values are not all decimals.
+pub fn encode_packed(samples: &[Sample]) -> Option<Vec<u8>> {
+    let (exponent, mantissas) = decimal_mantissas(samples)?;
+    let mut writer = BitWriter::with_bytes(vec![ENCODING_PACKED]);
+    writer.write_uvarint(samples.len() as u64);
+    let Some(first) = samples.first() else {
+        return Some(writer.into_bytes());
+    };
+    writer.write_varint(first.t_ms);
+    writer.write_bits(u64::from(exponent), 4);
+    writer.write_varint(mantissas[0]);
+    if samples.len() > 1 {
+        let time_deltas: Vec<i64> = samples
+            .windows(2)
+            .map(|pair| pair[1].t_ms - pair[0].t_ms)
+            .collect();
+        let value_deltas: Vec<i64> = mantissas.windows(2).map(|pair| pair[1] - pair[0]).collect();
+        write_frame(&mut writer, &time_deltas);
+        write_frame(&mut writer, &value_deltas);
+    }
+    Some(writer.into_bytes())
+}
+
+fn decode_packed(data: &[u8], out: &mut Vec<Sample>) -> Result<(), ChunkError> {
+    let mut reader = BitReader::new(data);
+    let count = reader.read_uvarint()? as usize;
+    if count == 0 {
+        return Ok(());
+    }
+    if count > MAX_SAMPLES_PER_CHUNK * 64 {
+        return Err(ChunkError::Invalid("sample count out of range"));
+    }
+    let first_t = reader.read_varint()?;
+    let exponent = reader.read_bits(4)? as u32;
+    if exponent > MAX_DECIMAL_PLACES {
+        return Err(ChunkError::Invalid("decimal exponent out of range"));
+    }
+    let first_mantissa = reader.read_varint()?;
+    let mut time_deltas = Vec::with_capacity(count - 1);
+    let mut value_deltas = Vec::with_capacity(count - 1);
+    if count > 1 {
+        read_frame(&mut reader, count - 1, &mut time_deltas)?;
+        read_frame(&mut reader, count - 1, &mut value_deltas)?;
+    }
+    let scale = 10f64.powi(exponent as i32);
+    out.reserve(count);
+    let (mut t, mut mantissa) = (first_t, first_mantissa);
+    out.push(Sample {
+        t_ms: t,
+        value: mantissa as f64 / scale,
+    });
+    for (time_delta, value_delta) in time_deltas.iter().zip(&value_deltas) {
+        t = t.wrapping_add(*time_delta);
+        mantissa = mantissa.wrapping_add(*value_delta);
+        out.push(Sample {
+            t_ms: t,
+            value: mantissa as f64 / scale,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::STALE_NAN;
+
+    /// A small deterministic generator (xorshift), so property tests need no dependency.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    fn same(a: &[Sample], b: &[Sample]) -> bool {
+        a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|(x, y)| x.t_ms == y.t_ms && x.value.to_bits() == y.value.to_bits())
+    }
+
+    fn round_trip(samples: &[Sample]) {
+        for (name, bytes) in [("xor", encode_xor(samples)), ("best", encode_best(samples))] {
+            let mut decoded = Vec::new();
+            decode(&bytes, &mut decoded).unwrap();
+            assert!(
+                same(&decoded, samples),
+                "{name}: {samples:?} decoded as {decoded:?}"
+            );
+        }
+        if let Some(packed) = encode_packed(samples) {
+            let mut decoded = Vec::new();
+            decode(&packed, &mut decoded).unwrap();
+            assert!(
+                same(&decoded, samples),
+                "packed: {samples:?} decoded as {decoded:?}"
+            );
+        }
+    }
+
+    fn special_values() -> [f64; 10] {
+        [
+            0.0,
+            -0.0,
+            f64::NAN,
+            STALE_NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::MIN_POSITIVE,
+            f64::MAX,
+            1e-300,
+            -42.5,
+        ]
+    }
+
+    #[test]
+    fn random_series_round_trip_in_every_encoding() {
+        let specials = special_values();
+        for seed in 1..400u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let count = 1 + rng.below(MAX_SAMPLES_PER_CHUNK as u64) as usize;
+            let mut t = rng.next() as i64 >> 20;
+            let mut value = 0.0f64;
+            let mut samples = Vec::with_capacity(count);
+            for _ in 0..count {
+                // Timestamps: regular, jittered, or with big jumps (covers every dod bucket).
+                t += match rng.below(6) {
+                    0..=2 => 15_000,
+                    3 => 15_000 + rng.below(100) as i64 - 50,
+                    4 => 1 + rng.below(1 << 20) as i64,
+                    _ => 1 + (rng.next() >> 30) as i64,
+                };
+                value = match rng.below(7) {
+                    0 => value,
+                    1 => value + rng.below(1000) as f64,
+                    2 => (rng.below(100_000) as f64) / 100.0,
+                    3 => f64::from_bits(rng.next()),
+                    4 => specials[rng.below(specials.len() as u64) as usize],
+                    5 => -(rng.below(1 << 40) as f64),
+                    _ => value * 1.5,
+                };
+                samples.push(Sample { t_ms: t, value });
+            }
+            round_trip(&samples);
+        }
+    }
+
+    #[test]
+    fn edge_cases_round_trip() {
+        round_trip(&[]);
+        round_trip(&[Sample {
+            t_ms: 0,
+            value: 1.0,
+        }]);
+        round_trip(&[
+            Sample {
+                t_ms: i64::MIN / 4,
+                value: STALE_NAN,
+            },
+            Sample {
+                t_ms: i64::MAX / 4,
+                value: -0.0,
+            },
+        ]);
+        for value in special_values() {
+            round_trip(&[
+                Sample { t_ms: 1, value },
+                Sample { t_ms: 2, value },
+                Sample {
+                    t_ms: 3,
+                    value: 7.0,
+                },
+            ]);
+        }
+        // Negative timestamps and the asymmetric edges of every dod bucket.
+        let mut samples = vec![
+            Sample {
+                t_ms: -1_000_000,
+                value: 1.0,
+            },
+            Sample {
+                t_ms: -999_000,
+                value: 1.0,
+            },
+        ];
+        let mut delta = 1000i64;
+        for dod in [
+            8192i64, -8191, 65536, -65535, 524288, -524287, 524289, -524288, 0,
+        ] {
+            delta += dod;
+            let t = samples.last().unwrap().t_ms + delta.max(1);
+            samples.push(Sample {
+                t_ms: t,
+                value: 2.0,
+            });
+        }
+        round_trip(&samples);
+    }
+
+    #[test]
+    fn staleness_markers_survive_exactly() {
+        let samples = [
+            Sample {
+                t_ms: 1,
+                value: 5.0,
+            },
+            Sample {
+                t_ms: 2,
+                value: STALE_NAN,
+            },
+            Sample {
+                t_ms: 3,
+                value: f64::NAN,
+            },
+        ];
+        let mut decoded = Vec::new();
+        decode(&encode_best(&samples), &mut decoded).unwrap();
+        assert_eq!(decoded[1].value.to_bits(), STALE_NAN.to_bits());
+        assert_ne!(decoded[2].value.to_bits(), STALE_NAN.to_bits());
+    }
+
+    #[test]
+    fn packed_makes_regular_decimal_series_small() {
+        let constant: Vec<Sample> = (0..480)
+            .map(|i| Sample {
+                t_ms: i * 15_000,
+                value: 8_000_000_000.0,
+            })
+            .collect();
+        assert!(
+            encode_best(&constant).len() < 24,
+            "{}",
+            encode_best(&constant).len()
+        );
+        // A counter of bytes that grows by 0, 1 or 2 pages per scrape.
+        let mut total = 1_000_000i64;
+        let counter: Vec<Sample> = (0..480)
+            .map(|i| {
+                total += 4096 * (i % 3);
+                Sample {
+                    t_ms: i * 15_000,
+                    value: total as f64,
+                }
+            })
+            .collect();
+        let packed = encode_best(&counter);
+        assert_eq!(packed[0], ENCODING_PACKED);
+        assert!(packed.len() < 480 / 2, "{} bytes", packed.len());
+    }
+
+    #[test]
+    fn damaged_chunks_are_errors_not_panics() {
+        let samples: Vec<Sample> = (0..100)
+            .map(|i| Sample {
+                t_ms: i * 1000,
+                value: (i * i) as f64 * 0.25,
+            })
+            .collect();
+        for bytes in [encode_xor(&samples), encode_packed(&samples).unwrap()] {
+            for cut in 0..bytes.len() {
+                let mut out = Vec::new();
+                let _ = decode(&bytes[..cut], &mut out);
+            }
+            let mut rng = Rng(7);
+            for _ in 0..2000 {
+                let mut damaged = bytes.clone();
+                let position = rng.below(damaged.len() as u64) as usize;
+                damaged[position] ^= 1 << rng.below(8);
+                let mut out = Vec::new();
+                let _ = decode(&damaged, &mut out);
+            }
+        }
+        assert_eq!(decode(&[], &mut Vec::new()), Err(ChunkError::Empty));
+        assert_eq!(
+            decode(&[9, 0], &mut Vec::new()),
+            Err(ChunkError::UnknownEncoding(9))
+        );
+    }
+}
