@@ -519,7 +519,10 @@ fn concurrent_appenders_with_fsync_always_lose_nothing() {
 #[test]
 fn storage_drop_without_close_keeps_acknowledged_records() {
     let dir = tempfile::tempdir().unwrap();
-    let storage_options = StorageOptions { wal: options() };
+    let storage_options = StorageOptions {
+        wal: options(),
+        ..StorageOptions::default()
+    };
     {
         let storage = Storage::open(dir.path(), storage_options.clone()).unwrap();
         storage.wal().append_one(kind(1), b"acknowledged").unwrap();

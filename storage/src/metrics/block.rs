@@ -115,7 +115,7 @@ pub(crate) fn new_block_id() -> String {
         .unwrap_or(0);
     let sequence = COUNTER.fetch_add(1, Ordering::Relaxed);
     let salt = (u64::from(std::process::id()) << 20) ^ sequence.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    format!("{millis:013x}{:016x}", salt & 0xffff_ffff_ffff_ffff)
+    format!("{millis:013x}{salt:016x}")
 }
 
 /// Writes a block: series must be added in label order.
@@ -313,6 +313,9 @@ fn chunk_sample_count(bytes: &[u8]) -> u64 {
     }
 }
 
+/// A series with its chunks (bytes, min time, max time), as compaction reads them.
+pub(crate) type SeriesChunks = (Labels, Vec<(ChunkBytes, i64, i64)>);
+
 /// An open block.
 pub(crate) struct Block {
     pub dir: PathBuf,
@@ -450,7 +453,7 @@ impl Block {
     }
 
     /// Every series with all its chunks, in label order, for compaction.
-    pub fn all_series(&self) -> Result<Vec<(Labels, Vec<(ChunkBytes, i64, i64)>)>, MetricsError> {
+    pub fn all_series(&self) -> Result<Vec<SeriesChunks>, MetricsError> {
         let mut out = Vec::with_capacity(self.index.series_count());
         for id in 0..self.index.series_count() as u64 {
             let (labels, metas) = self

@@ -355,11 +355,7 @@ fn write_frame(writer: &mut BitWriter, values: &[i64]) {
         .map(|value| value.wrapping_sub(min) as u64)
         .max()
         .unwrap_or(0);
-    let width = if divisor == 0 {
-        0
-    } else {
-        bit_width(max_offset / divisor)
-    };
+    let width = max_offset.checked_div(divisor).map_or(0, bit_width);
     writer.write_varint(min);
     writer.write_uvarint(divisor);
     writer.write_bits(u64::from(width), 7);

@@ -197,13 +197,12 @@ pub(crate) fn read_upto(
             DirEntry::Checkpoint {
                 upto: covered,
                 path,
-            } if covered <= upto => {
-                if checkpoint
+            } if covered <= upto
+                && checkpoint
                     .as_ref()
-                    .is_none_or(|(newest, _)| covered > *newest)
-                {
-                    checkpoint = Some((covered, path));
-                }
+                    .is_none_or(|(newest, _)| covered > *newest) =>
+            {
+                checkpoint = Some((covered, path));
             }
             _ => {}
         }
