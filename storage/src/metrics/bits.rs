@@ -22,21 +22,40 @@ impl BitWriter {
     }
 
     /// Writes the low `count` bits of `value` (count <= 64), most significant first.
+    #[inline]
     pub fn write_bits(&mut self, value: u64, count: u32) {
         debug_assert!(count <= 64);
+        if count == 0 {
+            return;
+        }
+        let value = if count == 64 {
+            value
+        } else {
+            value & ((1u64 << count) - 1)
+        };
         let mut remaining = count;
-        while remaining > 0 {
-            if self.used_in_last == 0 {
-                self.bytes.push(0);
-            }
+        // Top up the partly used last byte.
+        if self.used_in_last != 0 {
             let free = 8 - u32::from(self.used_in_last);
             let take = free.min(remaining);
-            let shift = remaining - take;
-            let chunk = ((value >> shift) & ((1u64 << take) - 1)) as u8;
+            let bits = (value >> (remaining - take)) as u8 & ((1u16 << take) - 1) as u8;
             let last = self.bytes.len() - 1;
-            self.bytes[last] |= chunk << (free - take);
-            self.used_in_last = ((u32::from(self.used_in_last) + take) % 8) as u8;
+            self.bytes[last] |= bits << (free - take);
             remaining -= take;
+            self.used_in_last = ((u32::from(self.used_in_last) + take) % 8) as u8;
+            if remaining == 0 {
+                return;
+            }
+        }
+        // Whole bytes, then the start of a new partial byte.
+        while remaining >= 8 {
+            remaining -= 8;
+            self.bytes.push((value >> remaining) as u8);
+        }
+        if remaining > 0 {
+            self.bytes
+                .push(((value as u8) & ((1u16 << remaining) - 1) as u8) << (8 - remaining));
+            self.used_in_last = remaining as u8;
         }
     }
 

@@ -183,15 +183,20 @@ impl XorChunk {
         let leading = (xor.leading_zeros() as u8).min(31);
         let trailing = xor.trailing_zeros() as u8;
         if self.leading != u8::MAX && leading >= self.leading && trailing >= self.trailing {
-            w.write_bits(0b10, 2);
             let significant = 64 - u32::from(self.leading) - u32::from(self.trailing);
-            w.write_bits(xor >> self.trailing, significant);
+            let payload = xor >> self.trailing;
+            if significant <= 62 {
+                // Control bits and payload in one write.
+                w.write_bits((0b10 << significant) | payload, significant + 2);
+            } else {
+                w.write_bits(0b10, 2);
+                w.write_bits(payload, significant);
+            }
         } else {
             let significant = 64 - u32::from(leading) - u32::from(trailing);
-            w.write_bits(0b11, 2);
-            w.write_bits(u64::from(leading), 5);
-            // 64 significant bits are written as 0; 0 significant bits cannot occur (xor != 0).
-            w.write_bits(u64::from(significant) & 0x3f, 6);
+            // "11", 5 bits of leading zeros, 6 bits of length (64 written as 0): 13 bits.
+            let header = (0b11 << 11) | (u64::from(leading) << 6) | (u64::from(significant) & 0x3f);
+            w.write_bits(header, 13);
             w.write_bits(xor >> trailing, significant);
             self.leading = leading;
             self.trailing = trailing;

@@ -6,8 +6,9 @@
 //! readers see a consistent series (each series' state sits behind its own mutex).
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::chunk::XorChunk;
 use super::postings::{self, PostingsIndex};
@@ -25,6 +26,8 @@ pub(crate) struct HeadChunk {
     pub bytes: Arc<[u8]>,
     pub min_t: i64,
     pub max_t: i64,
+    /// Whether the bytes were re-encoded in the smallest encoding (see [`Head::pack_closed_chunks`]).
+    pub packed: bool,
 }
 
 /// The mutable part of a series.
@@ -82,6 +85,7 @@ impl SeriesState {
                 min_t: full.min_t(),
                 max_t: full.max_t(),
                 bytes: full.to_bytes().into(),
+                packed: false,
             });
         }
         let open = self.open.get_or_insert_with(XorChunk::new);
@@ -147,11 +151,12 @@ impl SeriesState {
             let mut samples = Vec::new();
             let _ = super::chunk::decode(&first.bytes, &mut samples);
             samples.retain(|sample| sample.t_ms >= before);
-            let chunk = super::chunk::encode_xor(&samples);
+            let chunk = super::chunk::encode_best(&samples);
             self.closed[0] = HeadChunk {
                 bytes: chunk.into(),
                 min_t: samples[0].t_ms,
                 max_t: first.max_t,
+                packed: true,
             };
         }
         if let Some(open) = self
@@ -169,6 +174,27 @@ impl SeriesState {
         }
         self.ooo.retain(|sample| sample.t_ms >= before);
         self.bounds().is_some()
+    }
+
+    /// Re-encodes closed chunks not yet packed in the smallest encoding. Returns bytes saved.
+    pub fn pack_closed(&mut self) -> usize {
+        let mut saved = 0;
+        let mut samples = Vec::new();
+        for chunk in self.closed.iter_mut().filter(|chunk| !chunk.packed) {
+            samples.clear();
+            if super::chunk::decode(&chunk.bytes, &mut samples).is_ok() {
+                let best = super::chunk::encode_best(&samples);
+                saved += chunk.bytes.len().saturating_sub(best.len());
+                if best.len() < chunk.bytes.len() {
+                    chunk.bytes = best.into();
+                }
+            }
+            chunk.packed = true;
+        }
+        if self.closed.capacity() > self.closed.len() * 2 {
+            self.closed.shrink_to_fit();
+        }
+        saved
     }
 
     /// Sources for a query over `range`.
@@ -215,11 +241,39 @@ impl SeriesState {
     }
 }
 
-/// A series in the head.
+/// A fast hasher for integer keys (series references, label hashes, symbol IDs), which need no
+/// protection against crafted collisions: multiply-xorshift.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct IntHasher(u64);
+
+impl Hasher for IntHasher {
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 29)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(*byte)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = (self.0.rotate_left(5) ^ value).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn write_u32(&mut self, value: u32) {
+        self.write_u64(u64::from(value));
+    }
+}
+
+pub(crate) type IntMap<K, V> = HashMap<K, V, BuildHasherDefault<IntHasher>>;
+
+/// A series in the head. Its labels are stored as symbol IDs (8 bytes a label); they are turned
+/// back into strings when a query needs them.
 #[derive(Debug)]
 pub(crate) struct MemSeries {
     pub series_ref: u64,
-    pub labels: Labels,
+    label_ids: Box<[(u32, u32)]>,
     state: Mutex<SeriesState>,
 }
 
@@ -233,43 +287,147 @@ impl MemSeries {
     }
 }
 
-/// Interned label strings, so that a label value shared by a million series is stored once.
+/// Interned label strings with reference counts, so a value shared by a million series is
+/// stored once and a string no series uses any more is freed.
 #[derive(Default)]
 struct Symbols {
-    strings: HashMap<Arc<str>, ()>,
+    ids: HashMap<Arc<str>, u32>,
+    strings: Vec<Option<Arc<str>>>,
+    uses: Vec<u32>,
+    free: Vec<u32>,
 }
 
 impl Symbols {
-    fn intern(&mut self, text: &Arc<str>) -> Arc<str> {
-        if let Some((existing, ())) = self.strings.get_key_value(text) {
-            return existing.clone();
+    fn intern(&mut self, text: &str) -> u32 {
+        if let Some(id) = self.ids.get(text) {
+            self.uses[*id as usize] += 1;
+            return *id;
         }
-        self.strings.insert(text.clone(), ());
-        text.clone()
+        let text: Arc<str> = Arc::from(text);
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.strings[id as usize] = Some(text.clone());
+                self.uses[id as usize] = 1;
+                id
+            }
+            None => {
+                self.strings.push(Some(text.clone()));
+                self.uses.push(1);
+                (self.strings.len() - 1) as u32
+            }
+        };
+        self.ids.insert(text, id);
+        id
+    }
+
+    fn release(&mut self, id: u32) {
+        let Some(uses) = self.uses.get_mut(id as usize) else {
+            return;
+        };
+        *uses = uses.saturating_sub(1);
+        if *uses == 0
+            && let Some(text) = self.strings[id as usize].take()
+        {
+            self.ids.remove(&text);
+            self.free.push(id);
+        }
+    }
+
+    fn lookup(&self, text: &str) -> Option<u32> {
+        self.ids.get(text).copied()
+    }
+
+    fn get(&self, id: u32) -> Arc<str> {
+        // IDs come from series that hold a use of them, so the slot is filled.
+        self.strings
+            .get(id as usize)
+            .and_then(Clone::clone)
+            .unwrap_or_else(|| Arc::from(""))
     }
 }
 
+/// Everything behind the head's one index lock: series, label hash lookup, postings, symbols.
 #[derive(Default)]
 struct HeadIndex {
-    series: HashMap<u64, Arc<MemSeries>>,
-    by_hash: HashMap<u64, Vec<u64>>,
-    /// Series refs per label name and value, sorted ascending.
-    postings: HashMap<Arc<str>, HashMap<Arc<str>, Vec<u64>>>,
+    series: IntMap<u64, Arc<MemSeries>>,
+    /// Label-set hash → the series with that hash (almost always one).
+    by_hash: IntMap<u64, u64>,
+    /// Further series for a hash that collided.
+    collisions: IntMap<u64, Vec<u64>>,
+    /// Series refs per label name and value (symbol IDs), sorted ascending.
+    postings: IntMap<u32, IntMap<u32, Vec<u64>>>,
+    symbols: Symbols,
+}
+
+impl HeadIndex {
+    fn labels_of(&self, series: &MemSeries) -> Labels {
+        let labels: Vec<Label> = series
+            .label_ids
+            .iter()
+            .map(|(name, value)| Label {
+                name: self.symbols.get(*name),
+                value: self.symbols.get(*value),
+            })
+            .collect();
+        Labels::from_sorted_unchecked(labels)
+    }
+
+    /// The symbol IDs of `labels`, or `None` if some string is not interned (then no series
+    /// has these labels).
+    fn ids_of(&self, labels: &Labels) -> Option<Vec<(u32, u32)>> {
+        labels
+            .iter()
+            .map(|label| {
+                Some((
+                    self.symbols.lookup(&label.name)?,
+                    self.symbols.lookup(&label.value)?,
+                ))
+            })
+            .collect()
+    }
+
+    fn candidates(&self, hash: u64) -> impl Iterator<Item = u64> + '_ {
+        self.by_hash
+            .get(&hash)
+            .copied()
+            .into_iter()
+            .chain(self.collisions.get(&hash).into_iter().flatten().copied())
+    }
+
+    fn find(&self, labels: &Labels) -> Option<Arc<MemSeries>> {
+        let ids = self.ids_of(labels)?;
+        self.candidates(labels.stable_hash())
+            .filter_map(|series_ref| self.series.get(&series_ref))
+            .find(|series| *series.label_ids == *ids)
+            .cloned()
+    }
 }
 
 impl PostingsIndex for HeadIndex {
     fn postings(&self, name: &str, value: &str) -> Vec<u64> {
+        let (Some(name), Some(value)) = (self.symbols.lookup(name), self.symbols.lookup(value))
+        else {
+            return Vec::new();
+        };
         self.postings
-            .get(name)
-            .and_then(|values| values.get(value))
+            .get(&name)
+            .and_then(|values| values.get(&value))
             .cloned()
             .unwrap_or_default()
     }
 
     fn values(&self, name: &str) -> Vec<String> {
+        let Some(name) = self.symbols.lookup(name) else {
+            return Vec::new();
+        };
         self.postings
-            .get(name)
-            .map(|values| values.keys().map(|v| v.to_string()).collect())
+            .get(&name)
+            .map(|values| {
+                values
+                    .keys()
+                    .map(|id| self.symbols.get(*id).to_string())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -281,7 +439,6 @@ impl PostingsIndex for HeadIndex {
 }
 
 pub(crate) struct Head {
-    symbols: Mutex<Symbols>,
     index: RwLock<HeadIndex>,
     next_ref: AtomicU64,
     /// Largest sample time appended, `i64::MIN` when empty.
@@ -295,7 +452,6 @@ pub(crate) struct Head {
 impl Head {
     pub fn new() -> Head {
         Head {
-            symbols: Mutex::new(Symbols::default()),
             index: RwLock::new(HeadIndex::default()),
             next_ref: AtomicU64::new(1),
             max_t: AtomicI64::new(i64::MIN),
@@ -304,13 +460,13 @@ impl Head {
         }
     }
 
-    fn read_index(&self) -> std::sync::RwLockReadGuard<'_, HeadIndex> {
+    fn read_index(&self) -> RwLockReadGuard<'_, HeadIndex> {
         self.index
             .read()
             .unwrap_or_else(|poison| poison.into_inner())
     }
 
-    fn write_index(&self) -> std::sync::RwLockWriteGuard<'_, HeadIndex> {
+    fn write_index(&self) -> RwLockWriteGuard<'_, HeadIndex> {
         self.index
             .write()
             .unwrap_or_else(|poison| poison.into_inner())
@@ -332,10 +488,14 @@ impl Head {
         self.min_valid_t.fetch_max(t, Ordering::AcqRel);
     }
 
-    /// Widens the head's time bounds to include `t`.
-    pub fn observe_time(&self, t: i64) {
-        self.max_t.fetch_max(t, Ordering::AcqRel);
-        self.min_t.fetch_min(t, Ordering::AcqRel);
+    /// Widens the head's time bounds to include `[min_t, max_t]`.
+    pub fn observe_times(&self, min_t: i64, max_t: i64) {
+        if max_t > self.max_t.load(Ordering::Relaxed) {
+            self.max_t.fetch_max(max_t, Ordering::AcqRel);
+        }
+        if min_t < self.min_t.load(Ordering::Relaxed) {
+            self.min_t.fetch_min(min_t, Ordering::AcqRel);
+        }
     }
 
     pub fn series_count(&self) -> usize {
@@ -347,12 +507,12 @@ impl Head {
     }
 
     pub fn find(&self, labels: &Labels) -> Option<Arc<MemSeries>> {
-        let index = self.read_index();
-        let refs = index.by_hash.get(&labels.stable_hash())?;
-        refs.iter()
-            .filter_map(|r| index.series.get(r))
-            .find(|series| series.labels == *labels)
-            .cloned()
+        self.read_index().find(labels)
+    }
+
+    /// The labels of a series of this head.
+    pub fn labels_of(&self, series: &MemSeries) -> Labels {
+        self.read_index().labels_of(series)
     }
 
     /// Reserves a reference for a series about to be created.
@@ -360,48 +520,33 @@ impl Head {
         self.next_ref.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Makes sure future references are above `series_ref` (after replaying it).
-    pub fn bump_ref(&self, series_ref: u64) {
-        self.next_ref.fetch_max(series_ref + 1, Ordering::Relaxed);
-    }
-
     /// Adds a series under a reference from [`Head::allocate_ref`] or the WAL. If a series with
     /// the same labels exists, that one is returned instead.
     pub fn insert(&self, series_ref: u64, labels: &Labels) -> Arc<MemSeries> {
-        let interned = {
-            let mut symbols = self
-                .symbols
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner());
-            let labels: Vec<Label> = labels
-                .iter()
-                .map(|label| Label {
-                    name: symbols.intern(&label.name),
-                    value: symbols.intern(&label.value),
-                })
-                .collect();
-            Labels::from_sorted_unchecked(labels)
-        };
         let mut index = self.write_index();
-        let hash = interned.stable_hash();
-        if let Some(existing) = index.by_hash.get(&hash).and_then(|refs| {
-            refs.iter()
-                .filter_map(|r| index.series.get(r))
-                .find(|s| s.labels == interned)
-        }) {
-            return existing.clone();
+        if let Some(existing) = index.find(labels) {
+            return existing;
         }
+        let label_ids: Box<[(u32, u32)]> = labels
+            .iter()
+            .map(|label| {
+                (
+                    index.symbols.intern(&label.name),
+                    index.symbols.intern(&label.value),
+                )
+            })
+            .collect();
         let series = Arc::new(MemSeries {
             series_ref,
-            labels: interned,
+            label_ids,
             state: Mutex::new(SeriesState::new()),
         });
-        for label in &series.labels {
+        for (name, value) in series.label_ids.iter() {
             let list = index
                 .postings
-                .entry(label.name.clone())
+                .entry(*name)
                 .or_default()
-                .entry(label.value.clone())
+                .entry(*value)
                 .or_default();
             // References only grow, except when replay creates series out of order.
             match list.last() {
@@ -412,9 +557,14 @@ impl Head {
                 _ => list.push(series_ref),
             }
         }
-        index.by_hash.entry(hash).or_default().push(series_ref);
+        let hash = labels.stable_hash();
+        if index.by_hash.contains_key(&hash) {
+            index.collisions.entry(hash).or_default().push(series_ref);
+        } else {
+            index.by_hash.insert(hash, series_ref);
+        }
         index.series.insert(series_ref, series.clone());
-        self.bump_ref(series_ref);
+        self.next_ref.fetch_max(series_ref + 1, Ordering::Relaxed);
         series
     }
 
@@ -431,51 +581,53 @@ impl Head {
             let Some(series) = index.series.remove(series_ref) else {
                 continue;
             };
-            let hash = series.labels.stable_hash();
-            if let Some(refs) = index.by_hash.get_mut(&hash) {
-                refs.retain(|r| r != series_ref);
-                if refs.is_empty() {
-                    index.by_hash.remove(&hash);
-                }
-            }
-            for label in &series.labels {
-                let Some(values) = index.postings.get_mut(&label.name) else {
-                    continue;
-                };
-                if let Some(list) = values.get_mut(&label.value) {
-                    list.retain(|r| r != series_ref);
-                    if list.is_empty() {
-                        values.remove(&label.value);
+            let hash = index.labels_of(&series).stable_hash();
+            if index.by_hash.get(&hash) == Some(series_ref) {
+                index.by_hash.remove(&hash);
+                if let Some(mut others) = index.collisions.remove(&hash)
+                    && let Some(first) = others.pop()
+                {
+                    index.by_hash.insert(hash, first);
+                    if !others.is_empty() {
+                        index.collisions.insert(hash, others);
                     }
                 }
-                if values.is_empty() {
-                    index.postings.remove(&label.name);
+            } else if let Some(others) = index.collisions.get_mut(&hash) {
+                others.retain(|r| r != series_ref);
+                if others.is_empty() {
+                    index.collisions.remove(&hash);
                 }
             }
-        }
-        if !empty.is_empty() {
-            // Drop symbols no series uses any more.
-            let mut symbols = self
-                .symbols
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner());
-            symbols
-                .strings
-                .retain(|text, ()| Arc::strong_count(text) > 1);
+            for (name, value) in series.label_ids.iter() {
+                if let Some(values) = index.postings.get_mut(name) {
+                    if let Some(list) = values.get_mut(value) {
+                        list.retain(|r| r != series_ref);
+                        if list.is_empty() {
+                            values.remove(value);
+                        }
+                    }
+                    if values.is_empty() {
+                        index.postings.remove(name);
+                    }
+                }
+                index.symbols.release(*name);
+                index.symbols.release(*value);
+            }
         }
         empty.len()
     }
 
-    /// The series matching `matchers`, sorted by labels.
-    pub fn matching(&self, matchers: &[Matcher]) -> Vec<Arc<MemSeries>> {
+    /// The series matching `matchers` with their labels, sorted by labels.
+    pub fn matching(&self, matchers: &[Matcher]) -> Vec<(Labels, Arc<MemSeries>)> {
         let index = self.read_index();
         let refs = postings::resolve(&*index, matchers);
-        let mut series: Vec<Arc<MemSeries>> = refs
+        let mut series: Vec<(Labels, Arc<MemSeries>)> = refs
             .iter()
-            .filter_map(|r| index.series.get(r).cloned())
+            .filter_map(|r| index.series.get(r))
+            .map(|series| (index.labels_of(series), series.clone()))
             .collect();
         drop(index);
-        series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        series.sort_by(|a, b| a.0.cmp(&b.0));
         series
     }
 
@@ -485,9 +637,9 @@ impl Head {
             return Vec::new();
         }
         let mut out = Vec::new();
-        for series in self.matching(matchers) {
+        for (labels, series) in self.matching(matchers) {
             let sources = series.lock().sources(range);
-            let selected = Series::new(series.labels.clone(), sources, range);
+            let selected = Series::new(labels, sources, range);
             if selected.has_data() {
                 out.push(selected);
             }
@@ -495,9 +647,45 @@ impl Head {
         out
     }
 
-    /// Every series, sorted by labels, for cutting a block.
-    pub fn all_series_sorted(&self) -> Vec<Arc<MemSeries>> {
+    /// Every series with its labels, sorted by labels, for cutting a block.
+    pub fn all_series_sorted(&self) -> Vec<(Labels, Arc<MemSeries>)> {
         self.matching(&[])
+    }
+
+    /// Packs every closed chunk not yet packed: memory compaction, run by maintenance so that
+    /// appends and replay do not pay for it. Returns bytes saved.
+    pub fn pack_closed_chunks(&self) -> usize {
+        let series: Vec<Arc<MemSeries>> = self.read_index().series.values().cloned().collect();
+        series
+            .iter()
+            .map(|series| series.lock().pack_closed())
+            .sum()
+    }
+
+    /// Applies replayed samples: each is taken in order if newer than its series' newest sample,
+    /// out of order otherwise. Series are looked up under one read of the index.
+    pub fn apply_replayed(&self, samples: &[super::records::RefSample]) {
+        let index = self.read_index();
+        let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
+        let mut current: Option<&Arc<MemSeries>> = None;
+        for entry in samples {
+            if current.is_none_or(|series| series.series_ref != entry.series_ref) {
+                current = index.series.get(&entry.series_ref);
+            }
+            let Some(series) = current else { continue };
+            let mut state = series.lock();
+            if state.last_t == i64::MIN || entry.sample.t_ms > state.last_t {
+                state.append_in_order(entry.sample);
+            } else if entry.sample.t_ms != state.last_t {
+                state.insert_out_of_order(entry.sample);
+            }
+            min_t = min_t.min(entry.sample.t_ms);
+            max_t = max_t.max(entry.sample.t_ms);
+        }
+        drop(index);
+        if min_t <= max_t {
+            self.observe_times(min_t, max_t);
+        }
     }
 
     /// Recomputes the head's minimum time after a truncation.
@@ -520,26 +708,21 @@ impl Head {
         let mut total = 0usize;
         for series in index.series.values() {
             total += std::mem::size_of::<MemSeries>() + 16; // the Arc's counts
-            total += series.labels.len() * std::mem::size_of::<Label>()
-                + std::mem::size_of::<Vec<Label>>();
-            total += std::mem::size_of::<SeriesState>() + series.lock().memory_bytes();
-            total += 3 * 8 + 16; // entry in `series` with hashing overhead
+            total += series.label_ids.len() * 8;
+            total += series.lock().memory_bytes();
+            total += 2 * 8 + 1; // entry in `series`
         }
         for values in index.postings.values() {
             for refs in values.values() {
-                total += refs.capacity() * 8 + 16 + 24 + 8;
+                total += refs.capacity() * 8 + 4 + 24 + 1;
             }
         }
-        total += index.by_hash.len() * (8 + 24 + 8 + 8);
-        drop(index);
-        let symbols = self
+        total += index.by_hash.capacity() * 17;
+        total += index
             .symbols
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        total += symbols
-            .strings
+            .ids
             .keys()
-            .map(|s| s.len() + 16 + 16)
+            .map(|s| s.len() + 16 + 16 + 4 + 8 + 4)
             .sum::<usize>();
         total
     }

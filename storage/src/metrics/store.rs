@@ -26,7 +26,7 @@ use super::{
     MetricsError, MetricsQueryable, Sample, Series, SeriesExemplars, SeriesKey, SeriesSamples,
     TimeRange,
 };
-use crate::labels::{Labels, Matcher, matches_all};
+use crate::labels::{Labels, Matcher};
 use crate::record_kinds;
 use crate::wal::{RecordKind, Wal};
 
@@ -111,11 +111,46 @@ pub struct MetricsStore {
     replay_scratch: Mutex<Vec<RefSample>>,
 }
 
+/// Buffers an append reuses, so that a batch of ten thousand series does not allocate ten
+/// thousand small vectors. Held under `append_lock`.
 #[derive(Default)]
 struct AppendScratch {
     series_record: Vec<u8>,
     samples_record: Vec<u8>,
     exemplars_record: Vec<u8>,
+    /// One entry's samples, sorted by time.
+    sorted: Vec<Sample>,
+    /// Accepted samples in batch order: (batch entry, sample, in order or not).
+    judged: Vec<(usize, Sample, Verdict)>,
+    /// Accepted samples, for the WAL record.
+    accepted: Vec<RefSample>,
+    accepted_exemplars: Vec<RefExemplar>,
+    /// Newest in-order timestamp and value bits per series after the batch's earlier samples.
+    virtual_last: HashMap<u64, (i64, u64), std::hash::BuildHasherDefault<super::head::IntHasher>>,
+    /// Out-of-order (series, timestamp) pairs accepted earlier in the batch.
+    batch_ooo: HashSet<(u64, i64)>,
+}
+
+impl AppendScratch {
+    fn clear(&mut self) {
+        self.series_record.clear();
+        self.samples_record.clear();
+        self.exemplars_record.clear();
+        self.sorted.clear();
+        self.judged.clear();
+        self.accepted.clear();
+        self.accepted_exemplars.clear();
+        self.virtual_last.clear();
+        self.batch_ooo.clear();
+    }
+
+    /// Gives memory back after an unusually large batch.
+    fn release_if_large(&mut self) {
+        const KEEP: usize = 1 << 18;
+        if self.judged.capacity() > KEEP {
+            *self = AppendScratch::default();
+        }
+    }
 }
 
 /// A series an append is about to write to: existing, or created by this append.
@@ -126,7 +161,7 @@ enum Target {
 }
 
 /// Where a judged sample goes.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Verdict {
     InOrder,
     OutOfOrder,
@@ -269,21 +304,7 @@ impl MetricsStore {
                 malformed();
                 return;
             }
-            let mut current: Option<Arc<MemSeries>> = None;
-            for entry in scratch.iter() {
-                if current
-                    .as_ref()
-                    .is_none_or(|series| series.series_ref != entry.series_ref)
-                {
-                    current = self.head.get(entry.series_ref);
-                }
-                let Some(series) = current.as_ref() else {
-                    continue;
-                };
-                let mut state = series.lock();
-                apply_replayed(&mut state, entry.sample);
-                self.head.observe_time(entry.sample.t_ms);
-            }
+            self.head.apply_replayed(&scratch);
         } else if kind == record_kinds::METRICS_EXEMPLARS {
             match records::decode_exemplars(payload) {
                 Ok(exemplars) => {
@@ -363,10 +384,12 @@ impl MetricsStore {
                 "the write-ahead log is still being replayed",
             ))?
             .clone();
-        let mut scratch = self
+        let mut guard = self
             .append_lock
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
+        let scratch = &mut *guard;
+        scratch.clear();
         let mut counts = AppendCounts::default();
 
         // 1. Resolve every series; labels seen for the first time get a new reference.
@@ -392,12 +415,9 @@ impl MetricsStore {
             targets.push(target);
         }
 
-        // 2. Judge every sample against its series as it will be after the earlier samples.
+        // 2. Judge every sample against its series as it will be after the earlier samples of
+        // the batch. Verdicts go to one flat list, grouped by batch entry.
         let mut head_max_t = self.head.max_t();
-        let mut accepted: Vec<RefSample> = Vec::new();
-        let mut verdicts: Vec<Vec<(Sample, Verdict)>> = Vec::with_capacity(batch.len());
-        let mut virtual_last: HashMap<u64, (i64, u64, Vec<i64>)> = HashMap::new();
-        let mut accepted_exemplars: Vec<RefExemplar> = Vec::new();
         let mut refs = Vec::with_capacity(batch.len());
         {
             let exemplar_store = self
@@ -405,35 +425,38 @@ impl MetricsStore {
                 .lock()
                 .unwrap_or_else(|poison| poison.into_inner());
             let empty_state = SeriesState::default();
-            for (entry, target) in batch.iter().zip(&targets) {
+            for (entry_index, (entry, target)) in batch.iter().zip(&targets).enumerate() {
                 let (series_ref, guard) = match target {
                     Target::Existing(series) => (series.series_ref, Some(series.lock())),
-                    Target::New { series_ref, .. } => (*series_ref, None),
+                    Target::New { series_ref } => (*series_ref, None),
                     Target::Unknown => {
                         counts.unknown_series_ref += 1;
                         refs.push(None);
-                        verdicts.push(Vec::new());
                         continue;
                     }
                 };
                 refs.push(Some(super::SeriesRef(series_ref)));
                 let state: &SeriesState = guard.as_deref().unwrap_or(&empty_state);
-                let (mut last_t, mut last_bits, mut batch_ooo) =
-                    virtual_last.remove(&series_ref).unwrap_or((
+                let (mut last_t, mut last_bits) =
+                    scratch.virtual_last.remove(&series_ref).unwrap_or((
                         if guard.is_some() {
                             state.last_t
                         } else {
                             i64::MIN
                         },
                         state.last_bits,
-                        Vec::new(),
                     ));
-                let mut sorted: Vec<Sample> = entry.samples.to_vec();
-                sorted.sort_by_key(|sample| sample.t_ms);
-                let mut judged = Vec::with_capacity(sorted.len());
-                for sample in sorted {
+                scratch.sorted.clear();
+                scratch.sorted.extend_from_slice(entry.samples);
+                if !scratch.sorted.is_sorted_by_key(|sample| sample.t_ms) {
+                    scratch.sorted.sort_by_key(|sample| sample.t_ms);
+                }
+                for index in 0..scratch.sorted.len() {
+                    let sample = scratch.sorted[index];
                     let mut verdict = self.judge(state, last_t, last_bits, sample, head_max_t);
-                    if verdict == Verdict::OutOfOrder && batch_ooo.contains(&sample.t_ms) {
+                    if verdict == Verdict::OutOfOrder
+                        && !scratch.batch_ooo.insert((series_ref, sample.t_ms))
+                    {
                         verdict = Verdict::Duplicate;
                     }
                     match verdict {
@@ -441,12 +464,11 @@ impl MetricsStore {
                             last_t = sample.t_ms;
                             last_bits = sample.value.to_bits();
                             head_max_t = head_max_t.max(sample.t_ms);
-                            accepted.push(RefSample { series_ref, sample });
+                            scratch.accepted.push(RefSample { series_ref, sample });
                             counts.appended += 1;
                         }
                         Verdict::OutOfOrder => {
-                            batch_ooo.push(sample.t_ms);
-                            accepted.push(RefSample { series_ref, sample });
+                            scratch.accepted.push(RefSample { series_ref, sample });
                             counts.appended_out_of_order += 1;
                         }
                         Verdict::Duplicate => counts.duplicates += 1,
@@ -456,17 +478,18 @@ impl MetricsStore {
                             counts.rejected_duplicate_timestamp += 1
                         }
                     }
-                    judged.push((sample, verdict));
+                    if matches!(verdict, Verdict::InOrder | Verdict::OutOfOrder) {
+                        scratch.judged.push((entry_index, sample, verdict));
+                    }
                 }
-                virtual_last.insert(series_ref, (last_t, last_bits, batch_ooo));
-                verdicts.push(judged);
+                scratch.virtual_last.insert(series_ref, (last_t, last_bits));
                 let mut newest_exemplar = i64::MIN;
                 for exemplar in entry.exemplars {
                     if exemplar_store.accepts(series_ref, exemplar.t_ms)
                         && exemplar.t_ms > newest_exemplar
                     {
                         newest_exemplar = exemplar.t_ms;
-                        accepted_exemplars.push(RefExemplar {
+                        scratch.accepted_exemplars.push(RefExemplar {
                             series_ref,
                             t_ms: exemplar.t_ms,
                             value: exemplar.value,
@@ -481,35 +504,36 @@ impl MetricsStore {
         }
 
         // 3. Log: new series first, then samples and exemplars, as one batch.
-        let AppendScratch {
-            series_record,
-            samples_record,
-            exemplars_record,
-        } = &mut *scratch;
         let mut wal_batch: Vec<(RecordKind, &[u8])> = Vec::with_capacity(3);
-        series_record.clear();
         if !pending_new.is_empty() {
             let mut new_series: Vec<(u64, &Labels)> =
                 pending_new.iter().map(|(labels, r)| (*r, labels)).collect();
             new_series.sort_by_key(|(r, _)| *r);
-            records::encode_series(series_record, &new_series);
-            wal_batch.push((record_kinds::METRICS_SERIES, series_record.as_slice()));
+            records::encode_series(&mut scratch.series_record, &new_series);
+            wal_batch.push((
+                record_kinds::METRICS_SERIES,
+                scratch.series_record.as_slice(),
+            ));
         }
-        samples_record.clear();
-        if !accepted.is_empty() {
-            records::encode_samples(samples_record, &accepted);
-            wal_batch.push((record_kinds::METRICS_SAMPLES, samples_record.as_slice()));
+        if !scratch.accepted.is_empty() {
+            records::encode_samples(&mut scratch.samples_record, &scratch.accepted);
+            wal_batch.push((
+                record_kinds::METRICS_SAMPLES,
+                scratch.samples_record.as_slice(),
+            ));
         }
-        exemplars_record.clear();
-        if !accepted_exemplars.is_empty() {
-            records::encode_exemplars(exemplars_record, &accepted_exemplars);
-            wal_batch.push((record_kinds::METRICS_EXEMPLARS, exemplars_record.as_slice()));
+        if !scratch.accepted_exemplars.is_empty() {
+            records::encode_exemplars(&mut scratch.exemplars_record, &scratch.accepted_exemplars);
+            wal_batch.push((
+                record_kinds::METRICS_EXEMPLARS,
+                scratch.exemplars_record.as_slice(),
+            ));
         }
         if !wal_batch.is_empty() {
             wal.append(&wal_batch)?;
         }
 
-        // 4. Apply to the head.
+        // 4. Apply to the head, one series lock per run of the same batch entry.
         let mut created: HashMap<u64, Arc<MemSeries>> = HashMap::new();
         let mut new_series: Vec<(u64, Labels)> = pending_new
             .into_iter()
@@ -519,31 +543,42 @@ impl MetricsStore {
         for (series_ref, labels) in new_series {
             created.insert(series_ref, self.head.insert(series_ref, &labels));
         }
-        for (target, judged) in targets.iter().zip(&verdicts) {
-            let series = match target {
-                Target::Existing(series) => series,
-                Target::New { series_ref, .. } => match created.get(series_ref) {
-                    Some(series) => series,
-                    None => continue,
-                },
-                Target::Unknown => continue,
+        let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
+        let mut position = 0;
+        while position < scratch.judged.len() {
+            let entry_index = scratch.judged[position].0;
+            let run_end = position
+                + scratch.judged[position..]
+                    .iter()
+                    .take_while(|(i, _, _)| *i == entry_index)
+                    .count();
+            let series = match &targets[entry_index] {
+                Target::Existing(series) => Some(series),
+                Target::New { series_ref } => created.get(series_ref),
+                Target::Unknown => None,
             };
-            let mut state = series.lock();
-            for (sample, verdict) in judged {
-                match verdict {
-                    Verdict::InOrder => state.append_in_order(*sample),
-                    Verdict::OutOfOrder => state.insert_out_of_order(*sample),
-                    _ => continue,
+            if let Some(series) = series {
+                let mut state = series.lock();
+                for (_, sample, verdict) in &scratch.judged[position..run_end] {
+                    match verdict {
+                        Verdict::InOrder => state.append_in_order(*sample),
+                        _ => state.insert_out_of_order(*sample),
+                    }
+                    min_t = min_t.min(sample.t_ms);
+                    max_t = max_t.max(sample.t_ms);
                 }
-                self.head.observe_time(sample.t_ms);
             }
+            position = run_end;
         }
-        if !accepted_exemplars.is_empty() {
+        if min_t <= max_t {
+            self.head.observe_times(min_t, max_t);
+        }
+        if !scratch.accepted_exemplars.is_empty() {
             let mut store = self
                 .exemplars
                 .lock()
                 .unwrap_or_else(|poison| poison.into_inner());
-            for entry in accepted_exemplars {
+            for entry in scratch.accepted_exemplars.drain(..) {
                 store.add(
                     entry.series_ref,
                     Exemplar {
@@ -554,7 +589,8 @@ impl MetricsStore {
                 );
             }
         }
-        drop(scratch);
+        scratch.release_if_large();
+        drop(guard);
         self.totals
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
@@ -587,6 +623,7 @@ impl MetricsStore {
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
         let mut outcome = MaintenanceOutcome::default();
+        self.head.pack_closed_chunks();
         let range = self.options.block_range_ms.max(1);
         loop {
             let (min_t, max_t) = (self.head.min_t(), self.head.max_t());
@@ -618,9 +655,9 @@ impl MetricsStore {
             self.head.set_min_valid_t(boundary);
         }
         let mut writer = BlockWriter::create(&self.dir.join("blocks"), 1, Vec::new())?;
-        for series in self.head.all_series_sorted() {
+        for (labels, series) in self.head.all_series_sorted() {
             let samples = series.lock().samples_before(boundary);
-            writer.add_series_samples(&series.labels, &samples)?;
+            writer.add_series_samples(&labels, &samples)?;
         }
         let written = writer.finish()?;
         if let Some(meta) = &written {
@@ -637,7 +674,7 @@ impl MetricsStore {
                 .append_lock
                 .lock()
                 .unwrap_or_else(|poison| poison.into_inner());
-            for series in self.head.all_series_sorted() {
+            for (_, series) in self.head.all_series_sorted() {
                 series.lock().truncate_before(boundary);
             }
             let removed = self.head.remove_empty_series();
@@ -868,7 +905,7 @@ impl MetricsStore {
                 .filter(|record| {
                     self.head
                         .get(record.series_ref)
-                        .is_some_and(|s| s.labels == record.labels)
+                        .is_some_and(|s| self.head.labels_of(&s) == record.labels)
                 })
                 .map(|record| (record.series_ref, &record.labels))
                 .collect();
@@ -949,16 +986,6 @@ impl MetricsStore {
     }
 }
 
-/// Replay takes every logged sample: newer than the series' newest → in order, else out of
-/// order (the exact duplicate of a stored sample is a no-op).
-fn apply_replayed(state: &mut SeriesState, sample: Sample) {
-    if state.last_t == i64::MIN || sample.t_ms > state.last_t {
-        state.append_in_order(sample);
-    } else if sample.t_ms != state.last_t {
-        state.insert_out_of_order(sample);
-    }
-}
-
 impl MetricsAppender for MetricsStore {
     fn append(&self, batch: &[SeriesSamples<'_>]) -> Result<AppendResult, MetricsError> {
         self.append_batch(batch)
@@ -1025,8 +1052,8 @@ impl MetricsQueryable for MetricsStore {
         {
             names.extend(block.label_names(matchers)?);
         }
-        for series in self.head_series_in_range(matchers, range) {
-            names.extend(series.labels.iter().map(|label| label.name.to_string()));
+        for labels in self.head_labels_in_range(matchers, range) {
+            names.extend(labels.iter().map(|label| label.name.to_string()));
         }
         Ok(names.into_iter().collect())
     }
@@ -1045,8 +1072,8 @@ impl MetricsQueryable for MetricsStore {
         {
             values.extend(block.label_values(name, matchers)?);
         }
-        for series in self.head_series_in_range(matchers, range) {
-            if let Some(value) = series.labels.get(name) {
+        for labels in self.head_labels_in_range(matchers, range) {
+            if let Some(value) = labels.get(name) {
                 values.insert(value.to_string());
             }
         }
@@ -1060,8 +1087,8 @@ impl MetricsQueryable for MetricsStore {
     ) -> Result<Vec<SeriesExemplars>, MetricsError> {
         let mut series_by_ref: HashMap<u64, Labels> = HashMap::new();
         for matchers in selectors {
-            for series in self.head.matching(matchers) {
-                series_by_ref.insert(series.series_ref, series.labels.clone());
+            for (labels, series) in self.head.matching(matchers) {
+                series_by_ref.insert(series.series_ref, labels);
             }
         }
         let refs: HashSet<u64> = series_by_ref.keys().copied().collect();
@@ -1104,20 +1131,20 @@ impl MetricsQueryable for MetricsStore {
 }
 
 impl MetricsStore {
-    fn head_series_in_range(&self, matchers: &[Matcher], range: TimeRange) -> Vec<Arc<MemSeries>> {
+    fn head_labels_in_range(&self, matchers: &[Matcher], range: TimeRange) -> Vec<Labels> {
         if !range.overlaps(self.head.min_t(), self.head.max_t()) {
             return Vec::new();
         }
         self.head
             .matching(matchers)
             .into_iter()
-            .filter(|series| {
+            .filter(|(_, series)| {
                 series
                     .lock()
                     .bounds()
                     .is_some_and(|(lo, hi)| range.overlaps(lo, hi))
             })
-            .filter(|series| matches_all(&series.labels, matchers))
+            .map(|(labels, _)| labels)
             .collect()
     }
 }
