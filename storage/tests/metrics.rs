@@ -736,3 +736,51 @@ fn size_retention_deletes_the_oldest_blocks_first() {
         "the newest blocks are kept"
     );
 }
+
+/// Copies a directory tree (the WAL), for simulating a crash at a chosen point.
+fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_crash_between_block_cut_and_wal_checkpoint_loses_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let saved_wal = tempfile::tempdir().unwrap();
+    let before;
+    {
+        let storage = open(dir.path(), small_blocks());
+        load_grid(&storage, 3, 0, 50 * MINUTE);
+        before = dump(&storage, &[]);
+        copy_tree(&dir.path().join("wal"), saved_wal.path());
+        let report = storage.maintenance().unwrap();
+        assert!(report.metrics_blocks_cut >= 1);
+    }
+    // The blocks are in place, but the WAL is as it was before the cut and checkpoint.
+    fs::remove_dir_all(dir.path().join("wal")).unwrap();
+    copy_tree(saved_wal.path(), &dir.path().join("wal"));
+    let storage = open(dir.path(), small_blocks());
+    assert_eq!(
+        dump(&storage, &[]),
+        before,
+        "head and blocks hold the same samples; answers merge them"
+    );
+    storage.maintenance().unwrap();
+    assert_eq!(
+        dump(&storage, &[]),
+        before,
+        "after the overlapping blocks are compacted"
+    );
+    let ranges = storage.metrics().block_ranges();
+    for pair in ranges.windows(2) {
+        assert!(pair[0].1 < pair[1].0, "overlapping blocks left: {ranges:?}");
+    }
+}

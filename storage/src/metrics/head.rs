@@ -558,10 +558,13 @@ impl Head {
             }
         }
         let hash = labels.stable_hash();
-        if index.by_hash.contains_key(&hash) {
-            index.collisions.entry(hash).or_default().push(series_ref);
-        } else {
-            index.by_hash.insert(hash, series_ref);
+        match index.by_hash.entry(hash) {
+            std::collections::hash_map::Entry::Occupied(_) => {
+                index.collisions.entry(hash).or_default().push(series_ref);
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(series_ref);
+            }
         }
         index.series.insert(series_ref, series.clone());
         self.next_ref.fetch_max(series_ref + 1, Ordering::Relaxed);
