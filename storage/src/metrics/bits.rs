@@ -1,12 +1,15 @@
 //! Bit-level writer and reader used by the chunk encodings. Bits are written most significant
 //! first into bytes, the first bit of the stream being the top bit of byte 0.
 
-/// Appends bits to a byte vector.
+/// Appends bits to a byte vector, through a 64-bit accumulator that is flushed eight bytes at
+/// a time.
 #[derive(Debug, Clone, Default)]
 pub struct BitWriter {
+    /// Whole bytes written so far.
     bytes: Vec<u8>,
-    /// Bits used in the last byte (0 means the last byte is full or there is none).
-    used_in_last: u8,
+    /// Pending bits, right-aligned: the low `pending` bits of `accumulator`.
+    accumulator: u64,
+    pending: u32,
 }
 
 impl BitWriter {
@@ -14,10 +17,12 @@ impl BitWriter {
         BitWriter::default()
     }
 
+    /// Starts after `bytes` (which end at a byte boundary).
     pub fn with_bytes(bytes: Vec<u8>) -> BitWriter {
         BitWriter {
             bytes,
-            used_in_last: 0,
+            accumulator: 0,
+            pending: 0,
         }
     }
 
@@ -33,40 +38,31 @@ impl BitWriter {
         } else {
             value & ((1u64 << count) - 1)
         };
-        let mut remaining = count;
-        // Top up the partly used last byte.
-        if self.used_in_last != 0 {
-            let free = 8 - u32::from(self.used_in_last);
-            let take = free.min(remaining);
-            let bits = (value >> (remaining - take)) as u8 & ((1u16 << take) - 1) as u8;
-            let last = self.bytes.len() - 1;
-            self.bytes[last] |= bits << (free - take);
-            remaining -= take;
-            self.used_in_last = ((u32::from(self.used_in_last) + take) % 8) as u8;
-            if remaining == 0 {
-                return;
-            }
+        let room = 64 - self.pending;
+        if count < room {
+            self.accumulator = (self.accumulator << count) | value;
+            self.pending += count;
+            return;
         }
-        // Whole bytes, then the start of a new partial byte.
-        while remaining >= 8 {
-            remaining -= 8;
-            self.bytes.push((value >> remaining) as u8);
-        }
-        if remaining > 0 {
-            self.bytes
-                .push(((value as u8) & ((1u16 << remaining) - 1) as u8) << (8 - remaining));
-            self.used_in_last = remaining as u8;
-        }
+        // Fill the accumulator to 64 bits, flush it, keep the rest of `value`.
+        let rest = count - room;
+        let head = if rest == 0 { value } else { value >> rest };
+        let full = if room == 64 {
+            head
+        } else {
+            (self.accumulator << room) | head
+        };
+        self.bytes.extend_from_slice(&full.to_be_bytes());
+        self.accumulator = if rest == 0 {
+            0
+        } else {
+            value & ((1u64 << rest) - 1)
+        };
+        self.pending = rest;
     }
 
     pub fn write_bit(&mut self, bit: bool) {
         self.write_bits(u64::from(bit), 1);
-    }
-
-    /// Writes whole bytes; the stream must be at a byte boundary.
-    pub fn write_bytes(&mut self, bytes: &[u8]) {
-        debug_assert_eq!(self.used_in_last, 0);
-        self.bytes.extend_from_slice(bytes);
     }
 
     pub fn write_uvarint(&mut self, mut value: u64) {
@@ -87,24 +83,34 @@ impl BitWriter {
 
     /// Total bits written.
     pub fn bit_len(&self) -> usize {
-        if self.used_in_last == 0 {
-            self.bytes.len() * 8
-        } else {
-            (self.bytes.len() - 1) * 8 + usize::from(self.used_in_last)
+        self.bytes.len() * 8 + self.pending as usize
+    }
+
+    /// The bytes written so far, the last one padded with zero bits.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.bytes.len() + 8);
+        out.extend_from_slice(&self.bytes);
+        self.append_pending(&mut out);
+        out
+    }
+
+    pub fn into_bytes(mut self) -> Vec<u8> {
+        let mut bytes = std::mem::take(&mut self.bytes);
+        self.append_pending(&mut bytes);
+        bytes
+    }
+
+    fn append_pending(&self, out: &mut Vec<u8>) {
+        if self.pending > 0 {
+            let aligned = self.accumulator << (64 - self.pending);
+            let whole = self.pending.div_ceil(8) as usize;
+            out.extend_from_slice(&aligned.to_be_bytes()[..whole]);
         }
-    }
-
-    pub fn bytes(&self) -> &[u8] {
-        &self.bytes
-    }
-
-    pub fn into_bytes(self) -> Vec<u8> {
-        self.bytes
     }
 
     /// Bytes held, including spare capacity, for memory accounting.
     pub fn capacity(&self) -> usize {
-        self.bytes.capacity()
+        self.bytes.capacity() + 8
     }
 
     pub fn shrink_to_fit(&mut self) {

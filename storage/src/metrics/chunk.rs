@@ -205,7 +205,7 @@ impl XorChunk {
 
     /// The chunk's bytes (encoding byte included), with the current sample count.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut bytes = self.writer.bytes().to_vec();
+        let mut bytes = self.writer.to_vec();
         bytes[1..3].copy_from_slice(&self.count.to_le_bytes());
         bytes
     }

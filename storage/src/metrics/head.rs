@@ -268,6 +268,27 @@ impl Hasher for IntHasher {
 
 pub(crate) type IntMap<K, V> = HashMap<K, V, BuildHasherDefault<IntHasher>>;
 
+/// Applies replayed samples to their series; returns their time bounds.
+fn apply_replayed_samples(index: &HeadIndex, samples: &[super::records::RefSample]) -> (i64, i64) {
+    let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
+    let mut current: Option<&Arc<MemSeries>> = None;
+    for entry in samples {
+        if current.is_none_or(|series| series.series_ref != entry.series_ref) {
+            current = index.series.get(&entry.series_ref);
+        }
+        let Some(series) = current else { continue };
+        let mut state = series.lock();
+        if state.last_t == i64::MIN || entry.sample.t_ms > state.last_t {
+            state.append_in_order(entry.sample);
+        } else if entry.sample.t_ms != state.last_t {
+            state.insert_out_of_order(entry.sample);
+        }
+        min_t = min_t.min(entry.sample.t_ms);
+        max_t = max_t.max(entry.sample.t_ms);
+    }
+    (min_t, max_t)
+}
+
 /// A series in the head. Its labels are stored as symbol IDs (8 bytes a label); they are turned
 /// back into strings when a query needs them.
 #[derive(Debug)]
@@ -669,22 +690,7 @@ impl Head {
     /// out of order otherwise. Series are looked up under one read of the index.
     pub fn apply_replayed(&self, samples: &[super::records::RefSample]) {
         let index = self.read_index();
-        let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
-        let mut current: Option<&Arc<MemSeries>> = None;
-        for entry in samples {
-            if current.is_none_or(|series| series.series_ref != entry.series_ref) {
-                current = index.series.get(&entry.series_ref);
-            }
-            let Some(series) = current else { continue };
-            let mut state = series.lock();
-            if state.last_t == i64::MIN || entry.sample.t_ms > state.last_t {
-                state.append_in_order(entry.sample);
-            } else if entry.sample.t_ms != state.last_t {
-                state.insert_out_of_order(entry.sample);
-            }
-            min_t = min_t.min(entry.sample.t_ms);
-            max_t = max_t.max(entry.sample.t_ms);
-        }
+        let (min_t, max_t) = apply_replayed_samples(&index, samples);
         drop(index);
         if min_t <= max_t {
             self.observe_times(min_t, max_t);
