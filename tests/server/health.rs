@@ -122,6 +122,8 @@ async fn metrics_are_prometheus_text_with_process_and_wal_figures() {
         "process_open_fds ",
         "tripod_wal_records_appended_total ",
         "tripod_wal_replay_duration_seconds ",
+        "tripod_metrics_head_series ",
+        "tripod_metrics_samples_rejected_total{reason=\"too_old\"} ",
     ] {
         assert!(body.contains(name), "{name} missing from:\n{body}");
     }

@@ -551,6 +551,30 @@ mod tests {
     }
 
     #[test]
+    fn equal_and_out_of_order_timestamps_round_trip() {
+        // Chunks the store writes are sorted, but the encodings themselves take any sequence.
+        for seed in 1..200u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x2545_f491_4f6c_dd1d));
+            let count = 1 + rng.below(300) as usize;
+            let mut t = 1_700_000_000_000i64;
+            let samples: Vec<Sample> = (0..count)
+                .map(|_| {
+                    t += match rng.below(4) {
+                        0 => 0,
+                        1 => -(rng.below(100_000) as i64),
+                        _ => rng.below(30_000) as i64,
+                    };
+                    Sample {
+                        t_ms: t,
+                        value: (rng.below(1000) as f64) / 4.0,
+                    }
+                })
+                .collect();
+            round_trip(&samples);
+        }
+    }
+
+    #[test]
     fn edge_cases_round_trip() {
         round_trip(&[]);
         round_trip(&[Sample {

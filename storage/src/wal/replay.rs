@@ -42,6 +42,9 @@ pub struct ReplayStats {
     pub next_segment: u32,
 }
 
+/// How often a long replay reports its progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
 pub(crate) enum DirEntry {
     Segment {
         index: u32,
@@ -135,7 +138,18 @@ pub(crate) fn replay_dir(
 
     let last_position = segments.len().checked_sub(1);
     let mut previous: Option<u32> = None;
+    let mut last_progress = Instant::now();
     for (position, (index, path)) in segments.iter().enumerate() {
+        if last_progress.elapsed() >= PROGRESS_EVERY {
+            last_progress = Instant::now();
+            tracing::info!(
+                segment = position,
+                of = segments.len(),
+                records = stats.records,
+                bytes = stats.bytes,
+                "wal replay in progress"
+            );
+        }
         if let Some(previous) = previous
             && *index != previous + 1
         {
