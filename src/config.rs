@@ -165,6 +165,7 @@ struct RawWal {
 #[serde(deny_unknown_fields)]
 struct RawLimits {
     max_request_body_bytes: Option<usize>,
+    max_decompressed_bytes: Option<usize>,
 }
 
 impl RawConfig {
@@ -234,6 +235,8 @@ pub struct Config {
     pub fsync_interval: Duration,
     /// Largest request body accepted, compressed size; larger bodies get 413.
     pub max_request_body_bytes: usize,
+    /// Largest size a request body may decompress to; larger gets 413.
+    pub max_decompressed_bytes: usize,
     /// How long shutdown waits for in-flight requests before cutting them off.
     pub shutdown_timeout: Duration,
     /// How often block cuts, compaction, retention and WAL checkpoints run.
@@ -245,6 +248,7 @@ const DEFAULT_FSYNC_INTERVAL: Duration = Duration::from_secs(1);
 const DEFAULT_SEGMENT_SIZE_BYTES: u64 = 128 << 20;
 const MIN_SEGMENT_SIZE_BYTES: u64 = 64 << 10;
 const DEFAULT_MAX_REQUEST_BODY_BYTES: usize = 64 << 20;
+const DEFAULT_MAX_DECOMPRESSED_BYTES: usize = 256 << 20;
 const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_METRICS_RETENTION: Duration = Duration::from_secs(15 * 24 * 3600);
 const DEFAULT_OUT_OF_ORDER_WINDOW: Duration = Duration::from_secs(3600);
@@ -384,6 +388,15 @@ impl Config {
                 "limits.max_request_body_bytes: must be greater than 0",
             ));
         }
+        let max_decompressed_bytes = raw
+            .limits
+            .max_decompressed_bytes
+            .unwrap_or(DEFAULT_MAX_DECOMPRESSED_BYTES);
+        if max_decompressed_bytes == 0 {
+            return Err(ConfigError::new(
+                "limits.max_decompressed_bytes: must be greater than 0",
+            ));
+        }
 
         let block_range = raw.metrics.block_range.map_or(DEFAULT_BLOCK_RANGE, |d| d.0);
         if block_range < Duration::from_secs(60) {
@@ -430,6 +443,7 @@ impl Config {
             },
             fsync_interval,
             max_request_body_bytes,
+            max_decompressed_bytes,
             shutdown_timeout: raw
                 .shutdown_timeout
                 .map_or(DEFAULT_SHUTDOWN_TIMEOUT, |d| d.0),

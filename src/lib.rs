@@ -1,8 +1,9 @@
 //! Tripod: one process that serves the Loki, Prometheus and Tempo APIs over one storage.
 //!
 //! Reading order: [`config`] (what can be set), [`server`] (listeners, tasks, shutdown),
-//! [`api`] (every wire format, with [`api::error`] mapping errors once), [`telemetry`] (logs and
-//! self-metrics). The database itself is the `tripod-storage` crate.
+//! [`api`] (every wire format, with [`api::error`] mapping errors once), [`ingest`] (the
+//! protocol-neutral write path), [`telemetry`] (logs and self-metrics). The database itself is
+//! the `tripod-storage` crate.
 //!
 //! Embedding, for tests and CI jobs:
 //!
@@ -20,6 +21,7 @@
 pub mod api;
 pub mod config;
 pub mod duration;
+pub mod ingest;
 pub mod server;
 pub mod telemetry;
 

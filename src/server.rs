@@ -89,7 +89,10 @@ impl Server {
             }
         };
 
-        let state = AppState::new();
+        let state = AppState::with_limits(api::Limits {
+            max_request_body_bytes: config.max_request_body_bytes,
+            max_decompressed_bytes: config.max_decompressed_bytes,
+        });
         let shutdown = CancellationToken::new();
         let bound = bind_listeners(&config).await?;
 
@@ -162,6 +165,11 @@ impl Server {
     /// The data directory in use (a temporary one for ephemeral servers).
     pub fn data_dir(&self) -> &std::path::Path {
         &self.data_dir
+    }
+
+    /// The storage, once open: for tests and embedders that check what was stored.
+    pub fn storage(&self) -> Option<Arc<Storage>> {
+        self.state.storage_if_open().cloned()
     }
 
     /// Current readiness.

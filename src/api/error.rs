@@ -151,6 +151,11 @@ pub struct LokiError(pub ApiError);
 #[derive(Debug)]
 pub struct TempoError(pub ApiError);
 
+/// An [`ApiError`] as plain text, for endpoints whose reference answers with `http.Error`
+/// (Prometheus remote write, OTLP over HTTP errors are handled in their own module).
+#[derive(Debug)]
+pub struct TextError(pub ApiError);
+
 impl From<ApiError> for PrometheusError {
     fn from(error: ApiError) -> Self {
         PrometheusError(error)
@@ -187,6 +192,12 @@ impl IntoResponse for LokiError {
 }
 
 impl IntoResponse for TempoError {
+    fn into_response(self) -> Response {
+        plain_text(self.0)
+    }
+}
+
+impl IntoResponse for TextError {
     fn into_response(self) -> Response {
         plain_text(self.0)
     }

@@ -7,7 +7,9 @@
 
 pub mod error;
 pub mod otlp;
+pub mod prometheus;
 pub mod status;
+pub mod wire;
 
 use std::sync::{Arc, OnceLock};
 
@@ -18,7 +20,26 @@ use axum::response::IntoResponse;
 use tokio::sync::watch;
 use tripod_storage::Storage;
 
+use crate::ingest::metrics::MetricsIngest;
 use crate::telemetry::Telemetry;
+
+/// Limits every handler applies.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest request body accepted, as sent.
+    pub max_request_body_bytes: usize,
+    /// Largest body a decompression may produce.
+    pub max_decompressed_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_request_body_bytes: 64 << 20,
+            max_decompressed_bytes: 256 << 20,
+        }
+    }
+}
 
 /// Where the server is in its life, as `/ready` reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,18 +67,36 @@ struct Shared {
     storage: OnceLock<Arc<Storage>>,
     /// Self-metrics state.
     telemetry: Telemetry,
+    /// Body and decompression limits.
+    limits: Limits,
+    /// The metrics write path's series reference cache.
+    metrics_ingest: MetricsIngest,
 }
 
 impl AppState {
     pub fn new() -> AppState {
+        AppState::with_limits(Limits::default())
+    }
+
+    pub fn with_limits(limits: Limits) -> AppState {
         let (readiness, _) = watch::channel(Readiness::Starting);
         AppState {
             shared: Arc::new(Shared {
                 readiness,
                 storage: OnceLock::new(),
                 telemetry: Telemetry::new(),
+                limits,
+                metrics_ingest: MetricsIngest::default(),
             }),
         }
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.shared.limits
+    }
+
+    pub fn metrics_ingest(&self) -> &MetricsIngest {
+        &self.shared.metrics_ingest
     }
 
     pub fn readiness(&self) -> Readiness {
@@ -119,6 +158,7 @@ impl Default for AppState {
 pub fn router(state: AppState, max_request_body_bytes: usize) -> Router {
     Router::new()
         .merge(status::router())
+        .merge(prometheus::router())
         .merge(otlp::http_router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_request_body_bytes))

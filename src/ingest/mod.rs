@@ -1,0 +1,5 @@
+//! The protocol-neutral write path: what every ingest protocol does after its wire format is
+//! decoded (validate, map, cache series references, append), so that remote write, OTLP and
+//! scraping share one implementation per signal.
+
+pub mod metrics;

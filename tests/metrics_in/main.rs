@@ -1,0 +1,7 @@
+//! Metrics ingestion, black box: Prometheus remote write 1.0 and 2.0 against a real server,
+//! every rejection the receiver makes, and a real Prometheus remote-writing to Tripod.
+
+mod encode;
+mod prometheus_real;
+mod remote_write;
+mod support;

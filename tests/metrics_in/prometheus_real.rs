@@ -1,0 +1,244 @@
+//! A real Prometheus (Debian's 2.42) scrapes itself, a real node-exporter and Tripod, and
+//! remote-writes everything to Tripod. Every series Prometheus holds for a ten-second window
+//! must be in Tripod with exactly the same samples.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tripod::config::ListenerName;
+use tripod_storage::metrics::{MetricsQueryable, TimeRange, is_stale_nan};
+
+use crate::support::{program, server};
+
+/// Kills the child process when dropped, so a failing test leaves nothing running.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+type SeriesSamples = BTreeMap<String, Vec<(i64, u64)>>;
+
+/// `{a="1", b="2"}` from a JSON label object, in Tripod's `Labels` display form.
+fn labels_key(metric: &serde_json::Map<String, serde_json::Value>) -> String {
+    let mut pairs: Vec<(&String, &str)> = metric
+        .iter()
+        .map(|(k, v)| (k, v.as_str().unwrap_or("")))
+        .collect();
+    pairs.sort();
+    let shown: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+    format!("{{{}}}", shown.join(", "))
+}
+
+async fn prometheus_window(address: &str, end_ms: i64) -> SeriesSamples {
+    let query = format!(
+        "http://{address}/api/v1/query?query=%7B__name__%3D~%22.%2B%22%7D%5B10s%5D&time={}",
+        end_ms as f64 / 1000.0
+    );
+    let body: serde_json::Value = reqwest::get(&query).await.unwrap().json().await.unwrap();
+    assert_eq!(body["status"], "success", "{body}");
+    let mut out = SeriesSamples::new();
+    for series in body["data"]["result"].as_array().unwrap() {
+        let key = labels_key(series["metric"].as_object().unwrap());
+        let samples = series["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|pair| {
+                let t_ms = (pair[0].as_f64().unwrap() * 1000.0).round() as i64;
+                let value: f64 = pair[1].as_str().unwrap().parse().unwrap();
+                (
+                    t_ms,
+                    if value.is_nan() {
+                        f64::NAN.to_bits()
+                    } else {
+                        value.to_bits()
+                    },
+                )
+            })
+            .collect();
+        out.insert(key, samples);
+    }
+    out
+}
+
+fn tripod_window(server: &tripod::Server, end_ms: i64) -> SeriesSamples {
+    let storage = server.storage().unwrap();
+    let range = TimeRange::new(end_ms - 10_000, end_ms).unwrap();
+    let mut out = SeriesSamples::new();
+    for series in storage.metrics().select(&[], range).unwrap() {
+        // Range selectors leave staleness markers out; so does the comparison.
+        let samples: Vec<(i64, u64)> = series
+            .samples()
+            .unwrap()
+            .iter()
+            .filter(|s| !is_stale_nan(s.value))
+            .map(|s| {
+                (
+                    s.t_ms,
+                    if s.value.is_nan() {
+                        f64::NAN.to_bits()
+                    } else {
+                        s.value.to_bits()
+                    },
+                )
+            })
+            .collect();
+        if !samples.is_empty() {
+            out.insert(series.labels.to_string(), samples);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_remote_write_delivers_every_series_sample_for_sample() {
+    let Some(prometheus) = program("prometheus") else {
+        return;
+    };
+    let Some(node_exporter) =
+        program("prometheus-node-exporter").or_else(|| program("node_exporter"))
+    else {
+        return;
+    };
+    let server = server().await;
+    let tripod = server.address(ListenerName::Prometheus).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (prometheus_port, node_port) = (free_port(), free_port());
+
+    let _node = Running(
+        Command::new(node_exporter)
+            .arg(format!("--web.listen-address=127.0.0.1:{node_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("node exporter starts"),
+    );
+    let config = format!(
+        r#"
+global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: prometheus
+    static_configs: [{{targets: ["127.0.0.1:{prometheus_port}"]}}]
+  - job_name: node
+    static_configs: [{{targets: ["127.0.0.1:{node_port}"]}}]
+  - job_name: tripod
+    static_configs: [{{targets: ["{tripod}"]}}]
+remote_write:
+  - url: http://{tripod}/api/v1/write
+    queue_config:
+      min_shards: 1
+      max_shards: 1
+      batch_send_deadline: 500ms
+      min_backoff: 100ms
+      max_backoff: 1s
+    metadata_config:
+      send_interval: 1s
+"#
+    );
+    let config_path = dir.path().join("prometheus.yml");
+    std::fs::write(&config_path, config).unwrap();
+    let _prometheus = Running(
+        Command::new(prometheus)
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prometheus_port}"))
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus starts"),
+    );
+
+    // Wait until every target has been scraped for a while and the data reached Tripod.
+    let storage = server.storage().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let started = now_ms();
+    loop {
+        let jobs = storage
+            .metrics()
+            .label_values("job", &[], TimeRange::all())
+            .unwrap();
+        if jobs.len() >= 3 && storage.metrics().stats().head_max_t > started + 12_000 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no data from prometheus; jobs seen: {jobs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let end_ms = now_ms() - 2_000;
+    let expected = prometheus_window(&format!("127.0.0.1:{prometheus_port}"), end_ms).await;
+    // Remote write trails the scrapes: wait until Tripod holds samples well past the window.
+    while storage.metrics().stats().head_max_t < end_ms + 3_000 {
+        assert!(Instant::now() < deadline, "remote write did not catch up");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let actual = tripod_window(&server, end_ms);
+
+    assert!(
+        expected.len() > 300,
+        "expected hundreds of series, prometheus has {}",
+        expected.len()
+    );
+    for job in ["prometheus", "node", "tripod"] {
+        assert!(
+            expected
+                .keys()
+                .any(|k| k.contains(&format!("job=\"{job}\""))),
+            "no {job} series"
+        );
+    }
+    let missing: Vec<&String> = expected
+        .keys()
+        .filter(|k| !actual.contains_key(*k))
+        .collect();
+    let extra: Vec<&String> = actual
+        .keys()
+        .filter(|k| !expected.contains_key(*k))
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "series differ: missing {missing:?}, extra {extra:?}"
+    );
+    let differing: Vec<&String> = expected
+        .keys()
+        .filter(|k| expected[*k] != actual[*k])
+        .collect();
+    assert!(
+        differing.is_empty(),
+        "{} of {} series differ, e.g. {}: prometheus {:?} tripod {:?}",
+        differing.len(),
+        expected.len(),
+        differing[0],
+        expected[differing[0]],
+        actual[differing[0]]
+    );
+    server.shutdown().await.unwrap();
+}
