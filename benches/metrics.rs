@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput};
 use tripod_storage::labels::{Labels, MatchOp, Matcher};
 use tripod_storage::metrics::{
-    MetricsAppender, MetricsOptions, MetricsQueryable, Sample, SeriesKey, SeriesRef, SeriesSamples,
-    TimeRange,
+    MetricsAppender, MetricsOptions, MetricsQueryable, Sample, SeriesKey, SeriesRef, SeriesSamples, TimeRange,
 };
 use tripod_storage::wal::{SyncPolicy, WalOptions};
 use tripod_storage::{Storage, StorageOptions};
@@ -29,14 +28,8 @@ fn bench_dir() -> tempfile::TempDir {
 
 fn storage_options() -> StorageOptions {
     StorageOptions {
-        wal: WalOptions {
-            segment_size_bytes: 128 << 20,
-            sync: SyncPolicy::Never,
-        },
-        metrics: MetricsOptions {
-            retention_ms: None,
-            ..MetricsOptions::default()
-        },
+        wal: WalOptions { segment_size_bytes: 128 << 20, sync: SyncPolicy::Never },
+        metrics: MetricsOptions { retention_ms: None, ..MetricsOptions::default() },
     }
 }
 
@@ -101,13 +94,7 @@ fn node_exporter_series(hosts: usize, rng: &mut Rng) -> Vec<GenSeries> {
             pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
             Labels::from_pairs(pairs).unwrap()
         };
-        let mut push = |labels: Labels, shape: Shape, value: f64| {
-            out.push(GenSeries {
-                labels,
-                shape,
-                value,
-            })
-        };
+        let mut push = |labels: Labels, shape: Shape, value: f64| out.push(GenSeries { labels, shape, value });
         for cpu in 0..8 {
             for (mode, rate) in [
                 ("idle", 0.85),
@@ -121,30 +108,15 @@ fn node_exporter_series(hosts: usize, rng: &mut Rng) -> Vec<GenSeries> {
             ] {
                 let labels = base(
                     "node_cpu_seconds_total",
-                    &[
-                        ("cpu", &cpu.to_string()),
-                        ("mode", mode),
-                        ("host_type", "m5.xlarge"),
-                    ],
+                    &[("cpu", &cpu.to_string()), ("mode", mode), ("host_type", "m5.xlarge")],
                 );
-                let shape = if rate == 0.0 {
-                    Shape::Constant
-                } else {
-                    Shape::CpuSeconds { rate }
-                };
+                let shape = if rate == 0.0 { Shape::Constant } else { Shape::CpuSeconds { rate } };
                 push(labels, shape, (rng.below(10_000_000) as f64) / 100.0);
             }
         }
         for index in 0..40 {
-            let labels = base(
-                &format!("node_memory_field{index}_bytes"),
-                &[("host_type", "m5.xlarge")],
-            );
-            let shape = if index % 3 == 0 {
-                Shape::Constant
-            } else {
-                Shape::PageGauge
-            };
+            let labels = base(&format!("node_memory_field{index}_bytes"), &[("host_type", "m5.xlarge")]);
+            let shape = if index % 3 == 0 { Shape::Constant } else { Shape::PageGauge };
             push(labels, shape, (rng.below(4_000_000) * 4096) as f64);
         }
         for mount in ["/", "/boot", "/var", "/data", "/home"] {
@@ -157,29 +129,15 @@ fn node_exporter_series(hosts: usize, rng: &mut Rng) -> Vec<GenSeries> {
             ] {
                 let labels = base(
                     &format!("node_filesystem_{field}_bytes"),
-                    &[
-                        ("mountpoint", mount),
-                        ("fstype", "ext4"),
-                        ("device", "/dev/nvme0n1p1"),
-                    ],
+                    &[("mountpoint", mount), ("fstype", "ext4"), ("device", "/dev/nvme0n1p1")],
                 );
                 push(labels, shape, (rng.below(100_000_000) * 4096) as f64);
             }
         }
         for device in ["eth0", "eth1", "lo", "docker0"] {
             for (field, shape) in [
-                (
-                    "receive_bytes",
-                    Shape::Counter {
-                        max_step: 2_000_000,
-                    },
-                ),
-                (
-                    "transmit_bytes",
-                    Shape::Counter {
-                        max_step: 1_000_000,
-                    },
-                ),
+                ("receive_bytes", Shape::Counter { max_step: 2_000_000 }),
+                ("transmit_bytes", Shape::Counter { max_step: 1_000_000 }),
                 ("receive_packets", Shape::Counter { max_step: 3_000 }),
                 ("transmit_packets", Shape::Counter { max_step: 2_000 }),
                 ("receive_errs", Shape::RareCounter),
@@ -187,10 +145,7 @@ fn node_exporter_series(hosts: usize, rng: &mut Rng) -> Vec<GenSeries> {
                 ("receive_drop", Shape::RareCounter),
                 ("transmit_drop", Shape::RareCounter),
             ] {
-                let labels = base(
-                    &format!("node_network_{field}_total"),
-                    &[("device", device)],
-                );
+                let labels = base(&format!("node_network_{field}_total"), &[("device", device)]);
                 push(labels, shape, rng.below(1 << 40) as f64);
             }
         }
@@ -199,12 +154,7 @@ fn node_exporter_series(hosts: usize, rng: &mut Rng) -> Vec<GenSeries> {
                 ("reads_completed", Shape::Counter { max_step: 200 }),
                 ("writes_completed", Shape::Counter { max_step: 500 }),
                 ("read_bytes", Shape::Counter { max_step: 800_000 }),
-                (
-                    "written_bytes",
-                    Shape::Counter {
-                        max_step: 2_000_000,
-                    },
-                ),
+                ("written_bytes", Shape::Counter { max_step: 2_000_000 }),
                 ("io_time_seconds", Shape::CpuSeconds { rate: 0.02 }),
             ] {
                 let labels = base(&format!("node_disk_{field}_total"), &[("device", device)]);
@@ -212,11 +162,7 @@ fn node_exporter_series(hosts: usize, rng: &mut Rng) -> Vec<GenSeries> {
             }
         }
         for (name, _) in [("node_load1", 1), ("node_load5", 5), ("node_load15", 15)] {
-            push(
-                base(name, &[]),
-                Shape::LoadGauge,
-                (rng.below(400) as f64) / 100.0,
-            );
+            push(base(name, &[]), Shape::LoadGauge, (rng.below(400) as f64) / 100.0);
         }
         for index in 0..50 {
             let shape = match index % 4 {
@@ -225,18 +171,10 @@ fn node_exporter_series(hosts: usize, rng: &mut Rng) -> Vec<GenSeries> {
                 2 => Shape::RareCounter,
                 _ => Shape::Constant,
             };
-            push(
-                base(&format!("node_vmstat_field{index}"), &[]),
-                shape,
-                rng.below(1 << 30) as f64,
-            );
+            push(base(&format!("node_vmstat_field{index}"), &[]), shape, rng.below(1 << 30) as f64);
         }
         for index in 0..16 {
-            push(
-                base(&format!("node_info_field{index}"), &[("version", "1.8.2")]),
-                Shape::Constant,
-                1.0,
-            );
+            push(base(&format!("node_info_field{index}"), &[("version", "1.8.2")]), Shape::Constant, 1.0);
         }
     }
     out
@@ -252,9 +190,7 @@ fn step(series: &mut GenSeries, rng: &mut Rng) {
         Shape::Counter { max_step } => series.value + rng.below(max_step + 1) as f64,
         Shape::RareCounter => series.value + if rng.below(50) == 0 { 1.0 } else { 0.0 },
         Shape::PageGauge => (series.value + 4096.0 * (rng.below(21) as f64 - 10.0)).max(0.0),
-        Shape::LoadGauge => {
-            (((series.value * 100.0).round() + rng.below(21) as f64 - 10.0).max(0.0)) / 100.0
-        }
+        Shape::LoadGauge => (((series.value * 100.0).round() + rng.below(21) as f64 - 10.0).max(0.0)) / 100.0,
     };
 }
 
@@ -274,15 +210,7 @@ fn load(
         for entry in series.iter_mut() {
             step(entry, rng);
         }
-        let samples: Vec<[Sample; 1]> = series
-            .iter()
-            .map(|s| {
-                [Sample {
-                    t_ms: t,
-                    value: s.value,
-                }]
-            })
-            .collect();
+        let samples: Vec<[Sample; 1]> = series.iter().map(|s| [Sample { t_ms: t, value: s.value }]).collect();
         let batch: Vec<SeriesSamples> = series
             .iter()
             .zip(&samples)
@@ -306,11 +234,7 @@ fn load(
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
     pages * 4096
 }
 
@@ -336,11 +260,7 @@ fn footprint_report() {
             .metrics()
             .block_ranges()
             .iter()
-            .map(|(lo, hi)| format!(
-                "{:.2}h-{:.2}h",
-                *lo as f64 / HOUR_MS as f64,
-                *hi as f64 / HOUR_MS as f64
-            ))
+            .map(|(lo, hi)| format!("{:.2}h-{:.2}h", *lo as f64 / HOUR_MS as f64, *hi as f64 / HOUR_MS as f64))
             .collect::<Vec<_>>()
     );
     println!(
@@ -375,9 +295,7 @@ fn footprint_report() {
 
 fn append_bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("metrics_append");
-    group
-        .measurement_time(Duration::from_secs(8))
-        .sample_size(10);
+    group.measurement_time(Duration::from_secs(8)).sample_size(10);
     let mut rng = Rng(11);
     let dir = bench_dir();
     let storage = Storage::open(dir.path(), storage_options()).unwrap();
@@ -399,10 +317,7 @@ fn append_bench(c: &mut Criterion) {
                         (0..per_batch as i64)
                             .map(|k| {
                                 step(s, &mut rng);
-                                Sample {
-                                    t_ms: t + k * SCRAPE_MS,
-                                    value: s.value,
-                                }
+                                Sample { t_ms: t + k * SCRAPE_MS, value: s.value }
                             })
                             .collect()
                     })
@@ -410,11 +325,7 @@ fn append_bench(c: &mut Criterion) {
                 let batch: Vec<SeriesSamples> = refs
                     .iter()
                     .zip(&samples)
-                    .map(|(r, s)| SeriesSamples {
-                        key: SeriesKey::Ref(r.unwrap()),
-                        samples: s,
-                        exemplars: &[],
-                    })
+                    .map(|(r, s)| SeriesSamples { key: SeriesKey::Ref(r.unwrap()), samples: s, exemplars: &[] })
                     .collect();
                 let started = Instant::now();
                 black_box(storage.metrics().append(&batch).unwrap());
@@ -429,9 +340,7 @@ fn append_bench(c: &mut Criterion) {
 
 fn select_bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("metrics_select_decode");
-    group
-        .measurement_time(Duration::from_secs(8))
-        .sample_size(10);
+    group.measurement_time(Duration::from_secs(8)).sample_size(10);
     let mut rng = Rng(13);
     let dir = bench_dir();
     let storage = Storage::open(dir.path(), storage_options()).unwrap();
@@ -440,13 +349,8 @@ fn select_bench(c: &mut Criterion) {
     load(&storage, &mut series, &mut refs, 0, 7 * HOUR_MS, &mut rng);
     storage.maintenance().unwrap();
     let count_samples = |range: TimeRange| -> u64 {
-        let selected = storage
-            .metrics()
-            .select(
-                &[Matcher::new(MatchOp::Equal, "job", "node").unwrap()],
-                range,
-            )
-            .unwrap();
+        let selected =
+            storage.metrics().select(&[Matcher::new(MatchOp::Equal, "job", "node").unwrap()], range).unwrap();
         let mut buffer = Vec::new();
         let mut total = 0u64;
         for series in &selected {
@@ -468,9 +372,7 @@ fn select_bench(c: &mut Criterion) {
 
 fn replay_bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("metrics_wal_replay");
-    group
-        .measurement_time(Duration::from_secs(10))
-        .sample_size(10);
+    group.measurement_time(Duration::from_secs(10)).sample_size(10);
     let mut rng = Rng(17);
     let dir = bench_dir();
     let samples = {

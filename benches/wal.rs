@@ -25,28 +25,17 @@ fn bench_dir() -> tempfile::TempDir {
 }
 
 fn options() -> WalOptions {
-    WalOptions {
-        segment_size_bytes: 128 << 20,
-        sync: SyncPolicy::Never,
-    }
+    WalOptions { segment_size_bytes: 128 << 20, sync: SyncPolicy::Never }
 }
 
 /// Payloads that look like encoded samples: varied bytes, not all zeros.
 fn payloads(record_bytes: usize, count: usize) -> Vec<Vec<u8>> {
-    (0..count)
-        .map(|i| {
-            (0..record_bytes)
-                .map(|j| ((i * 31 + j * 7) % 251) as u8)
-                .collect()
-        })
-        .collect()
+    (0..count).map(|i| (0..record_bytes).map(|j| ((i * 31 + j * 7) % 251) as u8).collect()).collect()
 }
 
 fn append(c: &mut Criterion) {
     let mut group = c.benchmark_group("wal_append");
-    group
-        .measurement_time(Duration::from_secs(5))
-        .sample_size(20);
+    group.measurement_time(Duration::from_secs(5)).sample_size(20);
     for (record_bytes, batch) in [(128usize, 256usize), (4096, 64), (65536, 4)] {
         let records = payloads(record_bytes, batch);
         let refs: Vec<(RecordKind, &[u8])> = records.iter().map(|p| (KIND, p.as_slice())).collect();
@@ -77,9 +66,7 @@ fn append(c: &mut Criterion) {
 
 fn replay(c: &mut Criterion) {
     let mut group = c.benchmark_group("wal_replay");
-    group
-        .measurement_time(Duration::from_secs(10))
-        .sample_size(10);
+    group.measurement_time(Duration::from_secs(10)).sample_size(10);
     for record_bytes in [128usize, 4096] {
         let total_bytes = 256usize << 20;
         let count = total_bytes / record_bytes;
@@ -87,8 +74,7 @@ fn replay(c: &mut Criterion) {
         {
             let (wal, _) = Wal::open(dir.path(), options(), |_, _| {}).unwrap();
             let records = payloads(record_bytes, 256);
-            let refs: Vec<(RecordKind, &[u8])> =
-                records.iter().map(|p| (KIND, p.as_slice())).collect();
+            let refs: Vec<(RecordKind, &[u8])> = records.iter().map(|p| (KIND, p.as_slice())).collect();
             for _ in 0..count / refs.len() {
                 wal.append(&refs).unwrap();
             }
@@ -100,10 +86,7 @@ fn replay(c: &mut Criterion) {
                 || (),
                 |()| {
                     let mut seen = 0u64;
-                    let (wal, _) = Wal::open(dir.path(), options(), |_, payload| {
-                        seen += payload.len() as u64
-                    })
-                    .unwrap();
+                    let (wal, _) = Wal::open(dir.path(), options(), |_, payload| seen += payload.len() as u64).unwrap();
                     wal.close().unwrap();
                     black_box(seen)
                 },

@@ -171,12 +171,8 @@ struct RawLimits {
 impl RawConfig {
     /// Reads and parses a config file. Errors name the file, the key and the position.
     pub fn from_file(path: &Path) -> Result<RawConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|error| {
-            ConfigError::new(format!(
-                "cannot read config file {}: {error}",
-                path.display()
-            ))
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| ConfigError::new(format!("cannot read config file {}: {error}", path.display())))?;
         RawConfig::from_yaml(&text, &path.display().to_string())
     }
 
@@ -185,8 +181,7 @@ impl RawConfig {
         if text.trim().is_empty() {
             return Ok(RawConfig::default());
         }
-        serde_yaml_ng::from_str(text)
-            .map_err(|error| ConfigError::new(format!("config file {origin}: {error}")))
+        serde_yaml_ng::from_str(text).map_err(|error| ConfigError::new(format!("config file {origin}: {error}")))
     }
 }
 
@@ -265,16 +260,13 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn new(message: impl Into<String>) -> ConfigError {
-        ConfigError {
-            message: message.into(),
-        }
+        ConfigError { message: message.into() }
     }
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config::from_raw(RawConfig::default(), &Overrides::default())
-            .expect("the built-in defaults are valid") // Checked by the `defaults_are_valid` test.
+        Config::from_raw(RawConfig::default(), &Overrides::default()).expect("the built-in defaults are valid") // Checked by the `defaults_are_valid` test.
     }
 }
 
@@ -285,10 +277,7 @@ impl Config {
         let loopback = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0));
         Config {
             data_dir: DataDir::Ephemeral,
-            listen: ListenerName::ALL
-                .iter()
-                .map(|name| (*name, Some(loopback)))
-                .collect(),
+            listen: ListenerName::ALL.iter().map(|name| (*name, Some(loopback))).collect(),
             log_level: "warn".to_string(),
             shutdown_timeout: Duration::from_secs(5),
             ..Config::default()
@@ -300,11 +289,7 @@ impl Config {
         let data_dir = if overrides.ephemeral {
             DataDir::Ephemeral
         } else {
-            let path = overrides
-                .data_dir
-                .clone()
-                .or(raw.data_dir)
-                .unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+            let path = overrides.data_dir.clone().or(raw.data_dir).unwrap_or_else(|| DEFAULT_DATA_DIR.into());
             if path.as_os_str().is_empty() {
                 return Err(ConfigError::new("data_dir: must not be empty"));
             }
@@ -324,9 +309,7 @@ impl Config {
             let address = match (overridden, from_file) {
                 (Some((_, text)), _) => parse_listen_address(text, name)?,
                 (None, Some(RawAddress::Address(text))) => parse_listen_address(&text, name)?,
-                (None, Some(RawAddress::Port(port))) => {
-                    parse_listen_address(&format!(":{port}"), name)?
-                }
+                (None, Some(RawAddress::Port(port))) => parse_listen_address(&format!(":{port}"), name)?,
                 (None, Some(RawAddress::Enabled(false))) => None,
                 (None, Some(RawAddress::Enabled(true)) | None) => Some(default_address(name)),
             };
@@ -334,30 +317,16 @@ impl Config {
         }
         check_listener_clashes(&listen)?;
 
-        let log_level = overrides
-            .log_level
-            .clone()
-            .or(raw.log.level)
-            .unwrap_or_else(|| "info".to_string());
+        let log_level = overrides.log_level.clone().or(raw.log.level).unwrap_or_else(|| "info".to_string());
         if !is_valid_log_filter(&log_level) {
             return Err(ConfigError::new(format!(
                 "log.level: invalid level {log_level:?}, expected error, warn, info, debug, trace or tracing directives"
             )));
         }
-        let log_format = overrides
-            .log_format
-            .or(raw.log.format)
-            .unwrap_or(LogFormat::Text);
+        let log_format = overrides.log_format.or(raw.log.format).unwrap_or(LogFormat::Text);
 
-        let fsync_interval = raw
-            .wal
-            .fsync_interval
-            .map_or(DEFAULT_FSYNC_INTERVAL, |d| d.0);
-        let sync = match overrides
-            .fsync
-            .or(raw.wal.fsync)
-            .unwrap_or(FsyncMode::Interval)
-        {
+        let fsync_interval = raw.wal.fsync_interval.map_or(DEFAULT_FSYNC_INTERVAL, |d| d.0);
+        let sync = match overrides.fsync.or(raw.wal.fsync).unwrap_or(FsyncMode::Interval) {
             FsyncMode::Always => SyncPolicy::Always,
             FsyncMode::Never => SyncPolicy::Never,
             FsyncMode::Interval => {
@@ -369,48 +338,30 @@ impl Config {
                 SyncPolicy::Interval(fsync_interval)
             }
         };
-        let segment_size_bytes = raw
-            .wal
-            .segment_size_bytes
-            .unwrap_or(DEFAULT_SEGMENT_SIZE_BYTES);
+        let segment_size_bytes = raw.wal.segment_size_bytes.unwrap_or(DEFAULT_SEGMENT_SIZE_BYTES);
         if segment_size_bytes < MIN_SEGMENT_SIZE_BYTES {
             return Err(ConfigError::new(format!(
                 "wal.segment_size_bytes: {segment_size_bytes} is below the minimum of {MIN_SEGMENT_SIZE_BYTES}"
             )));
         }
 
-        let max_request_body_bytes = raw
-            .limits
-            .max_request_body_bytes
-            .unwrap_or(DEFAULT_MAX_REQUEST_BODY_BYTES);
+        let max_request_body_bytes = raw.limits.max_request_body_bytes.unwrap_or(DEFAULT_MAX_REQUEST_BODY_BYTES);
         if max_request_body_bytes == 0 {
-            return Err(ConfigError::new(
-                "limits.max_request_body_bytes: must be greater than 0",
-            ));
+            return Err(ConfigError::new("limits.max_request_body_bytes: must be greater than 0"));
         }
-        let max_decompressed_bytes = raw
-            .limits
-            .max_decompressed_bytes
-            .unwrap_or(DEFAULT_MAX_DECOMPRESSED_BYTES);
+        let max_decompressed_bytes = raw.limits.max_decompressed_bytes.unwrap_or(DEFAULT_MAX_DECOMPRESSED_BYTES);
         if max_decompressed_bytes == 0 {
-            return Err(ConfigError::new(
-                "limits.max_decompressed_bytes: must be greater than 0",
-            ));
+            return Err(ConfigError::new("limits.max_decompressed_bytes: must be greater than 0"));
         }
 
         let block_range = raw.metrics.block_range.map_or(DEFAULT_BLOCK_RANGE, |d| d.0);
         if block_range < Duration::from_secs(60) {
             return Err(ConfigError::new("metrics.block_range: must be at least 1m"));
         }
-        let retention = raw
-            .retention
-            .metrics
-            .map_or(DEFAULT_METRICS_RETENTION, |d| d.0);
+        let retention = raw.retention.metrics.map_or(DEFAULT_METRICS_RETENTION, |d| d.0);
         let metrics = MetricsOptions {
             out_of_order_window_ms: millis(
-                raw.metrics
-                    .out_of_order_window
-                    .map_or(DEFAULT_OUT_OF_ORDER_WINDOW, |d| d.0),
+                raw.metrics.out_of_order_window.map_or(DEFAULT_OUT_OF_ORDER_WINDOW, |d| d.0),
             ),
             block_range_ms: millis(block_range),
             // 0s keeps data forever.
@@ -418,14 +369,9 @@ impl Config {
             retention_bytes: raw.metrics.retention_size_bytes.filter(|bytes| *bytes > 0),
             max_exemplars: raw.metrics.max_exemplars.unwrap_or(DEFAULT_MAX_EXEMPLARS),
         };
-        let maintenance_interval = raw
-            .metrics
-            .maintenance_interval
-            .map_or(DEFAULT_MAINTENANCE_INTERVAL, |d| d.0);
+        let maintenance_interval = raw.metrics.maintenance_interval.map_or(DEFAULT_MAINTENANCE_INTERVAL, |d| d.0);
         if maintenance_interval.is_zero() {
-            return Err(ConfigError::new(
-                "metrics.maintenance_interval: must be greater than 0s",
-            ));
+            return Err(ConfigError::new("metrics.maintenance_interval: must be greater than 0s"));
         }
 
         Ok(Config {
@@ -434,19 +380,11 @@ impl Config {
             listen,
             log_level,
             log_format,
-            storage: StorageOptions {
-                wal: WalOptions {
-                    segment_size_bytes,
-                    sync,
-                },
-                metrics,
-            },
+            storage: StorageOptions { wal: WalOptions { segment_size_bytes, sync }, metrics },
             fsync_interval,
             max_request_body_bytes,
             max_decompressed_bytes,
-            shutdown_timeout: raw
-                .shutdown_timeout
-                .map_or(DEFAULT_SHUTDOWN_TIMEOUT, |d| d.0),
+            shutdown_timeout: raw.shutdown_timeout.map_or(DEFAULT_SHUTDOWN_TIMEOUT, |d| d.0),
         })
     }
 
@@ -461,10 +399,7 @@ impl Config {
 
     /// The listen address of `name`, if switched on.
     pub fn listen_address(&self, name: ListenerName) -> Option<SocketAddr> {
-        self.listen
-            .iter()
-            .find(|(n, _)| *n == name)
-            .and_then(|(_, address)| *address)
+        self.listen.iter().find(|(n, _)| *n == name).and_then(|(_, address)| *address)
     }
 
     /// Sets (or switches off) one listener.
@@ -482,18 +417,14 @@ fn is_valid_log_filter(filter: &str) -> bool {
     const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
     let is_level = |text: &str| LEVELS.iter().any(|level| level.eq_ignore_ascii_case(text));
     !filter.trim().is_empty()
-        && filter
-            .split(',')
-            .all(|directive| match directive.trim().rsplit_once('=') {
-                Some((target, level)) => {
-                    !target.is_empty()
-                        && target.bytes().all(|b| {
-                            b.is_ascii_alphanumeric() || b == b'_' || b == b':' || b == b'-'
-                        })
-                        && is_level(level)
-                }
-                None => is_level(directive.trim()),
-            })
+        && filter.split(',').all(|directive| match directive.trim().rsplit_once('=') {
+            Some((target, level)) => {
+                !target.is_empty()
+                    && target.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':' || b == b'-')
+                    && is_level(level)
+            }
+            None => is_level(directive.trim()),
+        })
         && tracing_subscriber::EnvFilter::try_new(filter).is_ok()
 }
 
@@ -502,10 +433,7 @@ fn millis(duration: Duration) -> i64 {
 }
 
 fn default_address(name: ListenerName) -> SocketAddr {
-    SocketAddr::V4(SocketAddrV4::new(
-        Ipv4Addr::UNSPECIFIED,
-        name.default_port(),
-    ))
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, name.default_port()))
 }
 
 /// Parses `host:port`, `:port` (every interface), `localhost:port`, or `off`.
@@ -531,13 +459,8 @@ fn parse_listen_address(text: &str, name: ListenerName) -> Result<Option<SocketA
 
 /// HTTP listeners may share an address (they serve the same router, so it is bound once); the
 /// gRPC listener may not share one with an HTTP listener.
-fn check_listener_clashes(
-    listen: &[(ListenerName, Option<SocketAddr>)],
-) -> Result<(), ConfigError> {
-    let grpc = listen
-        .iter()
-        .find(|(name, _)| name.is_grpc())
-        .and_then(|(_, address)| *address);
+fn check_listener_clashes(listen: &[(ListenerName, Option<SocketAddr>)]) -> Result<(), ConfigError> {
+    let grpc = listen.iter().find(|(name, _)| name.is_grpc()).and_then(|(_, address)| *address);
     let Some(grpc) = grpc else { return Ok(()) };
     if grpc.port() == 0 {
         return Ok(());
@@ -558,10 +481,7 @@ mod tests {
     use super::*;
 
     fn parse(yaml: &str) -> Result<Config, ConfigError> {
-        Config::from_raw(
-            RawConfig::from_yaml(yaml, "test.yaml")?,
-            &Overrides::default(),
-        )
+        Config::from_raw(RawConfig::from_yaml(yaml, "test.yaml")?, &Overrides::default())
     }
 
     #[test]
@@ -571,10 +491,7 @@ mod tests {
         for name in ListenerName::ALL {
             assert_eq!(config.listen_address(name), Some(default_address(name)));
         }
-        assert_eq!(
-            config.storage.wal.sync,
-            SyncPolicy::Interval(Duration::from_secs(1))
-        );
+        assert_eq!(config.storage.wal.sync, SyncPolicy::Interval(Duration::from_secs(1)));
     }
 
     #[test]
@@ -587,28 +504,19 @@ mod tests {
 
     #[test]
     fn unknown_keys_name_the_key_and_the_file() {
-        let error = parse("listen:\n  lokii: 0.0.0.0:3100\n")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            error.starts_with("config file test.yaml: listen: unknown field `lokii`"),
-            "{error}"
-        );
+        let error = parse("listen:\n  lokii: 0.0.0.0:3100\n").unwrap_err().to_string();
+        assert!(error.starts_with("config file test.yaml: listen: unknown field `lokii`"), "{error}");
         let error = parse("retention_typo: 1d\n").unwrap_err().to_string();
         assert!(error.contains("unknown field `retention_typo`"), "{error}");
     }
 
     #[test]
     fn listeners_can_be_moved_or_switched_off() {
-        let config = parse("listen:\n  loki: 127.0.0.1:13100\n  tempo: off\n  otlp_grpc: false\n  prometheus: ':19090'\n").unwrap();
-        assert_eq!(
-            config.listen_address(ListenerName::Loki),
-            Some("127.0.0.1:13100".parse().unwrap())
-        );
-        assert_eq!(
-            config.listen_address(ListenerName::Prometheus),
-            Some("0.0.0.0:19090".parse().unwrap())
-        );
+        let config =
+            parse("listen:\n  loki: 127.0.0.1:13100\n  tempo: off\n  otlp_grpc: false\n  prometheus: ':19090'\n")
+                .unwrap();
+        assert_eq!(config.listen_address(ListenerName::Loki), Some("127.0.0.1:13100".parse().unwrap()));
+        assert_eq!(config.listen_address(ListenerName::Prometheus), Some("0.0.0.0:19090".parse().unwrap()));
         assert_eq!(config.listen_address(ListenerName::Tempo), None);
         assert_eq!(config.listen_address(ListenerName::OtlpGrpc), None);
     }
@@ -616,35 +524,14 @@ mod tests {
     #[test]
     fn bad_values_name_the_option() {
         let cases = [
-            (
-                "listen:\n  loki: nowhere\n",
-                "listen.loki: invalid listen address \"nowhere\"",
-            ),
-            (
-                "wal:\n  fsync: sometimes\n",
-                "wal.fsync: unknown variant `sometimes`",
-            ),
-            (
-                "wal:\n  fsync_interval: 1 second\n",
-                "invalid duration \"1 second\"",
-            ),
-            (
-                "wal:\n  fsync_interval: 0s\n",
-                "wal.fsync_interval: must be greater than 0s",
-            ),
-            (
-                "wal:\n  segment_size_bytes: 10\n",
-                "wal.segment_size_bytes: 10 is below the minimum",
-            ),
+            ("listen:\n  loki: nowhere\n", "listen.loki: invalid listen address \"nowhere\""),
+            ("wal:\n  fsync: sometimes\n", "wal.fsync: unknown variant `sometimes`"),
+            ("wal:\n  fsync_interval: 1 second\n", "invalid duration \"1 second\""),
+            ("wal:\n  fsync_interval: 0s\n", "wal.fsync_interval: must be greater than 0s"),
+            ("wal:\n  segment_size_bytes: 10\n", "wal.segment_size_bytes: 10 is below the minimum"),
             ("log:\n  level: loud!\n", "log.level: invalid level"),
-            (
-                "limits:\n  max_request_body_bytes: 0\n",
-                "limits.max_request_body_bytes: must be greater than 0",
-            ),
-            (
-                "listen:\n  loki: 0.0.0.0:4317\n",
-                "listen.loki and listen.otlp_grpc: both use 0.0.0.0:4317",
-            ),
+            ("limits:\n  max_request_body_bytes: 0\n", "limits.max_request_body_bytes: must be greater than 0"),
+            ("listen:\n  loki: 0.0.0.0:4317\n", "listen.loki and listen.otlp_grpc: both use 0.0.0.0:4317"),
         ];
         for (yaml, expected) in cases {
             let error = parse(yaml).unwrap_err().to_string();
@@ -654,11 +541,9 @@ mod tests {
 
     #[test]
     fn overrides_beat_the_file() {
-        let raw = RawConfig::from_yaml(
-            "data_dir: /from/file\nlisten:\n  loki: 127.0.0.1:1\nlog:\n  level: debug\n",
-            "t",
-        )
-        .unwrap();
+        let raw =
+            RawConfig::from_yaml("data_dir: /from/file\nlisten:\n  loki: 127.0.0.1:1\nlog:\n  level: debug\n", "t")
+                .unwrap();
         let overrides = Overrides {
             data_dir: Some("/from/flag".into()),
             log_level: Some("warn".into()),
@@ -671,14 +556,8 @@ mod tests {
         assert_eq!(config.log_level, "warn");
         assert_eq!(config.listen_address(ListenerName::Loki), None);
         assert_eq!(config.storage.wal.sync, SyncPolicy::Always);
-        let ephemeral = Config::from_raw(
-            RawConfig::default(),
-            &Overrides {
-                ephemeral: true,
-                ..Overrides::default()
-            },
-        )
-        .unwrap();
+        let ephemeral =
+            Config::from_raw(RawConfig::default(), &Overrides { ephemeral: true, ..Overrides::default() }).unwrap();
         assert_eq!(ephemeral.data_dir, DataDir::Ephemeral);
     }
 }

@@ -32,10 +32,7 @@ impl std::error::Error for DurationError {}
 /// Parses a Prometheus duration: one or more `<integer><unit>` terms with units `y`, `w`, `d`,
 /// `h`, `m`, `s`, `ms` in decreasing order, each at most once (`1h30m`, `90s`, `0s`).
 pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
-    let error = |reason| DurationError {
-        input: input.to_string(),
-        reason,
-    };
+    let error = |reason| DurationError { input: input.to_string(), reason };
     if input.is_empty() {
         return Err(error("empty"));
     }
@@ -94,9 +91,7 @@ pub struct ConfigDuration(pub Duration);
 impl<'de> serde::Deserialize<'de> for ConfigDuration {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        parse_duration(&text)
-            .map(ConfigDuration)
-            .map_err(serde::de::Error::custom)
+        parse_duration(&text).map(ConfigDuration).map_err(serde::de::Error::custom)
     }
 }
 
@@ -123,31 +118,14 @@ mod tests {
             ("1m1s1ms", 61_001),
         ];
         for (text, ms) in cases {
-            assert_eq!(
-                parse_duration(text),
-                Ok(Duration::from_millis(ms)),
-                "{text}"
-            );
-            assert_eq!(
-                parse_duration(&format_duration(Duration::from_millis(ms))),
-                Ok(Duration::from_millis(ms))
-            );
+            assert_eq!(parse_duration(text), Ok(Duration::from_millis(ms)), "{text}");
+            assert_eq!(parse_duration(&format_duration(Duration::from_millis(ms))), Ok(Duration::from_millis(ms)));
         }
     }
 
     #[test]
     fn rejects_malformed_durations() {
-        for text in [
-            "",
-            "s",
-            "15",
-            "1.5s",
-            "1s1h",
-            "1h1h",
-            "3x",
-            "-1s",
-            "99999999999999999999s",
-        ] {
+        for text in ["", "s", "15", "1.5s", "1s1h", "1h1h", "3x", "-1s", "99999999999999999999s"] {
             assert!(parse_duration(text).is_err(), "{text} must be rejected");
         }
         assert_eq!(

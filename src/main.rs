@@ -32,39 +32,19 @@ struct Cli {
     #[arg(long = "wal.fsync", env = "TRIPOD_WAL_FSYNC", value_enum)]
     wal_fsync: Option<FsyncMode>,
     /// Loki listener: host:port, :port, or off.
-    #[arg(
-        long = "listen.loki",
-        env = "TRIPOD_LISTEN_LOKI",
-        value_name = "ADDRESS"
-    )]
+    #[arg(long = "listen.loki", env = "TRIPOD_LISTEN_LOKI", value_name = "ADDRESS")]
     listen_loki: Option<String>,
     /// Prometheus listener: host:port, :port, or off.
-    #[arg(
-        long = "listen.prometheus",
-        env = "TRIPOD_LISTEN_PROMETHEUS",
-        value_name = "ADDRESS"
-    )]
+    #[arg(long = "listen.prometheus", env = "TRIPOD_LISTEN_PROMETHEUS", value_name = "ADDRESS")]
     listen_prometheus: Option<String>,
     /// Tempo listener: host:port, :port, or off.
-    #[arg(
-        long = "listen.tempo",
-        env = "TRIPOD_LISTEN_TEMPO",
-        value_name = "ADDRESS"
-    )]
+    #[arg(long = "listen.tempo", env = "TRIPOD_LISTEN_TEMPO", value_name = "ADDRESS")]
     listen_tempo: Option<String>,
     /// OTLP HTTP listener: host:port, :port, or off.
-    #[arg(
-        long = "listen.otlp-http",
-        env = "TRIPOD_LISTEN_OTLP_HTTP",
-        value_name = "ADDRESS"
-    )]
+    #[arg(long = "listen.otlp-http", env = "TRIPOD_LISTEN_OTLP_HTTP", value_name = "ADDRESS")]
     listen_otlp_http: Option<String>,
     /// OTLP gRPC listener: host:port, :port, or off.
-    #[arg(
-        long = "listen.otlp-grpc",
-        env = "TRIPOD_LISTEN_OTLP_GRPC",
-        value_name = "ADDRESS"
-    )]
+    #[arg(long = "listen.otlp-grpc", env = "TRIPOD_LISTEN_OTLP_GRPC", value_name = "ADDRESS")]
     listen_otlp_grpc: Option<String>,
 }
 
@@ -102,10 +82,7 @@ fn main() -> ExitCode {
     };
     telemetry::init_logging(&config.log_level, config.log_format);
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             tracing::error!(error = %error, "cannot start the async runtime");

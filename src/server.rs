@@ -81,10 +81,7 @@ impl Server {
         let (data_dir, ephemeral_dir) = match &config.data_dir {
             DataDir::Path(path) => (path.clone(), None),
             DataDir::Ephemeral => {
-                let temp = tempfile::Builder::new()
-                    .prefix("tripod-")
-                    .tempdir()
-                    .map_err(StartError::TempDir)?;
+                let temp = tempfile::Builder::new().prefix("tripod-").tempdir().map_err(StartError::TempDir)?;
                 (temp.path().to_path_buf(), Some(temp))
             }
         };
@@ -107,11 +104,7 @@ impl Server {
             })?;
             addresses.extend(names.iter().map(|name| (*name, address)));
             let task = if names.iter().any(|name| name.is_grpc()) {
-                serve_grpc(
-                    listener,
-                    api::otlp::grpc_routes(state.clone()),
-                    shutdown.clone(),
-                )
+                serve_grpc(listener, api::otlp::grpc_routes(state.clone()), shutdown.clone())
             } else {
                 serve_http(listener, router.clone(), shutdown.clone())
             };
@@ -124,10 +117,7 @@ impl Server {
         let storage_task = tokio::spawn(run_storage(
             data_dir.clone(),
             config.storage.clone(),
-            StorageTimers {
-                fsync_interval: config.fsync_interval,
-                maintenance_interval: config.maintenance_interval,
-            },
+            StorageTimers { fsync_interval: config.fsync_interval, maintenance_interval: config.maintenance_interval },
             state.clone(),
             shutdown.clone(),
         ));
@@ -151,10 +141,7 @@ impl Server {
 
     /// The bound address of a listener, `None` if it is switched off.
     pub fn address(&self, name: ListenerName) -> Option<SocketAddr> {
-        self.addresses
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, address)| *address)
+        self.addresses.iter().find(|(n, _)| *n == name).map(|(_, address)| *address)
     }
 
     /// Every bound listener and its address.
@@ -217,15 +204,7 @@ impl Server {
 
     /// Stops the server in order: stop accepting, drain, close storage, remove ephemeral data.
     pub async fn shutdown(self) -> Result<(), ServerError> {
-        let Server {
-            state,
-            shutdown,
-            listener_tasks,
-            storage_task,
-            shutdown_timeout,
-            ephemeral_dir,
-            ..
-        } = self;
+        let Server { state, shutdown, listener_tasks, storage_task, shutdown_timeout, ephemeral_dir, .. } = self;
         let started = Instant::now();
         if !matches!(state.readiness(), Readiness::Failed(_)) {
             state.set_readiness(Readiness::Stopping);
@@ -262,10 +241,7 @@ impl Server {
             }
         }
         match &result {
-            Ok(()) => tracing::info!(
-                duration_ms = started.elapsed().as_millis() as u64,
-                "shutdown complete"
-            ),
+            Ok(()) => tracing::info!(duration_ms = started.elapsed().as_millis() as u64, "shutdown complete"),
             Err(error) => tracing::error!(error = %error, "shutdown finished with an error"),
         }
         result
@@ -273,18 +249,12 @@ impl Server {
 }
 
 fn option_names(names: &[ListenerName]) -> String {
-    names
-        .iter()
-        .map(|name| name.to_string())
-        .collect::<Vec<_>>()
-        .join(" and ")
+    names.iter().map(|name| name.to_string()).collect::<Vec<_>>().join(" and ")
 }
 
 /// Binds every listener that is switched on. HTTP listeners that name the same address are
 /// bound once, since they serve the same router.
-async fn bind_listeners(
-    config: &Config,
-) -> Result<Vec<(Vec<ListenerName>, TcpListener)>, StartError> {
+async fn bind_listeners(config: &Config) -> Result<Vec<(Vec<ListenerName>, TcpListener)>, StartError> {
     let mut groups: Vec<(Vec<ListenerName>, SocketAddr)> = Vec::new();
     for (name, address) in &config.listen {
         let Some(address) = *address else { continue };
@@ -301,44 +271,29 @@ async fn bind_listeners(
         match TcpListener::bind(address).await {
             Ok(listener) => bound.push((names, listener)),
             Err(source) => {
-                return Err(StartError::Bind {
-                    option: option_names(&names),
-                    address,
-                    source,
-                });
+                return Err(StartError::Bind { option: option_names(&names), address, source });
             }
         }
     }
     Ok(bound)
 }
 
-fn serve_http(
-    listener: TcpListener,
-    router: axum::Router,
-    shutdown: CancellationToken,
-) -> JoinHandle<()> {
+fn serve_http(listener: TcpListener, router: axum::Router, shutdown: CancellationToken) -> JoinHandle<()> {
     let listener = listener.tap_io(|stream| {
         let _ = stream.set_nodelay(true);
     });
     let service = router.map_request(api::normalize_path);
     tokio::spawn(async move {
-        let served = axum::serve(
-            listener,
-            axum::ServiceExt::<Request>::into_make_service(service),
-        )
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await;
+        let served = axum::serve(listener, axum::ServiceExt::<Request>::into_make_service(service))
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
         if let Err(error) = served {
             tracing::error!(error = %error, "http listener failed");
         }
     })
 }
 
-fn serve_grpc(
-    listener: TcpListener,
-    routes: tonic::service::Routes,
-    shutdown: CancellationToken,
-) -> JoinHandle<()> {
+fn serve_grpc(listener: TcpListener, routes: tonic::service::Routes, shutdown: CancellationToken) -> JoinHandle<()> {
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tokio::spawn(async move {
         let served = tonic::transport::Server::builder()

@@ -16,13 +16,10 @@ use crate::config::LogFormat;
 /// validated by the config. Safe to call more than once (later calls do nothing), so embedded
 /// servers in tests may call it too.
 pub fn init_logging(level: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     let _already_installed = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
@@ -109,11 +106,7 @@ impl Exposition {
             MetricKind::Gauge => "gauge",
         };
         // Writing to a String cannot fail.
-        let _ = writeln!(
-            self.out,
-            "# HELP {} {}\n# TYPE {} {}",
-            desc.name, desc.help, desc.name, kind
-        );
+        let _ = writeln!(self.out, "# HELP {} {}\n# TYPE {} {}", desc.name, desc.help, desc.name, kind);
     }
 
     fn sample(&mut self, desc: MetricDesc, labels: &[(&str, &str)], value: f64) {
@@ -138,21 +131,14 @@ impl Exposition {
 }
 
 fn escape_label_value(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 fn format_value(value: f64) -> String {
     if value.is_nan() {
         "NaN".to_string()
     } else if value.is_infinite() {
-        if value > 0.0 {
-            "+Inf".to_string()
-        } else {
-            "-Inf".to_string()
-        }
+        if value > 0.0 { "+Inf".to_string() } else { "-Inf".to_string() }
     } else {
         value.to_string()
     }
@@ -174,22 +160,14 @@ impl Default for Telemetry {
 
 impl Telemetry {
     pub fn new() -> Telemetry {
-        let started_unix_seconds = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0);
-        Telemetry {
-            started: Instant::now(),
-            started_unix_seconds,
-        }
+        let started_unix_seconds = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        Telemetry { started: Instant::now(), started_unix_seconds }
     }
 
     /// Renders every self-metric in the Prometheus text format (version 0.0.4).
     pub fn render(&self, ready: bool, storage: Option<&Storage>) -> String {
         use metrics::*;
-        let mut exposition = Exposition {
-            out: String::with_capacity(4096),
-        };
+        let mut exposition = Exposition { out: String::with_capacity(4096) };
         exposition.family(BUILD_INFO);
         exposition.sample(
             BUILD_INFO,
@@ -241,21 +219,14 @@ impl Telemetry {
             exposition.single(METRICS_BLOCKS, metrics.blocks as f64);
             exposition.single(METRICS_BLOCK_BYTES, metrics.block_bytes as f64);
             let counts = metrics.appended;
-            exposition.single(
-                METRICS_SAMPLES_APPENDED,
-                (counts.appended + counts.appended_out_of_order) as f64,
-            );
+            exposition.single(METRICS_SAMPLES_APPENDED, (counts.appended + counts.appended_out_of_order) as f64);
             exposition.family(METRICS_SAMPLES_REJECTED);
             for (reason, value) in [
                 ("out_of_order", counts.rejected_out_of_order),
                 ("too_old", counts.rejected_too_old),
                 ("duplicate_timestamp", counts.rejected_duplicate_timestamp),
             ] {
-                exposition.sample(
-                    METRICS_SAMPLES_REJECTED,
-                    &[("reason", reason)],
-                    value as f64,
-                );
+                exposition.sample(METRICS_SAMPLES_REJECTED, &[("reason", reason)], value as f64);
             }
             exposition.single(METRICS_BLOCKS_CUT, metrics.blocks_cut as f64);
             exposition.single(METRICS_COMPACTIONS, metrics.compactions as f64);
@@ -304,10 +275,7 @@ fn process_stats() -> ProcessStats {
         // The directory handle used for listing is itself one of the entries.
         stats.open_fds = Some(entries.count().saturating_sub(1) as u64);
     }
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes into the struct we own.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
         stats.max_fds = Some(limit.rlim_cur);
@@ -332,18 +300,11 @@ mod tests {
         assert_eq!(names.len(), metrics::ALL.len(), "duplicate metric name");
         for desc in metrics::ALL {
             assert!(
-                desc.name
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                desc.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
                 "{}",
                 desc.name
             );
-            assert_eq!(
-                desc.kind == MetricKind::Counter,
-                desc.name.ends_with("_total"),
-                "{}",
-                desc.name
-            );
+            assert_eq!(desc.kind == MetricKind::Counter, desc.name.ends_with("_total"), "{}", desc.name);
         }
     }
 
@@ -356,31 +317,18 @@ mod tests {
             if desc.name.starts_with("process_") && !cfg!(target_os = "linux") {
                 continue;
             }
-            assert!(
-                text.contains(&format!("# TYPE {} ", desc.name)),
-                "{} missing:\n{text}",
-                desc.name
-            );
+            assert!(text.contains(&format!("# TYPE {} ", desc.name)), "{} missing:\n{text}", desc.name);
         }
         for line in text.lines().filter(|line| !line.starts_with('#')) {
             let value = line.rsplit(' ').next().unwrap();
             assert!(value.parse::<f64>().is_ok(), "bad sample line {line:?}");
         }
         assert!(text.contains("tripod_ready 1\n"));
-        assert!(text.contains(&format!(
-            "tripod_build_info{{version=\"{}\"",
-            build::VERSION
-        )));
+        assert!(text.contains(&format!("tripod_build_info{{version=\"{}\"", build::VERSION)));
         #[cfg(target_os = "linux")]
         {
-            let rss = text
-                .lines()
-                .find(|l| l.starts_with("process_resident_memory_bytes "))
-                .unwrap();
-            assert!(
-                rss.split(' ').nth(1).unwrap().parse::<f64>().unwrap() > 1e6,
-                "{rss}"
-            );
+            let rss = text.lines().find(|l| l.starts_with("process_resident_memory_bytes ")).unwrap();
+            assert!(rss.split(' ').nth(1).unwrap().parse::<f64>().unwrap() > 1e6, "{rss}");
         }
         storage.close().unwrap();
     }

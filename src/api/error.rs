@@ -55,9 +55,7 @@ impl ErrorKind {
     /// The `errorType` Prometheus puts in its error JSON for this kind.
     pub fn prometheus_error_type(self) -> &'static str {
         match self {
-            ErrorKind::BadData | ErrorKind::PayloadTooLarge | ErrorKind::UnsupportedMediaType => {
-                "bad_data"
-            }
+            ErrorKind::BadData | ErrorKind::PayloadTooLarge | ErrorKind::UnsupportedMediaType => "bad_data",
             ErrorKind::Execution | ErrorKind::RateLimited => "execution",
             ErrorKind::NotFound => "not_found",
             ErrorKind::Timeout => "timeout",
@@ -91,10 +89,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> ApiError {
-        ApiError {
-            kind,
-            message: message.into(),
-        }
+        ApiError { kind, message: message.into() }
     }
 
     pub fn bad_data(message: impl Into<String>) -> ApiError {
@@ -205,10 +200,7 @@ impl IntoResponse for TextError {
 
 fn plain_text(error: ApiError) -> Response {
     let mut response = (error.kind.status(), format!("{}\n", error.message)).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     response
 }
 
@@ -224,106 +216,48 @@ mod tests {
 
     async fn body_of(response: Response) -> (StatusCode, String, String) {
         let status = response.status();
-        let content_type = response.headers()[header::CONTENT_TYPE]
-            .to_str()
-            .unwrap()
-            .to_string();
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-            .await
-            .unwrap();
-        (
-            status,
-            content_type,
-            String::from_utf8(bytes.to_vec()).unwrap(),
-        )
+        let content_type = response.headers()[header::CONTENT_TYPE].to_str().unwrap().to_string();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (status, content_type, String::from_utf8(bytes.to_vec()).unwrap())
     }
 
     #[tokio::test]
     async fn prometheus_errors_are_the_prometheus_envelope() {
-        let response = PrometheusError(ApiError::bad_data("invalid parameter \"query\": empty"))
-            .into_response();
+        let response = PrometheusError(ApiError::bad_data("invalid parameter \"query\": empty")).into_response();
         let (status, content_type, body) = body_of(response).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(content_type, "application/json");
-        assert_eq!(
-            body,
-            r#"{"error":"invalid parameter \"query\": empty","errorType":"bad_data","status":"error"}"#
-        );
+        assert_eq!(body, r#"{"error":"invalid parameter \"query\": empty","errorType":"bad_data","status":"error"}"#);
 
         let (status, _, body) =
-            body_of(PrometheusError(ApiError::execution("many-to-many matching")).into_response())
-                .await;
+            body_of(PrometheusError(ApiError::execution("many-to-many matching")).into_response()).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
         assert!(body.contains(r#""errorType":"execution""#));
     }
 
     #[tokio::test]
     async fn loki_and_tempo_errors_are_plain_text() {
-        let (status, content_type, body) = body_of(
-            LokiError(ApiError::bad_data(
-                "parse error at line 1, col 5: syntax error",
-            ))
-            .into_response(),
-        )
-        .await;
+        let (status, content_type, body) =
+            body_of(LokiError(ApiError::bad_data("parse error at line 1, col 5: syntax error")).into_response()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(content_type, "text/plain; charset=utf-8");
         assert_eq!(body, "parse error at line 1, col 5: syntax error\n");
-        let (status, _, body) =
-            body_of(TempoError(ApiError::not_found("trace not found")).into_response()).await;
-        assert_eq!(
-            (status, body.as_str()),
-            (StatusCode::NOT_FOUND, "trace not found\n")
-        );
+        let (status, _, body) = body_of(TempoError(ApiError::not_found("trace not found")).into_response()).await;
+        assert_eq!((status, body.as_str()), (StatusCode::NOT_FOUND, "trace not found\n"));
     }
 
     #[test]
     fn every_kind_maps_consistently() {
         let table = [
-            (
-                ErrorKind::BadData,
-                400,
-                "bad_data",
-                tonic::Code::InvalidArgument,
-            ),
-            (
-                ErrorKind::Execution,
-                422,
-                "execution",
-                tonic::Code::FailedPrecondition,
-            ),
+            (ErrorKind::BadData, 400, "bad_data", tonic::Code::InvalidArgument),
+            (ErrorKind::Execution, 422, "execution", tonic::Code::FailedPrecondition),
             (ErrorKind::NotFound, 404, "not_found", tonic::Code::NotFound),
-            (
-                ErrorKind::PayloadTooLarge,
-                413,
-                "bad_data",
-                tonic::Code::ResourceExhausted,
-            ),
-            (
-                ErrorKind::UnsupportedMediaType,
-                415,
-                "bad_data",
-                tonic::Code::InvalidArgument,
-            ),
-            (
-                ErrorKind::RateLimited,
-                429,
-                "execution",
-                tonic::Code::ResourceExhausted,
-            ),
-            (
-                ErrorKind::Timeout,
-                503,
-                "timeout",
-                tonic::Code::DeadlineExceeded,
-            ),
+            (ErrorKind::PayloadTooLarge, 413, "bad_data", tonic::Code::ResourceExhausted),
+            (ErrorKind::UnsupportedMediaType, 415, "bad_data", tonic::Code::InvalidArgument),
+            (ErrorKind::RateLimited, 429, "execution", tonic::Code::ResourceExhausted),
+            (ErrorKind::Timeout, 503, "timeout", tonic::Code::DeadlineExceeded),
             (ErrorKind::Canceled, 499, "canceled", tonic::Code::Cancelled),
-            (
-                ErrorKind::Unavailable,
-                503,
-                "unavailable",
-                tonic::Code::Unavailable,
-            ),
+            (ErrorKind::Unavailable, 503, "unavailable", tonic::Code::Unavailable),
             (ErrorKind::Internal, 500, "internal", tonic::Code::Internal),
         ];
         for (kind, status, error_type, code) in table {

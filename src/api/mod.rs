@@ -34,10 +34,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_request_body_bytes: 64 << 20,
-            max_decompressed_bytes: 256 << 20,
-        }
+        Limits { max_request_body_bytes: 64 << 20, max_decompressed_bytes: 256 << 20 }
     }
 }
 
@@ -132,9 +129,7 @@ impl AppState {
     /// The storage, or an `unavailable` error while it is still opening.
     pub fn storage(&self) -> Result<&Arc<Storage>, error::ApiError> {
         self.shared.storage.get().ok_or_else(|| {
-            error::ApiError::unavailable(
-                "storage is not ready yet: the write-ahead log is being replayed",
-            )
+            error::ApiError::unavailable("storage is not ready yet: the write-ahead log is being replayed")
         })
     }
 
@@ -204,17 +199,11 @@ mod tests {
     fn repeated_slashes_are_collapsed() {
         let cases = [
             ("//api/traces/abc", "/api/traces/abc"),
-            (
-                "/api//v2///traces/abc?start=1&x=a//b",
-                "/api/v2/traces/abc?start=1&x=a//b",
-            ),
+            ("/api//v2///traces/abc?start=1&x=a//b", "/api/v2/traces/abc?start=1&x=a//b"),
             ("/ready", "/ready"),
         ];
         for (input, expected) in cases {
-            let request = Request::builder()
-                .uri(input)
-                .body(axum::body::Body::empty())
-                .unwrap();
+            let request = Request::builder().uri(input).body(axum::body::Body::empty()).unwrap();
             assert_eq!(normalize_path(request).uri().to_string(), expected);
         }
     }

@@ -32,19 +32,13 @@ pub fn router() -> Router<AppState> {
         .route("/-/ready", get(prometheus_ready))
         .route("/-/healthy", get(prometheus_healthy))
         .route("/metrics", get(metrics))
-        .route(
-            "/api/v1/status/buildinfo",
-            get(prometheus_buildinfo).post(prometheus_buildinfo),
-        )
+        .route("/api/v1/status/buildinfo", get(prometheus_buildinfo).post(prometheus_buildinfo))
         .route("/loki/api/v1/status/buildinfo", get(loki_buildinfo))
 }
 
 fn text(status: StatusCode, body: String) -> Response {
     let mut response = (status, body).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     response
 }
 
@@ -52,9 +46,7 @@ fn text(status: StatusCode, body: String) -> Response {
 fn not_ready_reason(readiness: &Readiness) -> Option<String> {
     match readiness {
         Readiness::Ready => None,
-        Readiness::Starting => {
-            Some("storage is opening: the write-ahead log is being replayed".to_string())
-        }
+        Readiness::Starting => Some("storage is opening: the write-ahead log is being replayed".to_string()),
         Readiness::Failed(error) => Some(format!("storage failed to open: {error}")),
         Readiness::Stopping => Some("shutting down".to_string()),
     }
@@ -63,20 +55,14 @@ fn not_ready_reason(readiness: &Readiness) -> Option<String> {
 async fn ready(State(state): State<AppState>) -> Response {
     match not_ready_reason(&state.readiness()) {
         None => text(StatusCode::OK, "ready\n".to_string()),
-        Some(reason) => text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {reason}\n"),
-        ),
+        Some(reason) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}\n")),
     }
 }
 
 async fn prometheus_ready(State(state): State<AppState>) -> Response {
     match not_ready_reason(&state.readiness()) {
         None => text(StatusCode::OK, "Tripod is Ready.\n".to_string()),
-        Some(reason) => text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("Service Unavailable: {reason}\n"),
-        ),
+        Some(reason) => text(StatusCode::SERVICE_UNAVAILABLE, format!("Service Unavailable: {reason}\n")),
     }
 }
 
@@ -86,14 +72,11 @@ async fn prometheus_healthy() -> Response {
 
 async fn metrics(State(state): State<AppState>) -> Response {
     let ready = state.readiness() == Readiness::Ready;
-    let body = state
-        .telemetry()
-        .render(ready, state.storage_if_open().map(|s| s.as_ref()));
+    let body = state.telemetry().render(ready, state.storage_if_open().map(|s| s.as_ref()));
     let mut response = (StatusCode::OK, body).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     response
 }
 
@@ -129,11 +112,7 @@ async fn prometheus_buildinfo() -> Response {
         status: &'static str,
         data: BuildInfo,
     }
-    axum::Json(Envelope {
-        status: "success",
-        data: build_info(PROMETHEUS_COMPATIBLE_VERSION),
-    })
-    .into_response()
+    axum::Json(Envelope { status: "success", data: build_info(PROMETHEUS_COMPATIBLE_VERSION) }).into_response()
 }
 
 async fn loki_buildinfo() -> Response {

@@ -36,20 +36,12 @@ pub struct WireReader<'a> {
 
 impl<'a> WireReader<'a> {
     pub fn new(bytes: &'a [u8]) -> WireReader<'a> {
-        WireReader {
-            bytes,
-            position: 0,
-            base: 0,
-        }
+        WireReader { bytes, position: 0, base: 0 }
     }
 
     /// A reader for an embedded message found at `base` in the outer one.
     pub fn nested(bytes: &'a [u8], base: usize) -> WireReader<'a> {
-        WireReader {
-            bytes,
-            position: 0,
-            base,
-        }
+        WireReader { bytes, position: 0, base }
     }
 
     /// Offset (in the outermost message) of the next field.
@@ -58,13 +50,18 @@ impl<'a> WireReader<'a> {
     }
 
     fn error(&self, problem: &'static str) -> WireError {
-        WireError {
-            offset: self.offset(),
-            problem,
-        }
+        WireError { offset: self.offset(), problem }
     }
 
+    #[inline]
     fn varint(&mut self) -> Result<u64, WireError> {
+        // Most varints here (field keys, short lengths) are one byte.
+        if let Some(&byte) = self.bytes.get(self.position)
+            && byte < 0x80
+        {
+            self.position += 1;
+            return Ok(u64::from(byte));
+        }
         let mut value = 0u64;
         for shift in 0..10 {
             let Some(&byte) = self.bytes.get(self.position) else {
@@ -83,10 +80,7 @@ impl<'a> WireReader<'a> {
     }
 
     fn take(&mut self, len: usize) -> Result<&'a [u8], WireError> {
-        let end = self
-            .position
-            .checked_add(len)
-            .filter(|end| *end <= self.bytes.len());
+        let end = self.position.checked_add(len).filter(|end| *end <= self.bytes.len());
         let Some(end) = end else {
             return Err(self.error("length runs past the end of the message"));
         };
@@ -98,6 +92,7 @@ impl<'a> WireReader<'a> {
     /// The next field: its number, its value, and the offset where its value starts. `None` at
     /// the end of the message.
     #[allow(clippy::type_complexity)]
+    #[inline]
     pub fn next_field(&mut self) -> Result<Option<(u32, WireValue<'a>, usize)>, WireError> {
         if self.position >= self.bytes.len() {
             return Ok(None);
@@ -112,9 +107,7 @@ impl<'a> WireReader<'a> {
             0 => WireValue::Varint(self.varint()?),
             1 => {
                 let bytes = self.take(8)?;
-                WireValue::Fixed64(u64::from_le_bytes(
-                    bytes.try_into().map_err(|_| self.error("fixed64"))?,
-                ))
+                WireValue::Fixed64(u64::from_le_bytes(bytes.try_into().map_err(|_| self.error("fixed64"))?))
             }
             2 => {
                 let len = self.varint()?;
@@ -123,14 +116,10 @@ impl<'a> WireReader<'a> {
             }
             5 => {
                 let bytes = self.take(4)?;
-                WireValue::Fixed32(u32::from_le_bytes(
-                    bytes.try_into().map_err(|_| self.error("fixed32"))?,
-                ))
+                WireValue::Fixed32(u32::from_le_bytes(bytes.try_into().map_err(|_| self.error("fixed32"))?))
             }
             _ => {
-                return Err(
-                    self.error("unsupported wire type (groups are not used by these messages)")
-                );
+                return Err(self.error("unsupported wire type (groups are not used by these messages)"));
             }
         };
         Ok(Some((field, value, value_offset)))
@@ -138,11 +127,7 @@ impl<'a> WireReader<'a> {
 }
 
 /// Reads a packed repeated varint field (or one unpacked element) into `out`.
-pub fn read_packed_varints(
-    value: WireValue<'_>,
-    offset: usize,
-    out: &mut Vec<u64>,
-) -> Result<(), WireError> {
+pub fn read_packed_varints(value: WireValue<'_>, offset: usize, out: &mut Vec<u64>) -> Result<(), WireError> {
     match value {
         WireValue::Varint(v) => {
             out.push(v);
@@ -155,10 +140,7 @@ pub fn read_packed_varints(
             }
             Ok(())
         }
-        _ => Err(WireError {
-            offset,
-            problem: "expected varints",
-        }),
+        _ => Err(WireError { offset, problem: "expected varints" }),
     }
 }
 
@@ -201,14 +183,8 @@ mod tests {
         put_bytes_field(&mut message, 2, b"hello");
         put_fixed64_field(&mut message, 3, 2.5f64.to_bits());
         let mut reader = WireReader::new(&message);
-        assert_eq!(
-            reader.next_field().unwrap().map(|(f, v, _)| (f, v)),
-            Some((1, WireValue::Varint(300)))
-        );
-        assert_eq!(
-            reader.next_field().unwrap().map(|(f, v, _)| (f, v)),
-            Some((2, WireValue::Bytes(b"hello")))
-        );
+        assert_eq!(reader.next_field().unwrap().map(|(f, v, _)| (f, v)), Some((1, WireValue::Varint(300))));
+        assert_eq!(reader.next_field().unwrap().map(|(f, v, _)| (f, v)), Some((2, WireValue::Bytes(b"hello"))));
         assert_eq!(
             reader.next_field().unwrap().map(|(f, v, _)| (f, v)),
             Some((3, WireValue::Fixed64(2.5f64.to_bits())))
@@ -225,14 +201,8 @@ mod tests {
             assert!(reader.next_field().is_err(), "cut at {cut}");
         }
         let error = WireReader::new(&[0x0b]).next_field().unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "unsupported wire type (groups are not used by these messages) at byte 1"
-        );
-        assert!(
-            WireReader::new(&[0x00, 0x01]).next_field().is_err(),
-            "field 0"
-        );
+        assert_eq!(error.to_string(), "unsupported wire type (groups are not used by these messages) at byte 1");
+        assert!(WireReader::new(&[0x00, 0x01]).next_field().is_err(), "field 0");
         let mut packed = Vec::new();
         put_varint(&mut packed, 5);
         put_varint(&mut packed, 1000);

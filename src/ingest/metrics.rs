@@ -4,14 +4,13 @@
 //! costs no label parsing or allocation after the first time.
 
 use std::collections::HashMap;
-use std::hash::Hasher;
 use std::ops::Range;
 use std::sync::Mutex;
 
-use tripod_storage::labels::{Labels, StableHasher};
+use tripod_storage::labels::Labels;
 use tripod_storage::metrics::{
-    AppendCounts, Exemplar, MetricMetadata, MetricsAppender, MetricsError, MetricsStore, Sample,
-    SeriesKey, SeriesRef, SeriesSamples,
+    AppendCounts, Exemplar, MetricMetadata, MetricsAppender, MetricsError, MetricsStore, Sample, SeriesKey, SeriesRef,
+    SeriesSamples,
 };
 
 /// One series of a batch: ranges into the batch's flat vectors.
@@ -22,11 +21,12 @@ pub struct BatchSeries {
     pub exemplars: Range<usize>,
 }
 
-/// A decoded write: label strings borrowed from the request body, validated by the decoder
-/// (names non-empty, sorted, unique).
+/// A decoded write: label names and values as raw bytes borrowed from the request body. They are
+/// checked here (UTF-8, names non-empty, sorted, unique) only when the reference cache has not
+/// seen the exact bytes before.
 #[derive(Debug, Default)]
 pub struct WriteBatch<'a> {
-    pub label_pairs: Vec<(&'a str, &'a str)>,
+    pub label_pairs: Vec<(&'a [u8], &'a [u8])>,
     pub series: Vec<BatchSeries>,
     pub samples: Vec<Sample>,
     pub exemplars: Vec<Exemplar>,
@@ -36,9 +36,53 @@ pub struct WriteBatch<'a> {
 }
 
 impl<'a> WriteBatch<'a> {
-    pub fn labels_of(&self, series: &BatchSeries) -> &[(&'a str, &'a str)] {
+    pub fn labels_of(&self, series: &BatchSeries) -> &[(&'a [u8], &'a [u8])] {
         &self.label_pairs[series.labels.clone()]
     }
+}
+
+/// Why a write was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// A series' labels are invalid; nothing of the batch was written.
+    #[error("{0}")]
+    InvalidLabels(String),
+    #[error(transparent)]
+    Store(#[from] MetricsError),
+}
+
+/// Checks a series' labels (at least one; names non-empty, UTF-8, sorted, unique; values UTF-8)
+/// and returns them as strings.
+pub fn validate_labels<'a>(pairs: &[(&'a [u8], &'a [u8])], index: usize) -> Result<Vec<(&'a str, &'a str)>, String> {
+    let describe = || {
+        let shown: Vec<String> = pairs
+            .iter()
+            .map(|(n, v)| format!("{}={:?}", String::from_utf8_lossy(n), String::from_utf8_lossy(v)))
+            .collect();
+        format!("series {index} {{{}}}", shown.join(", "))
+    };
+    if pairs.is_empty() {
+        return Err(format!("series {index} has no labels"));
+    }
+    let mut out = Vec::with_capacity(pairs.len());
+    for (position, (name, value)) in pairs.iter().enumerate() {
+        let name = std::str::from_utf8(name).map_err(|_| format!("{}: label name is not valid UTF-8", describe()))?;
+        let value =
+            std::str::from_utf8(value).map_err(|_| format!("{}: value of {name:?} is not valid UTF-8", describe()))?;
+        if name.is_empty() {
+            return Err(format!("{}: empty label name", describe()));
+        }
+        if let Some((previous, _)) = position.checked_sub(1).map(|p| out[p]) {
+            if name == previous {
+                return Err(format!("{}: duplicate label name {name:?}", describe()));
+            }
+            if name < previous {
+                return Err(format!("{}: labels are not sorted by name ({name:?} after {previous:?})", describe()));
+            }
+        }
+        out.push((name, value));
+    }
+    Ok(out)
 }
 
 /// What a write stored and refused.
@@ -69,25 +113,35 @@ struct CachedSeries {
 /// 0xff never occurs in UTF-8, so it separates strings unambiguously.
 const SEPARATOR: u8 = 0xff;
 
-fn hash_pairs(pairs: &[(&str, &str)]) -> u64 {
-    let mut hasher = StableHasher::default();
+/// A hash of the raw label bytes, eight bytes at a time (the cache lives in memory only, so it
+/// needs speed, not stability across versions).
+fn hash_pairs(pairs: &[(&[u8], &[u8])]) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut hash = 0u64;
+    let mut mix = |word: u64| hash = (hash.rotate_left(5) ^ word).wrapping_mul(K);
     for (name, value) in pairs {
-        hasher.write(name.as_bytes());
-        hasher.write_u8(SEPARATOR);
-        hasher.write(value.as_bytes());
-        hasher.write_u8(SEPARATOR);
+        for part in [*name, *value] {
+            let mut chunks = part.chunks_exact(8);
+            for chunk in &mut chunks {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(chunk);
+                mix(u64::from_le_bytes(word));
+            }
+            let tail = chunks.remainder();
+            let mut word = [0u8; 8];
+            word[..tail.len()].copy_from_slice(tail);
+            // The length keeps "ab" + "c" apart from "a" + "bc".
+            mix(u64::from_le_bytes(word) ^ ((part.len() as u64) << 56));
+        }
     }
-    hasher.finish()
+    hash
 }
 
-fn identity_matches(identity: &[u8], pairs: &[(&str, &str)]) -> bool {
+fn identity_matches(identity: &[u8], pairs: &[(&[u8], &[u8])]) -> bool {
     let mut rest = identity;
     for (name, value) in pairs {
-        for part in [name.as_bytes(), value.as_bytes()] {
-            if rest.len() < part.len() + 1
-                || &rest[..part.len()] != part
-                || rest[part.len()] != SEPARATOR
-            {
+        for part in [*name, *value] {
+            if rest.len() < part.len() + 1 || &rest[..part.len()] != part || rest[part.len()] != SEPARATOR {
                 return false;
             }
             rest = &rest[part.len() + 1..];
@@ -96,12 +150,12 @@ fn identity_matches(identity: &[u8], pairs: &[(&str, &str)]) -> bool {
     rest.is_empty()
 }
 
-fn identity_of(pairs: &[(&str, &str)]) -> Box<[u8]> {
+fn identity_of(pairs: &[(&[u8], &[u8])]) -> Box<[u8]> {
     let mut identity = Vec::new();
     for (name, value) in pairs {
-        identity.extend_from_slice(name.as_bytes());
+        identity.extend_from_slice(name);
         identity.push(SEPARATOR);
-        identity.extend_from_slice(value.as_bytes());
+        identity.extend_from_slice(value);
         identity.push(SEPARATOR);
     }
     identity.into_boxed_slice()
@@ -115,28 +169,14 @@ impl Default for MetricsIngest {
 
 impl MetricsIngest {
     pub fn new(max_entries: usize) -> MetricsIngest {
-        MetricsIngest {
-            cache: Mutex::new(HashMap::new()),
-            max_entries,
-        }
+        MetricsIngest { cache: Mutex::new(HashMap::new()), max_entries }
     }
 
     /// Appends a batch. Blocking: call it off the async runtime.
-    pub fn write(
-        &self,
-        store: &MetricsStore,
-        batch: &WriteBatch<'_>,
-    ) -> Result<WriteOutcome, MetricsError> {
-        let hashes: Vec<u64> = batch
-            .series
-            .iter()
-            .map(|s| hash_pairs(batch.labels_of(s)))
-            .collect();
+    pub fn write(&self, store: &MetricsStore, batch: &WriteBatch<'_>) -> Result<WriteOutcome, IngestError> {
+        let hashes: Vec<u64> = batch.series.iter().map(|s| hash_pairs(batch.labels_of(s))).collect();
         let cached: Vec<Option<SeriesRef>> = {
-            let cache = self
-                .cache
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner());
+            let cache = self.cache.lock().unwrap_or_else(|poison| poison.into_inner());
             batch
                 .series
                 .iter()
@@ -149,21 +189,23 @@ impl MetricsIngest {
                 })
                 .collect()
         };
-        // Label sets are built only for series the cache does not know.
-        let mut owned: Vec<Option<Labels>> = batch
-            .series
-            .iter()
-            .zip(&cached)
-            .map(|(series, known)| match known {
+        // Label sets are checked and built only for series the cache does not know; a bad one
+        // refuses the whole batch before anything is written.
+        let mut owned: Vec<Option<Labels>> = Vec::with_capacity(batch.series.len());
+        for (index, (series, known)) in batch.series.iter().zip(&cached).enumerate() {
+            owned.push(match known {
                 Some(_) => None,
-                None => Labels::from_pairs(batch.labels_of(series).iter().copied()).ok(),
-            })
-            .collect();
+                None => {
+                    let pairs = validate_labels(batch.labels_of(series), index).map_err(IngestError::InvalidLabels)?;
+                    Some(
+                        Labels::from_pairs(pairs)
+                            .map_err(|error| IngestError::InvalidLabels(format!("series {index}: {error}")))?,
+                    )
+                }
+            });
+        }
 
-        let mut outcome = WriteOutcome {
-            histograms_rejected: batch.histograms,
-            ..WriteOutcome::default()
-        };
+        let mut outcome = WriteOutcome { histograms_rejected: batch.histograms, ..WriteOutcome::default() };
         let entries = build_entries(batch, &cached, &owned);
         let result = store.append(&entries)?;
         outcome.counts.add(&result.counts);
@@ -177,8 +219,9 @@ impl MetricsIngest {
         if !stale.is_empty() {
             outcome.counts.unknown_series_ref -= stale.len() as u64;
             for &i in &stale {
-                owned[i] =
-                    Labels::from_pairs(batch.labels_of(&batch.series[i]).iter().copied()).ok();
+                let pairs =
+                    validate_labels(batch.labels_of(&batch.series[i]), i).map_err(IngestError::InvalidLabels)?;
+                owned[i] = Labels::from_pairs(pairs).ok();
             }
             let retry: Vec<SeriesSamples> = stale
                 .iter()
@@ -200,10 +243,7 @@ impl MetricsIngest {
         }
 
         {
-            let mut cache = self
-                .cache
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner());
+            let mut cache = self.cache.lock().unwrap_or_else(|poison| poison.into_inner());
             if cache.len() > self.max_entries {
                 cache.clear();
             }
@@ -214,13 +254,7 @@ impl MetricsIngest {
                 if cached[i] == Some(series_ref) {
                     continue;
                 }
-                cache.insert(
-                    hashes[i],
-                    CachedSeries {
-                        series_ref,
-                        identity: identity_of(batch.labels_of(series)),
-                    },
-                );
+                cache.insert(hashes[i], CachedSeries { series_ref, identity: identity_of(batch.labels_of(series)) });
             }
         }
 
@@ -267,18 +301,9 @@ mod tests {
         let pairs = [("__name__", "up"), ("job", "api")];
         let identity = identity_of(&pairs);
         assert!(identity_matches(&identity, &pairs));
-        assert!(!identity_matches(
-            &identity,
-            &[("__name__", "up"), ("job", "ap")]
-        ));
+        assert!(!identity_matches(&identity, &[("__name__", "up"), ("job", "ap")]));
         assert!(!identity_matches(&identity, &[("__name__", "up")]));
-        assert!(!identity_matches(
-            &identity,
-            &[("__name__", "upjob"), ("", "api")]
-        ));
-        assert_ne!(
-            hash_pairs(&pairs),
-            hash_pairs(&[("__name__", "upj"), ("ob", "api")])
-        );
+        assert!(!identity_matches(&identity, &[("__name__", "upjob"), ("", "api")]));
+        assert_ne!(hash_pairs(&pairs), hash_pairs(&[("__name__", "upj"), ("ob", "api")]));
     }
 }

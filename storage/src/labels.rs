@@ -57,10 +57,7 @@ impl Labels {
             if value.is_empty() {
                 continue;
             }
-            labels.push(Label {
-                name: Arc::from(name),
-                value: Arc::from(value),
-            });
+            labels.push(Label { name: Arc::from(name), value: Arc::from(value) });
         }
         Labels::from_labels(labels)
     }
@@ -90,10 +87,7 @@ impl Labels {
 
     /// The value of label `name`, if present.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .binary_search_by(|label| label.name.as_ref().cmp(name))
-            .ok()
-            .map(|index| self.0[index].value.as_ref())
+        self.0.binary_search_by(|label| label.name.as_ref().cmp(name)).ok().map(|index| self.0[index].value.as_ref())
     }
 
     pub fn iter(&self) -> std::slice::Iter<'_, Label> {
@@ -230,11 +224,7 @@ pub struct MatcherError {
 }
 
 impl Matcher {
-    pub fn new(
-        op: MatchOp,
-        name: impl Into<String>,
-        value: impl Into<String>,
-    ) -> Result<Matcher, MatcherError> {
+    pub fn new(op: MatchOp, name: impl Into<String>, value: impl Into<String>) -> Result<Matcher, MatcherError> {
         let (name, value) = (name.into(), value.into());
         let (regex, literals) = match op {
             MatchOp::Equal | MatchOp::NotEqual => (None, None),
@@ -248,24 +238,12 @@ impl Matcher {
                 (Some(regex), literal_alternatives(&value))
             }
         };
-        Ok(Matcher {
-            name,
-            op,
-            value,
-            regex,
-            literals,
-        })
+        Ok(Matcher { name, op, value, regex, literals })
     }
 
     /// `name="value"`.
     pub fn equal(name: impl Into<String>, value: impl Into<String>) -> Matcher {
-        Matcher {
-            name: name.into(),
-            op: MatchOp::Equal,
-            value: value.into(),
-            regex: None,
-            literals: None,
-        }
+        Matcher { name: name.into(), op: MatchOp::Equal, value: value.into(), regex: None, literals: None }
     }
 
     pub fn name(&self) -> &str {
@@ -293,10 +271,7 @@ impl Matcher {
     fn regex_matches(&self, value: &str) -> bool {
         match &self.literals {
             Some(literals) => literals.iter().any(|literal| literal == value),
-            None => self
-                .regex
-                .as_ref()
-                .is_some_and(|regex| regex.is_match(value)),
+            None => self.regex.as_ref().is_some_and(|regex| regex.is_match(value)),
         }
     }
 
@@ -346,9 +321,7 @@ impl PartialEq for Matcher {
 
 /// `a|b|c` with no regex metacharacters: the list of literals. Anything else: `None`.
 fn literal_alternatives(pattern: &str) -> Option<Vec<String>> {
-    const META: &[char] = &[
-        '\\', '.', '+', '*', '?', '(', ')', '[', ']', '{', '}', '^', '$',
-    ];
+    const META: &[char] = &['\\', '.', '+', '*', '?', '(', ')', '[', ']', '{', '}', '^', '$'];
     if pattern.is_empty() || pattern.contains(META) {
         return None;
     }
@@ -360,9 +333,7 @@ fn literal_alternatives(pattern: &str) -> Option<Vec<String>> {
 
 /// Whether a label set satisfies every matcher.
 pub fn matches_all(labels: &Labels, matchers: &[Matcher]) -> bool {
-    matchers
-        .iter()
-        .all(|matcher| matcher.matches(labels.get(&matcher.name).unwrap_or("")))
+    matchers.iter().all(|matcher| matcher.matches(labels.get(&matcher.name).unwrap_or("")))
 }
 
 #[cfg(test)]
@@ -381,19 +352,13 @@ mod tests {
         assert_eq!(set.get("job"), Some("api"));
         assert_eq!(set.get("zone"), None);
         assert_eq!(set.to_string(), r#"{__name__="up", job="api"}"#);
-        assert_eq!(
-            Labels::from_pairs([("a", "1"), ("a", "2")]),
-            Err(LabelsError::DuplicateName("a".into()))
-        );
+        assert_eq!(Labels::from_pairs([("a", "1"), ("a", "2")]), Err(LabelsError::DuplicateName("a".into())));
         assert_eq!(Labels::from_pairs([("", "1")]), Err(LabelsError::EmptyName));
         // Order of construction does not matter for equality or the stable hash.
         let other = labels(&[("job", "api"), ("__name__", "up")]);
         assert_eq!(set, other);
         assert_eq!(set.stable_hash(), other.stable_hash());
-        assert_ne!(
-            set.stable_hash(),
-            labels(&[("job", "ap"), ("__name__", "iup")]).stable_hash()
-        );
+        assert_ne!(set.stable_hash(), labels(&[("job", "ap"), ("__name__", "iup")]).stable_hash());
     }
 
     fn matcher(op: MatchOp, value: &str) -> Matcher {
@@ -424,11 +389,7 @@ mod tests {
             (MatchOp::RegexMatch, "api|", "", true),
         ];
         for (op, pattern, value, expected) in cases {
-            assert_eq!(
-                matcher(op, pattern).matches(value),
-                expected,
-                "{op}{pattern:?} against {value:?}"
-            );
+            assert_eq!(matcher(op, pattern).matches(value), expected, "{op}{pattern:?} against {value:?}");
         }
     }
 
@@ -438,49 +399,22 @@ mod tests {
         let with = labels(&[("job", "api"), ("l", "x")]);
         let cases = [
             (Matcher::new(MatchOp::Equal, "l", "").unwrap(), false, true),
-            (
-                Matcher::new(MatchOp::NotEqual, "l", "x").unwrap(),
-                false,
-                true,
-            ),
-            (
-                Matcher::new(MatchOp::RegexMatch, "l", "x|").unwrap(),
-                true,
-                true,
-            ),
-            (
-                Matcher::new(MatchOp::RegexMatch, "l", ".+").unwrap(),
-                true,
-                false,
-            ),
+            (Matcher::new(MatchOp::NotEqual, "l", "x").unwrap(), false, true),
+            (Matcher::new(MatchOp::RegexMatch, "l", "x|").unwrap(), true, true),
+            (Matcher::new(MatchOp::RegexMatch, "l", ".+").unwrap(), true, false),
         ];
         for (m, on_with, on_without) in cases {
-            assert_eq!(
-                matches_all(&with, std::slice::from_ref(&m)),
-                on_with,
-                "{m} on {with}"
-            );
-            assert_eq!(
-                matches_all(&without, std::slice::from_ref(&m)),
-                on_without,
-                "{m} on {without}"
-            );
+            assert_eq!(matches_all(&with, std::slice::from_ref(&m)), on_with, "{m} on {with}");
+            assert_eq!(matches_all(&without, std::slice::from_ref(&m)), on_without, "{m} on {without}");
         }
     }
 
     #[test]
     fn literal_alternations_are_recognised() {
-        assert_eq!(
-            matcher(MatchOp::RegexMatch, "b|a|b").exact_values(),
-            Some(vec!["a", "b"])
-        );
+        assert_eq!(matcher(MatchOp::RegexMatch, "b|a|b").exact_values(), Some(vec!["a", "b"]));
         assert_eq!(matcher(MatchOp::RegexMatch, "a.*").exact_values(), None);
         assert_eq!(matcher(MatchOp::Equal, "x").exact_values(), Some(vec!["x"]));
         let error = Matcher::new(MatchOp::RegexMatch, "job", "(").unwrap_err();
-        assert!(
-            error
-                .to_string()
-                .starts_with("invalid regular expression \"(\" in matcher for label \"job\"")
-        );
+        assert!(error.to_string().starts_with("invalid regular expression \"(\" in matcher for label \"job\""));
     }
 }

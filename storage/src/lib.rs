@@ -108,10 +108,7 @@ impl Storage {
     /// Locks `dir` (creating it if needed), opens every store, then opens the WAL under
     /// `dir/wal` and replays it into them.
     pub fn open(dir: &Path, options: StorageOptions) -> Result<Storage, StorageError> {
-        fs::create_dir_all(dir).map_err(|source| StorageError::CreateDir {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        fs::create_dir_all(dir).map_err(|source| StorageError::CreateDir { path: dir.to_path_buf(), source })?;
         let lock = lock_dir(dir)?;
         let metrics = MetricsStore::open(&dir.join("metrics"), options.metrics)?;
         let (wal, replay) = Wal::open(&dir.join("wal"), options.wal, |kind, payload| {
@@ -122,14 +119,7 @@ impl Storage {
         })?;
         let wal = Arc::new(wal);
         metrics.attach_wal(wal.clone());
-        Ok(Storage {
-            dir: dir.to_path_buf(),
-            _lock: lock,
-            wal,
-            replay,
-            metrics,
-            maintenance: Mutex::new(()),
-        })
+        Ok(Storage { dir: dir.to_path_buf(), _lock: lock, wal, replay, metrics, maintenance: Mutex::new(()) })
     }
 
     /// The data directory.
@@ -155,10 +145,7 @@ impl Storage {
     /// Cuts blocks, compacts, applies retention, and checkpoints the WAL when a block cut made
     /// part of it obsolete. Blocking: run it off the async runtime, periodically.
     pub fn maintenance(&self) -> Result<MaintenanceReport, StorageError> {
-        let _serial = self
-            .maintenance
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let _serial = self.maintenance.lock().unwrap_or_else(|poison| poison.into_inner());
         let outcome = self.metrics.maintenance()?;
         let mut report = MaintenanceReport {
             metrics_blocks_cut: outcome.blocks_cut,
@@ -186,10 +173,7 @@ impl Storage {
                 kept.push((kind, payload.to_vec()));
             }
         })?;
-        let stats = self.wal.checkpoint(
-            closed,
-            kept.iter().map(|(kind, bytes)| (*kind, bytes.as_slice())),
-        )?;
+        let stats = self.wal.checkpoint(closed, kept.iter().map(|(kind, bytes)| (*kind, bytes.as_slice())))?;
         Ok(stats.segments_removed)
     }
 
@@ -203,22 +187,11 @@ impl Storage {
 
 fn lock_dir(dir: &Path) -> Result<File, StorageError> {
     let path = dir.join("LOCK");
-    let lock_error = |source| StorageError::Lock {
-        path: dir.to_path_buf(),
-        source,
-    };
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(lock_error)?;
+    let lock_error = |source| StorageError::Lock { path: dir.to_path_buf(), source };
+    let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(lock_error)?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(TryLockError::WouldBlock) => Err(StorageError::Locked {
-            path: dir.to_path_buf(),
-            lock: path,
-        }),
+        Err(TryLockError::WouldBlock) => Err(StorageError::Locked { path: dir.to_path_buf(), lock: path }),
         Err(TryLockError::Error(source)) => Err(lock_error(source)),
     }
 }

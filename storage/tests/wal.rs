@@ -16,19 +16,13 @@ fn kind(k: u8) -> RecordKind {
 }
 
 fn options() -> WalOptions {
-    WalOptions {
-        segment_size_bytes: 1 << 20,
-        sync: SyncPolicy::Never,
-    }
+    WalOptions { segment_size_bytes: 1 << 20, sync: SyncPolicy::Never }
 }
 
 /// Opens the WAL in `dir` and returns it with every record it replayed.
 fn open(dir: &Path, options: WalOptions) -> (Wal, Vec<Record>) {
     let mut seen = Vec::new();
-    let (wal, _) = Wal::open(dir, options, |k, payload| {
-        seen.push((k.as_u8(), payload.to_vec()))
-    })
-    .expect("wal opens");
+    let (wal, _) = Wal::open(dir, options, |k, payload| seen.push((k.as_u8(), payload.to_vec()))).expect("wal opens");
     (wal, seen)
 }
 
@@ -51,10 +45,7 @@ fn sample_records(count: usize) -> Vec<Record> {
 
 fn append_all(wal: &Wal, records: &[Record]) {
     for chunk in records.chunks(3) {
-        let batch: Vec<(RecordKind, &[u8])> = chunk
-            .iter()
-            .map(|(k, payload)| (kind(*k), payload.as_slice()))
-            .collect();
+        let batch: Vec<(RecordKind, &[u8])> = chunk.iter().map(|(k, payload)| (kind(*k), payload.as_slice())).collect();
         wal.append(&batch).unwrap();
     }
 }
@@ -114,31 +105,12 @@ fn records_round_trip_in_order_across_reopens() {
 #[test]
 fn records_larger_than_the_replay_buffer_round_trip() {
     let dir = tempfile::tempdir().unwrap();
-    let big = |seed: u8| {
-        (0..5 << 20)
-            .map(|i: usize| (i as u8).wrapping_mul(seed))
-            .collect::<Vec<u8>>()
-    };
-    let records = vec![
-        (1, b"small".to_vec()),
-        (2, big(3)),
-        (3, b"between".to_vec()),
-        (4, big(7)),
-        (5, big(11)),
-    ];
-    let (wal, _) = open(
-        dir.path(),
-        WalOptions {
-            segment_size_bytes: 64 << 20,
-            sync: SyncPolicy::Never,
-        },
-    );
+    let big = |seed: u8| (0..5 << 20).map(|i: usize| (i as u8).wrapping_mul(seed)).collect::<Vec<u8>>();
+    let records = vec![(1, b"small".to_vec()), (2, big(3)), (3, b"between".to_vec()), (4, big(7)), (5, big(11))];
+    let (wal, _) = open(dir.path(), WalOptions { segment_size_bytes: 64 << 20, sync: SyncPolicy::Never });
     append_all(&wal, &records);
     wal.close().unwrap();
-    assert!(
-        replay(dir.path()) == records,
-        "large records did not round-trip"
-    );
+    assert!(replay(dir.path()) == records, "large records did not round-trip");
 }
 
 #[test]
@@ -161,22 +133,10 @@ fn every_cut_of_the_tail_replays_exactly_the_valid_prefix() {
         wal.close().unwrap();
         let mut expected = records[..surviving].to_vec();
         expected.push((9, b"after repair".to_vec()));
-        assert_eq!(
-            replay(trial.path()),
-            expected,
-            "reopen after cut at byte {cut}"
-        );
+        assert_eq!(replay(trial.path()), expected, "reopen after cut at byte {cut}");
         // The torn bytes are gone from the file itself.
-        let ends_at = if surviving == 0 {
-            16
-        } else {
-            ends[surviving - 1]
-        };
-        assert_eq!(
-            fs::metadata(&path).unwrap().len(),
-            ends_at,
-            "cut at byte {cut}"
-        );
+        let ends_at = if surviving == 0 { 16 } else { ends[surviving - 1] };
+        assert_eq!(fs::metadata(&path).unwrap().len(), ends_at, "cut at byte {cut}");
     }
 }
 
@@ -193,15 +153,8 @@ fn every_flipped_byte_of_the_tail_is_caught() {
         damaged[position] ^= 0x40;
         fs::write(trial.path().join(&name), &damaged).unwrap();
         // The record containing the flipped byte and everything after it are dropped.
-        let intact = ends
-            .iter()
-            .filter(|end| (**end as usize) <= position)
-            .count();
-        assert_eq!(
-            replay(trial.path()),
-            records[..intact],
-            "flip at byte {position}"
-        );
+        let intact = ends.iter().filter(|end| (**end as usize) <= position).count();
+        assert_eq!(replay(trial.path()), records[..intact], "flip at byte {position}");
     }
 }
 
@@ -254,13 +207,8 @@ fn a_newer_format_version_is_refused_and_left_untouched() {
     let crc = crc32c(&bytes[0..12]);
     bytes[12..16].copy_from_slice(&crc.to_le_bytes());
     fs::write(&segment, &bytes).unwrap();
-    let error = Wal::open(dir.path(), options(), |_, _| {})
-        .err()
-        .expect("open must fail");
-    assert!(
-        matches!(error, WalError::UnsupportedVersion { version: 2, .. }),
-        "{error}"
-    );
+    let error = Wal::open(dir.path(), options(), |_, _| {}).err().expect("open must fail");
+    assert!(matches!(error, WalError::UnsupportedVersion { version: 2, .. }), "{error}");
     assert_eq!(fs::read(&segment).unwrap(), bytes);
 }
 
@@ -270,11 +218,7 @@ fn crc32c(bytes: &[u8]) -> u32 {
     for byte in bytes {
         crc ^= u32::from(*byte);
         for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0x82f6_3b78
-            } else {
-                crc >> 1
-            };
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0x82f6_3b78 } else { crc >> 1 };
         }
     }
     !crc
@@ -284,55 +228,32 @@ fn crc32c(bytes: &[u8]) -> u32 {
 fn segment_header_uses_the_documented_layout() {
     let (_dir, segment, _) = written_wal(&[(3, b"abc".to_vec())]);
     let bytes = fs::read(&segment).unwrap();
-    let index: u32 = segment
-        .file_name()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let index: u32 = segment.file_name().unwrap().to_str().unwrap().parse().unwrap();
     assert_eq!(&bytes[0..4], b"TWAL");
     assert_eq!(u16::from_le_bytes([bytes[4], bytes[5]]), 1);
     assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().unwrap()), index);
-    assert_eq!(
-        u32::from_le_bytes(bytes[12..16].try_into().unwrap()),
-        crc32c(&bytes[0..12])
-    );
+    assert_eq!(u32::from_le_bytes(bytes[12..16].try_into().unwrap()), crc32c(&bytes[0..12]));
     // Record: crc32c(len, kind, payload), len, kind, payload.
     let record = &bytes[16..];
     assert_eq!(u32::from_le_bytes(record[4..8].try_into().unwrap()), 3);
     assert_eq!(record[8], 3);
     assert_eq!(&record[9..12], b"abc");
-    assert_eq!(
-        u32::from_le_bytes(record[0..4].try_into().unwrap()),
-        crc32c(&record[4..12])
-    );
+    assert_eq!(u32::from_le_bytes(record[0..4].try_into().unwrap()), crc32c(&record[4..12]));
 }
 
 #[test]
 fn segments_rotate_at_the_configured_size() {
     let dir = tempfile::tempdir().unwrap();
-    let small = WalOptions {
-        segment_size_bytes: 4096,
-        sync: SyncPolicy::Never,
-    };
+    let small = WalOptions { segment_size_bytes: 4096, sync: SyncPolicy::Never };
     let (wal, _) = open(dir.path(), small.clone());
     let records = sample_records(300);
     append_all(&wal, &records);
     wal.close().unwrap();
     let paths = segments(dir.path());
-    assert!(
-        paths.len() > 5,
-        "expected several segments, got {}",
-        paths.len()
-    );
+    assert!(paths.len() > 5, "expected several segments, got {}", paths.len());
     for path in &paths {
         // A segment may exceed the size only by holding a single batch.
-        assert!(
-            fs::metadata(path).unwrap().len() <= 4096,
-            "{}",
-            path.display()
-        );
+        assert!(fs::metadata(path).unwrap().len() <= 4096, "{}", path.display());
     }
     assert_eq!(replay(dir.path()), records);
 }
@@ -342,16 +263,11 @@ fn a_record_over_the_limit_is_an_error_and_leaves_the_log_usable() {
     let dir = tempfile::tempdir().unwrap();
     let (wal, _) = open(dir.path(), options());
     let huge = vec![0u8; tripod_storage::wal::MAX_RECORD_PAYLOAD_BYTES + 1];
-    let error = wal
-        .append(&[(kind(1), b"ok"), (kind(1), &huge)])
-        .unwrap_err();
+    let error = wal.append(&[(kind(1), b"ok"), (kind(1), &huge)]).unwrap_err();
     assert!(matches!(error, WalError::RecordTooLarge { .. }), "{error}");
     wal.append_one(kind(2), b"fine").unwrap();
     wal.close().unwrap();
-    assert!(matches!(
-        wal.append_one(kind(2), b"late"),
-        Err(WalError::Closed)
-    ));
+    assert!(matches!(wal.append_one(kind(2), b"late"), Err(WalError::Closed)));
     assert_eq!(replay(dir.path()), vec![(2, b"fine".to_vec())]);
 }
 
@@ -365,50 +281,29 @@ fn checkpoint_replaces_old_segments() {
     append_all(&wal, &records[20..]);
     // Keep only the even records of the covered segments.
     let kept: Vec<&Record> = records[..20].iter().step_by(2).collect();
-    let stats = wal
-        .checkpoint(
-            closed,
-            kept.iter()
-                .map(|(k, payload)| (kind(*k), payload.as_slice())),
-        )
-        .unwrap();
+    let stats = wal.checkpoint(closed, kept.iter().map(|(k, payload)| (kind(*k), payload.as_slice()))).unwrap();
     assert_eq!(stats.records, 10);
     assert!(stats.segments_removed >= 1);
-    assert!(matches!(
-        wal.checkpoint(closed + 1, std::iter::empty()),
-        Err(WalError::CheckpointOfActiveSegment { .. })
-    ));
+    assert!(matches!(wal.checkpoint(closed + 1, std::iter::empty()), Err(WalError::CheckpointOfActiveSegment { .. })));
     wal.close().unwrap();
 
     let mut expected: Vec<Record> = kept.into_iter().cloned().collect();
     expected.extend_from_slice(&records[20..]);
     assert_eq!(replay(dir.path()), expected);
-    assert!(segments(dir.path()).iter().all(|path| {
-        path.file_name()
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .parse::<u32>()
-            .unwrap()
-            > closed
-    }));
+    assert!(
+        segments(dir.path())
+            .iter()
+            .all(|path| { path.file_name().unwrap().to_str().unwrap().parse::<u32>().unwrap() > closed })
+    );
     // A later checkpoint supersedes the first one.
     let (wal, _) = open(dir.path(), options());
     let closed_again = wal.cut().unwrap();
-    wal.checkpoint(closed_again, [(kind(4), &b"only"[..])])
-        .unwrap();
+    wal.checkpoint(closed_again, [(kind(4), &b"only"[..])]).unwrap();
     wal.close().unwrap();
     assert_eq!(replay(dir.path()), vec![(4, b"only".to_vec())]);
     let checkpoints = fs::read_dir(dir.path())
         .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_str()
-                .unwrap()
-                .starts_with("checkpoint.")
-        })
+        .filter(|e| e.as_ref().unwrap().file_name().to_str().unwrap().starts_with("checkpoint."))
         .count();
     assert_eq!(checkpoints, 1);
 }
@@ -442,8 +337,7 @@ fn a_crash_after_checkpoint_rename_replays_the_checkpoint_once() {
     let covered = segments(dir.path()).into_iter().next().unwrap();
     let saved = fs::read(&covered).unwrap();
     let (wal, _) = open(dir.path(), options());
-    wal.checkpoint(closed, [(kind(1), &b"summary"[..])])
-        .unwrap();
+    wal.checkpoint(closed, [(kind(1), &b"summary"[..])]).unwrap();
     wal.close().unwrap();
     fs::write(&covered, saved).unwrap();
     assert_eq!(replay(dir.path()), vec![(1, b"summary".to_vec())]);
@@ -456,33 +350,21 @@ fn a_damaged_checkpoint_is_an_error() {
     let (wal, _) = open(dir.path(), options());
     wal.append_one(kind(1), b"x").unwrap();
     let closed = wal.cut().unwrap();
-    wal.checkpoint(closed, [(kind(1), &b"kept record"[..])])
-        .unwrap();
+    wal.checkpoint(closed, [(kind(1), &b"kept record"[..])]).unwrap();
     wal.close().unwrap();
-    let file = dir
-        .path()
-        .join(format!("checkpoint.{closed:08}"))
-        .join("00000000");
+    let file = dir.path().join(format!("checkpoint.{closed:08}")).join("00000000");
     let mut bytes = fs::read(&file).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     fs::write(&file, &bytes).unwrap();
-    let error = Wal::open(dir.path(), options(), |_, _| {})
-        .err()
-        .expect("open must fail");
-    assert!(
-        matches!(error, WalError::CorruptCheckpoint { .. }),
-        "{error}"
-    );
+    let error = Wal::open(dir.path(), options(), |_, _| {}).err().expect("open must fail");
+    assert!(matches!(error, WalError::CorruptCheckpoint { .. }), "{error}");
 }
 
 #[test]
 fn concurrent_appenders_with_fsync_always_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let always = WalOptions {
-        segment_size_bytes: 64 << 10,
-        sync: SyncPolicy::Always,
-    };
+    let always = WalOptions { segment_size_bytes: 64 << 10, sync: SyncPolicy::Always };
     let (wal, _) = open(dir.path(), always);
     let wal = Arc::new(wal);
     let threads: Vec<_> = (0..4u8)
@@ -519,10 +401,7 @@ fn concurrent_appenders_with_fsync_always_lose_nothing() {
 #[test]
 fn storage_drop_without_close_keeps_acknowledged_records() {
     let dir = tempfile::tempdir().unwrap();
-    let storage_options = StorageOptions {
-        wal: options(),
-        ..StorageOptions::default()
-    };
+    let storage_options = StorageOptions { wal: options(), ..StorageOptions::default() };
     {
         let storage = Storage::open(dir.path(), storage_options.clone()).unwrap();
         storage.wal().append_one(kind(1), b"acknowledged").unwrap();
@@ -537,14 +416,9 @@ fn storage_drop_without_close_keeps_acknowledged_records() {
 fn a_data_directory_is_locked_by_one_storage_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
     let first = Storage::open(dir.path(), StorageOptions::default()).unwrap();
-    let second = Storage::open(dir.path(), StorageOptions::default())
-        .err()
-        .expect("must be locked");
+    let second = Storage::open(dir.path(), StorageOptions::default()).err().expect("must be locked");
     assert!(matches!(second, StorageError::Locked { .. }), "{second}");
     first.close().unwrap();
     drop(first);
-    Storage::open(dir.path(), StorageOptions::default())
-        .unwrap()
-        .close()
-        .unwrap();
+    Storage::open(dir.path(), StorageOptions::default()).unwrap().close().unwrap();
 }

@@ -112,7 +112,5 @@ pub fn v2(series: &[(Series, Option<(u64, &str, &str)>)]) -> Vec<u8> {
 }
 
 pub fn snappy(bytes: &[u8]) -> Vec<u8> {
-    snap::raw::Encoder::new()
-        .compress_vec(bytes)
-        .expect("snappy compresses")
+    snap::raw::Encoder::new().compress_vec(bytes).expect("snappy compresses")
 }

@@ -23,28 +23,18 @@ impl Drop for Running {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
 type SeriesSamples = BTreeMap<String, Vec<(i64, u64)>>;
 
 /// `{a="1", b="2"}` from a JSON label object, in Tripod's `Labels` display form.
 fn labels_key(metric: &serde_json::Map<String, serde_json::Value>) -> String {
-    let mut pairs: Vec<(&String, &str)> = metric
-        .iter()
-        .map(|(k, v)| (k, v.as_str().unwrap_or("")))
-        .collect();
+    let mut pairs: Vec<(&String, &str)> = metric.iter().map(|(k, v)| (k, v.as_str().unwrap_or(""))).collect();
     pairs.sort();
     let shown: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
     format!("{{{}}}", shown.join(", "))
@@ -67,14 +57,7 @@ async fn prometheus_window(address: &str, end_ms: i64) -> SeriesSamples {
             .map(|pair| {
                 let t_ms = (pair[0].as_f64().unwrap() * 1000.0).round() as i64;
                 let value: f64 = pair[1].as_str().unwrap().parse().unwrap();
-                (
-                    t_ms,
-                    if value.is_nan() {
-                        f64::NAN.to_bits()
-                    } else {
-                        value.to_bits()
-                    },
-                )
+                (t_ms, if value.is_nan() { f64::NAN.to_bits() } else { value.to_bits() })
             })
             .collect();
         out.insert(key, samples);
@@ -93,16 +76,7 @@ fn tripod_window(server: &tripod::Server, end_ms: i64) -> SeriesSamples {
             .unwrap()
             .iter()
             .filter(|s| !is_stale_nan(s.value))
-            .map(|s| {
-                (
-                    s.t_ms,
-                    if s.value.is_nan() {
-                        f64::NAN.to_bits()
-                    } else {
-                        s.value.to_bits()
-                    },
-                )
-            })
+            .map(|s| (s.t_ms, if s.value.is_nan() { f64::NAN.to_bits() } else { s.value.to_bits() }))
             .collect();
         if !samples.is_empty() {
             out.insert(series.labels.to_string(), samples);
@@ -116,9 +90,7 @@ async fn prometheus_remote_write_delivers_every_series_sample_for_sample() {
     let Some(prometheus) = program("prometheus") else {
         return;
     };
-    let Some(node_exporter) =
-        program("prometheus-node-exporter").or_else(|| program("node_exporter"))
-    else {
+    let Some(node_exporter) = program("prometheus-node-exporter").or_else(|| program("node_exporter")) else {
         return;
     };
     let server = server().await;
@@ -163,10 +135,7 @@ remote_write:
     let _prometheus = Running(
         Command::new(prometheus)
             .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{prometheus_port}"))
             .arg("--log.level=warn")
             .stdout(Stdio::null())
@@ -180,17 +149,11 @@ remote_write:
     let deadline = Instant::now() + Duration::from_secs(120);
     let started = now_ms();
     loop {
-        let jobs = storage
-            .metrics()
-            .label_values("job", &[], TimeRange::all())
-            .unwrap();
+        let jobs = storage.metrics().label_values("job", &[], TimeRange::all()).unwrap();
         if jobs.len() >= 3 && storage.metrics().stats().head_max_t > started + 12_000 {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "no data from prometheus; jobs seen: {jobs:?}"
-        );
+        assert!(Instant::now() < deadline, "no data from prometheus; jobs seen: {jobs:?}");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let end_ms = now_ms() - 2_000;
@@ -202,35 +165,14 @@ remote_write:
     }
     let actual = tripod_window(&server, end_ms);
 
-    assert!(
-        expected.len() > 300,
-        "expected hundreds of series, prometheus has {}",
-        expected.len()
-    );
+    assert!(expected.len() > 300, "expected hundreds of series, prometheus has {}", expected.len());
     for job in ["prometheus", "node", "tripod"] {
-        assert!(
-            expected
-                .keys()
-                .any(|k| k.contains(&format!("job=\"{job}\""))),
-            "no {job} series"
-        );
+        assert!(expected.keys().any(|k| k.contains(&format!("job=\"{job}\""))), "no {job} series");
     }
-    let missing: Vec<&String> = expected
-        .keys()
-        .filter(|k| !actual.contains_key(*k))
-        .collect();
-    let extra: Vec<&String> = actual
-        .keys()
-        .filter(|k| !expected.contains_key(*k))
-        .collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "series differ: missing {missing:?}, extra {extra:?}"
-    );
-    let differing: Vec<&String> = expected
-        .keys()
-        .filter(|k| expected[*k] != actual[*k])
-        .collect();
+    let missing: Vec<&String> = expected.keys().filter(|k| !actual.contains_key(*k)).collect();
+    let extra: Vec<&String> = actual.keys().filter(|k| !expected.contains_key(*k)).collect();
+    assert!(missing.is_empty() && extra.is_empty(), "series differ: missing {missing:?}, extra {extra:?}");
+    let differing: Vec<&String> = expected.keys().filter(|k| expected[*k] != actual[*k]).collect();
     assert!(
         differing.is_empty(),
         "{} of {} series differ, e.g. {}: prometheus {:?} tripod {:?}",

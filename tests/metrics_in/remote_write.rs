@@ -17,16 +17,9 @@ struct Answer {
     exemplars_written: Option<u64>,
 }
 
-async fn post(
-    address: &str,
-    content_type: Option<&str>,
-    encoding: Option<&str>,
-    body: Vec<u8>,
-) -> Answer {
-    let mut request = reqwest::Client::new()
-        .post(address)
-        .body(body)
-        .header("X-Prometheus-Remote-Write-Version", "0.1.0");
+async fn post(address: &str, content_type: Option<&str>, encoding: Option<&str>, body: Vec<u8>) -> Answer {
+    let mut request =
+        reqwest::Client::new().post(address).body(body).header("X-Prometheus-Remote-Write-Version", "0.1.0");
     if let Some(content_type) = content_type {
         request = request.header("Content-Type", content_type);
     }
@@ -34,42 +27,19 @@ async fn post(
         request = request.header("Content-Encoding", encoding);
     }
     let response = request.send().await.expect("request sent");
-    let header = |name: &str| {
-        response
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
-    };
-    let (samples_written, exemplars_written) = (
-        header("x-prometheus-remote-write-samples-written"),
-        header("x-prometheus-remote-write-exemplars-written"),
-    );
+    let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let (samples_written, exemplars_written) =
+        (header("x-prometheus-remote-write-samples-written"), header("x-prometheus-remote-write-exemplars-written"));
     let status = response.status().as_u16();
-    Answer {
-        status,
-        body: response.text().await.unwrap(),
-        samples_written,
-        exemplars_written,
-    }
+    Answer { status, body: response.text().await.unwrap(), samples_written, exemplars_written }
 }
 
 async fn send_v1(address: &str, request: Vec<u8>) -> Answer {
-    post(
-        address,
-        Some("application/x-protobuf"),
-        Some("snappy"),
-        encode::snappy(&request),
-    )
-    .await
+    post(address, Some("application/x-protobuf"), Some("snappy"), encode::snappy(&request)).await
 }
 
 fn series<'a>(labels: &[(&'a str, &'a str)], samples: &[(i64, f64)]) -> Series<'a> {
-    Series {
-        labels: labels.to_vec(),
-        samples: samples.to_vec(),
-        exemplars: Vec::new(),
-    }
+    Series { labels: labels.to_vec(), samples: samples.to_vec(), exemplars: Vec::new() }
 }
 
 fn samples_of(server: &tripod::Server, name: &str) -> Vec<(String, Vec<(i64, f64)>)> {
@@ -80,16 +50,7 @@ fn samples_of(server: &tripod::Server, name: &str) -> Vec<(String, Vec<(i64, f64
         .select(&[matcher], TimeRange::all())
         .unwrap()
         .into_iter()
-        .map(|s| {
-            (
-                s.labels.to_string(),
-                s.samples()
-                    .unwrap()
-                    .iter()
-                    .map(|x| (x.t_ms, x.value))
-                    .collect(),
-            )
-        })
+        .map(|s| (s.labels.to_string(), s.samples().unwrap().iter().map(|x| (x.t_ms, x.value)).collect()))
         .collect()
 }
 
@@ -100,22 +61,11 @@ async fn v1_writes_are_stored_and_queryable_at_once() {
     let request = encode::v1(
         &[
             Series {
-                labels: vec![
-                    ("__name__", "http_requests_total"),
-                    ("code", "200"),
-                    ("job", "api"),
-                ],
+                labels: vec![("__name__", "http_requests_total"), ("code", "200"), ("job", "api")],
                 samples: vec![(1000, 1.0), (2000, 3.0)],
                 exemplars: vec![(vec![("trace_id", "4bf92f3577b34da6")], 1.0, 2000)],
             },
-            series(
-                &[
-                    ("__name__", "http_requests_total"),
-                    ("code", "500"),
-                    ("job", "api"),
-                ],
-                &[(1000, 0.0)],
-            ),
+            series(&[("__name__", "http_requests_total"), ("code", "500"), ("job", "api")], &[(1000, 0.0)]),
         ],
         &[(1, "http_requests_total", "Requests served.", "")],
     );
@@ -126,45 +76,23 @@ async fn v1_writes_are_stored_and_queryable_at_once() {
     assert_eq!(
         samples_of(&server, "http_requests_total"),
         vec![
-            (
-                r#"{__name__="http_requests_total", code="200", job="api"}"#.to_string(),
-                vec![(1000, 1.0), (2000, 3.0)]
-            ),
-            (
-                r#"{__name__="http_requests_total", code="500", job="api"}"#.to_string(),
-                vec![(1000, 0.0)]
-            ),
+            (r#"{__name__="http_requests_total", code="200", job="api"}"#.to_string(), vec![(1000, 1.0), (2000, 3.0)]),
+            (r#"{__name__="http_requests_total", code="500", job="api"}"#.to_string(), vec![(1000, 0.0)]),
         ]
     );
     let storage = server.storage().unwrap();
-    let metadata = storage
-        .metrics()
-        .metadata(Some("http_requests_total"))
-        .unwrap();
+    let metadata = storage.metrics().metadata(Some("http_requests_total")).unwrap();
     assert_eq!(metadata[0].1[0].metric_type, MetricType::Counter);
     assert_eq!(metadata[0].1[0].help, "Requests served.");
     let exemplars = storage
         .metrics()
-        .exemplars(
-            &[vec![Matcher::new(MatchOp::Equal, "code", "200").unwrap()]],
-            TimeRange::all(),
-        )
+        .exemplars(&[vec![Matcher::new(MatchOp::Equal, "code", "200").unwrap()]], TimeRange::all())
         .unwrap();
-    assert_eq!(
-        exemplars[0].exemplars[0].labels.get("trace_id"),
-        Some("4bf92f3577b34da6")
-    );
+    assert_eq!(exemplars[0].exemplars[0].labels.get("trace_id"), Some("4bf92f3577b34da6"));
 
     // The same series again go through the reference cache; the explicit proto= form is v1 too.
     let again = encode::v1(
-        &[series(
-            &[
-                ("__name__", "http_requests_total"),
-                ("code", "200"),
-                ("job", "api"),
-            ],
-            &[(3000, 4.0)],
-        )],
+        &[series(&[("__name__", "http_requests_total"), ("code", "200"), ("job", "api")], &[(3000, 4.0)])],
         &[],
     );
     let answer = post(
@@ -175,10 +103,7 @@ async fn v1_writes_are_stored_and_queryable_at_once() {
     )
     .await;
     assert_eq!(answer.status, 204, "{}", answer.body);
-    assert_eq!(
-        samples_of(&server, "http_requests_total")[0].1.last(),
-        Some(&(3000, 4.0))
-    );
+    assert_eq!(samples_of(&server, "http_requests_total")[0].1.last(), Some(&(3000, 4.0)));
     server.shutdown().await.unwrap();
 }
 
@@ -189,37 +114,19 @@ async fn v2_writes_are_stored_with_metadata_and_written_headers() {
     let request = encode::v2(&[
         (
             Series {
-                labels: vec![
-                    ("__name__", "node_cpu_seconds_total"),
-                    ("cpu", "0"),
-                    ("mode", "idle"),
-                ],
+                labels: vec![("__name__", "node_cpu_seconds_total"), ("cpu", "0"), ("mode", "idle")],
                 samples: vec![(5000, 12.5), (20000, 27.25)],
                 exemplars: vec![(vec![("trace_id", "abc")], 27.25, 20000)],
             },
             Some((1, "Seconds the CPUs spent in each mode.", "seconds")),
         ),
-        (
-            series(&[("__name__", "node_load1")], &[(5000, 0.5)]),
-            Some((2, "1m load average.", "")),
-        ),
+        (series(&[("__name__", "node_load1")], &[(5000, 0.5)]), Some((2, "1m load average.", ""))),
     ]);
     let answer = post(&address, Some(V2), Some("snappy"), encode::snappy(&request)).await;
     assert_eq!(answer.status, 204, "{}", answer.body);
-    assert_eq!(
-        (answer.samples_written, answer.exemplars_written),
-        (Some(3), Some(1))
-    );
-    assert_eq!(
-        samples_of(&server, "node_cpu_seconds_total")[0].1,
-        vec![(5000, 12.5), (20000, 27.25)]
-    );
-    let metadata = server
-        .storage()
-        .unwrap()
-        .metrics()
-        .metadata(Some("node_cpu_seconds_total"))
-        .unwrap();
+    assert_eq!((answer.samples_written, answer.exemplars_written), (Some(3), Some(1)));
+    assert_eq!(samples_of(&server, "node_cpu_seconds_total")[0].1, vec![(5000, 12.5), (20000, 27.25)]);
+    let metadata = server.storage().unwrap().metrics().metadata(Some("node_cpu_seconds_total")).unwrap();
     assert_eq!(metadata[0].1[0].unit, "seconds");
     assert_eq!(metadata[0].1[0].metric_type, MetricType::Counter);
     server.shutdown().await.unwrap();
@@ -230,10 +137,7 @@ async fn bad_requests_are_refused_with_the_reason_and_nothing_stored() {
     let server = server().await;
     let address = url(&server, "/api/v1/write");
     let good = encode::v1(&[series(&[("__name__", "x")], &[(1, 1.0)])], &[]);
-    let mut not_utf8 = encode::v1(
-        &[series(&[("__name__", "x"), ("job", "zz")], &[(1, 1.0)])],
-        &[],
-    );
+    let mut not_utf8 = encode::v1(&[series(&[("__name__", "x"), ("job", "zz")], &[(1, 1.0)])], &[]);
     let position = not_utf8.windows(2).position(|w| w == b"zz").unwrap();
     not_utf8[position] = 0xff;
     let cases: Vec<(&str, Option<&str>, Option<&str>, Vec<u8>, u16, &str)> = vec![
@@ -257,10 +161,7 @@ async fn bad_requests_are_refused_with_the_reason_and_nothing_stored() {
             "unsorted labels",
             Some("application/x-protobuf"),
             Some("snappy"),
-            encode::snappy(&encode::v1(
-                &[series(&[("job", "a"), ("__name__", "x")], &[(1, 1.0)])],
-                &[],
-            )),
+            encode::snappy(&encode::v1(&[series(&[("job", "a"), ("__name__", "x")], &[(1, 1.0)])], &[])),
             400,
             "labels are not sorted",
         ),
@@ -268,13 +169,7 @@ async fn bad_requests_are_refused_with_the_reason_and_nothing_stored() {
             "duplicate label",
             Some("application/x-protobuf"),
             Some("snappy"),
-            encode::snappy(&encode::v1(
-                &[series(
-                    &[("__name__", "x"), ("a", "1"), ("a", "2")],
-                    &[(1, 1.0)],
-                )],
-                &[],
-            )),
+            encode::snappy(&encode::v1(&[series(&[("__name__", "x"), ("a", "1"), ("a", "2")], &[(1, 1.0)])], &[])),
             400,
             "duplicate label name \"a\"",
         ),
@@ -282,10 +177,7 @@ async fn bad_requests_are_refused_with_the_reason_and_nothing_stored() {
             "empty label name",
             Some("application/x-protobuf"),
             Some("snappy"),
-            encode::snappy(&encode::v1(
-                &[series(&[("", "v"), ("__name__", "x")], &[(1, 1.0)])],
-                &[],
-            )),
+            encode::snappy(&encode::v1(&[series(&[("", "v"), ("__name__", "x")], &[(1, 1.0)])], &[])),
             400,
             "empty label name",
         ),
@@ -333,11 +225,7 @@ async fn bad_requests_are_refused_with_the_reason_and_nothing_stored() {
     for (name, content_type, encoding, body, status, message) in cases {
         let answer = post(&address, content_type, encoding, body).await;
         assert_eq!(answer.status, status, "{name}: {}", answer.body);
-        assert!(
-            answer.body.contains(message),
-            "{name}: {:?} does not contain {message:?}",
-            answer.body
-        );
+        assert!(answer.body.contains(message), "{name}: {:?} does not contain {message:?}", answer.body);
         assert!(!answer.body.is_empty());
     }
     // A v2 body whose series names a symbol that is not in the table.
@@ -348,20 +236,10 @@ async fn bad_requests_are_refused_with_the_reason_and_nothing_stored() {
     tripod::api::wire::put_bytes_field(&mut request, 5, &ts);
     let answer = post(&address, Some(V2), Some("snappy"), encode::snappy(&request)).await;
     assert_eq!(answer.status, 400);
-    assert!(
-        answer.body.contains("symbol reference 7 is out of range"),
-        "{}",
-        answer.body
-    );
+    assert!(answer.body.contains("symbol reference 7 is out of range"), "{}", answer.body);
     // Nothing of any refused request was stored.
     let storage = server.storage().unwrap();
-    assert!(
-        storage
-            .metrics()
-            .select(&[], TimeRange::all())
-            .unwrap()
-            .is_empty()
-    );
+    assert!(storage.metrics().select(&[], TimeRange::all()).unwrap().is_empty());
     server.shutdown().await.unwrap();
 }
 
@@ -372,47 +250,19 @@ async fn bodies_over_the_limits_get_413() {
     config.max_decompressed_bytes = 4096;
     let server = server_with(config).await;
     let address = url(&server, "/api/v1/write");
-    let big: Vec<Series> = (0..200)
-        .map(|_| {
-            series(
-                &[("__name__", "padding_metric_with_a_long_name")],
-                &[(1, 1.0)],
-            )
-        })
-        .collect();
+    let big: Vec<Series> =
+        (0..200).map(|_| series(&[("__name__", "padding_metric_with_a_long_name")], &[(1, 1.0)])).collect();
     let raw = encode::v1(&big, &[]);
     // Compressible: small on the wire, large once decompressed.
     let compressed = encode::snappy(&raw);
     assert!(compressed.len() < 1024 && raw.len() > 4096);
-    let answer = post(
-        &address,
-        Some("application/x-protobuf"),
-        Some("snappy"),
-        compressed,
-    )
-    .await;
+    let answer = post(&address, Some("application/x-protobuf"), Some("snappy"), compressed).await;
     assert_eq!(answer.status, 413, "{}", answer.body);
-    assert!(
-        answer.body.contains("over the limit of 4096 bytes"),
-        "{}",
-        answer.body
-    );
-    let incompressible: Vec<u8> = (0..5000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
-    let answer = post(
-        &address,
-        Some("application/x-protobuf"),
-        Some("snappy"),
-        incompressible,
-    )
-    .await;
+    assert!(answer.body.contains("over the limit of 4096 bytes"), "{}", answer.body);
+    let incompressible: Vec<u8> = (0..5000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let answer = post(&address, Some("application/x-protobuf"), Some("snappy"), incompressible).await;
     assert_eq!(answer.status, 413, "{}", answer.body);
-    assert!(
-        answer.body.contains("over the limit of 1024 bytes"),
-        "{}",
-        answer.body
-    );
+    assert!(answer.body.contains("over the limit of 1024 bytes"), "{}", answer.body);
     server.shutdown().await.unwrap();
 }
 
@@ -423,15 +273,7 @@ async fn refused_samples_get_400_and_the_good_ones_are_written() {
     let server = server_with(config).await;
     let address = url(&server, "/api/v1/write");
     let labels = [("__name__", "temperature")];
-    assert_eq!(
-        send_v1(
-            &address,
-            encode::v1(&[series(&labels, &[(10_000, 20.0)])], &[])
-        )
-        .await
-        .status,
-        204
-    );
+    assert_eq!(send_v1(&address, encode::v1(&[series(&labels, &[(10_000, 20.0)])], &[])).await.status, 204);
     let answer = send_v1(
         &address,
         encode::v1(
@@ -445,20 +287,9 @@ async fn refused_samples_get_400_and_the_good_ones_are_written() {
     .await;
     assert_eq!(answer.status, 400, "{}", answer.body);
     assert_eq!(answer.samples_written, Some(2));
-    assert!(
-        answer.body.contains("1 x out of order sample"),
-        "{}",
-        answer.body
-    );
-    assert!(
-        answer.body.contains("1 x duplicate sample for timestamp"),
-        "{}",
-        answer.body
-    );
-    assert_eq!(
-        samples_of(&server, "temperature")[0].1,
-        vec![(10_000, 20.0), (15_000, 22.0)]
-    );
+    assert!(answer.body.contains("1 x out of order sample"), "{}", answer.body);
+    assert!(answer.body.contains("1 x duplicate sample for timestamp"), "{}", answer.body);
+    assert_eq!(samples_of(&server, "temperature")[0].1, vec![(10_000, 20.0), (15_000, 22.0)]);
     assert_eq!(samples_of(&server, "other")[0].1, vec![(1, 1.0)]);
     server.shutdown().await.unwrap();
 }
@@ -469,10 +300,7 @@ async fn chunked_bodies_without_content_length_are_read_and_capped() {
     config.max_request_body_bytes = 2048;
     let server = server_with(config).await;
     let address = url(&server, "/api/v1/write");
-    let body = encode::snappy(&encode::v1(
-        &[series(&[("__name__", "chunked")], &[(1, 1.0)])],
-        &[],
-    ));
+    let body = encode::snappy(&encode::v1(&[series(&[("__name__", "chunked")], &[(1, 1.0)])], &[]));
     let stream = futures_stream(vec![body[..4].to_vec(), body[4..].to_vec()]);
     let response = reqwest::Client::new()
         .post(&address)
@@ -496,8 +324,6 @@ async fn chunked_bodies_without_content_length_are_read_and_capped() {
 }
 
 /// A body stream of the given chunks (sent with chunked transfer encoding).
-fn futures_stream(
-    chunks: Vec<Vec<u8>>,
-) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+fn futures_stream(chunks: Vec<Vec<u8>>) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> {
     futures_util::stream::iter(chunks.into_iter().map(Ok))
 }

@@ -17,20 +17,13 @@ pub async fn server_with(config: Config) -> Server {
 }
 
 pub fn url(server: &Server, path: &str) -> String {
-    format!(
-        "http://{}{path}",
-        server
-            .address(ListenerName::Prometheus)
-            .expect("prometheus listener")
-    )
+    format!("http://{}{path}", server.address(ListenerName::Prometheus).expect("prometheus listener"))
 }
 
 /// The path of an outside program, or `None` (test skipped) when it is missing outside CI.
 pub fn program(name: &str) -> Option<PathBuf> {
     let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|candidate| candidate.is_file())
+        std::env::split_paths(&paths).map(|dir| dir.join(name)).find(|candidate| candidate.is_file())
     });
     if found.is_none() {
         if std::env::var("CI").is_ok_and(|value| value == "true") {

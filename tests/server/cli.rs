@@ -57,22 +57,13 @@ impl Tripod {
                 }
             }
         });
-        Tripod {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
+        Tripod { child, lines, seen: Vec::new() }
     }
 
     /// Waits for the JSON log event whose message is `message` and returns it.
     fn wait_for(&mut self, message: &str) -> serde_json::Value {
         let deadline = Instant::now() + HANG_GUARD;
-        if let Some(found) = self
-            .seen
-            .iter()
-            .filter_map(|line| parse(line))
-            .find(|event| event["message"] == message)
-        {
+        if let Some(found) = self.seen.iter().filter_map(|line| parse(line)).find(|event| event["message"] == message) {
             return found;
         }
         loop {
@@ -118,11 +109,7 @@ impl Tripod {
             if let Some(status) = self.child.try_wait().unwrap() {
                 break status;
             }
-            assert!(
-                Instant::now() < deadline,
-                "tripod did not exit; saw:\n{}",
-                self.seen.join("\n")
-            );
+            assert!(Instant::now() < deadline, "tripod did not exit; saw:\n{}", self.seen.join("\n"));
             std::thread::sleep(Duration::from_millis(10));
         };
         // The reader thread ends at EOF; collect what it still holds.
@@ -151,15 +138,8 @@ fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default();
+    let status = response.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default();
     (status, body)
 }
 
@@ -175,11 +155,7 @@ fn sigterm_and_sigint_stop_cleanly_with_exit_zero() {
         let listeners = tripod.listeners();
         assert_eq!(listeners.len(), 5, "{listeners:?}");
         for name in ["listen.loki", "listen.prometheus", "listen.tempo"] {
-            assert_eq!(
-                http_get(listeners[name], "/ready"),
-                (200, "ready\n".to_string()),
-                "{name}"
-            );
+            assert_eq!(http_get(listeners[name], "/ready"), (200, "ready\n".to_string()), "{name}");
         }
         assert!(data_dir.join("wal").is_dir());
 
@@ -187,11 +163,7 @@ fn sigterm_and_sigint_stop_cleanly_with_exit_zero() {
         let (status, logs) = tripod.wait_exit();
         assert_eq!(status.code(), Some(0), "signal {signal}:\n{logs}");
         assert!(logs.contains("\"shutdown complete\""), "{logs}");
-        assert!(
-            !data_dir.exists(),
-            "--ephemeral left {} behind",
-            data_dir.display()
-        );
+        assert!(!data_dir.exists(), "--ephemeral left {} behind", data_dir.display());
     }
 }
 
@@ -200,31 +172,21 @@ fn a_port_in_use_names_the_port_and_the_option_and_exits_1() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = taken.local_addr().unwrap().to_string();
     let mut args = vec!["--ephemeral"];
-    for pair in LOOPBACK_LISTENERS
-        .chunks(2)
-        .filter(|pair| pair[0] != "--listen.prometheus")
-    {
+    for pair in LOOPBACK_LISTENERS.chunks(2).filter(|pair| pair[0] != "--listen.prometheus") {
         args.extend(pair);
     }
     args.extend(["--listen.prometheus", address.as_str()]);
     let (status, logs) = Tripod::spawn(&args, &[]).wait_exit();
     assert_eq!(status.code(), Some(1), "{logs}");
     let expected = format!("listen.prometheus: cannot listen on {address}: ");
-    assert!(
-        logs.contains(&expected),
-        "expected {expected:?} in:\n{logs}"
-    );
+    assert!(logs.contains(&expected), "expected {expected:?} in:\n{logs}");
 }
 
 #[test]
 fn an_unknown_config_key_names_the_key_and_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tripod.yaml");
-    std::fs::write(
-        &path,
-        "listen:\n  loki: 127.0.0.1:0\n  grafana: 127.0.0.1:0\n",
-    )
-    .unwrap();
+    std::fs::write(&path, "listen:\n  loki: 127.0.0.1:0\n  grafana: 127.0.0.1:0\n").unwrap();
     let (status, logs) = Tripod::spawn(&["--config", path.to_str().unwrap()], &[]).wait_exit();
     assert_eq!(status.code(), Some(1), "{logs}");
     assert!(logs.contains("unknown field `grafana`"), "{logs}");
@@ -262,10 +224,7 @@ fn a_config_file_environment_and_flags_apply_in_order() {
     let listeners = run(&["--config", config], &[]);
     let mut names: Vec<&str> = listeners.keys().map(String::as_str).collect();
     names.sort();
-    assert_eq!(
-        names,
-        ["listen.loki", "listen.otlp_grpc", "listen.prometheus"]
-    );
+    assert_eq!(names, ["listen.loki", "listen.otlp_grpc", "listen.prometheus"]);
     assert!(exists(&from_file));
 
     // The environment beats the file; TRIPOD_CONFIG names the file.
@@ -282,12 +241,7 @@ fn a_config_file_environment_and_flags_apply_in_order() {
 
     // A flag beats the environment.
     run(
-        &[
-            "--config",
-            config,
-            "--data-dir",
-            from_flag.to_str().unwrap(),
-        ],
+        &["--config", config, "--data-dir", from_flag.to_str().unwrap()],
         &[("TRIPOD_DATA_DIR", from_env.to_str().unwrap())],
     );
     assert!(exists(&from_flag));
@@ -313,11 +267,7 @@ fn a_second_process_on_the_same_data_directory_is_refused() {
 
 #[test]
 fn a_bad_flag_value_is_an_error_naming_the_option() {
-    let (status, logs) =
-        Tripod::spawn(&["--ephemeral", "--listen.loki", "nowhere"], &[]).wait_exit();
+    let (status, logs) = Tripod::spawn(&["--ephemeral", "--listen.loki", "nowhere"], &[]).wait_exit();
     assert_eq!(status.code(), Some(1), "{logs}");
-    assert!(
-        logs.contains("listen.loki: invalid listen address \"nowhere\""),
-        "{logs}"
-    );
+    assert!(logs.contains("listen.loki: invalid listen address \"nowhere\""), "{logs}");
 }

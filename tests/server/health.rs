@@ -9,9 +9,7 @@ use tripod::config::ListenerName;
 use tripod::{Config, Server, ServerError};
 
 async fn started() -> Server {
-    let server = Server::start(Config::embedded())
-        .await
-        .expect("embedded server starts");
+    let server = Server::start(Config::embedded()).await.expect("embedded server starts");
     server.ready().await.expect("storage opens");
     server
 }
@@ -21,41 +19,23 @@ fn url(address: SocketAddr, path: &str) -> String {
 }
 
 async fn get(address: SocketAddr, path: &str) -> (u16, String, String) {
-    let response = reqwest::get(url(address, path))
-        .await
-        .expect("request succeeds");
+    let response = reqwest::get(url(address, path)).await.expect("request succeeds");
     let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .map(|value| value.to_str().unwrap().to_string())
-        .unwrap_or_default();
+    let content_type =
+        response.headers().get("content-type").map(|value| value.to_str().unwrap().to_string()).unwrap_or_default();
     (status, content_type, response.text().await.unwrap())
 }
 
 #[tokio::test]
 async fn every_http_listener_answers_health_checks() {
     let server = started().await;
-    for name in [
-        ListenerName::Loki,
-        ListenerName::Prometheus,
-        ListenerName::Tempo,
-        ListenerName::OtlpHttp,
-    ] {
+    for name in [ListenerName::Loki, ListenerName::Prometheus, ListenerName::Tempo, ListenerName::OtlpHttp] {
         let address = server.address(name).expect("listener is on");
-        assert_eq!(
-            get(address, "/ready").await,
-            (200, "text/plain; charset=utf-8".into(), "ready\n".into()),
-            "{name}"
-        );
+        assert_eq!(get(address, "/ready").await, (200, "text/plain; charset=utf-8".into(), "ready\n".into()), "{name}");
         assert_eq!(get(address, "/-/ready").await.0, 200, "{name}");
         assert_eq!(get(address, "/-/healthy").await.0, 200, "{name}");
         // HEAD works as for GET, as Prometheus's health endpoints allow.
-        let head = reqwest::Client::new()
-            .head(url(address, "/-/healthy"))
-            .send()
-            .await
-            .unwrap();
+        let head = reqwest::Client::new().head(url(address, "/-/healthy")).send().await.unwrap();
         assert_eq!(head.status().as_u16(), 200);
     }
     server.shutdown().await.unwrap();
@@ -69,27 +49,13 @@ async fn buildinfo_has_the_shapes_grafana_reads() {
     assert_eq!((status, content_type.as_str()), (200, "application/json"));
     let body: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(body["status"], "success");
-    for field in [
-        "version",
-        "revision",
-        "branch",
-        "buildUser",
-        "buildDate",
-        "goVersion",
-    ] {
-        assert!(
-            body["data"][field].is_string(),
-            "data.{field} missing: {body}"
-        );
+    for field in ["version", "revision", "branch", "buildUser", "buildDate", "goVersion"] {
+        assert!(body["data"][field].is_string(), "data.{field} missing: {body}");
     }
     // A non-empty `features` object would make Grafana treat the datasource as Mimir.
     assert!(body["data"].get("features").is_none());
     // Grafana's resource calls may POST; they must not 404.
-    let posted = reqwest::Client::new()
-        .post(url(prometheus, "/api/v1/status/buildinfo"))
-        .send()
-        .await
-        .unwrap();
+    let posted = reqwest::Client::new().post(url(prometheus, "/api/v1/status/buildinfo")).send().await.unwrap();
     assert_eq!(posted.status().as_u16(), 200);
 
     let loki = server.address(ListenerName::Loki).unwrap();
@@ -106,11 +72,7 @@ async fn buildinfo_has_the_shapes_grafana_reads() {
 #[tokio::test]
 async fn metrics_are_prometheus_text_with_process_and_wal_figures() {
     let server = started().await;
-    let (status, content_type, body) = get(
-        server.address(ListenerName::Prometheus).unwrap(),
-        "/metrics",
-    )
-    .await;
+    let (status, content_type, body) = get(server.address(ListenerName::Prometheus).unwrap(), "/metrics").await;
     assert_eq!(status, 200);
     assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
     for name in [
@@ -153,10 +115,7 @@ async fn grpc_listener_answers_unimplemented_for_services_not_served() {
     client.ready().await.unwrap();
     let path = tonic::codegen::http::uri::PathAndQuery::from_static("/no.such.Service/Method");
     let codec = tonic_prost::ProstCodec::<(), ()>::default();
-    let status = client
-        .unary(tonic::Request::new(()), path, codec)
-        .await
-        .unwrap_err();
+    let status = client.unary(tonic::Request::new(()), path, codec).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unimplemented);
     server.shutdown().await.unwrap();
 }
@@ -165,27 +124,17 @@ async fn grpc_listener_answers_unimplemented_for_services_not_served() {
 async fn not_ready_answers_503_with_the_reason() {
     // A router whose storage has not opened, as during a WAL replay.
     let app = router(AppState::new(), 1 << 20);
-    for (path, body_start) in [
-        ("/ready", "not ready: storage is opening"),
-        ("/-/ready", "Service Unavailable: storage is opening"),
-    ] {
-        let request = axum::http::Request::get(path)
-            .body(axum::body::Body::empty())
-            .unwrap();
+    for (path, body_start) in
+        [("/ready", "not ready: storage is opening"), ("/-/ready", "Service Unavailable: storage is opening")]
+    {
+        let request = axum::http::Request::get(path).body(axum::body::Body::empty()).unwrap();
         let response = app.clone().oneshot(request).await.unwrap();
         assert_eq!(response.status().as_u16(), 503, "{path}");
-        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
-            .await
-            .unwrap();
-        assert!(
-            String::from_utf8_lossy(&body).starts_with(body_start),
-            "{path}: {body:?}"
-        );
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        assert!(String::from_utf8_lossy(&body).starts_with(body_start), "{path}: {body:?}");
     }
     // Liveness does not depend on storage.
-    let request = axum::http::Request::get("/-/healthy")
-        .body(axum::body::Body::empty())
-        .unwrap();
+    let request = axum::http::Request::get("/-/healthy").body(axum::body::Body::empty()).unwrap();
     assert_eq!(app.oneshot(request).await.unwrap().status().as_u16(), 200);
 }
 
@@ -197,37 +146,24 @@ async fn storage_that_cannot_open_keeps_ready_at_503_and_stops_the_server() {
     config.data_dir = tripod::config::DataDir::Path(dir.path().to_path_buf());
     let server = Server::start(config).await.unwrap();
     let error = server.ready().await.unwrap_err();
-    assert!(
-        error.to_string().contains("in use by another process"),
-        "{error}"
-    );
+    assert!(error.to_string().contains("in use by another process"), "{error}");
     let (status, _, body) = get(server.address(ListenerName::Loki).unwrap(), "/ready").await;
     assert_eq!(status, 503);
     assert!(body.contains("storage failed to open"), "{body}");
     let stopped = server.run_until(std::future::pending()).await;
-    assert!(
-        matches!(stopped, Err(ServerError::StorageOpen(_))),
-        "{stopped:?}"
-    );
+    assert!(matches!(stopped, Err(ServerError::StorageOpen(_))), "{stopped:?}");
     holder.close().unwrap();
 }
 
 #[tokio::test]
 async fn shutdown_closes_every_listener_and_removes_ephemeral_data() {
     let server = started().await;
-    let addresses: Vec<SocketAddr> = server
-        .addresses()
-        .iter()
-        .map(|(_, address)| *address)
-        .collect();
+    let addresses: Vec<SocketAddr> = server.addresses().iter().map(|(_, address)| *address).collect();
     let data_dir = server.data_dir().to_path_buf();
     assert!(data_dir.join("wal").is_dir());
     server.shutdown().await.unwrap();
     for address in addresses {
-        assert!(
-            tokio::net::TcpStream::connect(address).await.is_err(),
-            "{address} still accepts"
-        );
+        assert!(tokio::net::TcpStream::connect(address).await.is_err(), "{address} still accepts");
     }
     assert!(!data_dir.exists(), "ephemeral data directory left behind");
 }
@@ -240,15 +176,9 @@ async fn data_survives_a_restart_on_the_same_directory() {
     let server = Server::start(config.clone()).await.unwrap();
     server.ready().await.unwrap();
     server.shutdown().await.unwrap();
-    assert!(
-        dir.path().join("wal").is_dir(),
-        "a persistent data directory is kept"
-    );
+    assert!(dir.path().join("wal").is_dir(), "a persistent data directory is kept");
     let server = Server::start(config).await.unwrap();
-    server
-        .ready()
-        .await
-        .expect("reopens its own data directory");
+    server.ready().await.expect("reopens its own data directory");
     server.shutdown().await.unwrap();
 }
 

@@ -19,11 +19,7 @@ impl BitWriter {
 
     /// Starts after `bytes` (which end at a byte boundary).
     pub fn with_bytes(bytes: Vec<u8>) -> BitWriter {
-        BitWriter {
-            bytes,
-            accumulator: 0,
-            pending: 0,
-        }
+        BitWriter { bytes, accumulator: 0, pending: 0 }
     }
 
     /// Writes the low `count` bits of `value` (count <= 64), most significant first.
@@ -33,11 +29,7 @@ impl BitWriter {
         if count == 0 {
             return;
         }
-        let value = if count == 64 {
-            value
-        } else {
-            value & ((1u64 << count) - 1)
-        };
+        let value = if count == 64 { value } else { value & ((1u64 << count) - 1) };
         let room = 64 - self.pending;
         if count < room {
             self.accumulator = (self.accumulator << count) | value;
@@ -47,17 +39,9 @@ impl BitWriter {
         // Fill the accumulator to 64 bits, flush it, keep the rest of `value`.
         let rest = count - room;
         let head = if rest == 0 { value } else { value >> rest };
-        let full = if room == 64 {
-            head
-        } else {
-            (self.accumulator << room) | head
-        };
+        let full = if room == 64 { head } else { (self.accumulator << room) | head };
         self.bytes.extend_from_slice(&full.to_be_bytes());
-        self.accumulator = if rest == 0 {
-            0
-        } else {
-            value & ((1u64 << rest) - 1)
-        };
+        self.accumulator = if rest == 0 { 0 } else { value & ((1u64 << rest) - 1) };
         self.pending = rest;
     }
 
@@ -218,26 +202,17 @@ mod tests {
     #[test]
     fn bits_round_trip_at_every_alignment() {
         let mut writer = BitWriter::new();
-        let values: Vec<(u64, u32)> = (0..300u64)
-            .map(|i| (i.wrapping_mul(0x9e37_79b9_7f4a_7c15), (i % 65) as u32))
-            .collect();
+        let values: Vec<(u64, u32)> =
+            (0..300u64).map(|i| (i.wrapping_mul(0x9e37_79b9_7f4a_7c15), (i % 65) as u32)).collect();
         for (value, count) in &values {
-            let masked = if *count == 64 {
-                *value
-            } else {
-                value & ((1u64 << count) - 1)
-            };
+            let masked = if *count == 64 { *value } else { value & ((1u64 << count) - 1) };
             writer.write_bits(masked, *count);
         }
         writer.write_varint(-123456789);
         let bytes = writer.into_bytes();
         let mut reader = BitReader::new(&bytes);
         for (value, count) in &values {
-            let masked = if *count == 64 {
-                *value
-            } else {
-                value & ((1u64 << count) - 1)
-            };
+            let masked = if *count == 64 { *value } else { value & ((1u64 << count) - 1) };
             assert_eq!(reader.read_bits(*count).unwrap(), masked, "{count} bits");
         }
         assert_eq!(reader.read_varint(), Ok(-123456789));

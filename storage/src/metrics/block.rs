@@ -94,25 +94,14 @@ fn decode_meta(bytes: &[u8]) -> Result<BlockMeta, String> {
     for _ in 0..source_count {
         sources.push(get_str(&mut input).ok_or_else(malformed)?.to_string());
     }
-    Ok(BlockMeta {
-        id,
-        min_t,
-        max_t,
-        series,
-        chunks,
-        samples,
-        level,
-        sources,
-    })
+    Ok(BlockMeta { id, min_t, max_t, series, chunks, samples, level, sources })
 }
 
 /// A new block ID: sortable by creation time, unique within the process and across restarts.
 pub(crate) fn new_block_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let millis = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+    let millis =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
     let sequence = COUNTER.fetch_add(1, Ordering::Relaxed);
     let salt = (u64::from(std::process::id()) << 20) ^ sequence.wrapping_mul(0x9e37_79b9_7f4a_7c15);
     format!("{millis:013x}{salt:016x}")
@@ -130,60 +119,35 @@ pub(crate) struct BlockWriter {
 }
 
 impl BlockWriter {
-    pub fn create(
-        blocks_dir: &Path,
-        level: u32,
-        sources: Vec<String>,
-    ) -> Result<BlockWriter, MetricsError> {
+    pub fn create(blocks_dir: &Path, level: u32, sources: Vec<String>) -> Result<BlockWriter, MetricsError> {
         let id = new_block_id();
         let final_dir = blocks_dir.join(&id);
         let temp_dir = blocks_dir.join(format!("{id}.tmp"));
-        fs::create_dir_all(&temp_dir)
-            .map_err(MetricsError::io(format!("creating {}", temp_dir.display())))?;
+        fs::create_dir_all(&temp_dir).map_err(MetricsError::io(format!("creating {}", temp_dir.display())))?;
         let path = temp_dir.join("chunks");
         let mut chunks = BufWriter::with_capacity(
             1 << 20,
-            File::create(&path)
-                .map_err(MetricsError::io(format!("creating {}", path.display())))?,
+            File::create(&path).map_err(MetricsError::io(format!("creating {}", path.display())))?,
         );
         let mut header = [0u8; CHUNKS_HEADER_LEN];
         header[0..4].copy_from_slice(&CHUNKS_MAGIC);
         header[4] = FORMAT_VERSION;
-        chunks
-            .write_all(&header)
-            .map_err(MetricsError::io(format!("writing {}", path.display())))?;
-        let sources = if sources.is_empty() {
-            vec![id.clone()]
-        } else {
-            sources
-        };
+        chunks.write_all(&header).map_err(MetricsError::io(format!("writing {}", path.display())))?;
+        let sources = if sources.is_empty() { vec![id.clone()] } else { sources };
         Ok(BlockWriter {
             final_dir,
             temp_dir,
             chunks,
             chunks_offset: CHUNKS_HEADER_LEN as u64,
             series: Vec::new(),
-            meta: BlockMeta {
-                id,
-                min_t: i64::MAX,
-                max_t: i64::MIN,
-                series: 0,
-                chunks: 0,
-                samples: 0,
-                level,
-                sources,
-            },
+            meta: BlockMeta { id, min_t: i64::MAX, max_t: i64::MIN, series: 0, chunks: 0, samples: 0, level, sources },
             frame: Vec::new(),
         })
     }
 
     /// Adds a series with its samples (sorted, one per timestamp), re-encoded into chunks of the
     /// best encoding. Series with no samples are skipped.
-    pub fn add_series_samples(
-        &mut self,
-        labels: &Labels,
-        samples: &[Sample],
-    ) -> Result<(), MetricsError> {
+    pub fn add_series_samples(&mut self, labels: &Labels, samples: &[Sample]) -> Result<(), MetricsError> {
         if samples.is_empty() {
             return Ok(());
         }
@@ -191,11 +155,7 @@ impl BlockWriter {
         for run in samples.chunks(MAX_SAMPLES_PER_CHUNK) {
             let encoded = chunk::encode_best(run);
             let offset = self.write_chunk(&encoded)?;
-            metas.push(ChunkMeta {
-                min_t: run[0].t_ms,
-                max_t: run[run.len() - 1].t_ms,
-                offset,
-            });
+            metas.push(ChunkMeta { min_t: run[0].t_ms, max_t: run[run.len() - 1].t_ms, offset });
             self.meta.samples += run.len() as u64;
         }
         self.add_series_entry(labels, metas);
@@ -214,11 +174,7 @@ impl BlockWriter {
         let mut metas = Vec::with_capacity(chunks.len());
         for (bytes, min_t, max_t) in chunks {
             let offset = self.write_chunk(bytes.as_slice())?;
-            metas.push(ChunkMeta {
-                min_t: *min_t,
-                max_t: *max_t,
-                offset,
-            });
+            metas.push(ChunkMeta { min_t: *min_t, max_t: *max_t, offset });
             self.meta.samples += chunk_sample_count(bytes.as_slice());
         }
         self.add_series_entry(labels, metas);
@@ -226,10 +182,7 @@ impl BlockWriter {
     }
 
     fn add_series_entry(&mut self, labels: &Labels, metas: Vec<ChunkMeta>) {
-        debug_assert!(
-            self.series.last().is_none_or(|(last, _)| last < labels),
-            "series out of order"
-        );
+        debug_assert!(self.series.last().is_none_or(|(last, _)| last < labels), "series out of order");
         self.meta.min_t = self.meta.min_t.min(metas[0].min_t);
         self.meta.max_t = self.meta.max_t.max(metas[metas.len() - 1].max_t);
         self.meta.chunks += metas.len() as u64;
@@ -242,11 +195,8 @@ impl BlockWriter {
         self.frame.clear();
         put_uvarint(&mut self.frame, bytes.len() as u64);
         self.frame.extend_from_slice(bytes);
-        self.frame
-            .extend_from_slice(&crc32c::crc32c(bytes).to_le_bytes());
-        self.chunks
-            .write_all(&self.frame)
-            .map_err(MetricsError::io("writing block chunks"))?;
+        self.frame.extend_from_slice(&crc32c::crc32c(bytes).to_le_bytes());
+        self.chunks.write_all(&self.frame).map_err(MetricsError::io("writing block chunks"))?;
         self.chunks_offset += self.frame.len() as u64;
         Ok(offset)
     }
@@ -254,14 +204,7 @@ impl BlockWriter {
     /// Writes the index and meta, syncs everything and renames the block into place. Returns
     /// `None` (and removes the temporary directory) if no series was added.
     pub fn finish(self) -> Result<Option<BlockMeta>, MetricsError> {
-        let BlockWriter {
-            final_dir,
-            temp_dir,
-            chunks,
-            series,
-            meta,
-            ..
-        } = self;
+        let BlockWriter { final_dir, temp_dir, chunks, series, meta, .. } = self;
         let io = |what: &str| MetricsError::io(format!("{what} {}", temp_dir.display()));
         let chunks = chunks.into_inner().map_err(|error| MetricsError::Io {
             context: "flushing block chunks".into(),
@@ -285,25 +228,20 @@ impl BlockWriter {
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), MetricsError> {
-    let mut file =
-        File::create(path).map_err(MetricsError::io(format!("creating {}", path.display())))?;
+    let mut file = File::create(path).map_err(MetricsError::io(format!("creating {}", path.display())))?;
     file.write_all(bytes)
         .and_then(|()| file.sync_all())
         .map_err(MetricsError::io(format!("writing {}", path.display())))
 }
 
 fn sync_parent(dir: &Path) -> Result<(), MetricsError> {
-    File::open(dir)
-        .and_then(|handle| handle.sync_all())
-        .map_err(MetricsError::io(format!("syncing {}", dir.display())))
+    File::open(dir).and_then(|handle| handle.sync_all()).map_err(MetricsError::io(format!("syncing {}", dir.display())))
 }
 
 /// Samples in a chunk, read from its header without decoding it.
 fn chunk_sample_count(bytes: &[u8]) -> u64 {
     match bytes.first() {
-        Some(&chunk::ENCODING_XOR) if bytes.len() >= 3 => {
-            u64::from(u16::from_le_bytes([bytes[1], bytes[2]]))
-        }
+        Some(&chunk::ENCODING_XOR) if bytes.len() >= 3 => u64::from(u16::from_le_bytes([bytes[1], bytes[2]])),
         Some(&chunk::ENCODING_PACKED) => {
             let mut input = &bytes[1..];
             // The packed count is a bit-aligned varint at the start, which is byte-aligned there.
@@ -329,16 +267,10 @@ pub(crate) struct Block {
 impl Block {
     /// Opens a block directory, checking the meta and index checksums.
     pub fn open(dir: &Path) -> Result<Block, MetricsError> {
-        let name = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
-        let corrupt = |problem: String| MetricsError::CorruptBlock {
-            block: name.clone(),
-            problem,
-        };
-        let meta_bytes = fs::read(dir.join("meta"))
-            .map_err(MetricsError::io(format!("reading {}/meta", dir.display())))?;
+        let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let corrupt = |problem: String| MetricsError::CorruptBlock { block: name.clone(), problem };
+        let meta_bytes =
+            fs::read(dir.join("meta")).map_err(MetricsError::io(format!("reading {}/meta", dir.display())))?;
         let meta = decode_meta(&meta_bytes).map_err(&corrupt)?;
         if meta.id != name {
             return Err(corrupt(format!("meta names block {}", meta.id)));
@@ -349,70 +281,42 @@ impl Block {
             return Err(corrupt("chunks file has a bad header".into()));
         }
         if chunks[4] != FORMAT_VERSION {
-            return Err(corrupt(format!(
-                "chunks format version {} is not supported",
-                chunks[4]
-            )));
+            return Err(corrupt(format!("chunks format version {} is not supported", chunks[4])));
         }
         if index.series_count() as u64 != meta.series {
-            return Err(corrupt(format!(
-                "index holds {} series, meta says {}",
-                index.series_count(),
-                meta.series
-            )));
+            return Err(corrupt(format!("index holds {} series, meta says {}", index.series_count(), meta.series)));
         }
         let size_bytes = [dir.join("meta"), dir.join("index"), dir.join("chunks")]
             .iter()
             .filter_map(|path| fs::metadata(path).ok())
             .map(|metadata| metadata.len())
             .sum();
-        Ok(Block {
-            dir: dir.to_path_buf(),
-            meta,
-            index,
-            chunks,
-            size_bytes,
-        })
+        Ok(Block { dir: dir.to_path_buf(), meta, index, chunks, size_bytes })
     }
 
     fn corrupt(&self, problem: String) -> MetricsError {
-        MetricsError::CorruptBlock {
-            block: self.meta.id.clone(),
-            problem,
-        }
+        MetricsError::CorruptBlock { block: self.meta.id.clone(), problem }
     }
 
     /// The chunk at `offset`, its checksum verified.
     fn chunk(&self, offset: u64) -> Result<ChunkBytes, MetricsError> {
         let start = offset as usize;
-        let mut input = self
-            .chunks
-            .get(start..)
-            .ok_or_else(|| self.corrupt(format!("chunk offset {offset} out of bounds")))?;
+        let mut input =
+            self.chunks.get(start..).ok_or_else(|| self.corrupt(format!("chunk offset {offset} out of bounds")))?;
         let before = input.len();
-        let len = get_uvarint(&mut input)
-            .ok_or_else(|| self.corrupt(format!("chunk at {offset} has a bad length")))?
+        let len = get_uvarint(&mut input).ok_or_else(|| self.corrupt(format!("chunk at {offset} has a bad length")))?
             as usize;
         let data_start = start + (before - input.len());
-        let data_end = data_start
-            .checked_add(len)
-            .filter(|end| end + 4 <= self.chunks.len());
+        let data_end = data_start.checked_add(len).filter(|end| end + 4 <= self.chunks.len());
         let Some(data_end) = data_end else {
             return Err(self.corrupt(format!("chunk at {offset} runs past the end of the file")));
         };
-        let stored = u32::from_le_bytes(
-            self.chunks[data_end..data_end + 4]
-                .try_into()
-                .map_err(|_| self.corrupt("crc".into()))?,
-        );
+        let stored =
+            u32::from_le_bytes(self.chunks[data_end..data_end + 4].try_into().map_err(|_| self.corrupt("crc".into()))?);
         if crc32c::crc32c(&self.chunks[data_start..data_end]) != stored {
             return Err(self.corrupt(format!("chunk at {offset} checksum mismatch")));
         }
-        Ok(ChunkBytes::Mapped {
-            map: self.chunks.clone(),
-            start: data_start,
-            end: data_end,
-        })
+        Ok(ChunkBytes::Mapped { map: self.chunks.clone(), start: data_start, end: data_end })
     }
 
     fn series_ids(&self, matchers: &[Matcher]) -> Vec<u64> {
@@ -420,25 +324,15 @@ impl Block {
     }
 
     /// The series matching `matchers` with chunks overlapping `range`, in label order.
-    pub fn select(
-        &self,
-        matchers: &[Matcher],
-        range: TimeRange,
-    ) -> Result<Vec<Series>, MetricsError> {
+    pub fn select(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<Series>, MetricsError> {
         if !range.overlaps(self.meta.min_t, self.meta.max_t) {
             return Ok(Vec::new());
         }
         let mut out = Vec::new();
         for id in self.series_ids(matchers) {
-            let (labels, chunks) = self
-                .index
-                .series(id)
-                .map_err(|problem| self.corrupt(problem))?;
+            let (labels, chunks) = self.index.series(id).map_err(|problem| self.corrupt(problem))?;
             let mut sources = Vec::new();
-            for meta in chunks
-                .iter()
-                .filter(|meta| range.overlaps(meta.min_t, meta.max_t))
-            {
+            for meta in chunks.iter().filter(|meta| range.overlaps(meta.min_t, meta.max_t)) {
                 sources.push(SampleSource::Chunk {
                     bytes: self.chunk(meta.offset)?,
                     min_t: meta.min_t,
@@ -456,10 +350,7 @@ impl Block {
     pub fn all_series(&self) -> Result<Vec<SeriesChunks>, MetricsError> {
         let mut out = Vec::with_capacity(self.index.series_count());
         for id in 0..self.index.series_count() as u64 {
-            let (labels, metas) = self
-                .index
-                .series(id)
-                .map_err(|problem| self.corrupt(problem))?;
+            let (labels, metas) = self.index.series(id).map_err(|problem| self.corrupt(problem))?;
             let mut chunks = Vec::with_capacity(metas.len());
             for meta in metas {
                 chunks.push((self.chunk(meta.offset)?, meta.min_t, meta.max_t));
@@ -476,31 +367,21 @@ impl Block {
         }
         let mut names = std::collections::BTreeSet::new();
         for id in self.series_ids(matchers) {
-            let (labels, _) = self
-                .index
-                .series(id)
-                .map_err(|problem| self.corrupt(problem))?;
+            let (labels, _) = self.index.series(id).map_err(|problem| self.corrupt(problem))?;
             names.extend(labels.iter().map(|label| label.name.to_string()));
         }
         Ok(names.into_iter().collect())
     }
 
     /// Values of label `name` among the series matching `matchers`.
-    pub fn label_values(
-        &self,
-        name: &str,
-        matchers: &[Matcher],
-    ) -> Result<Vec<String>, MetricsError> {
+    pub fn label_values(&self, name: &str, matchers: &[Matcher]) -> Result<Vec<String>, MetricsError> {
         use postings::PostingsIndex;
         if matchers.is_empty() {
             return Ok(self.index.values(name));
         }
         let mut values = std::collections::BTreeSet::new();
         for id in self.series_ids(matchers) {
-            let (labels, _) = self
-                .index
-                .series(id)
-                .map_err(|problem| self.corrupt(problem))?;
+            let (labels, _) = self.index.series(id).map_err(|problem| self.corrupt(problem))?;
             if let Some(value) = labels.get(name) {
                 values.insert(value.to_string());
             }
@@ -518,8 +399,7 @@ fn map_file(path: &Path) -> Result<Arc<memmap2::Mmap>, MetricsError> {
     let file = File::open(path).map_err(MetricsError::io(format!("opening {}", path.display())))?;
     // SAFETY: block files are immutable once renamed into place: Tripod never writes to them
     // again, and deletes them only after every reader has dropped its Arc<Block>.
-    let map = unsafe { memmap2::Mmap::map(&file) }
-        .map_err(MetricsError::io(format!("mapping {}", path.display())))?;
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(MetricsError::io(format!("mapping {}", path.display())))?;
     Ok(Arc::new(map))
 }
 

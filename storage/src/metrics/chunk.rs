@@ -247,10 +247,7 @@ fn decode_xor(data: &[u8], out: &mut Vec<Sample>) -> Result<(), ChunkError> {
                 read_xor(&mut reader, &mut bits, &mut leading, &mut trailing)?;
             }
         }
-        out.push(Sample {
-            t_ms: t,
-            value: f64::from_bits(bits),
-        });
+        out.push(Sample { t_ms: t, value: f64::from_bits(bits) });
     }
     Ok(())
 }
@@ -276,11 +273,7 @@ fn read_dod(reader: &mut BitReader<'_>) -> Result<i64, ChunkError> {
     // Sign-extend from `width` bits; the ranges are asymmetric (e.g. -8191..=8192), so values
     // above the positive half of the range wrap to negatives as written.
     let half = 1u64 << (width - 1);
-    let value = if raw > half {
-        raw as i64 - (1i64 << width)
-    } else {
-        raw as i64
-    };
+    let value = if raw > half { raw as i64 - (1i64 << width) } else { raw as i64 };
     Ok(value)
 }
 
@@ -352,14 +345,8 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
 /// offsets from it, and the offsets divided by it at a fixed bit width.
 fn write_frame(writer: &mut BitWriter, values: &[i64]) {
     let min = values.iter().copied().min().unwrap_or(0);
-    let divisor = values
-        .iter()
-        .fold(0u64, |acc, value| gcd(acc, value.wrapping_sub(min) as u64));
-    let max_offset = values
-        .iter()
-        .map(|value| value.wrapping_sub(min) as u64)
-        .max()
-        .unwrap_or(0);
+    let divisor = values.iter().fold(0u64, |acc, value| gcd(acc, value.wrapping_sub(min) as u64));
+    let max_offset = values.iter().map(|value| value.wrapping_sub(min) as u64).max().unwrap_or(0);
     let width = max_offset.checked_div(divisor).map_or(0, bit_width);
     writer.write_varint(min);
     writer.write_uvarint(divisor);
@@ -371,11 +358,7 @@ fn write_frame(writer: &mut BitWriter, values: &[i64]) {
     }
 }
 
-fn read_frame(
-    reader: &mut BitReader<'_>,
-    count: usize,
-    out: &mut Vec<i64>,
-) -> Result<(), ChunkError> {
+fn read_frame(reader: &mut BitReader<'_>, count: usize, out: &mut Vec<i64>) -> Result<(), ChunkError> {
     let min = reader.read_varint()?;
     let divisor = reader.read_uvarint()?;
     let width = reader.read_bits(7)? as u32;
@@ -408,10 +391,7 @@ pub fn encode_packed(samples: &[Sample]) -> Option<Vec<u8>> {
     writer.write_bits(u64::from(exponent), 4);
     writer.write_varint(mantissas[0]);
     if samples.len() > 1 {
-        let time_deltas: Vec<i64> = samples
-            .windows(2)
-            .map(|pair| pair[1].t_ms - pair[0].t_ms)
-            .collect();
+        let time_deltas: Vec<i64> = samples.windows(2).map(|pair| pair[1].t_ms - pair[0].t_ms).collect();
         let value_deltas: Vec<i64> = mantissas.windows(2).map(|pair| pair[1] - pair[0]).collect();
         write_frame(&mut writer, &time_deltas);
         write_frame(&mut writer, &value_deltas);
@@ -443,17 +423,11 @@ fn decode_packed(data: &[u8], out: &mut Vec<Sample>) -> Result<(), ChunkError> {
     let scale = 10f64.powi(exponent as i32);
     out.reserve(count);
     let (mut t, mut mantissa) = (first_t, first_mantissa);
-    out.push(Sample {
-        t_ms: t,
-        value: mantissa as f64 / scale,
-    });
+    out.push(Sample { t_ms: t, value: mantissa as f64 / scale });
     for (time_delta, value_delta) in time_deltas.iter().zip(&value_deltas) {
         t = t.wrapping_add(*time_delta);
         mantissa = mantissa.wrapping_add(*value_delta);
-        out.push(Sample {
-            t_ms: t,
-            value: mantissa as f64 / scale,
-        });
+        out.push(Sample { t_ms: t, value: mantissa as f64 / scale });
     }
     Ok(())
 }
@@ -478,44 +452,24 @@ mod tests {
     }
 
     fn same(a: &[Sample], b: &[Sample]) -> bool {
-        a.len() == b.len()
-            && a.iter()
-                .zip(b)
-                .all(|(x, y)| x.t_ms == y.t_ms && x.value.to_bits() == y.value.to_bits())
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.t_ms == y.t_ms && x.value.to_bits() == y.value.to_bits())
     }
 
     fn round_trip(samples: &[Sample]) {
         for (name, bytes) in [("xor", encode_xor(samples)), ("best", encode_best(samples))] {
             let mut decoded = Vec::new();
             decode(&bytes, &mut decoded).unwrap();
-            assert!(
-                same(&decoded, samples),
-                "{name}: {samples:?} decoded as {decoded:?}"
-            );
+            assert!(same(&decoded, samples), "{name}: {samples:?} decoded as {decoded:?}");
         }
         if let Some(packed) = encode_packed(samples) {
             let mut decoded = Vec::new();
             decode(&packed, &mut decoded).unwrap();
-            assert!(
-                same(&decoded, samples),
-                "packed: {samples:?} decoded as {decoded:?}"
-            );
+            assert!(same(&decoded, samples), "packed: {samples:?} decoded as {decoded:?}");
         }
     }
 
     fn special_values() -> [f64; 10] {
-        [
-            0.0,
-            -0.0,
-            f64::NAN,
-            STALE_NAN,
-            f64::INFINITY,
-            f64::NEG_INFINITY,
-            f64::MIN_POSITIVE,
-            f64::MAX,
-            1e-300,
-            -42.5,
-        ]
+        [0.0, -0.0, f64::NAN, STALE_NAN, f64::INFINITY, f64::NEG_INFINITY, f64::MIN_POSITIVE, f64::MAX, 1e-300, -42.5]
     }
 
     #[test]
@@ -564,10 +518,7 @@ mod tests {
                         1 => -(rng.below(100_000) as i64),
                         _ => rng.below(30_000) as i64,
                     };
-                    Sample {
-                        t_ms: t,
-                        value: (rng.below(1000) as f64) / 4.0,
-                    }
+                    Sample { t_ms: t, value: (rng.below(1000) as f64) / 4.0 }
                 })
                 .collect();
             round_trip(&samples);
@@ -577,71 +528,26 @@ mod tests {
     #[test]
     fn edge_cases_round_trip() {
         round_trip(&[]);
-        round_trip(&[Sample {
-            t_ms: 0,
-            value: 1.0,
-        }]);
-        round_trip(&[
-            Sample {
-                t_ms: i64::MIN / 4,
-                value: STALE_NAN,
-            },
-            Sample {
-                t_ms: i64::MAX / 4,
-                value: -0.0,
-            },
-        ]);
+        round_trip(&[Sample { t_ms: 0, value: 1.0 }]);
+        round_trip(&[Sample { t_ms: i64::MIN / 4, value: STALE_NAN }, Sample { t_ms: i64::MAX / 4, value: -0.0 }]);
         for value in special_values() {
-            round_trip(&[
-                Sample { t_ms: 1, value },
-                Sample { t_ms: 2, value },
-                Sample {
-                    t_ms: 3,
-                    value: 7.0,
-                },
-            ]);
+            round_trip(&[Sample { t_ms: 1, value }, Sample { t_ms: 2, value }, Sample { t_ms: 3, value: 7.0 }]);
         }
         // Negative timestamps and the asymmetric edges of every dod bucket.
-        let mut samples = vec![
-            Sample {
-                t_ms: -1_000_000,
-                value: 1.0,
-            },
-            Sample {
-                t_ms: -999_000,
-                value: 1.0,
-            },
-        ];
+        let mut samples = vec![Sample { t_ms: -1_000_000, value: 1.0 }, Sample { t_ms: -999_000, value: 1.0 }];
         let mut delta = 1000i64;
-        for dod in [
-            8192i64, -8191, 65536, -65535, 524288, -524287, 524289, -524288, 0,
-        ] {
+        for dod in [8192i64, -8191, 65536, -65535, 524288, -524287, 524289, -524288, 0] {
             delta += dod;
             let t = samples.last().unwrap().t_ms + delta.max(1);
-            samples.push(Sample {
-                t_ms: t,
-                value: 2.0,
-            });
+            samples.push(Sample { t_ms: t, value: 2.0 });
         }
         round_trip(&samples);
     }
 
     #[test]
     fn staleness_markers_survive_exactly() {
-        let samples = [
-            Sample {
-                t_ms: 1,
-                value: 5.0,
-            },
-            Sample {
-                t_ms: 2,
-                value: STALE_NAN,
-            },
-            Sample {
-                t_ms: 3,
-                value: f64::NAN,
-            },
-        ];
+        let samples =
+            [Sample { t_ms: 1, value: 5.0 }, Sample { t_ms: 2, value: STALE_NAN }, Sample { t_ms: 3, value: f64::NAN }];
         let mut decoded = Vec::new();
         decode(&encode_best(&samples), &mut decoded).unwrap();
         assert_eq!(decoded[1].value.to_bits(), STALE_NAN.to_bits());
@@ -650,26 +556,14 @@ mod tests {
 
     #[test]
     fn packed_makes_regular_decimal_series_small() {
-        let constant: Vec<Sample> = (0..480)
-            .map(|i| Sample {
-                t_ms: i * 15_000,
-                value: 8_000_000_000.0,
-            })
-            .collect();
-        assert!(
-            encode_best(&constant).len() < 24,
-            "{}",
-            encode_best(&constant).len()
-        );
+        let constant: Vec<Sample> = (0..480).map(|i| Sample { t_ms: i * 15_000, value: 8_000_000_000.0 }).collect();
+        assert!(encode_best(&constant).len() < 24, "{}", encode_best(&constant).len());
         // A counter of bytes that grows by 0, 1 or 2 pages per scrape.
         let mut total = 1_000_000i64;
         let counter: Vec<Sample> = (0..480)
             .map(|i| {
                 total += 4096 * (i % 3);
-                Sample {
-                    t_ms: i * 15_000,
-                    value: total as f64,
-                }
+                Sample { t_ms: i * 15_000, value: total as f64 }
             })
             .collect();
         let packed = encode_best(&counter);
@@ -679,12 +573,7 @@ mod tests {
 
     #[test]
     fn damaged_chunks_are_errors_not_panics() {
-        let samples: Vec<Sample> = (0..100)
-            .map(|i| Sample {
-                t_ms: i * 1000,
-                value: (i * i) as f64 * 0.25,
-            })
-            .collect();
+        let samples: Vec<Sample> = (0..100).map(|i| Sample { t_ms: i * 1000, value: (i * i) as f64 * 0.25 }).collect();
         for bytes in [encode_xor(&samples), encode_packed(&samples).unwrap()] {
             for cut in 0..bytes.len() {
                 let mut out = Vec::new();
@@ -700,9 +589,6 @@ mod tests {
             }
         }
         assert_eq!(decode(&[], &mut Vec::new()), Err(ChunkError::Empty));
-        assert_eq!(
-            decode(&[9, 0], &mut Vec::new()),
-            Err(ChunkError::UnknownEncoding(9))
-        );
+        assert_eq!(decode(&[9, 0], &mut Vec::new()), Err(ChunkError::UnknownEncoding(9)));
     }
 }

@@ -15,20 +15,12 @@ pub(crate) struct ExemplarStore {
 
 impl ExemplarStore {
     pub fn new(capacity: usize) -> ExemplarStore {
-        ExemplarStore {
-            capacity,
-            entries: VecDeque::new(),
-            newest: HashMap::new(),
-        }
+        ExemplarStore { capacity, entries: VecDeque::new(), newest: HashMap::new() }
     }
 
     /// Whether an exemplar would be accepted for the series.
     pub fn accepts(&self, series_ref: u64, t_ms: i64) -> bool {
-        self.capacity > 0
-            && self
-                .newest
-                .get(&series_ref)
-                .is_none_or(|newest| t_ms > *newest)
+        self.capacity > 0 && self.newest.get(&series_ref).is_none_or(|newest| t_ms > *newest)
     }
 
     /// Adds an exemplar; returns false if it was refused (out of order or duplicate).
@@ -70,11 +62,7 @@ mod tests {
     use crate::labels::Labels;
 
     fn exemplar(t_ms: i64) -> Exemplar {
-        Exemplar {
-            labels: Labels::from_pairs([("trace_id", "abc")]).unwrap(),
-            value: 1.0,
-            t_ms,
-        }
+        Exemplar { labels: Labels::from_pairs([("trace_id", "abc")]).unwrap(), value: 1.0, t_ms }
     }
 
     #[test]

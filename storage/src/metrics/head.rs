@@ -47,10 +47,7 @@ pub(crate) struct SeriesState {
 
 impl SeriesState {
     fn new() -> SeriesState {
-        SeriesState {
-            last_t: i64::MIN,
-            ..SeriesState::default()
-        }
+        SeriesState { last_t: i64::MIN, ..SeriesState::default() }
     }
 
     /// Smallest and largest sample time, or `None` without samples.
@@ -63,10 +60,7 @@ impl SeriesState {
             });
         };
         if let Some(first) = self.closed.first() {
-            widen(
-                first.min_t,
-                self.closed.last().map_or(first.max_t, |c| c.max_t),
-            );
+            widen(first.min_t, self.closed.last().map_or(first.max_t, |c| c.max_t));
         }
         if let Some(open) = self.open.as_ref().filter(|open| open.count() > 0) {
             widen(open.min_t(), open.max_t());
@@ -104,10 +98,7 @@ impl SeriesState {
 
     /// The value stored out of order at `t_ms`, if any.
     pub fn out_of_order_at(&self, t_ms: i64) -> Option<f64> {
-        self.ooo
-            .binary_search_by_key(&t_ms, |s| s.t_ms)
-            .ok()
-            .map(|i| self.ooo[i].value)
+        self.ooo.binary_search_by_key(&t_ms, |s| s.t_ms).ok().map(|i| self.ooo[i].value)
     }
 
     /// Every sample with `t < before`, in time order, merged with out-of-order samples.
@@ -120,20 +111,11 @@ impl SeriesState {
                 let _ = super::chunk::decode(&chunk.bytes, &mut samples);
             }
         }
-        if let Some(open) = self
-            .open
-            .as_ref()
-            .filter(|open| open.count() > 0 && open.min_t() < before)
-        {
+        if let Some(open) = self.open.as_ref().filter(|open| open.count() > 0 && open.min_t() < before) {
             let _ = super::chunk::decode(&open.to_bytes(), &mut samples);
         }
         samples.retain(|sample| sample.t_ms < before);
-        let ooo: Vec<Sample> = self
-            .ooo
-            .iter()
-            .copied()
-            .filter(|sample| sample.t_ms < before)
-            .collect();
+        let ooo: Vec<Sample> = self.ooo.iter().copied().filter(|sample| sample.t_ms < before).collect();
         if !ooo.is_empty() {
             samples.extend(ooo);
             samples.sort_by_key(|sample| sample.t_ms);
@@ -152,18 +134,10 @@ impl SeriesState {
             let _ = super::chunk::decode(&first.bytes, &mut samples);
             samples.retain(|sample| sample.t_ms >= before);
             let chunk = super::chunk::encode_best(&samples);
-            self.closed[0] = HeadChunk {
-                bytes: chunk.into(),
-                min_t: samples[0].t_ms,
-                max_t: first.max_t,
-                packed: true,
-            };
+            self.closed[0] =
+                HeadChunk { bytes: chunk.into(), min_t: samples[0].t_ms, max_t: first.max_t, packed: true };
         }
-        if let Some(open) = self
-            .open
-            .as_ref()
-            .filter(|open| open.count() > 0 && open.min_t() < before)
-        {
+        if let Some(open) = self.open.as_ref().filter(|open| open.count() > 0 && open.min_t() < before) {
             let mut samples = Vec::new();
             let _ = super::chunk::decode(&open.to_bytes(), &mut samples);
             let mut rebuilt = XorChunk::new();
@@ -218,12 +192,7 @@ impl SeriesState {
                 max_t: open.max_t(),
             });
         }
-        let ooo: Vec<Sample> = self
-            .ooo
-            .iter()
-            .copied()
-            .filter(|sample| range.contains(sample.t_ms))
-            .collect();
+        let ooo: Vec<Sample> = self.ooo.iter().copied().filter(|sample| range.contains(sample.t_ms)).collect();
         if !ooo.is_empty() {
             sources.push(SampleSource::Samples(ooo.into()));
         }
@@ -232,10 +201,7 @@ impl SeriesState {
 
     /// Bytes of memory the samples take.
     pub fn memory_bytes(&self) -> usize {
-        self.closed
-            .iter()
-            .map(|c| c.bytes.len() + std::mem::size_of::<HeadChunk>())
-            .sum::<usize>()
+        self.closed.iter().map(|c| c.bytes.len() + std::mem::size_of::<HeadChunk>()).sum::<usize>()
             + self.open.as_ref().map_or(0, XorChunk::memory_bytes)
             + self.ooo.capacity() * std::mem::size_of::<Sample>()
     }
@@ -302,9 +268,7 @@ impl MemSeries {
     pub fn lock(&self) -> MutexGuard<'_, SeriesState> {
         // A panic while holding a series lock cannot leave a torn chunk: XorChunk::append only
         // mutates after all bits are computed. Recovering the guard is safe.
-        self.state
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
+        self.state.lock().unwrap_or_else(|poison| poison.into_inner())
     }
 }
 
@@ -360,10 +324,7 @@ impl Symbols {
 
     fn get(&self, id: u32) -> Arc<str> {
         // IDs come from series that hold a use of them, so the slot is filled.
-        self.strings
-            .get(id as usize)
-            .and_then(Clone::clone)
-            .unwrap_or_else(|| Arc::from(""))
+        self.strings.get(id as usize).and_then(Clone::clone).unwrap_or_else(|| Arc::from(""))
     }
 }
 
@@ -385,10 +346,7 @@ impl HeadIndex {
         let labels: Vec<Label> = series
             .label_ids
             .iter()
-            .map(|(name, value)| Label {
-                name: self.symbols.get(*name),
-                value: self.symbols.get(*value),
-            })
+            .map(|(name, value)| Label { name: self.symbols.get(*name), value: self.symbols.get(*value) })
             .collect();
         Labels::from_sorted_unchecked(labels)
     }
@@ -398,21 +356,12 @@ impl HeadIndex {
     fn ids_of(&self, labels: &Labels) -> Option<Vec<(u32, u32)>> {
         labels
             .iter()
-            .map(|label| {
-                Some((
-                    self.symbols.lookup(&label.name)?,
-                    self.symbols.lookup(&label.value)?,
-                ))
-            })
+            .map(|label| Some((self.symbols.lookup(&label.name)?, self.symbols.lookup(&label.value)?)))
             .collect()
     }
 
     fn candidates(&self, hash: u64) -> impl Iterator<Item = u64> + '_ {
-        self.by_hash
-            .get(&hash)
-            .copied()
-            .into_iter()
-            .chain(self.collisions.get(&hash).into_iter().flatten().copied())
+        self.by_hash.get(&hash).copied().into_iter().chain(self.collisions.get(&hash).into_iter().flatten().copied())
     }
 
     fn find(&self, labels: &Labels) -> Option<Arc<MemSeries>> {
@@ -426,15 +375,10 @@ impl HeadIndex {
 
 impl PostingsIndex for HeadIndex {
     fn postings(&self, name: &str, value: &str) -> Vec<u64> {
-        let (Some(name), Some(value)) = (self.symbols.lookup(name), self.symbols.lookup(value))
-        else {
+        let (Some(name), Some(value)) = (self.symbols.lookup(name), self.symbols.lookup(value)) else {
             return Vec::new();
         };
-        self.postings
-            .get(&name)
-            .and_then(|values| values.get(&value))
-            .cloned()
-            .unwrap_or_default()
+        self.postings.get(&name).and_then(|values| values.get(&value)).cloned().unwrap_or_default()
     }
 
     fn values(&self, name: &str) -> Vec<String> {
@@ -443,12 +387,7 @@ impl PostingsIndex for HeadIndex {
         };
         self.postings
             .get(&name)
-            .map(|values| {
-                values
-                    .keys()
-                    .map(|id| self.symbols.get(*id).to_string())
-                    .collect()
-            })
+            .map(|values| values.keys().map(|id| self.symbols.get(*id).to_string()).collect())
             .unwrap_or_default()
     }
 
@@ -482,15 +421,11 @@ impl Head {
     }
 
     fn read_index(&self) -> RwLockReadGuard<'_, HeadIndex> {
-        self.index
-            .read()
-            .unwrap_or_else(|poison| poison.into_inner())
+        self.index.read().unwrap_or_else(|poison| poison.into_inner())
     }
 
     fn write_index(&self) -> RwLockWriteGuard<'_, HeadIndex> {
-        self.index
-            .write()
-            .unwrap_or_else(|poison| poison.into_inner())
+        self.index.write().unwrap_or_else(|poison| poison.into_inner())
     }
 
     pub fn max_t(&self) -> i64 {
@@ -550,25 +485,11 @@ impl Head {
         }
         let label_ids: Box<[(u32, u32)]> = labels
             .iter()
-            .map(|label| {
-                (
-                    index.symbols.intern(&label.name),
-                    index.symbols.intern(&label.value),
-                )
-            })
+            .map(|label| (index.symbols.intern(&label.name), index.symbols.intern(&label.value)))
             .collect();
-        let series = Arc::new(MemSeries {
-            series_ref,
-            label_ids,
-            state: Mutex::new(SeriesState::new()),
-        });
+        let series = Arc::new(MemSeries { series_ref, label_ids, state: Mutex::new(SeriesState::new()) });
         for (name, value) in series.label_ids.iter() {
-            let list = index
-                .postings
-                .entry(*name)
-                .or_default()
-                .entry(*value)
-                .or_default();
+            let list = index.postings.entry(*name).or_default().entry(*value).or_default();
             // References only grow, except when replay creates series out of order.
             match list.last() {
                 Some(last) if *last > series_ref => {
@@ -595,12 +516,8 @@ impl Head {
     /// Removes series that hold no samples. Returns how many.
     pub fn remove_empty_series(&self) -> usize {
         let mut index = self.write_index();
-        let empty: Vec<u64> = index
-            .series
-            .iter()
-            .filter(|(_, series)| series.lock().bounds().is_none())
-            .map(|(r, _)| *r)
-            .collect();
+        let empty: Vec<u64> =
+            index.series.iter().filter(|(_, series)| series.lock().bounds().is_none()).map(|(r, _)| *r).collect();
         for series_ref in &empty {
             let Some(series) = index.series.remove(series_ref) else {
                 continue;
@@ -680,10 +597,7 @@ impl Head {
     /// appends and replay do not pay for it. Returns bytes saved.
     pub fn pack_closed_chunks(&self) -> usize {
         let series: Vec<Arc<MemSeries>> = self.read_index().series.values().cloned().collect();
-        series
-            .iter()
-            .map(|series| series.lock().pack_closed())
-            .sum()
+        series.iter().map(|series| series.lock().pack_closed()).sum()
     }
 
     /// Applies replayed samples: each is taken in order if newer than its series' newest sample,
@@ -705,10 +619,7 @@ impl Head {
                 min_t = min_t.min(lo);
             }
         }
-        self.min_t.store(
-            if min_t == i64::MAX { at_least } else { min_t },
-            Ordering::Release,
-        );
+        self.min_t.store(if min_t == i64::MAX { at_least } else { min_t }, Ordering::Release);
     }
 
     /// Approximate bytes of memory the head uses: series, labels, index and chunks.
@@ -727,12 +638,7 @@ impl Head {
             }
         }
         total += index.by_hash.capacity() * 17;
-        total += index
-            .symbols
-            .ids
-            .keys()
-            .map(|s| s.len() + 16 + 16 + 4 + 8 + 4)
-            .sum::<usize>();
+        total += index.symbols.ids.keys().map(|s| s.len() + 16 + 16 + 4 + 8 + 4).sum::<usize>();
         total
     }
 }

@@ -89,10 +89,7 @@ pub(crate) fn encode_index(series: &[(Labels, Vec<ChunkMeta>)]) -> Vec<u8> {
         table.push((*name, *value, (out.len() - start) as u64, ids.len() as u64));
         let mut previous = 0u32;
         for (index, id) in ids.iter().enumerate() {
-            put_uvarint(
-                &mut out,
-                u64::from(if index == 0 { *id } else { id - previous }),
-            );
+            put_uvarint(&mut out, u64::from(if index == 0 { *id } else { id - previous }));
             previous = *id;
         }
     }
@@ -127,11 +124,7 @@ pub(crate) fn encode_index(series: &[(Labels, Vec<ChunkMeta>)]) -> Vec<u8> {
 }
 
 fn section(out: &[u8], start: usize) -> (u64, u64, u32) {
-    (
-        start as u64,
-        (out.len() - start) as u64,
-        crc32c::crc32c(&out[start..]),
-    )
+    (start as u64, (out.len() - start) as u64, crc32c::crc32c(&out[start..]))
 }
 
 /// A decoded index over a memory-mapped file.
@@ -160,10 +153,7 @@ impl IndexReader {
             return Err("index has a bad magic number".into());
         }
         if bytes[4] != INDEX_VERSION {
-            return Err(format!(
-                "index format version {} is not supported",
-                bytes[4]
-            ));
+            return Err(format!("index format version {} is not supported", bytes[4]));
         }
         let toc_start = bytes.len() - TOC_LEN;
         let toc = &bytes[toc_start..];
@@ -177,20 +167,14 @@ impl IndexReader {
             let offset = u64::from_le_bytes(raw[0..8].try_into().map_err(|_| "toc")?) as usize;
             let len = u64::from_le_bytes(raw[8..16].try_into().map_err(|_| "toc")?) as usize;
             let crc = u32::from_le_bytes(raw[16..20].try_into().map_err(|_| "toc")?);
-            let end = offset
-                .checked_add(len)
-                .filter(|end| *end <= toc_start)
-                .ok_or("index section out of bounds")?;
+            let end = offset.checked_add(len).filter(|end| *end <= toc_start).ok_or("index section out of bounds")?;
             if crc32c::crc32c(&bytes[offset..end]) != crc {
                 return Err(format!("index section {index} checksum mismatch"));
             }
             *entry = (offset, end);
         }
-        let series_count = u64::from_le_bytes(
-            toc[SECTIONS * 20..SECTIONS * 20 + 8]
-                .try_into()
-                .map_err(|_| "toc")?,
-        ) as usize;
+        let series_count =
+            u64::from_le_bytes(toc[SECTIONS * 20..SECTIONS * 20 + 8].try_into().map_err(|_| "toc")?) as usize;
         let malformed = |what: &str| format!("index {what} section is malformed");
 
         let mut input = &bytes[sections[0].0..sections[0].1];
@@ -205,11 +189,7 @@ impl IndexReader {
             symbols.push(Arc::<str>::from(text));
             input = &input[len..];
         }
-        let symbol_ids = symbols
-            .iter()
-            .enumerate()
-            .map(|(id, s)| (s.clone(), id as u32))
-            .collect();
+        let symbol_ids = symbols.iter().enumerate().map(|(id, s)| (s.clone(), id as u32)).collect();
 
         let mut input = &bytes[sections[3].0..sections[3].1];
         let pairs = get_uvarint(&mut input).ok_or_else(|| malformed("postings table"))?;
@@ -245,10 +225,7 @@ impl IndexReader {
     }
 
     fn symbol(&self, id: u64) -> Result<Arc<str>, String> {
-        self.symbols
-            .get(id as usize)
-            .cloned()
-            .ok_or_else(|| format!("symbol {id} out of range"))
+        self.symbols.get(id as usize).cloned().ok_or_else(|| format!("symbol {id} out of range"))
     }
 
     /// Decodes series `id`: its labels and chunks.
@@ -257,12 +234,9 @@ impl IndexReader {
             return Err(format!("series {id} out of range"));
         }
         let at = self.offsets_start + id as usize * 8;
-        let offset =
-            u64::from_le_bytes(self.map[at..at + 8].try_into().map_err(|_| "offset")?) as usize;
-        let mut input = self
-            .map
-            .get(self.series_start + offset..self.postings_start)
-            .ok_or("series offset out of bounds")?;
+        let offset = u64::from_le_bytes(self.map[at..at + 8].try_into().map_err(|_| "offset")?) as usize;
+        let mut input =
+            self.map.get(self.series_start + offset..self.postings_start).ok_or("series offset out of bounds")?;
         let malformed = || format!("series {id} entry is malformed");
         let label_count = get_uvarint(&mut input).ok_or_else(malformed)?;
         let mut labels = Vec::with_capacity(label_count.min(1024) as usize);
@@ -281,22 +255,14 @@ impl IndexReader {
             let (min_t, offset) = if index == 0 {
                 (min_delta, offset_delta)
             } else {
-                (
-                    previous_max.wrapping_add(min_delta),
-                    previous_offset + offset_delta,
-                )
+                (previous_max.wrapping_add(min_delta), previous_offset + offset_delta)
             };
             let max_t = min_t.wrapping_add(span as i64);
-            chunks.push(ChunkMeta {
-                min_t,
-                max_t,
-                offset,
-            });
+            chunks.push(ChunkMeta { min_t, max_t, offset });
             previous_max = max_t;
             previous_offset = offset;
         }
-        let labels =
-            Labels::from_labels(labels).map_err(|error| format!("series {id}: {error}"))?;
+        let labels = Labels::from_labels(labels).map_err(|error| format!("series {id}: {error}"))?;
         Ok((labels, chunks))
     }
 
@@ -322,11 +288,7 @@ impl IndexReader {
 
     /// Every label name, sorted.
     pub fn label_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .values
-            .keys()
-            .map(|id| self.symbols[*id as usize].to_string())
-            .collect();
+        let mut names: Vec<String> = self.values.keys().map(|id| self.symbols[*id as usize].to_string()).collect();
         names.sort();
         names
     }
@@ -346,12 +308,7 @@ impl PostingsIndex for IndexReader {
         };
         self.values
             .get(name)
-            .map(|values| {
-                values
-                    .iter()
-                    .map(|id| self.symbols[*id as usize].to_string())
-                    .collect()
-            })
+            .map(|values| values.iter().map(|id| self.symbols[*id as usize].to_string()).collect())
             .unwrap_or_default()
     }
 

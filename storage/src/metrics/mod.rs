@@ -58,10 +58,7 @@ impl TimeRange {
 
     /// All of time.
     pub fn all() -> TimeRange {
-        TimeRange {
-            start_ms: i64::MIN,
-            end_ms: i64::MAX,
-        }
+        TimeRange { start_ms: i64::MIN, end_ms: i64::MAX }
     }
 
     pub fn start_ms(&self) -> i64 {
@@ -289,8 +286,7 @@ pub trait MetricsAppender: Send + Sync {
     fn append(&self, batch: &[SeriesSamples<'_>]) -> Result<AppendResult, MetricsError>;
 
     /// Records the type, help and unit of a metric name.
-    fn set_metadata(&self, metric_name: &str, metadata: MetricMetadata)
-    -> Result<(), MetricsError>;
+    fn set_metadata(&self, metric_name: &str, metadata: MetricMetadata) -> Result<(), MetricsError>;
 }
 
 /// Reading series, label names and values, exemplars and metadata.
@@ -301,43 +297,23 @@ pub trait MetricsQueryable: Send + Sync {
     fn select(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<Series>, MetricsError>;
 
     /// Label names of the series that match (all series when `matchers` is empty), sorted.
-    fn label_names(
-        &self,
-        matchers: &[Matcher],
-        range: TimeRange,
-    ) -> Result<Vec<String>, MetricsError>;
+    fn label_names(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<String>, MetricsError>;
 
     /// Values of label `name` among the series that match, sorted.
-    fn label_values(
-        &self,
-        name: &str,
-        matchers: &[Matcher],
-        range: TimeRange,
-    ) -> Result<Vec<String>, MetricsError>;
+    fn label_values(&self, name: &str, matchers: &[Matcher], range: TimeRange) -> Result<Vec<String>, MetricsError>;
 
     /// Exemplars in `range` of the series matching any of the selectors.
-    fn exemplars(
-        &self,
-        selectors: &[Vec<Matcher>],
-        range: TimeRange,
-    ) -> Result<Vec<SeriesExemplars>, MetricsError>;
+    fn exemplars(&self, selectors: &[Vec<Matcher>], range: TimeRange) -> Result<Vec<SeriesExemplars>, MetricsError>;
 
     /// Metadata per metric name (one name, or all), sorted by name.
-    fn metadata(
-        &self,
-        metric_name: Option<&str>,
-    ) -> Result<Vec<(String, Vec<MetricMetadata>)>, MetricsError>;
+    fn metadata(&self, metric_name: Option<&str>) -> Result<Vec<(String, Vec<MetricMetadata>)>, MetricsError>;
 }
 
 /// Shared, immutable chunk bytes: from the head (`Arc<[u8]>`) or a block (a memory map).
 #[derive(Clone)]
 pub enum ChunkBytes {
     Owned(Arc<[u8]>),
-    Mapped {
-        map: Arc<memmap2::Mmap>,
-        start: usize,
-        end: usize,
-    },
+    Mapped { map: Arc<memmap2::Mmap>, start: usize, end: usize },
 }
 
 impl ChunkBytes {

@@ -20,11 +20,7 @@ pub(crate) fn resolve(index: &impl PostingsIndex, matchers: &[Matcher]) -> Vec<u
     for matcher in matchers.iter().filter(|m| !m.matches_empty()) {
         let values: Vec<String> = match matcher.exact_values() {
             Some(values) => values.into_iter().map(str::to_string).collect(),
-            None => index
-                .values(matcher.name())
-                .into_iter()
-                .filter(|v| matcher.matches(v))
-                .collect(),
+            None => index.values(matcher.name()).into_iter().filter(|v| matcher.matches(v)).collect(),
         };
         let mut union = Vec::new();
         for value in values {
@@ -39,10 +35,7 @@ pub(crate) fn resolve(index: &impl PostingsIndex, matchers: &[Matcher]) -> Vec<u
         }
     }
     let mut result = result.unwrap_or_else(|| index.all_postings());
-    for matcher in matchers
-        .iter()
-        .filter(|m| m.matches_empty() && !m.matches_everything())
-    {
+    for matcher in matchers.iter().filter(|m| m.matches_empty() && !m.matches_everything()) {
         // The series to drop are those whose value of the label does not match.
         for value in index.values(matcher.name()) {
             if !matcher.matches(&value) {
@@ -120,17 +113,10 @@ mod tests {
 
     impl PostingsIndex for Fixture {
         fn postings(&self, name: &str, value: &str) -> Vec<u64> {
-            self.0
-                .get(&(name.to_string(), value.to_string()))
-                .cloned()
-                .unwrap_or_default()
+            self.0.get(&(name.to_string(), value.to_string())).cloned().unwrap_or_default()
         }
         fn values(&self, name: &str) -> Vec<String> {
-            self.0
-                .keys()
-                .filter(|(n, _)| n == name)
-                .map(|(_, v)| v.clone())
-                .collect()
+            self.0.keys().filter(|(n, _)| n == name).map(|(_, v)| v.clone()).collect()
         }
         fn all_postings(&self) -> Vec<u64> {
             (0..6).collect()
@@ -147,10 +133,7 @@ mod tests {
     }
 
     fn check(matchers: &[(MatchOp, &str, &str)], expected: &[u64]) {
-        let matchers: Vec<Matcher> = matchers
-            .iter()
-            .map(|(op, n, v)| Matcher::new(*op, *n, *v).unwrap())
-            .collect();
+        let matchers: Vec<Matcher> = matchers.iter().map(|(op, n, v)| Matcher::new(*op, *n, *v).unwrap()).collect();
         assert_eq!(resolve(&fixture(), &matchers), expected, "{matchers:?}");
     }
 
@@ -162,14 +145,8 @@ mod tests {
         check(&[(Equal, "job", "a"), (NotEqual, "env", "prod")], &[1, 2]);
         check(&[(Equal, "job", "a"), (Equal, "env", "")], &[2]);
         check(&[(Equal, "job", "a"), (RegexMatch, "env", ".+")], &[0, 1]);
-        check(
-            &[(Equal, "job", "a"), (RegexMatch, "env", "prod|")],
-            &[0, 2],
-        );
-        check(
-            &[(RegexMatch, "job", "a|b"), (RegexNoMatch, "env", "d.*")],
-            &[0, 2, 3, 5],
-        );
+        check(&[(Equal, "job", "a"), (RegexMatch, "env", "prod|")], &[0, 2]);
+        check(&[(RegexMatch, "job", "a|b"), (RegexNoMatch, "env", "d.*")], &[0, 2, 3, 5]);
         check(&[(RegexMatch, "job", ".*")], &[0, 1, 2, 3, 4, 5]);
         check(&[(Equal, "job", "c")], &[]);
         check(&[(NotEqual, "job", "a")], &[3, 4, 5]);

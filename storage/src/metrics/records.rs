@@ -3,9 +3,7 @@
 //! `docs/format/metrics-block.md` (section "WAL records") lists the layouts.
 
 use super::{MetricMetadata, MetricType, Sample};
-use crate::codec::{
-    get_array, get_str, get_u8, get_uvarint, get_varint, put_bytes, put_uvarint, put_varint,
-};
+use crate::codec::{get_array, get_str, get_u8, get_uvarint, get_varint, put_bytes, put_uvarint, put_varint};
 use crate::labels::{Label, Labels};
 
 /// A series record entry: its reference and labels.
@@ -58,10 +56,7 @@ fn get_labels(input: &mut &[u8]) -> Result<Labels, MalformedRecord> {
     for _ in 0..count {
         let name = get_str(input).ok_or(MalformedRecord)?;
         let value = get_str(input).ok_or(MalformedRecord)?;
-        labels.push(Label {
-            name: name.into(),
-            value: value.into(),
-        });
+        labels.push(Label { name: name.into(), value: value.into() });
     }
     Labels::from_labels(labels).map_err(|_| MalformedRecord)
 }
@@ -90,10 +85,7 @@ pub(crate) fn encode_samples(out: &mut Vec<u8>, samples: &[RefSample]) {
     }
 }
 
-pub(crate) fn decode_samples(
-    mut input: &[u8],
-    out: &mut Vec<RefSample>,
-) -> Result<(), MalformedRecord> {
+pub(crate) fn decode_samples(mut input: &[u8], out: &mut Vec<RefSample>) -> Result<(), MalformedRecord> {
     let count = get_uvarint(&mut input).ok_or(MalformedRecord)?;
     if count == 0 {
         return Ok(());
@@ -108,10 +100,7 @@ pub(crate) fn decode_samples(
         let bits = u64::from_le_bytes(get_array::<8>(&mut input).ok_or(MalformedRecord)?);
         out.push(RefSample {
             series_ref: base_ref.wrapping_add(ref_delta as u64),
-            sample: Sample {
-                t_ms: base_t.wrapping_add(t_delta),
-                value: f64::from_bits(bits),
-            },
+            sample: Sample { t_ms: base_t.wrapping_add(t_delta), value: f64::from_bits(bits) },
         });
     }
     Ok(())
@@ -133,16 +122,9 @@ pub(crate) fn decode_exemplars(mut input: &[u8]) -> Result<Vec<RefExemplar>, Mal
     for _ in 0..count {
         let series_ref = get_uvarint(&mut input).ok_or(MalformedRecord)?;
         let t_ms = get_varint(&mut input).ok_or(MalformedRecord)?;
-        let value = f64::from_bits(u64::from_le_bytes(
-            get_array::<8>(&mut input).ok_or(MalformedRecord)?,
-        ));
+        let value = f64::from_bits(u64::from_le_bytes(get_array::<8>(&mut input).ok_or(MalformedRecord)?));
         let labels = get_labels(&mut input)?;
-        out.push(RefExemplar {
-            series_ref,
-            t_ms,
-            value,
-            labels,
-        });
+        out.push(RefExemplar { series_ref, t_ms, value, labels });
     }
     Ok(out)
 }
@@ -157,9 +139,7 @@ pub(crate) fn encode_metadata(out: &mut Vec<u8>, entries: &[(&str, &MetricMetada
     }
 }
 
-pub(crate) fn decode_metadata(
-    mut input: &[u8],
-) -> Result<Vec<(String, MetricMetadata)>, MalformedRecord> {
+pub(crate) fn decode_metadata(mut input: &[u8]) -> Result<Vec<(String, MetricMetadata)>, MalformedRecord> {
     let count = get_uvarint(&mut input).ok_or(MalformedRecord)?;
     let mut out = Vec::with_capacity(count.min(1 << 12) as usize);
     for _ in 0..count {
@@ -167,14 +147,7 @@ pub(crate) fn decode_metadata(
         let metric_type = MetricType::from_code(get_u8(&mut input).ok_or(MalformedRecord)?);
         let help = get_str(&mut input).ok_or(MalformedRecord)?.to_string();
         let unit = get_str(&mut input).ok_or(MalformedRecord)?.to_string();
-        out.push((
-            name,
-            MetricMetadata {
-                metric_type,
-                help,
-                unit,
-            },
-        ));
+        out.push((name, MetricMetadata { metric_type, help, unit }));
     }
     Ok(out)
 }
@@ -188,29 +161,11 @@ mod tests {
         let labels = Labels::from_pairs([("__name__", "up"), ("job", "api")]).unwrap();
         let mut out = Vec::new();
         encode_series(&mut out, &[(7, &labels), (9, &labels)]);
-        assert_eq!(
-            decode_series(&out).unwrap()[1],
-            SeriesRecord {
-                series_ref: 9,
-                labels: labels.clone()
-            }
-        );
+        assert_eq!(decode_series(&out).unwrap()[1], SeriesRecord { series_ref: 9, labels: labels.clone() });
 
         let samples = [
-            RefSample {
-                series_ref: 10,
-                sample: Sample {
-                    t_ms: 1000,
-                    value: 1.5,
-                },
-            },
-            RefSample {
-                series_ref: 3,
-                sample: Sample {
-                    t_ms: -5,
-                    value: f64::NEG_INFINITY,
-                },
-            },
+            RefSample { series_ref: 10, sample: Sample { t_ms: 1000, value: 1.5 } },
+            RefSample { series_ref: 3, sample: Sample { t_ms: -5, value: f64::NEG_INFINITY } },
         ];
         out.clear();
         encode_samples(&mut out, &samples);
@@ -218,27 +173,15 @@ mod tests {
         decode_samples(&out, &mut decoded).unwrap();
         assert_eq!(decoded, samples);
 
-        let exemplars = [RefExemplar {
-            series_ref: 1,
-            t_ms: 5,
-            value: 0.25,
-            labels: labels.clone(),
-        }];
+        let exemplars = [RefExemplar { series_ref: 1, t_ms: 5, value: 0.25, labels: labels.clone() }];
         out.clear();
         encode_exemplars(&mut out, &exemplars);
         assert_eq!(decode_exemplars(&out).unwrap(), exemplars);
 
-        let metadata = MetricMetadata {
-            metric_type: MetricType::Counter,
-            help: "requests".into(),
-            unit: "".into(),
-        };
+        let metadata = MetricMetadata { metric_type: MetricType::Counter, help: "requests".into(), unit: "".into() };
         out.clear();
         encode_metadata(&mut out, &[("http_requests_total", &metadata)]);
-        assert_eq!(
-            decode_metadata(&out).unwrap(),
-            vec![("http_requests_total".to_string(), metadata)]
-        );
+        assert_eq!(decode_metadata(&out).unwrap(), vec![("http_requests_total".to_string(), metadata)]);
     }
 
     #[test]
@@ -250,16 +193,7 @@ mod tests {
             assert!(decode_series(&out[..cut]).is_err() || cut == 0 && out.is_empty());
         }
         let mut samples = Vec::new();
-        encode_samples(
-            &mut samples,
-            &[RefSample {
-                series_ref: 1,
-                sample: Sample {
-                    t_ms: 1,
-                    value: 1.0,
-                },
-            }],
-        );
+        encode_samples(&mut samples, &[RefSample { series_ref: 1, sample: Sample { t_ms: 1, value: 1.0 } }]);
         for cut in 0..samples.len() {
             assert!(decode_samples(&samples[..cut], &mut Vec::new()).is_err());
         }

@@ -11,11 +11,7 @@ use crate::labels::Labels;
 #[derive(Debug, Clone)]
 pub(crate) enum SampleSource {
     /// An encoded chunk whose samples lie in `[min_t, max_t]`.
-    Chunk {
-        bytes: ChunkBytes,
-        min_t: i64,
-        max_t: i64,
-    },
+    Chunk { bytes: ChunkBytes, min_t: i64, max_t: i64 },
     /// Decoded samples, sorted by time.
     Samples(Arc<[Sample]>),
 }
@@ -24,10 +20,9 @@ impl SampleSource {
     fn bounds(&self) -> (i64, i64) {
         match self {
             SampleSource::Chunk { min_t, max_t, .. } => (*min_t, *max_t),
-            SampleSource::Samples(samples) => (
-                samples.first().map_or(i64::MAX, |s| s.t_ms),
-                samples.last().map_or(i64::MIN, |s| s.t_ms),
-            ),
+            SampleSource::Samples(samples) => {
+                (samples.first().map_or(i64::MAX, |s| s.t_ms), samples.last().map_or(i64::MIN, |s| s.t_ms))
+            }
         }
     }
 }
@@ -47,11 +42,7 @@ impl Series {
             min_t <= max_t && range.overlaps(min_t, max_t)
         });
         sources.sort_by_key(|source| source.bounds().0);
-        Series {
-            labels,
-            sources,
-            range,
-        }
+        Series { labels, sources, range }
     }
 
     /// Whether any source has samples in range (a cheap check; decoding may still find none).
@@ -113,10 +104,7 @@ pub struct SampleIter<'a> {
 
 impl<'a> SampleIter<'a> {
     pub fn new(series: &'a [Series]) -> SampleIter<'a> {
-        SampleIter {
-            series: series.iter(),
-            buffer: Vec::new(),
-        }
+        SampleIter { series: series.iter(), buffer: Vec::new() }
     }
 
     /// The next series and its samples.

@@ -22,9 +22,8 @@ use super::head::{Head, MemSeries, SeriesState};
 use super::records::{self, RefExemplar, RefSample};
 use super::series::SampleSource;
 use super::{
-    AppendCounts, AppendResult, ChunkBytes, Exemplar, MetricMetadata, MetricsAppender,
-    MetricsError, MetricsQueryable, Sample, Series, SeriesExemplars, SeriesKey, SeriesSamples,
-    TimeRange,
+    AppendCounts, AppendResult, ChunkBytes, Exemplar, MetricMetadata, MetricsAppender, MetricsError, MetricsQueryable,
+    Sample, Series, SeriesExemplars, SeriesKey, SeriesSamples, TimeRange,
 };
 use crate::labels::{Labels, Matcher};
 use crate::record_kinds;
@@ -177,26 +176,17 @@ impl MetricsStore {
     /// next, then attached with [`MetricsStore::attach_wal`].
     pub fn open(dir: &Path, options: MetricsOptions) -> Result<MetricsStore, MetricsError> {
         let blocks_dir = dir.join("blocks");
-        fs::create_dir_all(&blocks_dir).map_err(MetricsError::io(format!(
-            "creating {}",
-            blocks_dir.display()
-        )))?;
+        fs::create_dir_all(&blocks_dir).map_err(MetricsError::io(format!("creating {}", blocks_dir.display())))?;
         let mut blocks = Vec::new();
-        let entries = fs::read_dir(&blocks_dir).map_err(MetricsError::io(format!(
-            "listing {}",
-            blocks_dir.display()
-        )))?;
+        let entries =
+            fs::read_dir(&blocks_dir).map_err(MetricsError::io(format!("listing {}", blocks_dir.display())))?;
         for entry in entries {
-            let entry = entry.map_err(MetricsError::io(format!(
-                "listing {}",
-                blocks_dir.display()
-            )))?;
+            let entry = entry.map_err(MetricsError::io(format!("listing {}", blocks_dir.display())))?;
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().to_string();
             if name.ends_with(".tmp") {
                 tracing::info!(block = %name, "removing unfinished metrics block");
-                fs::remove_dir_all(&path)
-                    .map_err(MetricsError::io(format!("removing {}", path.display())))?;
+                fs::remove_dir_all(&path).map_err(MetricsError::io(format!("removing {}", path.display())))?;
                 continue;
             }
             if name.ends_with(".corrupt") || !path.is_dir() {
@@ -207,8 +197,7 @@ impl MetricsStore {
                 Err(error) => {
                     let aside = blocks_dir.join(format!("{name}.corrupt"));
                     tracing::error!(block = %name, error = %error, moved_to = %aside.display(), "metrics block is damaged, not reading it");
-                    fs::rename(&path, &aside)
-                        .map_err(MetricsError::io(format!("moving {}", path.display())))?;
+                    fs::rename(&path, &aside).map_err(MetricsError::io(format!("moving {}", path.display())))?;
                 }
             }
         }
@@ -217,24 +206,13 @@ impl MetricsStore {
         let replaced: HashSet<String> = blocks
             .iter()
             .filter(|block| block.meta.level > 1)
-            .flat_map(|block| {
-                block
-                    .meta
-                    .sources
-                    .iter()
-                    .filter(|s| **s != block.meta.id)
-                    .cloned()
-            })
+            .flat_map(|block| block.meta.sources.iter().filter(|s| **s != block.meta.id).cloned())
             .collect();
-        let (superseded, kept): (Vec<_>, Vec<_>) = blocks
-            .into_iter()
-            .partition(|block| replaced.contains(&block.meta.id));
+        let (superseded, kept): (Vec<_>, Vec<_>) =
+            blocks.into_iter().partition(|block| replaced.contains(&block.meta.id));
         for block in superseded {
             tracing::info!(block = %block.meta.id, "removing metrics block already compacted into another");
-            fs::remove_dir_all(&block.dir).map_err(MetricsError::io(format!(
-                "removing {}",
-                block.dir.display()
-            )))?;
+            fs::remove_dir_all(&block.dir).map_err(MetricsError::io(format!("removing {}", block.dir.display())))?;
         }
         let mut blocks = kept;
         blocks.sort_by_key(|block| (block.meta.min_t, block.meta.max_t));
@@ -269,10 +247,7 @@ impl MetricsStore {
     }
 
     fn blocks(&self) -> Vec<Arc<Block>> {
-        self.blocks
-            .read()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .clone()
+        self.blocks.read().unwrap_or_else(|poison| poison.into_inner()).clone()
     }
 
     // -----------------------------------------------------------------------------------------
@@ -295,10 +270,7 @@ impl MetricsStore {
                 Err(_) => malformed(),
             }
         } else if kind == record_kinds::METRICS_SAMPLES {
-            let mut scratch = self
-                .replay_scratch
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner());
+            let mut scratch = self.replay_scratch.lock().unwrap_or_else(|poison| poison.into_inner());
             scratch.clear();
             if records::decode_samples(payload, &mut scratch).is_err() {
                 malformed();
@@ -308,18 +280,11 @@ impl MetricsStore {
         } else if kind == record_kinds::METRICS_EXEMPLARS {
             match records::decode_exemplars(payload) {
                 Ok(exemplars) => {
-                    let mut store = self
-                        .exemplars
-                        .lock()
-                        .unwrap_or_else(|poison| poison.into_inner());
+                    let mut store = self.exemplars.lock().unwrap_or_else(|poison| poison.into_inner());
                     for entry in exemplars {
                         store.add(
                             entry.series_ref,
-                            Exemplar {
-                                labels: entry.labels,
-                                value: entry.value,
-                                t_ms: entry.t_ms,
-                            },
+                            Exemplar { labels: entry.labels, value: entry.value, t_ms: entry.t_ms },
                         );
                     }
                 }
@@ -340,14 +305,7 @@ impl MetricsStore {
     // -----------------------------------------------------------------------------------------
     // Append
 
-    fn judge(
-        &self,
-        state: &SeriesState,
-        last_t: i64,
-        last_bits: u64,
-        sample: Sample,
-        head_max_t: i64,
-    ) -> Verdict {
+    fn judge(&self, state: &SeriesState, last_t: i64, last_bits: u64, sample: Sample, head_max_t: i64) -> Verdict {
         let min_valid_t = self.head.min_valid_t();
         let window = self.options.out_of_order_window_ms;
         if sample.t_ms < min_valid_t {
@@ -377,17 +335,9 @@ impl MetricsStore {
     }
 
     fn append_batch(&self, batch: &[SeriesSamples<'_>]) -> Result<AppendResult, MetricsError> {
-        let wal = self
-            .wal
-            .get()
-            .ok_or(MetricsError::NotWritable(
-                "the write-ahead log is still being replayed",
-            ))?
-            .clone();
-        let mut guard = self
-            .append_lock
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let wal =
+            self.wal.get().ok_or(MetricsError::NotWritable("the write-ahead log is still being replayed"))?.clone();
+        let mut guard = self.append_lock.lock().unwrap_or_else(|poison| poison.into_inner());
         let scratch = &mut *guard;
         scratch.clear();
         let mut counts = AppendCounts::default();
@@ -420,10 +370,7 @@ impl MetricsStore {
         let mut head_max_t = self.head.max_t();
         let mut refs = Vec::with_capacity(batch.len());
         {
-            let exemplar_store = self
-                .exemplars
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner());
+            let exemplar_store = self.exemplars.lock().unwrap_or_else(|poison| poison.into_inner());
             let empty_state = SeriesState::default();
             for (entry_index, (entry, target)) in batch.iter().zip(&targets).enumerate() {
                 let (series_ref, guard) = match target {
@@ -437,15 +384,10 @@ impl MetricsStore {
                 };
                 refs.push(Some(super::SeriesRef(series_ref)));
                 let state: &SeriesState = guard.as_deref().unwrap_or(&empty_state);
-                let (mut last_t, mut last_bits) =
-                    scratch.virtual_last.remove(&series_ref).unwrap_or((
-                        if guard.is_some() {
-                            state.last_t
-                        } else {
-                            i64::MIN
-                        },
-                        state.last_bits,
-                    ));
+                let (mut last_t, mut last_bits) = scratch
+                    .virtual_last
+                    .remove(&series_ref)
+                    .unwrap_or((if guard.is_some() { state.last_t } else { i64::MIN }, state.last_bits));
                 scratch.sorted.clear();
                 scratch.sorted.extend_from_slice(entry.samples);
                 if !scratch.sorted.is_sorted_by_key(|sample| sample.t_ms) {
@@ -454,9 +396,7 @@ impl MetricsStore {
                 for index in 0..scratch.sorted.len() {
                     let sample = scratch.sorted[index];
                     let mut verdict = self.judge(state, last_t, last_bits, sample, head_max_t);
-                    if verdict == Verdict::OutOfOrder
-                        && !scratch.batch_ooo.insert((series_ref, sample.t_ms))
-                    {
+                    if verdict == Verdict::OutOfOrder && !scratch.batch_ooo.insert((series_ref, sample.t_ms)) {
                         verdict = Verdict::Duplicate;
                     }
                     match verdict {
@@ -474,9 +414,7 @@ impl MetricsStore {
                         Verdict::Duplicate => counts.duplicates += 1,
                         Verdict::RejectOutOfOrder => counts.rejected_out_of_order += 1,
                         Verdict::RejectTooOld => counts.rejected_too_old += 1,
-                        Verdict::RejectDuplicateTimestamp => {
-                            counts.rejected_duplicate_timestamp += 1
-                        }
+                        Verdict::RejectDuplicateTimestamp => counts.rejected_duplicate_timestamp += 1,
                     }
                     if matches!(verdict, Verdict::InOrder | Verdict::OutOfOrder) {
                         scratch.judged.push((entry_index, sample, verdict));
@@ -485,9 +423,7 @@ impl MetricsStore {
                 scratch.virtual_last.insert(series_ref, (last_t, last_bits));
                 let mut newest_exemplar = i64::MIN;
                 for exemplar in entry.exemplars {
-                    if exemplar_store.accepts(series_ref, exemplar.t_ms)
-                        && exemplar.t_ms > newest_exemplar
-                    {
+                    if exemplar_store.accepts(series_ref, exemplar.t_ms) && exemplar.t_ms > newest_exemplar {
                         newest_exemplar = exemplar.t_ms;
                         scratch.accepted_exemplars.push(RefExemplar {
                             series_ref,
@@ -506,28 +442,18 @@ impl MetricsStore {
         // 3. Log: new series first, then samples and exemplars, as one batch.
         let mut wal_batch: Vec<(RecordKind, &[u8])> = Vec::with_capacity(3);
         if !pending_new.is_empty() {
-            let mut new_series: Vec<(u64, &Labels)> =
-                pending_new.iter().map(|(labels, r)| (*r, labels)).collect();
+            let mut new_series: Vec<(u64, &Labels)> = pending_new.iter().map(|(labels, r)| (*r, labels)).collect();
             new_series.sort_by_key(|(r, _)| *r);
             records::encode_series(&mut scratch.series_record, &new_series);
-            wal_batch.push((
-                record_kinds::METRICS_SERIES,
-                scratch.series_record.as_slice(),
-            ));
+            wal_batch.push((record_kinds::METRICS_SERIES, scratch.series_record.as_slice()));
         }
         if !scratch.accepted.is_empty() {
             records::encode_samples(&mut scratch.samples_record, &scratch.accepted);
-            wal_batch.push((
-                record_kinds::METRICS_SAMPLES,
-                scratch.samples_record.as_slice(),
-            ));
+            wal_batch.push((record_kinds::METRICS_SAMPLES, scratch.samples_record.as_slice()));
         }
         if !scratch.accepted_exemplars.is_empty() {
             records::encode_exemplars(&mut scratch.exemplars_record, &scratch.accepted_exemplars);
-            wal_batch.push((
-                record_kinds::METRICS_EXEMPLARS,
-                scratch.exemplars_record.as_slice(),
-            ));
+            wal_batch.push((record_kinds::METRICS_EXEMPLARS, scratch.exemplars_record.as_slice()));
         }
         if !wal_batch.is_empty() {
             wal.append(&wal_batch)?;
@@ -535,10 +461,7 @@ impl MetricsStore {
 
         // 4. Apply to the head, one series lock per run of the same batch entry.
         let mut created: HashMap<u64, Arc<MemSeries>> = HashMap::new();
-        let mut new_series: Vec<(u64, Labels)> = pending_new
-            .into_iter()
-            .map(|(labels, r)| (r, labels))
-            .collect();
+        let mut new_series: Vec<(u64, Labels)> = pending_new.into_iter().map(|(labels, r)| (r, labels)).collect();
         new_series.sort_by_key(|(r, _)| *r);
         for (series_ref, labels) in new_series {
             created.insert(series_ref, self.head.insert(series_ref, &labels));
@@ -547,11 +470,8 @@ impl MetricsStore {
         let mut position = 0;
         while position < scratch.judged.len() {
             let entry_index = scratch.judged[position].0;
-            let run_end = position
-                + scratch.judged[position..]
-                    .iter()
-                    .take_while(|(i, _, _)| *i == entry_index)
-                    .count();
+            let run_end =
+                position + scratch.judged[position..].iter().take_while(|(i, _, _)| *i == entry_index).count();
             let series = match &targets[entry_index] {
                 Target::Existing(series) => Some(series),
                 Target::New { series_ref } => created.get(series_ref),
@@ -574,35 +494,19 @@ impl MetricsStore {
             self.head.observe_times(min_t, max_t);
         }
         if !scratch.accepted_exemplars.is_empty() {
-            let mut store = self
-                .exemplars
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner());
+            let mut store = self.exemplars.lock().unwrap_or_else(|poison| poison.into_inner());
             for entry in scratch.accepted_exemplars.drain(..) {
-                store.add(
-                    entry.series_ref,
-                    Exemplar {
-                        labels: entry.labels,
-                        value: entry.value,
-                        t_ms: entry.t_ms,
-                    },
-                );
+                store.add(entry.series_ref, Exemplar { labels: entry.labels, value: entry.value, t_ms: entry.t_ms });
             }
         }
         scratch.release_if_large();
         drop(guard);
-        self.totals
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .add(&counts);
+        self.totals.lock().unwrap_or_else(|poison| poison.into_inner()).add(&counts);
         Ok(AppendResult { refs, counts })
     }
 
     fn remember_metadata(&self, name: String, metadata: MetricMetadata) {
-        let mut all = self
-            .metadata
-            .write()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let mut all = self.metadata.write().unwrap_or_else(|poison| poison.into_inner());
         let entries = all.entry(name).or_default();
         if !entries.contains(&metadata) {
             // The newest description first; a few alternatives are kept, as Prometheus reports
@@ -618,19 +522,13 @@ impl MetricsStore {
     /// Cuts blocks from the head when it spans more than one and a half block ranges, compacts
     /// blocks, applies retention. Blocking: run it off the async runtime.
     pub fn maintenance(&self) -> Result<MaintenanceOutcome, MetricsError> {
-        let _serial = self
-            .maintenance_lock
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let _serial = self.maintenance_lock.lock().unwrap_or_else(|poison| poison.into_inner());
         let mut outcome = MaintenanceOutcome::default();
         self.head.pack_closed_chunks();
         let range = self.options.block_range_ms.max(1);
         loop {
             let (min_t, max_t) = (self.head.min_t(), self.head.max_t());
-            if min_t == i64::MAX
-                || max_t == i64::MIN
-                || max_t.saturating_sub(min_t) <= range / 2 * 3
-            {
+            if min_t == i64::MAX || max_t == i64::MIN || max_t.saturating_sub(min_t) <= range / 2 * 3 {
                 break;
             }
             let boundary = min_t.div_euclid(range) * range + range;
@@ -648,10 +546,7 @@ impl MetricsStore {
         let started = Instant::now();
         // From here on nothing below the boundary is accepted, so the head below it is final.
         {
-            let _appends = self
-                .append_lock
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner());
+            let _appends = self.append_lock.lock().unwrap_or_else(|poison| poison.into_inner());
             self.head.set_min_valid_t(boundary);
         }
         let mut writer = BlockWriter::create(&self.dir.join("blocks"), 1, Vec::new())?;
@@ -662,18 +557,12 @@ impl MetricsStore {
         let written = writer.finish()?;
         if let Some(meta) = &written {
             let block = Arc::new(Block::open(&self.dir.join("blocks").join(&meta.id))?);
-            let mut blocks = self
-                .blocks
-                .write()
-                .unwrap_or_else(|poison| poison.into_inner());
+            let mut blocks = self.blocks.write().unwrap_or_else(|poison| poison.into_inner());
             blocks.push(block);
             blocks.sort_by_key(|block| (block.meta.min_t, block.meta.max_t));
         }
         {
-            let _appends = self
-                .append_lock
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner());
+            let _appends = self.append_lock.lock().unwrap_or_else(|poison| poison.into_inner());
             for (_, series) in self.head.all_series_sorted() {
                 series.lock().truncate_before(boundary);
             }
@@ -695,10 +584,7 @@ impl MetricsStore {
     /// The ranges blocks are compacted into: the block range times 3, 9, 27, ... up to a tenth
     /// of the retention (at most 31 days).
     fn compaction_ranges(&self) -> Vec<i64> {
-        let limit = self
-            .options
-            .retention_ms
-            .map_or(31 * 86_400_000, |r| (r / 10).min(31 * 86_400_000));
+        let limit = self.options.retention_ms.map_or(31 * 86_400_000, |r| (r / 10).min(31 * 86_400_000));
         let mut ranges = Vec::new();
         let mut range = self.options.block_range_ms.saturating_mul(3);
         while range <= limit {
@@ -737,12 +623,7 @@ impl MetricsStore {
         for range in self.compaction_ranges() {
             loop {
                 let blocks = self.blocks();
-                let newest = blocks
-                    .iter()
-                    .map(|b| b.meta.max_t)
-                    .max()
-                    .unwrap_or(i64::MIN)
-                    .max(self.head.max_t());
+                let newest = blocks.iter().map(|b| b.meta.max_t).max().unwrap_or(i64::MIN).max(self.head.max_t());
                 let mut groups: BTreeMap<i64, Vec<Arc<Block>>> = BTreeMap::new();
                 for block in &blocks {
                     let window = block.meta.min_t.div_euclid(range);
@@ -754,9 +635,7 @@ impl MetricsStore {
                     let window_end = (window + 1) * range;
                     group.len() > 1
                         && newest >= window_end
-                        && group
-                            .iter()
-                            .any(|b| b.meta.max_t - b.meta.min_t < range - 1)
+                        && group.iter().any(|b| b.meta.max_t - b.meta.min_t < range - 1)
                 });
                 let Some((_, group)) = ready else { break };
                 self.merge_blocks(&group)?;
@@ -786,20 +665,14 @@ impl MetricsStore {
                     labels.clone(),
                     chunks
                         .into_iter()
-                        .map(|(bytes, min_t, max_t)| SampleSource::Chunk {
-                            bytes,
-                            min_t,
-                            max_t,
-                        })
+                        .map(|(bytes, min_t, max_t)| SampleSource::Chunk { bytes, min_t, max_t })
                         .collect(),
                     TimeRange::all(),
                 );
-                let samples = series
-                    .samples()
-                    .map_err(|error| MetricsError::CorruptBlock {
-                        block: sources.join(","),
-                        problem: format!("chunk of {labels} does not decode: {error}"),
-                    })?;
+                let samples = series.samples().map_err(|error| MetricsError::CorruptBlock {
+                    block: sources.join(","),
+                    problem: format!("chunk of {labels} does not decode: {error}"),
+                })?;
                 writer.add_series_samples(&labels, &samples)?;
             } else {
                 writer.add_series_chunks(&labels, &chunks)?;
@@ -807,16 +680,11 @@ impl MetricsStore {
         }
         let meta = writer.finish()?;
         let new_block = match &meta {
-            Some(meta) => Some(Arc::new(Block::open(
-                &self.dir.join("blocks").join(&meta.id),
-            )?)),
+            Some(meta) => Some(Arc::new(Block::open(&self.dir.join("blocks").join(&meta.id))?)),
             None => None,
         };
         {
-            let mut blocks = self
-                .blocks
-                .write()
-                .unwrap_or_else(|poison| poison.into_inner());
+            let mut blocks = self.blocks.write().unwrap_or_else(|poison| poison.into_inner());
             blocks.retain(|b| !sources.contains(&b.meta.id));
             if let Some(block) = new_block {
                 blocks.push(block);
@@ -824,10 +692,7 @@ impl MetricsStore {
             blocks.sort_by_key(|block| (block.meta.min_t, block.meta.max_t));
         }
         for block in group {
-            fs::remove_dir_all(&block.dir).map_err(MetricsError::io(format!(
-                "removing {}",
-                block.dir.display()
-            )))?;
+            fs::remove_dir_all(&block.dir).map_err(MetricsError::io(format!("removing {}", block.dir.display())))?;
         }
         tracing::info!(
             inputs = group.len(),
@@ -841,23 +706,15 @@ impl MetricsStore {
 
     fn apply_retention(&self) -> Result<u64, MetricsError> {
         let blocks = self.blocks();
-        let newest = blocks
-            .iter()
-            .map(|b| b.meta.max_t)
-            .max()
-            .unwrap_or(i64::MIN)
-            .max(self.head.max_t());
+        let newest = blocks.iter().map(|b| b.meta.max_t).max().unwrap_or(i64::MIN).max(self.head.max_t());
         let mut doomed: Vec<Arc<Block>> = Vec::new();
         if let Some(retention) = self.options.retention_ms {
             let cutoff = newest.saturating_sub(retention);
             doomed.extend(blocks.iter().filter(|b| b.meta.max_t < cutoff).cloned());
         }
         if let Some(limit) = self.options.retention_bytes {
-            let mut total: u64 = blocks
-                .iter()
-                .filter(|b| !doomed.iter().any(|d| d.meta.id == b.meta.id))
-                .map(|b| b.size_bytes)
-                .sum();
+            let mut total: u64 =
+                blocks.iter().filter(|b| !doomed.iter().any(|d| d.meta.id == b.meta.id)).map(|b| b.size_bytes).sum();
             for block in &blocks {
                 if total <= limit {
                     break;
@@ -872,40 +729,26 @@ impl MetricsStore {
             return Ok(0);
         }
         {
-            let mut current = self
-                .blocks
-                .write()
-                .unwrap_or_else(|poison| poison.into_inner());
+            let mut current = self.blocks.write().unwrap_or_else(|poison| poison.into_inner());
             current.retain(|b| !doomed.iter().any(|d| d.meta.id == b.meta.id));
         }
         for block in &doomed {
             tracing::info!(block = %block.meta.id, min_t = block.meta.min_t, max_t = block.meta.max_t, "metrics block deleted by retention");
-            fs::remove_dir_all(&block.dir).map_err(MetricsError::io(format!(
-                "removing {}",
-                block.dir.display()
-            )))?;
+            fs::remove_dir_all(&block.dir).map_err(MetricsError::io(format!("removing {}", block.dir.display())))?;
         }
-        self.blocks_deleted
-            .fetch_add(doomed.len() as u64, Ordering::Relaxed);
+        self.blocks_deleted.fetch_add(doomed.len() as u64, Ordering::Relaxed);
         Ok(doomed.len() as u64)
     }
 
     /// For a WAL checkpoint after blocks were cut below `below`: what to keep of a metrics
     /// record. `None` drops it; `Some(bytes)` keeps it (rewritten when partly obsolete).
-    pub fn checkpoint_record(
-        &self,
-        kind: RecordKind,
-        payload: &[u8],
-        below: i64,
-    ) -> Option<Vec<u8>> {
+    pub fn checkpoint_record(&self, kind: RecordKind, payload: &[u8], below: i64) -> Option<Vec<u8>> {
         if kind == record_kinds::METRICS_SERIES {
             let series = records::decode_series(payload).ok()?;
             let live: Vec<(u64, &Labels)> = series
                 .iter()
                 .filter(|record| {
-                    self.head
-                        .get(record.series_ref)
-                        .is_some_and(|s| self.head.labels_of(&s) == record.labels)
+                    self.head.get(record.series_ref).is_some_and(|s| self.head.labels_of(&s) == record.labels)
                 })
                 .map(|record| (record.series_ref, &record.labels))
                 .collect();
@@ -918,9 +761,7 @@ impl MetricsStore {
         } else if kind == record_kinds::METRICS_SAMPLES {
             let mut samples = Vec::new();
             records::decode_samples(payload, &mut samples).ok()?;
-            samples.retain(|entry| {
-                entry.sample.t_ms >= below && self.head.get(entry.series_ref).is_some()
-            });
+            samples.retain(|entry| entry.sample.t_ms >= below && self.head.get(entry.series_ref).is_some());
             if samples.is_empty() {
                 return None;
             }
@@ -929,8 +770,7 @@ impl MetricsStore {
             Some(out)
         } else if kind == record_kinds::METRICS_EXEMPLARS {
             let mut exemplars = records::decode_exemplars(payload).ok()?;
-            exemplars
-                .retain(|entry| entry.t_ms >= below && self.head.get(entry.series_ref).is_some());
+            exemplars.retain(|entry| entry.t_ms >= below && self.head.get(entry.series_ref).is_some());
             if exemplars.is_empty() {
                 return None;
             }
@@ -953,28 +793,18 @@ impl MetricsStore {
             blocks: blocks.len() as u64,
             block_bytes: blocks.iter().map(|b| b.size_bytes).sum(),
             block_samples: blocks.iter().map(|b| b.meta.samples).sum(),
-            appended: *self
-                .totals
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner()),
+            appended: *self.totals.lock().unwrap_or_else(|poison| poison.into_inner()),
             blocks_cut: self.blocks_cut.load(Ordering::Relaxed),
             compactions: self.compactions.load(Ordering::Relaxed),
             blocks_deleted_by_retention: self.blocks_deleted.load(Ordering::Relaxed),
             replay_malformed_records: self.replay_malformed.load(Ordering::Relaxed),
-            exemplars: self
-                .exemplars
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner())
-                .len() as u64,
+            exemplars: self.exemplars.lock().unwrap_or_else(|poison| poison.into_inner()).len() as u64,
         }
     }
 
     /// Time ranges of the blocks, oldest first: for tests and the TSDB status endpoint.
     pub fn block_ranges(&self) -> Vec<(i64, i64)> {
-        self.blocks()
-            .iter()
-            .map(|b| (b.meta.min_t, b.meta.max_t))
-            .collect()
+        self.blocks().iter().map(|b| (b.meta.min_t, b.meta.max_t)).collect()
     }
 
     /// Checks every chunk checksum of every block.
@@ -991,11 +821,7 @@ impl MetricsAppender for MetricsStore {
         self.append_batch(batch)
     }
 
-    fn set_metadata(
-        &self,
-        metric_name: &str,
-        metadata: MetricMetadata,
-    ) -> Result<(), MetricsError> {
+    fn set_metadata(&self, metric_name: &str, metadata: MetricMetadata) -> Result<(), MetricsError> {
         let known = self
             .metadata
             .read()
@@ -1005,9 +831,7 @@ impl MetricsAppender for MetricsStore {
         if known {
             return Ok(());
         }
-        let wal = self.wal.get().ok_or(MetricsError::NotWritable(
-            "the write-ahead log is still being replayed",
-        ))?;
+        let wal = self.wal.get().ok_or(MetricsError::NotWritable("the write-ahead log is still being replayed"))?;
         let mut record = Vec::new();
         records::encode_metadata(&mut record, &[(metric_name, &metadata)]);
         wal.append_one(record_kinds::METRICS_METADATA, &record)?;
@@ -1021,35 +845,18 @@ impl MetricsQueryable for MetricsStore {
         let mut merged: BTreeMap<Labels, Vec<SampleSource>> = BTreeMap::new();
         for block in self.blocks() {
             for series in block.select(matchers, range)? {
-                merged
-                    .entry(series.labels)
-                    .or_default()
-                    .extend(series.sources);
+                merged.entry(series.labels).or_default().extend(series.sources);
             }
         }
         for series in self.head.select(matchers, range) {
-            merged
-                .entry(series.labels)
-                .or_default()
-                .extend(series.sources);
+            merged.entry(series.labels).or_default().extend(series.sources);
         }
-        Ok(merged
-            .into_iter()
-            .map(|(labels, sources)| Series::new(labels, sources, range))
-            .collect())
+        Ok(merged.into_iter().map(|(labels, sources)| Series::new(labels, sources, range)).collect())
     }
 
-    fn label_names(
-        &self,
-        matchers: &[Matcher],
-        range: TimeRange,
-    ) -> Result<Vec<String>, MetricsError> {
+    fn label_names(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<String>, MetricsError> {
         let mut names = BTreeSet::new();
-        for block in self
-            .blocks()
-            .iter()
-            .filter(|b| range.overlaps(b.meta.min_t, b.meta.max_t))
-        {
+        for block in self.blocks().iter().filter(|b| range.overlaps(b.meta.min_t, b.meta.max_t)) {
             names.extend(block.label_names(matchers)?);
         }
         for labels in self.head_labels_in_range(matchers, range) {
@@ -1058,18 +865,9 @@ impl MetricsQueryable for MetricsStore {
         Ok(names.into_iter().collect())
     }
 
-    fn label_values(
-        &self,
-        name: &str,
-        matchers: &[Matcher],
-        range: TimeRange,
-    ) -> Result<Vec<String>, MetricsError> {
+    fn label_values(&self, name: &str, matchers: &[Matcher], range: TimeRange) -> Result<Vec<String>, MetricsError> {
         let mut values = BTreeSet::new();
-        for block in self
-            .blocks()
-            .iter()
-            .filter(|b| range.overlaps(b.meta.min_t, b.meta.max_t))
-        {
+        for block in self.blocks().iter().filter(|b| range.overlaps(b.meta.min_t, b.meta.max_t)) {
             values.extend(block.label_values(name, matchers)?);
         }
         for labels in self.head_labels_in_range(matchers, range) {
@@ -1080,11 +878,7 @@ impl MetricsQueryable for MetricsStore {
         Ok(values.into_iter().collect())
     }
 
-    fn exemplars(
-        &self,
-        selectors: &[Vec<Matcher>],
-        range: TimeRange,
-    ) -> Result<Vec<SeriesExemplars>, MetricsError> {
+    fn exemplars(&self, selectors: &[Vec<Matcher>], range: TimeRange) -> Result<Vec<SeriesExemplars>, MetricsError> {
         let mut series_by_ref: HashMap<u64, Labels> = HashMap::new();
         for matchers in selectors {
             for (labels, series) in self.head.matching(matchers) {
@@ -1092,40 +886,22 @@ impl MetricsQueryable for MetricsStore {
             }
         }
         let refs: HashSet<u64> = series_by_ref.keys().copied().collect();
-        let found = self
-            .exemplars
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .query(&refs, range);
+        let found = self.exemplars.lock().unwrap_or_else(|poison| poison.into_inner()).query(&refs, range);
         let mut out: Vec<SeriesExemplars> = found
             .into_iter()
             .filter_map(|(series_ref, exemplars)| {
-                series_by_ref
-                    .remove(&series_ref)
-                    .map(|series| SeriesExemplars { series, exemplars })
+                series_by_ref.remove(&series_ref).map(|series| SeriesExemplars { series, exemplars })
             })
             .collect();
         out.sort_by(|a, b| a.series.cmp(&b.series));
         Ok(out)
     }
 
-    fn metadata(
-        &self,
-        metric_name: Option<&str>,
-    ) -> Result<Vec<(String, Vec<MetricMetadata>)>, MetricsError> {
-        let all = self
-            .metadata
-            .read()
-            .unwrap_or_else(|poison| poison.into_inner());
+    fn metadata(&self, metric_name: Option<&str>) -> Result<Vec<(String, Vec<MetricMetadata>)>, MetricsError> {
+        let all = self.metadata.read().unwrap_or_else(|poison| poison.into_inner());
         Ok(match metric_name {
-            Some(name) => all
-                .get(name)
-                .map(|entries| vec![(name.to_string(), entries.clone())])
-                .unwrap_or_default(),
-            None => all
-                .iter()
-                .map(|(name, entries)| (name.clone(), entries.clone()))
-                .collect(),
+            Some(name) => all.get(name).map(|entries| vec![(name.to_string(), entries.clone())]).unwrap_or_default(),
+            None => all.iter().map(|(name, entries)| (name.clone(), entries.clone())).collect(),
         })
     }
 }
@@ -1138,12 +914,7 @@ impl MetricsStore {
         self.head
             .matching(matchers)
             .into_iter()
-            .filter(|(_, series)| {
-                series
-                    .lock()
-                    .bounds()
-                    .is_some_and(|(lo, hi)| range.overlaps(lo, hi))
-            })
+            .filter(|(_, series)| series.lock().bounds().is_some_and(|(lo, hi)| range.overlaps(lo, hi)))
             .map(|(labels, _)| labels)
             .collect()
     }

@@ -30,11 +30,7 @@ pub struct RecordKind(u8);
 impl RecordKind {
     /// Returns `None` for the reserved kind 0.
     pub const fn new(kind: u8) -> Option<RecordKind> {
-        if kind == 0 {
-            None
-        } else {
-            Some(RecordKind(kind))
-        }
+        if kind == 0 { None } else { Some(RecordKind(kind)) }
     }
 
     pub const fn as_u8(self) -> u8 {
@@ -187,11 +183,7 @@ pub fn decode_record(bytes: &[u8]) -> Result<DecodedRecord<'_>, FrameProblem> {
     let Some(kind) = RecordKind::new(bytes[8]) else {
         return Err(FrameProblem::ReservedKind);
     };
-    Ok(DecodedRecord {
-        kind,
-        payload: &bytes[RECORD_HEADER_LEN..total],
-        framed_len: total,
-    })
+    Ok(DecodedRecord { kind, payload: &bytes[RECORD_HEADER_LEN..total], framed_len: total })
 }
 
 fn read_u32(bytes: &[u8]) -> u32 {
@@ -212,15 +204,9 @@ mod tests {
         encode_record(&mut buf, kind(7), b"hello");
         encode_record(&mut buf, kind(9), b"");
         let first = decode_record(&buf).unwrap();
-        assert_eq!(
-            (first.kind, first.payload, first.framed_len),
-            (kind(7), &b"hello"[..], 14)
-        );
+        assert_eq!((first.kind, first.payload, first.framed_len), (kind(7), &b"hello"[..], 14));
         let second = decode_record(&buf[first.framed_len..]).unwrap();
-        assert_eq!(
-            (second.kind, second.payload, second.framed_len),
-            (kind(9), &b""[..], 9)
-        );
+        assert_eq!((second.kind, second.payload, second.framed_len), (kind(9), &b""[..], 9));
     }
 
     #[test]
@@ -240,27 +226,15 @@ mod tests {
     fn header_checks() {
         let header = encode_segment_header(42);
         assert_eq!(decode_segment_header(&header, 42), Ok(()));
-        assert_eq!(
-            decode_segment_header(&header, 43),
-            Err(HeaderProblem::WrongIndex { found: 42 })
-        );
-        assert_eq!(
-            decode_segment_header(&header[..10], 42),
-            Err(HeaderProblem::Short { len: 10 })
-        );
+        assert_eq!(decode_segment_header(&header, 43), Err(HeaderProblem::WrongIndex { found: 42 }));
+        assert_eq!(decode_segment_header(&header[..10], 42), Err(HeaderProblem::Short { len: 10 }));
         let mut newer = header;
         newer[4..6].copy_from_slice(&2u16.to_le_bytes());
         let crc = crc32c::crc32c(&newer[0..12]);
         newer[12..16].copy_from_slice(&crc.to_le_bytes());
-        assert_eq!(
-            decode_segment_header(&newer, 42),
-            Err(HeaderProblem::UnsupportedVersion { version: 2 })
-        );
+        assert_eq!(decode_segment_header(&newer, 42), Err(HeaderProblem::UnsupportedVersion { version: 2 }));
         let mut flipped = header;
         flipped[9] ^= 1;
-        assert_eq!(
-            decode_segment_header(&flipped, 42),
-            Err(HeaderProblem::BadChecksum)
-        );
+        assert_eq!(decode_segment_header(&flipped, 42), Err(HeaderProblem::BadChecksum));
     }
 }

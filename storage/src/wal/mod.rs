@@ -48,10 +48,7 @@ pub struct WalOptions {
 
 impl Default for WalOptions {
     fn default() -> Self {
-        WalOptions {
-            segment_size_bytes: 128 << 20,
-            sync: SyncPolicy::Interval(Duration::from_secs(1)),
-        }
+        WalOptions { segment_size_bytes: 128 << 20, sync: SyncPolicy::Interval(Duration::from_secs(1)) }
     }
 }
 
@@ -176,15 +173,10 @@ impl Wal {
                 poisoned: None,
                 closed: false,
             }),
-            synced: Mutex::new(WalPosition {
-                segment,
-                offset: SEGMENT_HEADER_LEN as u64,
-            }),
+            synced: Mutex::new(WalPosition { segment, offset: SEGMENT_HEADER_LEN as u64 }),
             counters: Counters::default(),
         };
-        wal.counters
-            .segments_created
-            .fetch_add(1, Ordering::Relaxed);
+        wal.counters.segments_created.fetch_add(1, Ordering::Relaxed);
         Ok((wal, stats))
     }
 
@@ -212,10 +204,7 @@ impl Wal {
         let mut batch_len = 0usize;
         for (_, payload) in records {
             if payload.len() > MAX_RECORD_PAYLOAD_BYTES {
-                return Err(WalError::RecordTooLarge {
-                    len: payload.len(),
-                    max: MAX_RECORD_PAYLOAD_BYTES,
-                });
+                return Err(WalError::RecordTooLarge { len: payload.len(), max: MAX_RECORD_PAYLOAD_BYTES });
             }
             batch_len += framed_len(payload.len());
         }
@@ -227,19 +216,13 @@ impl Wal {
             let mut writer = self.lock_writer();
             writer.check_usable()?;
             let batch_end = writer.offset + batch_len as u64;
-            if writer.offset > SEGMENT_HEADER_LEN as u64
-                && batch_end > self.options.segment_size_bytes
-            {
+            if writer.offset > SEGMENT_HEADER_LEN as u64 && batch_end > self.options.segment_size_bytes {
                 self.rotate(&mut writer)?;
             }
             self.write_batch(&mut writer, records, batch_len)?
         };
-        self.counters
-            .records_appended
-            .fetch_add(records.len() as u64, Ordering::Relaxed);
-        self.counters
-            .bytes_appended
-            .fetch_add(batch_len as u64, Ordering::Relaxed);
+        self.counters.records_appended.fetch_add(records.len() as u64, Ordering::Relaxed);
+        self.counters.bytes_appended.fetch_add(batch_len as u64, Ordering::Relaxed);
 
         if self.options.sync == SyncPolicy::Always {
             self.sync_to(position)?;
@@ -266,30 +249,19 @@ impl Wal {
         if let Err(error) = written {
             // Take the partial batch back out so the next append does not follow garbage.
             if let Err(rollback) = writer.file.set_len(writer.offset) {
-                writer.poisoned = Some(format!(
-                    "write failed ({error}) and could not be rolled back ({rollback})"
-                ));
+                writer.poisoned = Some(format!("write failed ({error}) and could not be rolled back ({rollback})"));
             }
-            return Err(WalError::Io {
-                context: format!("appending to segment {}", writer.segment),
-                source: error,
-            });
+            return Err(WalError::Io { context: format!("appending to segment {}", writer.segment), source: error });
         }
         writer.offset += batch_len as u64;
-        Ok(WalPosition {
-            segment: writer.segment,
-            offset: writer.offset,
-        })
+        Ok(WalPosition { segment: writer.segment, offset: writer.offset })
     }
 
     /// The position after the last appended record.
     pub fn position(&self) -> Result<WalPosition, WalError> {
         let writer = self.lock_writer();
         writer.check_usable()?;
-        Ok(WalPosition {
-            segment: writer.segment,
-            offset: writer.offset,
-        })
+        Ok(WalPosition { segment: writer.segment, offset: writer.offset })
     }
 
     /// Forces everything appended so far to disk. Cheap when nothing was appended since the last
@@ -297,19 +269,13 @@ impl Wal {
     pub fn sync(&self) -> Result<(), WalError> {
         let position = {
             let writer = self.lock_writer();
-            WalPosition {
-                segment: writer.segment,
-                offset: writer.offset,
-            }
+            WalPosition { segment: writer.segment, offset: writer.offset }
         };
         self.sync_to(position)
     }
 
     fn sync_to(&self, position: WalPosition) -> Result<(), WalError> {
-        let mut synced = self
-            .synced
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let mut synced = self.synced.lock().unwrap_or_else(|poison| poison.into_inner());
         if *synced >= position {
             return Ok(());
         }
@@ -317,16 +283,9 @@ impl Wal {
         // active file covers everything up to its current end.
         let (file, end) = {
             let writer = self.lock_writer();
-            (
-                writer.file.clone(),
-                WalPosition {
-                    segment: writer.segment,
-                    offset: writer.offset,
-                },
-            )
+            (writer.file.clone(), WalPosition { segment: writer.segment, offset: writer.offset })
         };
-        file.sync_data()
-            .map_err(WalError::io(format!("syncing segment {}", end.segment)))?;
+        file.sync_data().map_err(WalError::io(format!("syncing segment {}", end.segment)))?;
         self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
         *synced = end;
         Ok(())
@@ -344,10 +303,7 @@ impl Wal {
 
     fn rotate(&self, writer: &mut Writer) -> Result<(), WalError> {
         if self.options.sync != SyncPolicy::Never {
-            writer
-                .file
-                .sync_data()
-                .map_err(WalError::io(format!("syncing segment {}", writer.segment)))?;
+            writer.file.sync_data().map_err(WalError::io(format!("syncing segment {}", writer.segment)))?;
             self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
         }
         let next = writer.segment + 1;
@@ -355,9 +311,7 @@ impl Wal {
         writer.file = Arc::new(file);
         writer.segment = next;
         writer.offset = SEGMENT_HEADER_LEN as u64;
-        self.counters
-            .segments_created
-            .fetch_add(1, Ordering::Relaxed);
+        self.counters.segments_created.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -377,17 +331,14 @@ impl Wal {
         let final_dir = self.dir.join(checkpoint_name(upto));
         let temp_dir = self.dir.join(format!("{}.tmp", checkpoint_name(upto)));
         if temp_dir.exists() {
-            fs::remove_dir_all(&temp_dir)
-                .map_err(WalError::io(format!("removing {}", temp_dir.display())))?;
+            fs::remove_dir_all(&temp_dir).map_err(WalError::io(format!("removing {}", temp_dir.display())))?;
         }
-        fs::create_dir(&temp_dir)
-            .map_err(WalError::io(format!("creating {}", temp_dir.display())))?;
+        fs::create_dir(&temp_dir).map_err(WalError::io(format!("creating {}", temp_dir.display())))?;
 
         let mut stats = CheckpointStats::default();
         let segment_path = temp_dir.join(segment_name(0));
         let write_err = WalError::io(format!("writing {}", segment_path.display()));
-        let file = File::create(&segment_path)
-            .map_err(WalError::io(format!("creating {}", segment_path.display())))?;
+        let file = File::create(&segment_path).map_err(WalError::io(format!("creating {}", segment_path.display())))?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
         let mut frame = Vec::new();
         let written: io::Result<()> = (|| {
@@ -411,24 +362,20 @@ impl Wal {
         written.map_err(write_err)?;
         sync_dir(&temp_dir)?;
         if final_dir.exists() {
-            fs::remove_dir_all(&final_dir)
-                .map_err(WalError::io(format!("removing {}", final_dir.display())))?;
+            fs::remove_dir_all(&final_dir).map_err(WalError::io(format!("removing {}", final_dir.display())))?;
         }
-        fs::rename(&temp_dir, &final_dir)
-            .map_err(WalError::io(format!("renaming {}", temp_dir.display())))?;
+        fs::rename(&temp_dir, &final_dir).map_err(WalError::io(format!("renaming {}", temp_dir.display())))?;
         sync_dir(&self.dir)?;
 
         // The checkpoint is durable; what it replaces can go.
         for entry in replay::list_dir(&self.dir)? {
             match entry {
                 replay::DirEntry::Segment { index, path } if index <= upto => {
-                    fs::remove_file(&path)
-                        .map_err(WalError::io(format!("removing {}", path.display())))?;
+                    fs::remove_file(&path).map_err(WalError::io(format!("removing {}", path.display())))?;
                     stats.segments_removed += 1;
                 }
                 replay::DirEntry::Checkpoint { upto: older, path } if older < upto => {
-                    fs::remove_dir_all(&path)
-                        .map_err(WalError::io(format!("removing {}", path.display())))?;
+                    fs::remove_dir_all(&path).map_err(WalError::io(format!("removing {}", path.display())))?;
                 }
                 _ => {}
             }
@@ -448,11 +395,7 @@ impl Wal {
     /// Reads, without repairing anything, the records of the checkpoint and of every segment up
     /// to and including `upto`, in order: the input of a new checkpoint. Those segments are
     /// closed, so this runs beside appends.
-    pub fn read_upto(
-        &self,
-        upto: u32,
-        on_record: impl FnMut(RecordKind, &[u8]),
-    ) -> Result<(), WalError> {
+    pub fn read_upto(&self, upto: u32, on_record: impl FnMut(RecordKind, &[u8])) -> Result<(), WalError> {
         replay::read_upto(&self.dir, upto, on_record)
     }
 
@@ -464,10 +407,7 @@ impl Wal {
                 return Ok(());
             }
             writer.closed = true;
-            WalPosition {
-                segment: writer.segment,
-                offset: writer.offset,
-            }
+            WalPosition { segment: writer.segment, offset: writer.offset }
         };
         self.sync_to(position)
     }
@@ -488,9 +428,7 @@ impl Wal {
     fn lock_writer(&self) -> MutexGuard<'_, Writer> {
         // A panic while holding the lock cannot leave a half-written batch behind (the offset is
         // only advanced after a complete write), so the state is still consistent.
-        self.writer
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
+        self.writer.lock().unwrap_or_else(|poison| poison.into_inner())
     }
 }
 
@@ -524,10 +462,7 @@ fn create_segment(dir: &Path, index: u32) -> Result<File, WalError> {
         .map_err(WalError::io(format!("creating {}", path.display())))?;
     file.write_all(&encode_segment_header(index))
         .and_then(|()| file.sync_all())
-        .map_err(WalError::io(format!(
-            "writing header of {}",
-            path.display()
-        )))?;
+        .map_err(WalError::io(format!("writing header of {}", path.display())))?;
     sync_dir(dir)?;
     Ok(file)
 }

@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::format::{
-    FrameProblem, HeaderProblem, MAX_RECORD_PAYLOAD_BYTES, RECORD_HEADER_LEN, RecordKind,
-    SEGMENT_HEADER_LEN, decode_record, decode_segment_header, framed_len,
+    FrameProblem, HeaderProblem, MAX_RECORD_PAYLOAD_BYTES, RECORD_HEADER_LEN, RecordKind, SEGMENT_HEADER_LEN,
+    decode_record, decode_segment_header, framed_len,
 };
 use super::{WalError, segment_name, sync_dir};
 
@@ -81,17 +81,10 @@ pub(crate) fn list_dir(dir: &Path) -> Result<Vec<DirEntry>, WalError> {
 }
 
 fn parse_index(name: &str) -> Option<u32> {
-    if name.len() == 8 && name.bytes().all(|b| b.is_ascii_digit()) {
-        name.parse().ok()
-    } else {
-        None
-    }
+    if name.len() == 8 && name.bytes().all(|b| b.is_ascii_digit()) { name.parse().ok() } else { None }
 }
 
-pub(crate) fn replay_dir(
-    dir: &Path,
-    mut on_record: impl FnMut(RecordKind, &[u8]),
-) -> Result<ReplayStats, WalError> {
+pub(crate) fn replay_dir(dir: &Path, mut on_record: impl FnMut(RecordKind, &[u8])) -> Result<ReplayStats, WalError> {
     let started = Instant::now();
     let mut stats = ReplayStats::default();
     let mut buffer = Vec::new();
@@ -103,11 +96,7 @@ pub(crate) fn replay_dir(
             DirEntry::Checkpoint { upto, path } => checkpoints.push((upto, path)),
             DirEntry::Temporary { path } => {
                 tracing::info!(path = %path.display(), "removing unfinished wal checkpoint");
-                let removed = if path.is_dir() {
-                    fs::remove_dir_all(&path)
-                } else {
-                    fs::remove_file(&path)
-                };
+                let removed = if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
                 removed.map_err(WalError::io(format!("removing {}", path.display())))?;
             }
         }
@@ -121,14 +110,12 @@ pub(crate) fn replay_dir(
         replay_checkpoint(&path, &mut on_record, &mut stats, &mut buffer)?;
         stats.checkpoint = Some(upto);
         for (_, older) in checkpoints {
-            fs::remove_dir_all(&older)
-                .map_err(WalError::io(format!("removing {}", older.display())))?;
+            fs::remove_dir_all(&older).map_err(WalError::io(format!("removing {}", older.display())))?;
         }
         let mut kept = Vec::with_capacity(segments.len());
         for (index, path) in segments {
             if index <= upto {
-                fs::remove_file(&path)
-                    .map_err(WalError::io(format!("removing {}", path.display())))?;
+                fs::remove_file(&path).map_err(WalError::io(format!("removing {}", path.display())))?;
             } else {
                 kept.push((index, path));
             }
@@ -153,22 +140,11 @@ pub(crate) fn replay_dir(
         if let Some(previous) = previous
             && *index != previous + 1
         {
-            tracing::warn!(
-                after = previous,
-                next = index,
-                "wal segments are not contiguous"
-            );
+            tracing::warn!(after = previous, next = index, "wal segments are not contiguous");
         }
         previous = Some(*index);
         let is_last = Some(position) == last_position;
-        replay_segment(
-            *index,
-            path,
-            is_last,
-            &mut on_record,
-            &mut stats,
-            &mut buffer,
-        )?;
+        replay_segment(*index, path, is_last, &mut on_record, &mut stats, &mut buffer)?;
         stats.segments += 1;
     }
     sync_dir(dir)?;
@@ -196,11 +172,7 @@ pub(crate) fn replay_dir(
 }
 
 /// Reads the newest checkpoint and the segments after it up to `upto`, repairing nothing.
-pub(crate) fn read_upto(
-    dir: &Path,
-    upto: u32,
-    mut on_record: impl FnMut(RecordKind, &[u8]),
-) -> Result<(), WalError> {
+pub(crate) fn read_upto(dir: &Path, upto: u32, mut on_record: impl FnMut(RecordKind, &[u8])) -> Result<(), WalError> {
     let mut stats = ReplayStats::default();
     let mut buffer = Vec::new();
     let mut segments = Vec::new();
@@ -208,13 +180,8 @@ pub(crate) fn read_upto(
     for entry in list_dir(dir)? {
         match entry {
             DirEntry::Segment { index, path } if index <= upto => segments.push((index, path)),
-            DirEntry::Checkpoint {
-                upto: covered,
-                path,
-            } if covered <= upto
-                && checkpoint
-                    .as_ref()
-                    .is_none_or(|(newest, _)| covered > *newest) =>
+            DirEntry::Checkpoint { upto: covered, path }
+                if covered <= upto && checkpoint.as_ref().is_none_or(|(newest, _)| covered > *newest) =>
             {
                 checkpoint = Some((covered, path));
             }
@@ -249,22 +216,14 @@ fn replay_checkpoint(
     }
     files.sort_by_key(|(index, _)| *index);
     for (index, path) in files {
-        let corrupt = |problem: String| WalError::CorruptCheckpoint {
-            path: path.clone(),
-            problem,
-        };
+        let corrupt = |problem: String| WalError::CorruptCheckpoint { path: path.clone(), problem };
         let read_error = WalError::io(format!("reading {}", path.display()));
-        let mut file =
-            File::open(&path).map_err(WalError::io(format!("opening {}", path.display())))?;
-        let header =
-            read_header(&mut file).map_err(WalError::io(format!("reading {}", path.display())))?;
+        let mut file = File::open(&path).map_err(WalError::io(format!("opening {}", path.display())))?;
+        let header = read_header(&mut file).map_err(WalError::io(format!("reading {}", path.display())))?;
         match decode_segment_header(&header, index) {
             Ok(()) => {}
             Err(HeaderProblem::UnsupportedVersion { version }) => {
-                return Err(WalError::UnsupportedVersion {
-                    path: path.clone(),
-                    version,
-                });
+                return Err(WalError::UnsupportedVersion { path: path.clone(), version });
             }
             Err(problem) => return Err(corrupt(problem.to_string())),
         }
@@ -293,10 +252,7 @@ fn replay_segment(
     match decode_segment_header(&header, index) {
         Ok(()) => {}
         Err(HeaderProblem::UnsupportedVersion { version }) => {
-            return Err(WalError::UnsupportedVersion {
-                path: path.to_path_buf(),
-                version,
-            });
+            return Err(WalError::UnsupportedVersion { path: path.to_path_buf(), version });
         }
         Err(problem) => {
             stats.damaged_segments += 1;
@@ -311,8 +267,7 @@ fn replay_segment(
                     "removing wal segment with a damaged header"
                 );
                 drop(file);
-                fs::remove_file(path)
-                    .map_err(WalError::io(format!("removing {}", path.display())))?;
+                fs::remove_file(path).map_err(WalError::io(format!("removing {}", path.display())))?;
             } else {
                 tracing::error!(
                     segment = %segment_name(index),
@@ -350,9 +305,7 @@ fn replay_segment(
 /// Reads up to a segment header's worth of bytes (fewer if the file is shorter).
 fn read_header(file: &mut File) -> io::Result<Vec<u8>> {
     let mut header = Vec::with_capacity(SEGMENT_HEADER_LEN);
-    file.by_ref()
-        .take(SEGMENT_HEADER_LEN as u64)
-        .read_to_end(&mut header)?;
+    file.by_ref().take(SEGMENT_HEADER_LEN as u64).read_to_end(&mut header)?;
     Ok(header)
 }
 
@@ -405,8 +358,7 @@ fn scan_records(
         end -= start;
         start = 0;
         if end >= RECORD_HEADER_LEN {
-            let payload_len =
-                u32::from_le_bytes([buffer[4], buffer[5], buffer[6], buffer[7]]) as usize;
+            let payload_len = u32::from_le_bytes([buffer[4], buffer[5], buffer[6], buffer[7]]) as usize;
             let needed = framed_len(payload_len.min(MAX_RECORD_PAYLOAD_BYTES));
             if needed > buffer.len() {
                 buffer.resize(needed, 0);
@@ -421,13 +373,7 @@ fn scan_records(
     }
 }
 
-fn truncate_tail(
-    index: u32,
-    path: &Path,
-    offset: u64,
-    dropped: u64,
-    problem: FrameProblem,
-) -> Result<(), WalError> {
+fn truncate_tail(index: u32, path: &Path, offset: u64, dropped: u64, problem: FrameProblem) -> Result<(), WalError> {
     tracing::warn!(
         segment = %segment_name(index),
         offset,
@@ -435,11 +381,7 @@ fn truncate_tail(
         problem = %problem,
         "truncating torn wal tail"
     );
-    let file = OpenOptions::new()
-        .write(true)
-        .open(path)
-        .map_err(WalError::io(format!("opening {}", path.display())))?;
-    file.set_len(offset)
-        .and_then(|()| file.sync_all())
-        .map_err(WalError::io(format!("truncating {}", path.display())))
+    let file =
+        OpenOptions::new().write(true).open(path).map_err(WalError::io(format!("opening {}", path.display())))?;
+    file.set_len(offset).and_then(|()| file.sync_all()).map_err(WalError::io(format!("truncating {}", path.display())))
 }
