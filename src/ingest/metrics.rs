@@ -298,12 +298,24 @@ mod tests {
 
     #[test]
     fn identities_compare_exactly() {
-        let pairs = [("__name__", "up"), ("job", "api")];
+        let pairs: [(&[u8], &[u8]); 2] = [(b"__name__", b"up"), (b"job", b"api")];
         let identity = identity_of(&pairs);
         assert!(identity_matches(&identity, &pairs));
-        assert!(!identity_matches(&identity, &[("__name__", "up"), ("job", "ap")]));
-        assert!(!identity_matches(&identity, &[("__name__", "up")]));
-        assert!(!identity_matches(&identity, &[("__name__", "upjob"), ("", "api")]));
-        assert_ne!(hash_pairs(&pairs), hash_pairs(&[("__name__", "upj"), ("ob", "api")]));
+        assert!(!identity_matches(&identity, &[(b"__name__", b"up"), (b"job", b"ap")]));
+        assert!(!identity_matches(&identity, &[(b"__name__", b"up")]));
+        assert!(!identity_matches(&identity, &[(b"__name__", b"upjob"), (b"", b"api")]));
+        assert_ne!(hash_pairs(&pairs), hash_pairs(&[(b"__name__", b"upj"), (b"ob", b"api")]));
+        assert_ne!(hash_pairs(&[(b"a", b"bc")]), hash_pairs(&[(b"ab", b"c")]));
+    }
+
+    #[test]
+    fn labels_are_validated() {
+        let ok: [(&[u8], &[u8]); 2] = [(b"__name__", b"up"), (b"job", b"api")];
+        assert_eq!(validate_labels(&ok, 0).unwrap(), vec![("__name__", "up"), ("job", "api")]);
+        let unsorted: [(&[u8], &[u8]); 2] = [(b"job", b"api"), (b"__name__", b"up")];
+        assert!(validate_labels(&unsorted, 3).unwrap_err().contains("series 3"));
+        let bad_utf8: [(&[u8], &[u8]); 1] = [(b"__name__", b"\xff")];
+        assert!(validate_labels(&bad_utf8, 0).unwrap_err().contains("not valid UTF-8"));
+        assert!(validate_labels(&[], 0).unwrap_err().contains("has no labels"));
     }
 }

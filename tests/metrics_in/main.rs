@@ -5,6 +5,7 @@
 #![allow(clippy::type_complexity)]
 
 mod encode;
+mod fuzz;
 mod prometheus_real;
 mod remote_write;
 mod support;
