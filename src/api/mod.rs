@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use tripod_storage::Storage;
 
 use crate::ingest::metrics::MetricsIngest;
+use crate::ingest::otlp_metrics::OtlpMetricsIngest;
 use crate::telemetry::Telemetry;
 
 /// Limits every handler applies.
@@ -68,6 +69,8 @@ struct Shared {
     limits: Limits,
     /// The metrics write path's series reference cache.
     metrics_ingest: MetricsIngest,
+    /// OTLP metrics translation state (running totals of delta series).
+    otlp_metrics: OtlpMetricsIngest,
 }
 
 impl AppState {
@@ -84,6 +87,7 @@ impl AppState {
                 telemetry: Telemetry::new(),
                 limits,
                 metrics_ingest: MetricsIngest::default(),
+                otlp_metrics: OtlpMetricsIngest::default(),
             }),
         }
     }
@@ -94,6 +98,10 @@ impl AppState {
 
     pub fn metrics_ingest(&self) -> &MetricsIngest {
         &self.shared.metrics_ingest
+    }
+
+    pub fn otlp_metrics(&self) -> &OtlpMetricsIngest {
+        &self.shared.otlp_metrics
     }
 
     pub fn readiness(&self) -> Readiness {

@@ -3,3 +3,4 @@
 //! scraping share one implementation per signal.
 
 pub mod metrics;
+pub mod otlp_metrics;

@@ -85,3 +85,47 @@ fn damaged_snappy_never_panics_or_overallocates() {
         }
     }
 }
+
+#[test]
+fn damaged_otlp_requests_never_panic_the_translation() {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::metrics::v1::{
+        AggregationTemporality, Histogram, HistogramDataPoint, Metric, ResourceMetrics, ScopeMetrics, metric,
+    };
+    use prost::Message;
+    use tripod::ingest::otlp_metrics::OtlpMetricsIngest;
+
+    let histogram = Metric {
+        name: "http.server.duration".into(),
+        unit: "ms".into(),
+        data: Some(metric::Data::Histogram(Histogram {
+            data_points: vec![HistogramDataPoint {
+                time_unix_nano: 1_000_000_000,
+                count: 3,
+                sum: Some(12.0),
+                bucket_counts: vec![1, 1, 1],
+                explicit_bounds: vec![1.0, 10.0],
+                ..Default::default()
+            }],
+            aggregation_temporality: AggregationTemporality::Delta as i32,
+        })),
+        ..Default::default()
+    };
+    let seed = ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics { metrics: vec![histogram], ..Default::default() }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec();
+    let ingest = OtlpMetricsIngest::default();
+    let mut rng = Rng(7);
+    let mut translated = 0;
+    for _ in 0..20_000 {
+        if let Ok(request) = ExportMetricsServiceRequest::decode(mutate(&seed, &mut rng).as_slice()) {
+            let _ = ingest.translate(&request);
+            translated += 1;
+        }
+    }
+    assert!(translated > 100, "the mutations should leave many decodable requests");
+}

@@ -1,5 +1,5 @@
-//! The Prometheus HTTP surface: remote write now; the query API (`/api/v1/query`, ...) joins
-//! it with the PromQL engine.
+//! The Prometheus HTTP surface: remote write and Prometheus's OTLP endpoint now; the query API
+//! (`/api/v1/query`, ...) joins it with the PromQL engine.
 
 pub mod remote_write;
 
@@ -9,5 +9,7 @@ use axum::routing::post;
 use super::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/write", post(remote_write::write))
+    Router::new()
+        .route("/api/v1/write", post(remote_write::write))
+        .route("/api/v1/otlp/v1/metrics", post(super::otlp::metrics::http_export))
 }
