@@ -22,6 +22,7 @@ pub mod api;
 pub mod config;
 pub mod duration;
 pub mod ingest;
+pub mod scrape;
 pub mod server;
 pub mod telemetry;
 

@@ -6,6 +6,7 @@
 
 mod encode;
 mod fuzz;
+mod openmetrics;
 mod otlp;
 mod prometheus_real;
 mod remote_write;

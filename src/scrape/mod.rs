@@ -1,0 +1,4 @@
+//! Prometheus-style scraping: exposition parsers now; targets, relabeling and the scrape loop
+//! join them.
+
+pub mod exposition;
