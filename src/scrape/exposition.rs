@@ -668,15 +668,14 @@ fn check_sample(family: &mut Family, sample: &ScrapedSample, suffix: &str, line:
     let mut series_labels = sample.labels.clone();
     series_labels.sort();
     let key = (name.clone(), series_labels);
-    match family.series_times.get(&key) {
-        Some(previous) => match (previous, sample.t_ms) {
+    if let Some(previous) = family.series_times.get(&key) {
+        match (previous, sample.t_ms) {
             (Some(before), Some(now)) if now < *before => {
                 return error(line, format!("{name}: timestamps go backwards"));
             }
             (Some(_), Some(_)) => {}
             _ => return error(line, format!("{name}: repeated sample without timestamps")),
-        },
-        None => {}
+        }
     }
     family.series_times.insert(key, sample.t_ms);
 
