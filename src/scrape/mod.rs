@@ -2,3 +2,4 @@
 //! join them.
 
 pub mod exposition;
+pub mod relabel;
