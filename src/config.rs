@@ -107,7 +107,15 @@ pub struct RawConfig {
     retention: RawRetention,
     #[serde(default)]
     metrics: RawMetrics,
+    #[serde(default)]
+    scrape: crate::scrape::manager::RawScrapeSection,
     shutdown_timeout: Option<ConfigDuration>,
+    /// The file this was read from, if any (not a key of the file).
+    #[serde(skip)]
+    path: Option<PathBuf>,
+    /// The directory relative paths in the file are resolved from.
+    #[serde(skip)]
+    base_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -173,7 +181,11 @@ impl RawConfig {
     pub fn from_file(path: &Path) -> Result<RawConfig, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|error| ConfigError::new(format!("cannot read config file {}: {error}", path.display())))?;
-        RawConfig::from_yaml(&text, &path.display().to_string())
+        let mut raw = RawConfig::from_yaml(&text, &path.display().to_string())?;
+        raw.path = Some(path.to_path_buf());
+        raw.base_dir =
+            path.parent().map(|dir| if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir.to_path_buf() });
+        Ok(raw)
     }
 
     /// Parses config text; `origin` names where it came from in error messages.
@@ -236,6 +248,10 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// How often block cuts, compaction, retention and WAL checkpoints run.
     pub maintenance_interval: Duration,
+    /// What to scrape.
+    pub scrape: crate::scrape::manager::ScrapeSettings,
+    /// The config file, re-read on reload (SIGHUP, `POST /-/reload`).
+    pub config_path: Option<PathBuf>,
 }
 
 pub const DEFAULT_DATA_DIR: &str = "./data";
@@ -374,8 +390,14 @@ impl Config {
             return Err(ConfigError::new("metrics.maintenance_interval: must be greater than 0s"));
         }
 
+        let base_dir = raw.base_dir.clone().unwrap_or_else(|| PathBuf::from("."));
+        let scrape = crate::scrape::manager::load_settings(&raw.scrape, &base_dir, max_decompressed_bytes)
+            .map_err(|error| ConfigError::new(format!("scrape: {error}")))?;
+
         Ok(Config {
             maintenance_interval,
+            scrape,
+            config_path: raw.path.clone(),
             data_dir,
             listen,
             log_level,
@@ -497,7 +519,8 @@ mod tests {
     #[test]
     fn example_config_parses_to_the_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tripod.example.yaml");
-        let example = Config::load(Some(&path), &Overrides::default()).unwrap();
+        let mut example = Config::load(Some(&path), &Overrides::default()).unwrap();
+        example.config_path = None;
         let defaults = Config::default();
         assert_eq!(format!("{example:?}"), format!("{defaults:?}"));
     }

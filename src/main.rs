@@ -97,6 +97,20 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        #[cfg(unix)]
+        {
+            let reloader = server.reloader();
+            tokio::spawn(async move {
+                use tokio::signal::unix::{SignalKind, signal};
+                let Ok(mut hangup) = signal(SignalKind::hangup()) else { return };
+                while hangup.recv().await.is_some() {
+                    tracing::info!(signal = "SIGHUP", "received signal");
+                    if let Err(error) = reloader.reload() {
+                        tracing::error!(error = %error, "reload failed, keeping the running configuration");
+                    }
+                }
+            });
+        }
         match server.run_until(shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

@@ -114,10 +114,26 @@ impl Server {
             tracing::info!(listener = %name, address = %address, "listening");
         }
 
+        // Tripod scrapes its own /metrics through one of its HTTP listeners.
+        let self_address = [ListenerName::Prometheus, ListenerName::Loki, ListenerName::Tempo, ListenerName::OtlpHttp]
+            .iter()
+            .find_map(|name| addresses.iter().find(|(n, _)| n == name).map(|(_, a)| *a))
+            .map(|address| {
+                let host =
+                    if address.ip().is_unspecified() { "127.0.0.1".to_string() } else { address.ip().to_string() };
+                format!("{host}:{}", address.port())
+            });
+        let scrape = ScrapeSetup {
+            settings: config.scrape.clone(),
+            self_address,
+            config_path: config.config_path.clone(),
+            max_body_bytes: config.max_decompressed_bytes,
+        };
         let storage_task = tokio::spawn(run_storage(
             data_dir.clone(),
             config.storage.clone(),
             StorageTimers { fsync_interval: config.fsync_interval, maintenance_interval: config.maintenance_interval },
+            scrape,
             state.clone(),
             shutdown.clone(),
         ));
@@ -157,6 +173,19 @@ impl Server {
     /// The storage, once open: for tests and embedders that check what was stored.
     pub fn storage(&self) -> Option<Arc<Storage>> {
         self.state.storage_if_open().cloned()
+    }
+
+    /// A handle that reloads this server's configuration, for a signal handler.
+    pub fn reloader(&self) -> Reloader {
+        Reloader { state: self.state.clone() }
+    }
+
+    /// Re-reads the scrape configuration (what SIGHUP and `POST /-/reload` do).
+    pub fn reload(&self) -> Result<(), String> {
+        match self.state.scrape() {
+            Some(handle) => handle.reload(),
+            None => Err("storage is not open yet".to_string()),
+        }
     }
 
     /// Current readiness.
@@ -248,6 +277,21 @@ impl Server {
     }
 }
 
+/// Reloads a running server's configuration.
+#[derive(Clone)]
+pub struct Reloader {
+    state: AppState,
+}
+
+impl Reloader {
+    pub fn reload(&self) -> Result<(), String> {
+        match self.state.scrape() {
+            Some(handle) => handle.reload(),
+            None => Err("storage is not open yet".to_string()),
+        }
+    }
+}
+
 fn option_names(names: &[ListenerName]) -> String {
     names.iter().map(|name| name.to_string()).collect::<Vec<_>>().join(" and ")
 }
@@ -306,6 +350,14 @@ fn serve_grpc(listener: TcpListener, routes: tonic::service::Routes, shutdown: C
     })
 }
 
+/// What the scrape manager starts with once storage is open.
+struct ScrapeSetup {
+    settings: crate::scrape::manager::ScrapeSettings,
+    self_address: Option<String>,
+    config_path: Option<PathBuf>,
+    max_body_bytes: usize,
+}
+
 /// How often the storage task syncs the WAL and runs maintenance.
 struct StorageTimers {
     fsync_interval: Duration,
@@ -319,6 +371,7 @@ async fn run_storage(
     data_dir: PathBuf,
     options: StorageOptions,
     timers: StorageTimers,
+    scrape: ScrapeSetup,
     state: AppState,
     shutdown: CancellationToken,
 ) {
@@ -342,6 +395,15 @@ async fn run_storage(
         return;
     }
     tracing::info!("ready");
+    let manager =
+        Arc::new(crate::scrape::manager::ScrapeManager::new(storage.clone(), scrape.settings, scrape.self_address));
+    manager.start(&shutdown);
+    state.set_scrape(crate::api::ScrapeHandle {
+        manager,
+        config_path: scrape.config_path,
+        max_body_bytes: scrape.max_body_bytes,
+        shutdown: shutdown.clone(),
+    });
 
     let mut sync_ticker = tokio::time::interval(timers.fsync_interval);
     sync_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

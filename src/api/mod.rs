@@ -71,6 +71,31 @@ struct Shared {
     metrics_ingest: MetricsIngest,
     /// OTLP metrics translation state (running totals of delta series).
     otlp_metrics: OtlpMetricsIngest,
+    /// The scrape manager, once storage is open.
+    scrape: OnceLock<ScrapeHandle>,
+}
+
+/// The running scrape manager and what a reload needs.
+pub struct ScrapeHandle {
+    pub manager: Arc<crate::scrape::manager::ScrapeManager>,
+    /// The config file to re-read; without one, a reload keeps the settings.
+    pub config_path: Option<std::path::PathBuf>,
+    pub max_body_bytes: usize,
+    /// The server's shutdown token, parent of every scrape loop.
+    pub shutdown: tokio_util::sync::CancellationToken,
+}
+
+impl ScrapeHandle {
+    /// Re-reads the scrape configuration and restarts the loops with it. On an error the running
+    /// configuration stays.
+    pub fn reload(&self) -> Result<(), String> {
+        let Some(path) = &self.config_path else { return Ok(()) };
+        let config =
+            crate::config::Config::load(Some(path), &crate::config::Overrides::default()).map_err(|e| e.to_string())?;
+        self.manager.reload(config.scrape, &self.shutdown);
+        tracing::info!(config = %path.display(), "scrape configuration reloaded");
+        Ok(())
+    }
 }
 
 impl AppState {
@@ -88,6 +113,7 @@ impl AppState {
                 limits,
                 metrics_ingest: MetricsIngest::default(),
                 otlp_metrics: OtlpMetricsIngest::default(),
+                scrape: OnceLock::new(),
             }),
         }
     }
@@ -102,6 +128,15 @@ impl AppState {
 
     pub fn otlp_metrics(&self) -> &OtlpMetricsIngest {
         &self.shared.otlp_metrics
+    }
+
+    pub(crate) fn set_scrape(&self, handle: ScrapeHandle) {
+        let _ = self.shared.scrape.set(handle);
+    }
+
+    /// The scrape manager, once storage is open.
+    pub fn scrape(&self) -> Option<&ScrapeHandle> {
+        self.shared.scrape.get()
     }
 
     pub fn readiness(&self) -> Readiness {

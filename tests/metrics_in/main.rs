@@ -10,4 +10,5 @@ mod openmetrics;
 mod otlp;
 mod prometheus_real;
 mod remote_write;
+mod scrape;
 mod support;
