@@ -271,3 +271,37 @@ fn a_bad_flag_value_is_an_error_naming_the_option() {
     assert_eq!(status.code(), Some(1), "{logs}");
     assert!(logs.contains("listen.loki: invalid listen address \"nowhere\""), "{logs}");
 }
+
+#[test]
+fn sighup_reloads_the_scrape_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tripod.yaml");
+    std::fs::write(&config, "scrape:\n  self: false\n").unwrap();
+    let mut args = vec!["--ephemeral", "--config", config.to_str().unwrap()];
+    args.extend(LOOPBACK_LISTENERS);
+    let mut tripod = Tripod::spawn(&args, &[]);
+    tripod.wait_for("ready");
+    let listeners = tripod.listeners();
+    let address = listeners["listen.prometheus"];
+    std::fs::write(&config, format!("scrape:\n  self: false\n  configs:\n    - job_name: added\n      static_configs: [{{targets: [\"{address}\"]}}]\n")).unwrap();
+    tripod.signal(libc::SIGHUP);
+    tripod.wait_for("scrape configuration reloaded");
+    // The new loops start right after the reload; wait for the target to be listed.
+    let deadline = Instant::now() + HANG_GUARD;
+    loop {
+        let (status, body) = http_get(address, "/api/v1/targets");
+        assert_eq!(status, 200);
+        if body.contains("\"scrapePool\":\"added\"") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "target not listed: {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A broken file is refused and the process keeps running.
+    std::fs::write(&config, "scrape:\n  configs: [{job_name: x, scheme: ftp}]\n").unwrap();
+    tripod.signal(libc::SIGHUP);
+    tripod.wait_for("reload failed, keeping the running configuration");
+    assert_eq!(http_get(address, "/ready").0, 200);
+    tripod.signal(libc::SIGTERM);
+    assert_eq!(tripod.wait_exit().0.code(), Some(0));
+}
