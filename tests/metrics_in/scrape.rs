@@ -289,3 +289,63 @@ async fn scrapes_a_real_node_exporter() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// An HTTPS server with a self-signed certificate that answers every request with `body`.
+async fn https_exporter(body: &'static str) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = certified.cert.der().clone();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(stream).await else { return };
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.write_all(response.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    address
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_targets_with_and_without_certificate_checks() {
+    let address = https_exporter("secure_metric 42\n").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with(
+        &format!(
+            "scrape:\n  self: false\n  interval: 1s\n  timeout: 1s\n  configs:\n    - job_name: skip\n      scheme: https\n      tls_config: {{insecure_skip_verify: true}}\n      static_configs: [{{targets: [\"localhost:{}\"]}}]\n    - job_name: verify\n      scheme: https\n      static_configs: [{{targets: [\"localhost:{}\"]}}]\n",
+            address.port(),
+            address.port()
+        ),
+        dir.path(),
+    );
+    let server = server_with(config).await;
+    wait_for(&server, &[name("secure_metric"), m("job", "skip")], |f| f.len() == 1 && f[0].1.last() == Some(&42.0))
+        .await;
+    // Without skipping verification the self-signed certificate is refused.
+    wait_for(&server, &[name("up"), m("job", "verify")], |f| f.len() == 1 && f[0].1.last() == Some(&0.0)).await;
+    server.shutdown().await.unwrap();
+}
