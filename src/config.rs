@@ -109,6 +109,8 @@ pub struct RawConfig {
     metrics: RawMetrics,
     #[serde(default)]
     scrape: crate::scrape::manager::RawScrapeSection,
+    #[serde(default)]
+    otlp: RawOtlp,
     shutdown_timeout: Option<ConfigDuration>,
     /// The file this was read from, if any (not a key of the file).
     #[serde(skip)]
@@ -116,6 +118,12 @@ pub struct RawConfig {
     /// The directory relative paths in the file are resolved from.
     #[serde(skip)]
     base_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOtlp {
+    translation_strategy: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -252,6 +260,8 @@ pub struct Config {
     pub scrape: crate::scrape::manager::ScrapeSettings,
     /// The config file, re-read on reload (SIGHUP, `POST /-/reload`).
     pub config_path: Option<PathBuf>,
+    /// How OTLP metric names become Prometheus names.
+    pub otlp_translation: crate::ingest::otlp_metrics::TranslationStrategy,
 }
 
 pub const DEFAULT_DATA_DIR: &str = "./data";
@@ -394,8 +404,18 @@ impl Config {
         let scrape = crate::scrape::manager::load_settings(&raw.scrape, &base_dir, max_decompressed_bytes)
             .map_err(|error| ConfigError::new(format!("scrape: {error}")))?;
 
+        let otlp_translation = match raw.otlp.translation_strategy.as_deref() {
+            None => crate::ingest::otlp_metrics::TranslationStrategy::default(),
+            Some(text) => crate::ingest::otlp_metrics::TranslationStrategy::parse(text).ok_or_else(|| {
+                ConfigError::new(format!(
+                    "otlp.translation_strategy: {text:?} is not UnderscoreEscapingWithSuffixes, NoUTF8EscapingWithSuffixes or NoTranslation"
+                ))
+            })?,
+        };
+
         Ok(Config {
             maintenance_interval,
+            otlp_translation,
             scrape,
             config_path: raw.path.clone(),
             data_dir,

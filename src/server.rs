@@ -86,10 +86,13 @@ impl Server {
             }
         };
 
-        let state = AppState::with_limits(api::Limits {
-            max_request_body_bytes: config.max_request_body_bytes,
-            max_decompressed_bytes: config.max_decompressed_bytes,
-        });
+        let state = AppState::with_settings(
+            api::Limits {
+                max_request_body_bytes: config.max_request_body_bytes,
+                max_decompressed_bytes: config.max_decompressed_bytes,
+            },
+            config.otlp_translation,
+        );
         let shutdown = CancellationToken::new();
         let bound = bind_listeners(&config).await?;
 

@@ -104,6 +104,13 @@ impl AppState {
     }
 
     pub fn with_limits(limits: Limits) -> AppState {
+        AppState::with_settings(limits, crate::ingest::otlp_metrics::TranslationStrategy::default())
+    }
+
+    pub fn with_settings(
+        limits: Limits,
+        otlp_translation: crate::ingest::otlp_metrics::TranslationStrategy,
+    ) -> AppState {
         let (readiness, _) = watch::channel(Readiness::Starting);
         AppState {
             shared: Arc::new(Shared {
@@ -112,7 +119,7 @@ impl AppState {
                 telemetry: Telemetry::new(),
                 limits,
                 metrics_ingest: MetricsIngest::default(),
-                otlp_metrics: OtlpMetricsIngest::default(),
+                otlp_metrics: OtlpMetricsIngest::new(otlp_translation),
                 scrape: OnceLock::new(),
             }),
         }

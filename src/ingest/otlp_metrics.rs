@@ -48,8 +48,35 @@ pub struct OtlpOutcome {
     pub message: String,
 }
 
+/// How OTLP metric and attribute names become Prometheus names (Prometheus 3's
+/// `otlp.translation_strategy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TranslationStrategy {
+    /// `http.server.duration` → `http_server_duration_seconds`: characters outside
+    /// `[a-zA-Z0-9_:]` become `_`, unit and type suffixes are added.
+    #[default]
+    UnderscoreEscapingWithSuffixes,
+    /// `http.server.duration` → `http.server.duration_seconds`: names keep their UTF-8
+    /// characters, unit and type suffixes are added.
+    NoUtf8EscapingWithSuffixes,
+    /// Names are kept exactly as sent.
+    NoTranslation,
+}
+
+impl TranslationStrategy {
+    pub fn parse(text: &str) -> Option<TranslationStrategy> {
+        Some(match text {
+            "UnderscoreEscapingWithSuffixes" => TranslationStrategy::UnderscoreEscapingWithSuffixes,
+            "NoUTF8EscapingWithSuffixes" => TranslationStrategy::NoUtf8EscapingWithSuffixes,
+            "NoTranslation" => TranslationStrategy::NoTranslation,
+            _ => return None,
+        })
+    }
+}
+
 /// State kept across requests: running totals for delta temporality.
 pub struct OtlpMetricsIngest {
+    strategy: TranslationStrategy,
     /// Per series identity: the cumulative value so far (sums), or cumulative bucket counts,
     /// sum and count (histograms).
     totals: Mutex<HashMap<String, Vec<f64>>>,
@@ -59,7 +86,30 @@ const MAX_DELTA_SERIES: usize = 1 << 20;
 
 impl Default for OtlpMetricsIngest {
     fn default() -> Self {
-        OtlpMetricsIngest { totals: Mutex::new(HashMap::new()) }
+        OtlpMetricsIngest::new(TranslationStrategy::default())
+    }
+}
+
+impl OtlpMetricsIngest {
+    pub fn new(strategy: TranslationStrategy) -> OtlpMetricsIngest {
+        OtlpMetricsIngest { strategy, totals: Mutex::new(HashMap::new()) }
+    }
+
+    fn metric_name(&self, name: &str, unit: &str, is_counter: bool, is_gauge: bool) -> String {
+        match self.strategy {
+            TranslationStrategy::UnderscoreEscapingWithSuffixes => prometheus_name(name, unit, is_counter, is_gauge),
+            TranslationStrategy::NoUtf8EscapingWithSuffixes => {
+                with_suffixes(name.to_string(), unit, is_counter, is_gauge)
+            }
+            TranslationStrategy::NoTranslation => name.to_string(),
+        }
+    }
+
+    fn label_name(&self, key: &str) -> String {
+        match self.strategy {
+            TranslationStrategy::UnderscoreEscapingWithSuffixes => sanitize_label_name(key),
+            _ => key.to_string(),
+        }
     }
 }
 
@@ -173,7 +223,11 @@ pub fn unit_suffix(unit: &str) -> String {
 
 /// The Prometheus name of an OTLP metric.
 pub fn prometheus_name(name: &str, unit: &str, is_counter: bool, is_gauge: bool) -> String {
-    let mut out = sanitize_metric_name(name);
+    with_suffixes(sanitize_metric_name(name), unit, is_counter, is_gauge)
+}
+
+/// Adds the unit and type suffixes Prometheus adds to an OTLP metric name.
+fn with_suffixes(mut out: String, unit: &str, is_counter: bool, is_gauge: bool) -> String {
     let suffix = unit_suffix(unit);
     if !suffix.is_empty() && !out.ends_with(&format!("_{suffix}")) && out != suffix {
         if out.ends_with("_total") && is_counter {
@@ -240,10 +294,10 @@ pub fn format_float(value: f64) -> String {
     }
 }
 
-fn attribute_pairs(attributes: &[KeyValue]) -> Vec<(String, String)> {
+fn attribute_pairs(attributes: &[KeyValue], name_of: &dyn Fn(&str) -> String) -> Vec<(String, String)> {
     let mut pairs: Vec<(String, String)> = Vec::with_capacity(attributes.len());
     for kv in attributes {
-        let name = sanitize_label_name(&kv.key);
+        let name = name_of(&kv.key);
         let value = kv.value.as_ref().map(value_text).unwrap_or_default();
         // Two keys that sanitize alike are joined, as Prometheus does.
         match pairs.iter_mut().find(|(n, _)| *n == name) {
@@ -283,7 +337,7 @@ fn to_ms(time_unix_nano: u64) -> i64 {
 }
 
 fn exemplar_of(exemplar: &OtlpExemplar) -> Exemplar {
-    let mut pairs = attribute_pairs(&exemplar.filtered_attributes);
+    let mut pairs = attribute_pairs(&exemplar.filtered_attributes, &sanitize_label_name);
     if !exemplar.trace_id.is_empty() {
         pairs.push(("trace_id".into(), hex(&exemplar.trace_id)));
     }
@@ -339,7 +393,7 @@ impl OtlpMetricsIngest {
             }
             if !info_attributes.is_empty() && newest_ms != i64::MIN {
                 let mut pairs = identity.clone();
-                pairs.extend(attribute_pairs(&info_attributes));
+                pairs.extend(attribute_pairs(&info_attributes, &|key| self.label_name(key)));
                 pairs.push(("__name__".into(), "target_info".into()));
                 let entry = out.series.entry(labels_from(pairs)).or_default();
                 entry.0.push(Sample { t_ms: newest_ms, value: 1.0 });
@@ -374,7 +428,7 @@ impl OtlpMetricsIngest {
                         value: f64,
                         exemplars: Vec<Exemplar>| {
             let mut pairs: Vec<(String, String)> = identity.to_vec();
-            pairs.extend(attribute_pairs(attrs));
+            pairs.extend(attribute_pairs(attrs, &|key| self.label_name(key)));
             pairs.extend(extra.iter().cloned());
             pairs.push(("__name__".into(), name.to_string()));
             let entry = out.series.entry(labels_from(pairs)).or_default();
@@ -390,7 +444,7 @@ impl OtlpMetricsIngest {
         };
         match &metric.data {
             Some(metric::Data::Gauge(gauge)) => {
-                let name = prometheus_name(&metric.name, &metric.unit, false, true);
+                let name = self.metric_name(&metric.name, &metric.unit, false, true);
                 out.metadata.push(metadata(MetricType::Gauge, &name));
                 for point in &gauge.data_points {
                     let value = number_value(point.value.as_ref(), point.flags);
@@ -400,7 +454,7 @@ impl OtlpMetricsIngest {
             }
             Some(metric::Data::Sum(sum)) => {
                 let counter = sum.is_monotonic;
-                let name = prometheus_name(&metric.name, &metric.unit, counter, !counter);
+                let name = self.metric_name(&metric.name, &metric.unit, counter, !counter);
                 out.metadata.push(metadata(if counter { MetricType::Counter } else { MetricType::Gauge }, &name));
                 let delta = sum.aggregation_temporality == AggregationTemporality::Delta as i32;
                 for point in &sum.data_points {
@@ -416,7 +470,7 @@ impl OtlpMetricsIngest {
                 }
             }
             Some(metric::Data::Histogram(histogram)) => {
-                let base = prometheus_name(&metric.name, &metric.unit, false, false);
+                let base = self.metric_name(&metric.name, &metric.unit, false, false);
                 out.metadata.push(metadata(MetricType::Histogram, &base));
                 let delta = histogram.aggregation_temporality == AggregationTemporality::Delta as i32;
                 for point in &histogram.data_points {
@@ -506,7 +560,7 @@ impl OtlpMetricsIngest {
                 }
             }
             Some(metric::Data::Summary(summary)) => {
-                let base = prometheus_name(&metric.name, &metric.unit, false, false);
+                let base = self.metric_name(&metric.name, &metric.unit, false, false);
                 out.metadata.push(metadata(MetricType::Summary, &base));
                 for point in &summary.data_points {
                     let t_ms = to_ms(point.time_unix_nano);
@@ -593,7 +647,7 @@ fn number_value(value: Option<&number_data_point::Value>, flags: u32) -> f64 {
 
 fn series_key(name: &str, identity: &[(String, String)], attributes: &[KeyValue]) -> String {
     let mut pairs: Vec<(String, String)> = identity.to_vec();
-    pairs.extend(attribute_pairs(attributes));
+    pairs.extend(attribute_pairs(attributes, &|key| key.to_string()));
     pairs.sort();
     let mut key = name.to_string();
     for (n, v) in pairs {
@@ -608,6 +662,17 @@ fn series_key(name: &str, identity: &[(String, String)], attributes: &[KeyValue]
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn translation_strategies() {
+        let utf8 = OtlpMetricsIngest::new(TranslationStrategy::NoUtf8EscapingWithSuffixes);
+        assert_eq!(utf8.metric_name("http.server.duration", "s", false, false), "http.server.duration_seconds");
+        assert_eq!(utf8.label_name("http.route"), "http.route");
+        let none = OtlpMetricsIngest::new(TranslationStrategy::NoTranslation);
+        assert_eq!(none.metric_name("orders.placed", "{order}", true, false), "orders.placed");
+        assert_eq!(TranslationStrategy::parse("NoTranslation"), Some(TranslationStrategy::NoTranslation));
+        assert_eq!(TranslationStrategy::parse("nope"), None);
+    }
 
     #[test]
     fn names_follow_prometheus_3() {

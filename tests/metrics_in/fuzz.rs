@@ -129,3 +129,24 @@ fn damaged_otlp_requests_never_panic_the_translation() {
     }
     assert!(translated > 100, "the mutations should leave many decodable requests");
 }
+
+#[test]
+fn damaged_expositions_never_panic_the_parsers() {
+    use tripod::scrape::exposition::{parse_openmetrics, parse_prometheus_text};
+    let openmetrics = "# TYPE a histogram\n# HELP a help \\n x\n# UNIT a_seconds seconds\na_bucket{le=\"1.0\",x=\"y # \\\"z\"} 0 # {trace_id=\"abc\"} 0.5 123.4\na_bucket{le=\"+Inf\"} 3 1.5\na_count 3\na_sum 2\n# TYPE s stateset\ns{s=\"a\"} 1\n# EOF\n";
+    let text =
+        "# HELP x_total X.\n# TYPE x_total counter\nx_total{a=\"1\",b=\"\\n\"} 1.5e3 1700000000000\ny NaN\nz{} -Inf\n";
+    let mut rng = Rng(99);
+    for _ in 0..20_000 {
+        let damaged = mutate(openmetrics.as_bytes(), &mut rng);
+        if let Ok(damaged) = std::str::from_utf8(&damaged) {
+            let _ = parse_openmetrics(damaged);
+            let _ = parse_prometheus_text(damaged);
+        }
+        let damaged = mutate(text.as_bytes(), &mut rng);
+        if let Ok(damaged) = std::str::from_utf8(&damaged) {
+            let _ = parse_prometheus_text(damaged);
+            let _ = parse_openmetrics(damaged);
+        }
+    }
+}

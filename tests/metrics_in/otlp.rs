@@ -268,3 +268,16 @@ async fn grpc_export_answers_and_refuses_like_otlp() {
     assert_eq!(latest_values(&server, "jobs_done_total"), vec![(String::new(), 5.0)]);
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn utf8_names_are_kept_when_configured() {
+    let mut config = tripod::Config::embedded();
+    config.otlp_translation = tripod::ingest::otlp_metrics::TranslationStrategy::NoUtf8EscapingWithSuffixes;
+    let server = crate::support::server_with(config).await;
+    let url = format!("http://{}/v1/metrics", server.address(ListenerName::OtlpHttp).unwrap());
+    let (status, _, _) =
+        post(&url, "application/x-protobuf", None, request(vec![delta_sum(7, 1000)]).encode_to_vec()).await;
+    assert_eq!(status, 200);
+    assert_eq!(latest_values(&server, "jobs.done_total"), vec![(String::new(), 7.0)]);
+    server.shutdown().await.unwrap();
+}

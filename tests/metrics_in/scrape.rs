@@ -349,3 +349,21 @@ async fn https_targets_with_and_without_certificate_checks() {
     wait_for(&server, &[name("up"), m("job", "verify")], |f| f.len() == 1 && f[0].1.last() == Some(&0.0)).await;
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_auth_is_sent() {
+    // "user:pass" in base64.
+    let exposed: Exposed = Arc::new(Mutex::new(("text/plain".into(), "#auth Basic dXNlcjpwYXNz\nguarded 1\n".into())));
+    let address = exporter(exposed).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with(
+        &format!(
+            "scrape:\n  self: false\n  interval: 1s\n  timeout: 1s\n  configs:\n    - job_name: right\n      basic_auth: {{username: user, password: pass}}\n      static_configs: [{{targets: [\"{address}\"]}}]\n    - job_name: wrong\n      basic_auth: {{username: user, password: nope}}\n      static_configs: [{{targets: [\"{address}\"]}}]\n"
+        ),
+        dir.path(),
+    );
+    let server = server_with(config).await;
+    wait_for(&server, &[name("guarded"), m("job", "right")], |f| f.len() == 1).await;
+    wait_for(&server, &[name("up"), m("job", "wrong")], |f| f.len() == 1 && f[0].1.last() == Some(&0.0)).await;
+    server.shutdown().await.unwrap();
+}
