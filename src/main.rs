@@ -97,19 +97,22 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        // SIGHUP reloads the configuration. The handler is registered here, before serving, so
+        // that an early SIGHUP cannot hit the default action (which ends the process).
         #[cfg(unix)]
-        {
-            let reloader = server.reloader();
-            tokio::spawn(async move {
-                use tokio::signal::unix::{SignalKind, signal};
-                let Ok(mut hangup) = signal(SignalKind::hangup()) else { return };
-                while hangup.recv().await.is_some() {
-                    tracing::info!(signal = "SIGHUP", "received signal");
-                    if let Err(error) = reloader.reload() {
-                        tracing::error!(error = %error, "reload failed, keeping the running configuration");
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(mut hangup) => {
+                let reloader = server.reloader();
+                tokio::spawn(async move {
+                    while hangup.recv().await.is_some() {
+                        tracing::info!(signal = "SIGHUP", "received signal");
+                        if let Err(error) = reloader.reload() {
+                            tracing::error!(error = %error, "reload failed, keeping the running configuration");
+                        }
                     }
-                }
-            });
+                });
+            }
+            Err(error) => tracing::warn!(error = %error, "cannot listen for SIGHUP, reload with POST /-/reload"),
         }
         match server.run_until(shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,

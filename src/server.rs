@@ -394,10 +394,7 @@ async fn run_storage(
         }
     };
     state.set_storage(storage.clone());
-    if !state.mark_ready() {
-        return;
-    }
-    tracing::info!("ready");
+    // Scraping starts before the server reports ready, so that ready means every part runs.
     let manager =
         Arc::new(crate::scrape::manager::ScrapeManager::new(storage.clone(), scrape.settings, scrape.self_address));
     manager.start(&shutdown);
@@ -407,6 +404,10 @@ async fn run_storage(
         max_body_bytes: scrape.max_body_bytes,
         shutdown: shutdown.clone(),
     });
+    if !state.mark_ready() {
+        return;
+    }
+    tracing::info!("ready");
 
     let mut sync_ticker = tokio::time::interval(timers.fsync_interval);
     sync_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
