@@ -318,9 +318,10 @@ impl ScrapeManager {
             self.scrape_once(&key, &pool, &target, &mut previous).await;
         }
         if !generation.is_cancelled() {
-            // The target is gone: its series end now.
+            // The target is gone: its series, `up` and `scrape_*` included, end now.
             let timestamp = now_ms();
-            let stale: Vec<Labels> = previous.drain().collect();
+            let mut stale: Vec<Labels> = previous.drain().collect();
+            stale.extend(report_series(&target));
             let storage = self.storage.clone();
             let _ = tokio::task::spawn_blocking(move || append_stale(&storage, &stale, timestamp)).await;
         }
@@ -532,6 +533,26 @@ fn append_stale(storage: &Storage, series: &[Labels], timestamp: i64) {
     }
 }
 
+/// The synthetic series every scrape writes, in this order.
+const REPORT_SERIES: [&str; 5] = [
+    "up",
+    "scrape_duration_seconds",
+    "scrape_samples_scraped",
+    "scrape_samples_post_metric_relabeling",
+    "scrape_series_added",
+];
+
+fn report_series(target: &Target) -> Vec<Labels> {
+    REPORT_SERIES
+        .iter()
+        .map(|name| {
+            let mut labels = target.labels.clone();
+            labels.insert("__name__".into(), (*name).into());
+            to_labels(&labels)
+        })
+        .collect()
+}
+
 #[allow(clippy::too_many_arguments)]
 fn append_report(
     storage: &Storage,
@@ -543,20 +564,12 @@ fn append_report(
     kept: u64,
     added: u64,
 ) {
-    let series: Vec<(Labels, [Sample; 1])> = [
-        ("up", up),
-        ("scrape_duration_seconds", duration.as_secs_f64()),
-        ("scrape_samples_scraped", scraped as f64),
-        ("scrape_samples_post_metric_relabeling", kept as f64),
-        ("scrape_series_added", added as f64),
-    ]
-    .into_iter()
-    .map(|(name, value)| {
-        let mut labels = target.labels.clone();
-        labels.insert("__name__".into(), name.into());
-        (to_labels(&labels), [Sample { t_ms: timestamp, value }])
-    })
-    .collect();
+    let values = [up, duration.as_secs_f64(), scraped as f64, kept as f64, added as f64];
+    let series: Vec<(Labels, [Sample; 1])> = report_series(target)
+        .into_iter()
+        .zip(values)
+        .map(|(labels, value)| (labels, [Sample { t_ms: timestamp, value }]))
+        .collect();
     let batch: Vec<SeriesSamples> = series
         .iter()
         .map(|(labels, samples)| SeriesSamples { key: SeriesKey::Labels(labels), samples, exemplars: &[] })

@@ -367,3 +367,34 @@ async fn basic_auth_is_sent() {
     wait_for(&server, &[name("up"), m("job", "wrong")], |f| f.len() == 1 && f[0].1.last() == Some(&0.0)).await;
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_removed_from_discovery_gets_staleness_markers() {
+    let exposed: Exposed = Arc::new(Mutex::new(("text/plain".into(), "vanishing 1\n".into())));
+    let address = exporter(exposed).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("targets.yml"), format!("- targets: ['{address}']\n")).unwrap();
+    let config = config_with(
+        "scrape:\n  self: false\n  interval: 1s\n  timeout: 1s\n  configs:\n    - job_name: sd\n      file_sd_configs: [{files: [targets.yml], refresh_interval: 1s}]\n",
+        dir.path(),
+    );
+    let server = server_with(config).await;
+    wait_for(&server, &[name("vanishing")], |f| f.len() == 1).await;
+    std::fs::write(dir.path().join("targets.yml"), "[]\n").unwrap();
+    let storage = server.storage().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let series = storage.metrics().select(&[name("vanishing")], TimeRange::all()).unwrap();
+        let up = storage.metrics().select(&[name("up"), m("job", "sd")], TimeRange::all()).unwrap();
+        let ended =
+            |s: &tripod_storage::metrics::Series| s.samples().unwrap().last().is_some_and(|x| is_stale_nan(x.value));
+        if ended(&series[0]) && ended(&up[0]) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no staleness markers after the target went away");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let targets = get_json(&server, "/api/v1/targets").await;
+    assert!(targets["data"]["activeTargets"].as_array().unwrap().is_empty(), "{targets}");
+    server.shutdown().await.unwrap();
+}
