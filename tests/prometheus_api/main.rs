@@ -1,0 +1,4 @@
+//! The Prometheus HTTP API, black box, against the shapes Grafana's Prometheus datasource reads
+//! (../shared/design/grafana-contract.md section 1).
+
+mod read;
