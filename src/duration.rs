@@ -67,8 +67,9 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
     Ok(Duration::from_millis(total_ms))
 }
 
-/// Prints a duration the way Prometheus does: largest units first, zero terms omitted
-/// (`1h30m`, `15s`, `0s`). Sub-millisecond parts are dropped.
+/// Prints a duration the way Prometheus does: largest units first, zero terms omitted, and years
+/// and weeks only when they divide the duration exactly (`15d`, `2w`, `1h30m`, `0s`).
+/// Sub-millisecond parts are dropped.
 pub fn format_duration(duration: Duration) -> String {
     let mut ms = duration.as_millis() as u64;
     if ms == 0 {
@@ -76,6 +77,10 @@ pub fn format_duration(duration: Duration) -> String {
     }
     let mut out = String::new();
     for (name, unit_ms) in &UNITS {
+        let exact_only = matches!(*name, "y" | "w");
+        if exact_only && ms % unit_ms != 0 {
+            continue;
+        }
         if ms >= *unit_ms {
             out.push_str(&format!("{}{}", ms / unit_ms, name));
             ms %= unit_ms;
@@ -136,6 +141,10 @@ mod tests {
 
     #[test]
     fn formats_like_prometheus() {
+        assert_eq!(format_duration(Duration::from_secs(15 * 86400)), "15d");
+        assert_eq!(format_duration(Duration::from_secs(14 * 86400)), "2w");
+        assert_eq!(format_duration(Duration::from_secs(90 * 86400)), "90d");
+        assert_eq!(format_duration(Duration::from_secs(365 * 86400)), "1y");
         assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
         assert_eq!(format_duration(Duration::from_millis(1500)), "1s500ms");
         assert_eq!(format_duration(Duration::ZERO), "0s");

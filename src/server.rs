@@ -93,6 +93,7 @@ impl Server {
             },
             config.otlp_translation,
         );
+        state.set_flags(flags_of(&config, &data_dir));
         let shutdown = CancellationToken::new();
         let bound = bind_listeners(&config).await?;
 
@@ -293,6 +294,30 @@ impl Reloader {
             None => Err("storage is not open yet".to_string()),
         }
     }
+}
+
+/// Tripod's settings under the names of the Prometheus flags they stand for.
+fn flags_of(config: &Config, data_dir: &std::path::Path) -> std::collections::BTreeMap<String, String> {
+    use crate::duration::format_duration;
+    let metrics = &config.storage.metrics;
+    let ms = |ms: i64| format_duration(Duration::from_millis(ms.max(0) as u64));
+    let mut flags = std::collections::BTreeMap::new();
+    flags.insert("storage.tsdb.path".into(), data_dir.join("metrics").display().to_string());
+    flags.insert("storage.tsdb.retention.time".into(), metrics.retention_ms.map_or("0s".into(), ms));
+    flags
+        .insert("storage.tsdb.retention.size".into(), metrics.retention_bytes.map_or("0B".into(), |b| format!("{b}B")));
+    flags.insert("storage.tsdb.min-block-duration".into(), ms(metrics.block_range_ms));
+    flags.insert("storage.tsdb.out-of-order-time-window".into(), ms(metrics.out_of_order_window_ms));
+    flags.insert("storage.exemplars.exemplars-limit".into(), metrics.max_exemplars.to_string());
+    flags.insert(
+        "web.listen-address".into(),
+        config.listen_address(ListenerName::Prometheus).map(|a| a.to_string()).unwrap_or_default(),
+    );
+    flags.insert("web.enable-remote-write-receiver".into(), "true".into());
+    flags.insert("web.enable-lifecycle".into(), "true".into());
+    flags
+        .insert("config.file".into(), config.config_path.as_ref().map(|p| p.display().to_string()).unwrap_or_default());
+    flags
 }
 
 fn option_names(names: &[ListenerName]) -> String {

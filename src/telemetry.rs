@@ -164,6 +164,11 @@ impl Telemetry {
         Telemetry { started: Instant::now(), started_unix_seconds }
     }
 
+    /// When the server started, in Unix milliseconds.
+    pub fn started_unix_ms(&self) -> i64 {
+        (self.started_unix_seconds * 1000.0) as i64
+    }
+
     /// Renders every self-metric in the Prometheus text format (version 0.0.4).
     pub fn render(&self, ready: bool, storage: Option<&Storage>) -> String {
         use metrics::*;

@@ -73,6 +73,8 @@ struct Shared {
     otlp_metrics: OtlpMetricsIngest,
     /// The scrape manager, once storage is open.
     scrape: OnceLock<ScrapeHandle>,
+    /// Settings under the names of the Prometheus flags they stand for, for `status/flags`.
+    flags: OnceLock<std::collections::BTreeMap<String, String>>,
 }
 
 /// The running scrape manager and what a reload needs.
@@ -121,6 +123,7 @@ impl AppState {
                 metrics_ingest: MetricsIngest::default(),
                 otlp_metrics: OtlpMetricsIngest::new(otlp_translation),
                 scrape: OnceLock::new(),
+                flags: OnceLock::new(),
             }),
         }
     }
@@ -144,6 +147,21 @@ impl AppState {
     /// The scrape manager, once storage is open.
     pub fn scrape(&self) -> Option<&ScrapeHandle> {
         self.shared.scrape.get()
+    }
+
+    pub(crate) fn set_flags(&self, flags: std::collections::BTreeMap<String, String>) {
+        let _ = self.shared.flags.set(flags);
+    }
+
+    /// Settings under Prometheus flag names.
+    pub fn flags(&self) -> &std::collections::BTreeMap<String, String> {
+        static EMPTY: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
+        self.shared.flags.get().unwrap_or(&EMPTY)
+    }
+
+    /// Whether the last configuration reload succeeded, and when one was last applied (ms).
+    pub fn last_reload(&self) -> (bool, i64) {
+        self.scrape().map_or((true, self.telemetry().started_unix_ms()), |handle| handle.manager.last_reload())
     }
 
     pub fn readiness(&self) -> Readiness {

@@ -122,6 +122,8 @@ pub struct ScrapeManager {
     self_address: Option<String>,
     /// Cancels the running loops so that a reload can start new ones.
     generation: Mutex<CancellationToken>,
+    /// Whether the last reload succeeded, and when the configuration was last applied (ms).
+    last_reload: Mutex<(bool, i64)>,
 }
 
 fn now_ms() -> i64 {
@@ -147,6 +149,7 @@ impl ScrapeManager {
             settings: Mutex::new(settings),
             self_address,
             generation: Mutex::new(CancellationToken::new()),
+            last_reload: Mutex::new((true, now_ms())),
         }
     }
 
@@ -192,9 +195,74 @@ impl ScrapeManager {
         pools
     }
 
+    /// Whether the last reload succeeded, and when the configuration was last applied (ms).
+    pub fn last_reload(&self) -> (bool, i64) {
+        *self.last_reload.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records a reload that failed (the running configuration stays).
+    pub fn record_failed_reload(&self) {
+        self.last_reload.lock().unwrap_or_else(|p| p.into_inner()).0 = false;
+    }
+
+    /// The scrape configuration as Prometheus YAML (`global` and `scrape_configs`).
+    pub fn config_yaml(&self) -> String {
+        let settings = self.settings.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let format = crate::duration::format_duration;
+        let mut yaml = format!(
+            "global:\n  scrape_interval: {}\n  scrape_timeout: {}\nscrape_configs:\n",
+            format(settings.default_interval),
+            format(settings.default_timeout)
+        );
+        if self.pools().is_empty() {
+            yaml = yaml.replace("scrape_configs:\n", "scrape_configs: []\n");
+        }
+        for pool in self.pools() {
+            yaml.push_str(&format!(
+                "- job_name: {}\n  honor_labels: {}\n  honor_timestamps: {}\n  scrape_interval: {}\n  scrape_timeout: {}\n  metrics_path: {}\n  scheme: {}\n",
+                pool.job_name,
+                pool.honor_labels,
+                pool.honor_timestamps,
+                format(pool.interval),
+                format(pool.timeout),
+                pool.metrics_path,
+                pool.scheme
+            ));
+            if pool.sample_limit > 0 {
+                yaml.push_str(&format!("  sample_limit: {}\n", pool.sample_limit));
+            }
+            if !pool.static_groups.is_empty() {
+                yaml.push_str("  static_configs:\n");
+                for group in &pool.static_groups {
+                    let targets: Vec<String> = group.targets.iter().map(|t| format!("{t:?}")).collect();
+                    yaml.push_str(&format!("  - targets: [{}]\n", targets.join(", ")));
+                    if !group.labels.is_empty() {
+                        yaml.push_str("    labels:\n");
+                        for (name, value) in &group.labels {
+                            yaml.push_str(&format!("      {name}: {value:?}\n"));
+                        }
+                    }
+                }
+            }
+            if !pool.file_sd.is_empty() {
+                yaml.push_str("  file_sd_configs:\n");
+                for (files, refresh) in &pool.file_sd {
+                    let files: Vec<String> = files.iter().map(|f| format!("{f:?}")).collect();
+                    yaml.push_str(&format!(
+                        "  - files: [{}]\n    refresh_interval: {}\n",
+                        files.join(", "),
+                        format(*refresh)
+                    ));
+                }
+            }
+        }
+        yaml
+    }
+
     /// Replaces the settings and restarts every loop with them.
     pub fn reload(self: &Arc<Self>, settings: ScrapeSettings, shutdown: &CancellationToken) {
         *self.settings.lock().unwrap_or_else(|p| p.into_inner()) = settings;
+        *self.last_reload.lock().unwrap_or_else(|p| p.into_inner()) = (true, now_ms());
         let previous = {
             let mut generation = self.generation.lock().unwrap_or_else(|p| p.into_inner());
             std::mem::replace(&mut *generation, shutdown.child_token())

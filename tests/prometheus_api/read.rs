@@ -191,3 +191,49 @@ async fn bad_parameters_are_bad_data() {
     }
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn format_query_and_status_pages() {
+    let mut config = Config::embedded();
+    config.scrape.scrape_self = false;
+    let server = Server::start(config).await.unwrap();
+    server.ready().await.unwrap();
+    let storage = server.storage().unwrap();
+    for (job, instance) in [("api", "a:1"), ("db", "b:1")] {
+        let series = labels(&[("__name__", "up"), ("job", job), ("instance", instance)]);
+        let batch = [SeriesSamples {
+            key: SeriesKey::Labels(&series),
+            samples: &[Sample { t_ms: T0, value: 1.0 }],
+            exemplars: &[],
+        }];
+        storage.metrics().append(&batch).unwrap();
+    }
+
+    let (status, body) = post(&server, "/api/v1/format_query", &[("query", "sum(rate(up[5m]))by(job)")]).await;
+    assert_eq!((status, body["data"].as_str().unwrap()), (200, "sum by (job) (rate(up[5m]))"));
+    let (status, body) = get(&server, "/api/v1/format_query?query=sum(").await;
+    assert_eq!(status, 400);
+    assert_eq!(body["errorType"], "bad_data");
+
+    let (_, body) = get(&server, "/api/v1/status/config").await;
+    let yaml = body["data"]["yaml"].as_str().unwrap();
+    assert!(yaml.starts_with("global:\n  scrape_interval: 15s\n"), "{yaml}");
+    let (_, body) = get(&server, "/api/v1/status/flags").await;
+    assert_eq!(body["data"]["storage.tsdb.retention.time"], "15d");
+    assert_eq!(body["data"]["storage.tsdb.out-of-order-time-window"], "1h");
+    let (_, body) = get(&server, "/api/v1/status/runtimeinfo").await;
+    assert!(body["data"]["startTime"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(body["data"]["reloadConfigSuccess"], true);
+    assert_eq!(body["data"]["storageRetention"], "15d");
+
+    let (status, body) = get(&server, "/api/v1/status/tsdb").await;
+    assert_eq!(status, 200);
+    let data = &body["data"];
+    assert_eq!(data["headStats"]["numSeries"], 2);
+    assert_eq!(data["headStats"]["chunkCount"], 2);
+    assert_eq!(data["headStats"]["minTime"], T0);
+    assert_eq!(data["seriesCountByMetricName"], json!([{"name": "up", "value": 2}]));
+    assert_eq!(data["labelValueCountByLabelName"][0], json!({"name": "instance", "value": 2}));
+    assert_eq!(data["seriesCountByLabelValuePair"][0], json!({"name": "__name__=up", "value": 2}));
+    server.shutdown().await.unwrap();
+}

@@ -4,6 +4,7 @@
 
 pub mod read;
 pub mod remote_write;
+pub mod status;
 pub mod targets;
 
 use axum::Router;
@@ -20,6 +21,11 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/series", get(read::series).post(read::series))
         .route("/api/v1/metadata", get(read::metadata).post(read::metadata))
         .route("/api/v1/query_exemplars", get(read::query_exemplars).post(read::query_exemplars))
+        .route("/api/v1/format_query", get(status::format_query).post(status::format_query))
+        .route("/api/v1/status/config", get(status::config).post(status::config))
+        .route("/api/v1/status/flags", get(status::flags).post(status::flags))
+        .route("/api/v1/status/runtimeinfo", get(status::runtime_info).post(status::runtime_info))
+        .route("/api/v1/status/tsdb", get(status::tsdb).post(status::tsdb))
         .route("/api/v1/targets", get(targets::targets))
         .route("/api/v1/targets/metadata", get(targets::targets_metadata))
         .route("/-/reload", post(targets::reload).put(targets::reload))

@@ -622,6 +622,18 @@ impl Head {
         self.min_t.store(if min_t == i64::MAX { at_least } else { min_t }, Ordering::Release);
     }
 
+    /// Chunks held, open ones included.
+    pub fn chunk_count(&self) -> usize {
+        let series: Vec<Arc<MemSeries>> = self.read_index().series.values().cloned().collect();
+        series
+            .iter()
+            .map(|series| {
+                let state = series.lock();
+                state.closed.len() + usize::from(state.open.as_ref().is_some_and(|open| open.count() > 0))
+            })
+            .sum()
+    }
+
     /// Approximate bytes of memory the head uses: series, labels, index and chunks.
     pub fn memory_bytes(&self) -> usize {
         let index = self.read_index();

@@ -61,6 +61,7 @@ impl Default for MetricsOptions {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MetricsStats {
     pub head_series: u64,
+    pub head_chunks: u64,
     pub head_memory_bytes: u64,
     pub head_min_t: i64,
     pub head_max_t: i64,
@@ -787,6 +788,7 @@ impl MetricsStore {
         let blocks = self.blocks();
         MetricsStats {
             head_series: self.head.series_count() as u64,
+            head_chunks: self.head.chunk_count() as u64,
             head_memory_bytes: self.head.memory_bytes() as u64,
             head_min_t: self.head.min_t(),
             head_max_t: self.head.max_t(),
