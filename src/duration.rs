@@ -78,7 +78,7 @@ pub fn format_duration(duration: Duration) -> String {
     let mut out = String::new();
     for (name, unit_ms) in &UNITS {
         let exact_only = matches!(*name, "y" | "w");
-        if exact_only && ms % unit_ms != 0 {
+        if exact_only && !ms.is_multiple_of(*unit_ms) {
             continue;
         }
         if ms >= *unit_ms {
