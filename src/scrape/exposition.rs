@@ -468,6 +468,7 @@ pub fn parse_openmetrics(text: &str) -> Result<Exposition, ParseError> {
                 }
                 current = Some(Family::new(name));
             }
+            // `current` was set just above when it was empty or named another family.
             let family = current.as_mut().expect("set above");
             if family.has_samples {
                 return error(line, format!("metadata for {name} after its samples"));
@@ -547,6 +548,7 @@ pub fn parse_openmetrics(text: &str) -> Result<Exposition, ParseError> {
                 ""
             }
         };
+        // `current` either matched the sample (so it is set) or was set just above.
         let family = current.as_mut().expect("set above");
         family.has_samples = true;
         check_sample(family, &sample, suffix, line)?;
