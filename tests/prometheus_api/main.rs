@@ -1,4 +1,5 @@
 //! The Prometheus HTTP API, black box, against the shapes Grafana's Prometheus datasource reads
 //! (../shared/design/grafana-contract.md section 1).
 
+mod promqltest;
 mod read;
