@@ -237,3 +237,50 @@ async fn format_query_and_status_pages() {
     assert_eq!(data["seriesCountByLabelValuePair"][0], json!({"name": "__name__=up", "value": 2}));
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn federate_serves_the_latest_fresh_sample_of_each_selected_series() {
+    let server = Server::start(Config::embedded()).await.unwrap();
+    server.ready().await.unwrap();
+    let storage = server.storage().unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let stale = f64::from_bits(0x7ff0_0000_0000_0002);
+    let series: [(Labels, Vec<Sample>); 5] = [
+        (
+            labels(&[("__name__", "up"), ("job", "api"), ("path", "a\"b\\c\nd")]),
+            vec![Sample { t_ms: now - 30_000, value: 0.0 }, Sample { t_ms: now - 15_000, value: 1.0 }],
+        ),
+        (labels(&[("__name__", "bytes_total"), ("job", "api")]), vec![Sample { t_ms: now - 1_000, value: 2.5e9 }]),
+        (
+            labels(&[("__name__", "up"), ("job", "gone")]),
+            vec![Sample { t_ms: now - 20_000, value: 1.0 }, Sample { t_ms: now - 5_000, value: stale }],
+        ),
+        (labels(&[("__name__", "up"), ("job", "old")]), vec![Sample { t_ms: now - 600_000, value: 1.0 }]),
+        (labels(&[("job", "api"), ("nameless", "yes")]), vec![Sample { t_ms: now - 1_000, value: 7.0 }]),
+    ];
+    for (series_labels, samples) in &series {
+        let batch = [SeriesSamples { key: SeriesKey::Labels(series_labels), samples, exemplars: &[] }];
+        storage.metrics().append(&batch).unwrap();
+    }
+
+    let query = "/federate?match[]=%7Bjob%3D~%22.%2B%22%7D&match[]=up";
+    let response = reqwest::get(url(&server, query)).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/plain; version=0.0.4; charset=utf-8");
+    let body = response.text().await.unwrap();
+    let want = format!(
+        "# TYPE bytes_total untyped\nbytes_total{{job=\"api\"}} 2.5e+09 {}\n# TYPE up untyped\nup{{job=\"api\",path=\"a\\\"b\\\\c\\nd\"}} 1 {}\n",
+        now - 1_000,
+        now - 15_000
+    );
+    assert_eq!(body, want);
+
+    let response = reqwest::get(url(&server, "/federate")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "");
+
+    let response = reqwest::get(url(&server, "/federate?match[]=up%7B")).await.unwrap();
+    assert_eq!(response.status(), 400);
+    assert!(!response.text().await.unwrap().is_empty());
+    server.shutdown().await.unwrap();
+}

@@ -2,6 +2,7 @@
 //! that answer from storage (labels, values, series, metadata, exemplars), targets and reload.
 //! `/api/v1/query` and `/api/v1/query_range` join them with the PromQL engine.
 
+pub mod federate;
 pub mod read;
 pub mod remote_write;
 pub mod status;
@@ -28,6 +29,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/status/tsdb", get(status::tsdb).post(status::tsdb))
         .route("/api/v1/targets", get(targets::targets))
         .route("/api/v1/targets/metadata", get(targets::targets_metadata))
+        .route("/federate", get(federate::federate))
         .route("/-/reload", post(targets::reload).put(targets::reload))
 }
 

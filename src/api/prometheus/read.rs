@@ -191,7 +191,7 @@ pub fn parse_match(text: &str) -> Result<Vec<Vec<Matcher>>, ApiError> {
     }
 }
 
-fn match_params(params: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
+pub(super) fn match_params(params: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
     let mut sets = Vec::new();
     for text in params.all("match[]") {
         sets.extend(parse_match(text)?);
@@ -199,7 +199,7 @@ fn match_params(params: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
     Ok(sets)
 }
 
-fn storage_error(error: tripod_storage::metrics::MetricsError) -> ApiError {
+pub(super) fn storage_error(error: tripod_storage::metrics::MetricsError) -> ApiError {
     ApiError::internal(format!("reading metrics: {error}"))
 }
 
