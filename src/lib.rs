@@ -2,7 +2,7 @@
 //!
 //! Reading order: [`config`] (what can be set), [`server`] (listeners, tasks, shutdown),
 //! [`api`] (every wire format, with [`api::error`] mapping errors once), [`ingest`] (the
-//! protocol-neutral write path), [`telemetry`] (logs and self-metrics). The database itself is
+//! protocol-neutral write path), [`query`] (the query languages), [`telemetry`] (logs and self-metrics). The database itself is
 //! the `tripod-storage` crate.
 //!
 //! Embedding, for tests and CI jobs:
@@ -22,6 +22,7 @@ pub mod api;
 pub mod config;
 pub mod duration;
 pub mod ingest;
+pub mod query;
 pub mod scrape;
 pub mod server;
 pub mod telemetry;

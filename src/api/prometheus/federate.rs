@@ -105,16 +105,10 @@ fn exposition_float(value: f64) -> String {
     if value == 0.0 {
         return if value.is_sign_negative() { "-0" } else { "0" }.to_string();
     }
-    // Shortest round-tripping digits, as `d.ddde±x`.
+    // The decimal exponent of the shortest round-tripping digits decides, as in Go.
     let scientific = format!("{value:e}");
-    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
-    let exponent: i32 = exponent.parse().unwrap_or(0);
-    if (-4..6).contains(&exponent) {
-        format!("{value}")
-    } else {
-        let sign = if exponent < 0 { '-' } else { '+' };
-        format!("{mantissa}e{sign}{:02}", exponent.abs())
-    }
+    let exponent: i32 = scientific.split_once('e').and_then(|(_, e)| e.parse().ok()).unwrap_or(0);
+    if (-4..6).contains(&exponent) { format!("{value}") } else { super::go_exponent_form(value) }
 }
 
 #[cfg(test)]

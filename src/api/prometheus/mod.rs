@@ -34,7 +34,8 @@ pub fn router() -> Router<AppState> {
 }
 
 /// A sample value as Prometheus writes it in JSON: `NaN`, `+Inf`, `-Inf`, or the shortest
-/// decimal that reads back to the same float, without an exponent.
+/// decimal that reads back to the same float, in exponent form below 1e-6 and from 1e21 up
+/// (`1e-07`, `1e+21`), as its encoder does.
 pub fn format_value(value: f64) -> String {
     if value.is_nan() {
         "NaN".to_string()
@@ -42,7 +43,47 @@ pub fn format_value(value: f64) -> String {
         "+Inf".to_string()
     } else if value == f64::NEG_INFINITY {
         "-Inf".to_string()
+    } else if value != 0.0 && !(1e-6..1e21).contains(&value.abs()) {
+        go_exponent_form(value)
     } else {
         format!("{value}")
+    }
+}
+
+/// A finite float in Go's shortest `%e` form: `1.5e+07`, `1e-300` (at least two exponent
+/// digits, with a sign).
+pub fn go_exponent_form(value: f64) -> String {
+    let scientific = format!("{value:e}");
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    let sign = if exponent < 0 { '-' } else { '+' };
+    format!("{mantissa}e{sign}{:02}", exponent.unsigned_abs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_value;
+
+    #[test]
+    fn values_match_prometheus_json() {
+        let cases = [
+            (0.0, "0"),
+            (-0.0, "-0"),
+            (1.0, "1"),
+            (0.25, "0.25"),
+            (1e-6, "0.000001"),
+            (9.5e-7, "9.5e-07"),
+            (123456789.0, "123456789"),
+            (1e20, "100000000000000000000"),
+            (1e21, "1e+21"),
+            (-1.5e300, "-1.5e+300"),
+            (f64::MIN_POSITIVE, "2.2250738585072014e-308"),
+            (f64::INFINITY, "+Inf"),
+            (f64::NEG_INFINITY, "-Inf"),
+        ];
+        for (value, want) in cases {
+            assert_eq!(format_value(value), want, "{value:e}");
+        }
+        assert_eq!(format_value(f64::NAN), "NaN");
     }
 }

@@ -1,0 +1,3 @@
+//! The query languages, each evaluated against the storage traits only.
+
+pub mod promql;
