@@ -2,4 +2,5 @@
 //! (../shared/design/grafana-contract.md section 1).
 
 mod promqltest;
+mod query;
 mod read;

@@ -1,7 +1,8 @@
 //! Prometheus's PromQL test scripting language (`load`, `clear`, `eval instant|range` with
 //! `expect` lines and expected series), parsed into commands, and `load` data expanded into
-//! samples. The runner that evaluates the `eval` commands against Tripod's engine builds on
-//! this; here every file in ../shared/data/promql-testdata must parse and load.
+//! samples, and a runner that evaluates every `eval` of ../shared/data/promql-testdata with
+//! Tripod's engine and compares with the script's expectations. Evals that do not pass yet are
+//! listed in promqltest-expected-failures.txt.
 
 use std::path::PathBuf;
 
@@ -29,7 +30,7 @@ pub struct SeriesPoints {
     pub start_timestamps: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum EvalTime {
     Instant { at_ms: i64 },
     Range { start_ms: i64, end_ms: i64, step_ms: i64 },
@@ -448,4 +449,175 @@ fn every_prometheus_test_file_parses_and_loads() {
     );
     assert!(evals > 2000, "{evals} evals");
     assert!(loaded_samples > 50_000, "{loaded_samples} samples");
+}
+
+/// A result or expected series: labels (none for a scalar) and (time, value) points.
+type ResultSeries = (Option<Labels>, Vec<(i64, f64)>);
+
+/// Why an eval did not match its expectations, or `None` when it did.
+fn check_eval(store: &dyn tripod_storage::metrics::MetricsQueryable, eval: &Eval) -> Option<String> {
+    use tripod::query::promql::{self, EvalOptions, QueryValue, Steps};
+    let expect = |kind: &str| eval.expectations.iter().find(|e| e.kind == kind);
+    let wants_failure = expect("fail").is_some();
+    let expr = match promql_parser::parser::parse(&eval.query) {
+        Ok(expr) => expr,
+        Err(e) => return (!wants_failure).then(|| format!("parse error: {e}")),
+    };
+    let options = EvalOptions {
+        lookback_ms: tripod::query::promql::DEFAULT_LOOKBACK_MS,
+        max_samples: 50_000_000,
+        deadline: std::time::Instant::now() + std::time::Duration::from_secs(60),
+    };
+    let result = match eval.time {
+        EvalTime::Instant { at_ms } => promql::instant_query(store, &expr, at_ms, options),
+        EvalTime::Range { start_ms, end_ms, step_ms } => {
+            promql::range_query(store, &expr, Steps { start_ms, end_ms, step_ms }, options)
+        }
+    };
+    let value = match result {
+        Err(e) => return (!wants_failure).then(|| format!("error: {e}")),
+        Ok(_) if wants_failure => return Some("succeeded, expected an error".into()),
+        Ok(value) => value,
+    };
+    // Expected series as (labels, [(t, value)]).
+    let point_times = |count: usize| -> Vec<i64> {
+        match (eval.time, expect("range")) {
+            (_, Some(range)) => {
+                let words: Vec<&str> = range.message.as_deref().unwrap_or("").split_whitespace().collect();
+                match words.as_slice() {
+                    ["vector", "from", from, "to", _, "step", step] => {
+                        let (from, step) = (parse_time(from).unwrap_or(0), parse_time(step).unwrap_or(1));
+                        (0..count).map(|i| from + i as i64 * step).collect()
+                    }
+                    _ => Vec::new(),
+                }
+            }
+            (EvalTime::Range { start_ms, step_ms, .. }, None) => {
+                (0..count).map(|i| start_ms + i as i64 * step_ms).collect()
+            }
+            (EvalTime::Instant { at_ms }, None) => vec![at_ms; count],
+        }
+    };
+    let mut want: Vec<ResultSeries> = Vec::new();
+    for series in &eval.expected {
+        let times = point_times(series.points.len());
+        let mut points = Vec::new();
+        for (point, t) in series.points.iter().zip(times) {
+            match point {
+                Point::Value(v) => points.push((t, *v)),
+                Point::Missing => {}
+                Point::Stale | Point::Histogram(_) => return Some("expects histograms or stale points".into()),
+            }
+        }
+        want.push((series.labels.clone(), points));
+    }
+    let got: Vec<ResultSeries> = match &value {
+        QueryValue::String { value, .. } => {
+            let wanted = expect("string").and_then(|e| e.message.clone()).unwrap_or_default();
+            let quoted = |q: char| wanted.strip_prefix(q).and_then(|w| w.strip_suffix(q));
+            let wanted = quoted('"').or_else(|| quoted('`')).unwrap_or(&wanted);
+            return (value != wanted).then(|| format!("string {value:?}, expected {wanted:?}"));
+        }
+        QueryValue::Scalar(sample) => vec![(None, vec![(sample.t_ms, sample.value)])],
+        QueryValue::Vector(samples) => {
+            samples.iter().map(|s| (Some(s.labels.clone()), vec![(s.sample.t_ms, s.sample.value)])).collect()
+        }
+        QueryValue::Matrix(series) => series
+            .iter()
+            .map(|s| (Some(s.labels.clone()), s.samples.iter().map(|p| (p.t_ms, p.value)).collect()))
+            .collect(),
+    };
+    if expect("ordered").is_some() {
+        return Some("ordered results are not checked".into());
+    }
+    let close = |a: f64, b: f64| {
+        (a.is_nan() && b.is_nan()) || a == b || ((a - b).abs() <= 1e-6 * a.abs().max(b.abs()) && a.is_finite())
+    };
+    if got.len() != want.len() {
+        return Some(format!("{} series, expected {}", got.len(), want.len()));
+    }
+    for (labels, points) in &want {
+        let Some((_, found)) = got.iter().find(|(l, _)| l == labels) else {
+            return Some(format!("missing series {labels:?}"));
+        };
+        let same = found.len() == points.len() && found.iter().zip(points).all(|(a, b)| a.0 == b.0 && close(a.1, b.1));
+        if !same {
+            return Some(format!("series {labels:?}: got {found:?}, expected {points:?}"));
+        }
+    }
+    None
+}
+
+const EXPECTED_FAILURES: &str = "tests/prometheus_api/promqltest-expected-failures.txt";
+
+/// Every eval of Prometheus's own test scripts runs against the engine. The evals that do not
+/// pass yet are listed, one `file:line` each, in the expected-failures file; the list must be
+/// exact, so a fix shows up as a failure until its line is removed. `PROMQLTEST_WRITE=1`
+/// rewrites the list.
+#[test]
+fn prometheus_test_scripts_evaluate_as_prometheus_does() {
+    let Some(dir) = testdata() else { return };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "test"))
+        .collect();
+    files.sort();
+    let mut failing: Vec<(String, String)> = Vec::new();
+    let mut total = 0;
+    for file in &files {
+        let name = file.file_name().unwrap().to_string_lossy().to_string();
+        let commands = parse_script(&std::fs::read_to_string(file).unwrap()).unwrap();
+        let mut store = tripod_storage::metrics::memory::MemoryMetrics::new();
+        let mut unloadable = false;
+        for (line, command) in &commands {
+            match command {
+                Command::Load { interval_ms, series, with_nhcb } => {
+                    // `load_with_nhcb` also stores classic histograms as native ones.
+                    unloadable |= *with_nhcb || load_into(&store, *interval_ms, series).1 > 0;
+                }
+                Command::Clear => {
+                    store = tripod_storage::metrics::memory::MemoryMetrics::new();
+                    unloadable = false;
+                }
+                Command::Eval(eval) => {
+                    total += 1;
+                    let problem = if unloadable {
+                        Some("the data holds native histograms or start timestamps".to_string())
+                    } else {
+                        check_eval(&store, eval)
+                    };
+                    if let Some(problem) = problem {
+                        failing.push((format!("{name}:{line}"), problem));
+                    }
+                }
+            }
+        }
+    }
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(EXPECTED_FAILURES);
+    if std::env::var("PROMQLTEST_WRITE").is_ok_and(|v| v == "1") {
+        let mut text = String::from("# evals of shared/data/promql-testdata that do not pass yet: file:line\n");
+        for (place, _) in &failing {
+            text.push_str(place);
+            text.push('\n');
+        }
+        std::fs::write(&path, text).unwrap();
+    }
+    let listed: std::collections::BTreeSet<String> = std::fs::read_to_string(&path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| l.trim().to_string())
+        .collect();
+    let failing_places: std::collections::BTreeSet<String> = failing.iter().map(|(p, _)| p.clone()).collect();
+    let unexpected: Vec<&(String, String)> = failing.iter().filter(|(p, _)| !listed.contains(p)).collect();
+    let fixed: Vec<&String> = listed.iter().filter(|p| !failing_places.contains(*p)).collect();
+    eprintln!("promqltest: {} of {total} evals pass", total - failing.len());
+    if std::env::var("PROMQLTEST_VERBOSE").is_ok_and(|v| v == "1") {
+        for (place, problem) in &failing {
+            eprintln!("promqltest: {place}: {problem}");
+        }
+    }
+    assert!(unexpected.is_empty(), "evals that fail but are not listed in {EXPECTED_FAILURES}: {unexpected:#?}");
+    assert!(fixed.is_empty(), "evals that pass now; remove them from {EXPECTED_FAILURES}: {fixed:#?}");
 }

@@ -3,6 +3,7 @@
 //! `/api/v1/query` and `/api/v1/query_range` join them with the PromQL engine.
 
 pub mod federate;
+pub mod query;
 pub mod read;
 pub mod remote_write;
 pub mod status;
@@ -17,6 +18,8 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/write", post(remote_write::write))
         .route("/api/v1/otlp/v1/metrics", post(super::otlp::metrics::http_export))
+        .route("/api/v1/query", get(query::instant).post(query::instant))
+        .route("/api/v1/query_range", get(query::range).post(query::range))
         .route("/api/v1/labels", get(read::labels).post(read::labels))
         .route("/api/v1/label/{name}/values", get(read::label_values).post(read::label_values))
         .route("/api/v1/series", get(read::series).post(read::series))

@@ -10,11 +10,12 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use promql_parser::parser::Expr;
 use serde_json::{Map, Value, json};
-use tripod_storage::labels::{Labels, MatchOp, Matcher};
+use tripod_storage::labels::{Labels, Matcher};
 use tripod_storage::metrics::{MetricsQueryable, TimeRange};
 
 use crate::api::AppState;
 use crate::api::error::{ApiError, PrometheusError};
+use crate::query::promql::selector::selector_matchers;
 
 /// Request parameters: the URL query, then a form body, in order.
 pub struct Params {
@@ -115,7 +116,7 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
     Some(seconds * 1000 + millis)
 }
 
-fn time_param(params: &Params, name: &str) -> Result<Option<i64>, ApiError> {
+pub(super) fn time_param(params: &Params, name: &str) -> Result<Option<i64>, ApiError> {
     match params.get(name) {
         None | Some("") => Ok(None),
         Some(text) => parse_time(text).map(Some).ok_or_else(|| {
@@ -145,48 +146,12 @@ fn limit_param(params: &Params) -> Result<Option<usize>, ApiError> {
     }
 }
 
-fn convert_matcher(matcher: &promql_parser::label::Matcher) -> Result<Matcher, ApiError> {
-    use promql_parser::label::MatchOp as Op;
-    let op = match matcher.op {
-        Op::Equal => MatchOp::Equal,
-        Op::NotEqual => MatchOp::NotEqual,
-        Op::Re(_) => MatchOp::RegexMatch,
-        Op::NotRe(_) => MatchOp::RegexNoMatch,
-    };
-    Matcher::new(op, matcher.name.clone(), matcher.value.clone()).map_err(|e| ApiError::bad_data(e.to_string()))
-}
-
-/// The matcher sets of a vector selector (one set, or one per `or` alternative).
-fn selector_matchers(selector: &promql_parser::parser::VectorSelector) -> Result<Vec<Vec<Matcher>>, ApiError> {
-    let mut base: Vec<Matcher> = Vec::new();
-    if let Some(name) = &selector.name {
-        base.push(Matcher::equal("__name__", name.clone()));
-    }
-    let mut sets = Vec::new();
-    if selector.matchers.or_matchers.is_empty() {
-        let mut set = base.clone();
-        for matcher in &selector.matchers.matchers {
-            set.push(convert_matcher(matcher)?);
-        }
-        sets.push(set);
-    } else {
-        for alternative in &selector.matchers.or_matchers {
-            let mut set = base.clone();
-            for matcher in alternative {
-                set.push(convert_matcher(matcher)?);
-            }
-            sets.push(set);
-        }
-    }
-    Ok(sets)
-}
-
 /// Parses a `match[]` value: a series selector such as `up{job="api"}`.
 pub fn parse_match(text: &str) -> Result<Vec<Vec<Matcher>>, ApiError> {
     let expr = promql_parser::parser::parse(text)
         .map_err(|e| ApiError::bad_data(format!("invalid parameter \"match[]\": {e}")))?;
     match expr {
-        Expr::VectorSelector(selector) => selector_matchers(&selector),
+        Expr::VectorSelector(selector) => selector_matchers(&selector).map_err(ApiError::bad_data),
         _ => Err(ApiError::bad_data(format!("invalid parameter \"match[]\": {text:?} is not a series selector"))),
     }
 }
@@ -373,7 +338,7 @@ pub async fn query_exemplars(
     selectors(&expr, &mut found);
     let mut sets = Vec::new();
     for selector in &found {
-        sets.extend(selector_matchers(selector)?);
+        sets.extend(selector_matchers(selector).map_err(ApiError::bad_data)?);
     }
     let storage = state.storage()?;
     let exemplars =

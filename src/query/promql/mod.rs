@@ -1,8 +1,11 @@
-//! PromQL: result values and their JSON encoding, and instant-vector selection with Prometheus
+//! PromQL: the evaluator, result values and their JSON encoding, and selection with Prometheus
 //! 3's lookback rules. Expressions come from `promql-parser`.
 
+pub mod eval;
 pub mod lookback;
+pub mod selector;
 pub mod value;
 
+pub use eval::{EvalError, EvalOptions, Steps, instant_query, range_query};
 pub use lookback::{DEFAULT_LOOKBACK_MS, instant_sample, range_samples};
 pub use value::{QueryValue, RangeSeries, VectorSample};

@@ -1,0 +1,792 @@
+//! The PromQL evaluator: evaluates a parsed expression at every step of a query at once.
+//!
+//! Each node yields a value per step: a scalar is one float per step, an instant vector is a
+//! set of series with an optional value per step. Binary operators and aggregations then work
+//! step by step with Prometheus 3's rules (vector matching, `bool`, name dropping, Neumaier
+//! summation). Matrices exist only where an instant query returns a range selector.
+//!
+//! Covered: literals, parentheses, unary minus, instant and range selectors with `offset` and
+//! `@`, every binary operator (arithmetic, comparison, `and`/`or`/`unless`, `on`/`ignoring`,
+//! `group_left`/`group_right`), and the aggregations `sum`, `avg`, `min`, `max`, `count`,
+//! `group`, `stddev` and `stdvar`. Anything else is refused with [`EvalError::Unsupported`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use promql_parser::label::Labels as GroupingLabels;
+use promql_parser::parser::token::{
+    T_ADD, T_ATAN2, T_AVG, T_COUNT, T_DIV, T_EQLC, T_GROUP, T_GTE, T_GTR, T_LAND, T_LOR, T_LSS, T_LTE, T_LUNLESS,
+    T_MAX, T_MIN, T_MOD, T_MUL, T_NEQ, T_POW, T_STDDEV, T_STDVAR, T_SUB, T_SUM, TokenType,
+};
+use promql_parser::parser::{
+    AggregateExpr, AtModifier, BinModifier, BinaryExpr, Expr, LabelModifier, Offset, VectorMatchCardinality,
+    VectorSelector,
+};
+use tripod_storage::labels::{Label, Labels};
+use tripod_storage::metrics::{MetricsQueryable, Sample, TimeRange};
+
+use super::lookback::{instant_sample, range_samples};
+use super::selector::selector_matchers;
+use super::value::{QueryValue, RangeSeries, VectorSample};
+
+/// Why a query could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// The expression uses a part of PromQL this engine does not evaluate.
+    #[error("{0} is not supported")]
+    Unsupported(String),
+    /// Prometheus refuses the query at run time (ambiguous matching, duplicate series).
+    #[error("{0}")]
+    Execution(String),
+    /// The query selected more samples than allowed.
+    #[error("query processing would load too many samples into memory in query execution")]
+    TooManySamples,
+    #[error("query timed out in expression evaluation")]
+    Timeout,
+    #[error("reading metrics: {0}")]
+    Storage(String),
+}
+
+/// Limits and settings for one query.
+#[derive(Debug, Clone, Copy)]
+pub struct EvalOptions {
+    /// How far back an instant selector looks for a sample.
+    pub lookback_ms: i64,
+    /// The most samples selectors may load, over all steps.
+    pub max_samples: usize,
+    /// When evaluation gives up.
+    pub deadline: Instant,
+}
+
+/// The steps of a query: `start_ms`, `start_ms + step_ms`, ... up to `end_ms`.
+#[derive(Debug, Clone, Copy)]
+pub struct Steps {
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub step_ms: i64,
+}
+
+impl Steps {
+    pub fn instant(t_ms: i64) -> Steps {
+        Steps { start_ms: t_ms, end_ms: t_ms, step_ms: 1 }
+    }
+
+    fn count(&self) -> usize {
+        ((self.end_ms - self.start_ms) / self.step_ms) as usize + 1
+    }
+
+    fn at(&self, index: usize) -> i64 {
+        self.start_ms + index as i64 * self.step_ms
+    }
+}
+
+/// Evaluates `expr` as an instant query at `t_ms`.
+pub fn instant_query(
+    storage: &dyn MetricsQueryable,
+    expr: &Expr,
+    t_ms: i64,
+    options: EvalOptions,
+) -> Result<QueryValue, EvalError> {
+    let steps = Steps::instant(t_ms);
+    let mut evaluator = Evaluator { storage, steps, options, loaded: 0, checks: 0 };
+    Ok(match evaluator.eval(expr)? {
+        Value::Scalar(values) => QueryValue::Scalar(Sample { t_ms, value: values[0] }),
+        Value::String(value) => QueryValue::String { t_ms, value },
+        Value::Vector(series) => QueryValue::Vector(
+            series
+                .into_iter()
+                .filter_map(|s| {
+                    s.values[0].map(|value| VectorSample { labels: s.labels, sample: Sample { t_ms, value } })
+                })
+                .collect(),
+        ),
+        Value::Matrix(series) => QueryValue::Matrix(series),
+    })
+}
+
+/// Evaluates `expr` at every step of `steps`. The caller has checked that `expr` is a scalar
+/// or an instant vector and that the steps are valid.
+pub fn range_query(
+    storage: &dyn MetricsQueryable,
+    expr: &Expr,
+    steps: Steps,
+    options: EvalOptions,
+) -> Result<QueryValue, EvalError> {
+    let mut evaluator = Evaluator { storage, steps, options, loaded: 0, checks: 0 };
+    let to_samples = |values: &[Option<f64>]| -> Vec<Sample> {
+        values.iter().enumerate().filter_map(|(i, v)| v.map(|value| Sample { t_ms: steps.at(i), value })).collect()
+    };
+    Ok(match evaluator.eval(expr)? {
+        Value::Scalar(values) => {
+            let values: Vec<Option<f64>> = values.into_iter().map(Some).collect();
+            QueryValue::Matrix(vec![RangeSeries { labels: Labels::empty(), samples: to_samples(&values) }])
+        }
+        Value::Vector(series) => QueryValue::Matrix(
+            series
+                .into_iter()
+                .map(|s| RangeSeries { samples: to_samples(&s.values), labels: s.labels })
+                .filter(|s| !s.samples.is_empty())
+                .collect(),
+        ),
+        Value::String(_) => return Err(EvalError::Execution("a string cannot be evaluated over a range".into())),
+        Value::Matrix(_) => return Err(EvalError::Execution("a range vector cannot be evaluated over a range".into())),
+    })
+}
+
+/// A series of an instant vector: a value, or none, at each step.
+#[derive(Debug, Clone)]
+struct StepSeries {
+    labels: Labels,
+    values: Vec<Option<f64>>,
+}
+
+#[derive(Debug)]
+enum Value {
+    Scalar(Vec<f64>),
+    String(String),
+    Vector(Vec<StepSeries>),
+    Matrix(Vec<RangeSeries>),
+}
+
+struct Evaluator<'a> {
+    storage: &'a dyn MetricsQueryable,
+    steps: Steps,
+    options: EvalOptions,
+    loaded: usize,
+    checks: u32,
+}
+
+impl Evaluator<'_> {
+    fn check_deadline(&mut self) -> Result<(), EvalError> {
+        self.checks = self.checks.wrapping_add(1);
+        if self.checks.is_multiple_of(256) && Instant::now() >= self.options.deadline {
+            return Err(EvalError::Timeout);
+        }
+        Ok(())
+    }
+
+    fn eval(&mut self, expr: &Expr) -> Result<Value, EvalError> {
+        if Instant::now() >= self.options.deadline {
+            return Err(EvalError::Timeout);
+        }
+        match expr {
+            Expr::NumberLiteral(number) => Ok(Value::Scalar(vec![number.val; self.steps.count()])),
+            Expr::StringLiteral(string) => Ok(Value::String(string.val.clone())),
+            Expr::Paren(paren) => self.eval(&paren.expr),
+            Expr::Unary(unary) => match self.eval(&unary.expr)? {
+                Value::Scalar(values) => Ok(Value::Scalar(values.into_iter().map(|v| -v).collect())),
+                Value::Vector(series) => {
+                    let negated = series.into_iter().map(|s| StepSeries {
+                        labels: without_name(&s.labels),
+                        values: s.values.into_iter().map(|v| v.map(|v| -v)).collect(),
+                    });
+                    Ok(Value::Vector(merge_unique(negated)?))
+                }
+                _ => Err(EvalError::Execution("unary minus needs a scalar or an instant vector".into())),
+            },
+            Expr::VectorSelector(selector) => Ok(Value::Vector(self.select_instant(selector)?)),
+            Expr::MatrixSelector(matrix) => {
+                if self.steps.count() != 1 {
+                    return Err(EvalError::Unsupported("a range vector outside a function".into()));
+                }
+                Ok(Value::Matrix(self.select_range(&matrix.vs, duration_ms(matrix.range))?))
+            }
+            Expr::Binary(binary) => self.binary(binary),
+            Expr::Aggregate(aggregate) => self.aggregate(aggregate),
+            Expr::Call(call) => Err(EvalError::Unsupported(format!("the function {}()", call.func.name))),
+            Expr::Subquery(_) => Err(EvalError::Unsupported("a subquery".into())),
+            Expr::Extension(_) => Err(EvalError::Unsupported("an extension expression".into())),
+        }
+    }
+
+    /// The evaluation time of each step for a selector with `offset` and `@`.
+    fn selector_times(&self, selector: &VectorSelector) -> Vec<i64> {
+        let offset_ms = match &selector.offset {
+            Some(Offset::Pos(d)) => duration_ms(*d),
+            Some(Offset::Neg(d)) => -duration_ms(*d),
+            None => 0,
+        };
+        let fixed = selector.at.as_ref().map(|at| match at {
+            AtModifier::Start => self.steps.start_ms,
+            AtModifier::End => self.steps.end_ms,
+            AtModifier::At(time) => system_time_ms(*time),
+        });
+        (0..self.steps.count()).map(|i| fixed.unwrap_or(self.steps.at(i)).saturating_sub(offset_ms)).collect()
+    }
+
+    /// Every series the selector matches with samples in `[first - window, last]`, with those
+    /// samples.
+    fn fetch(
+        &mut self,
+        selector: &VectorSelector,
+        times: &[i64],
+        window_ms: i64,
+    ) -> Result<Vec<(Labels, Vec<Sample>)>, EvalError> {
+        let first = times.iter().copied().min().unwrap_or(self.steps.start_ms);
+        let last = times.iter().copied().max().unwrap_or(self.steps.end_ms);
+        let Some(range) = TimeRange::new(first.saturating_sub(window_ms), last) else {
+            return Ok(Vec::new());
+        };
+        let sets = selector_matchers(selector).map_err(EvalError::Execution)?;
+        let mut found: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
+        for matchers in &sets {
+            let selected = self.storage.select(matchers, range).map_err(|e| EvalError::Storage(e.to_string()))?;
+            for series in selected {
+                self.check_deadline()?;
+                if found.contains_key(&series.labels) {
+                    continue;
+                }
+                let samples = series.samples().map_err(|e| EvalError::Storage(e.to_string()))?;
+                found.insert(series.labels, samples);
+            }
+        }
+        Ok(found.into_iter().collect())
+    }
+
+    fn count_loaded(&mut self, samples: usize) -> Result<(), EvalError> {
+        self.loaded = self.loaded.saturating_add(samples);
+        if self.loaded > self.options.max_samples {
+            return Err(EvalError::TooManySamples);
+        }
+        Ok(())
+    }
+
+    fn select_instant(&mut self, selector: &VectorSelector) -> Result<Vec<StepSeries>, EvalError> {
+        let times = self.selector_times(selector);
+        let lookback = self.options.lookback_ms;
+        let mut out = Vec::new();
+        for (labels, samples) in self.fetch(selector, &times, lookback)? {
+            let values: Vec<Option<f64>> =
+                times.iter().map(|&t| instant_sample(&samples, t, lookback).map(|s| s.value)).collect();
+            let present = values.iter().filter(|v| v.is_some()).count();
+            if present > 0 {
+                self.count_loaded(present)?;
+                out.push(StepSeries { labels, values });
+            }
+        }
+        Ok(out)
+    }
+
+    fn select_range(&mut self, selector: &VectorSelector, range_ms: i64) -> Result<Vec<RangeSeries>, EvalError> {
+        let times = self.selector_times(selector);
+        let t = times[0];
+        let mut out = Vec::new();
+        for (labels, samples) in self.fetch(selector, &times, range_ms)? {
+            let samples: Vec<Sample> = range_samples(&samples, t, range_ms).collect();
+            if !samples.is_empty() {
+                self.count_loaded(samples.len())?;
+                out.push(RangeSeries { labels, samples });
+            }
+        }
+        Ok(out)
+    }
+
+    fn binary(&mut self, binary: &BinaryExpr) -> Result<Value, EvalError> {
+        let op = binary.op;
+        let return_bool = binary.modifier.as_ref().is_some_and(|m| m.return_bool);
+        if binary.modifier.as_ref().is_some_and(|m| m.fill_values.lhs.is_some() || m.fill_values.rhs.is_some()) {
+            return Err(EvalError::Unsupported("the fill modifier".into()));
+        }
+        let lhs = self.eval(&binary.lhs)?;
+        let rhs = self.eval(&binary.rhs)?;
+        match (lhs, rhs) {
+            (Value::Scalar(l), Value::Scalar(r)) => {
+                let values = l
+                    .iter()
+                    .zip(&r)
+                    .map(|(&a, &b)| {
+                        let (value, keep) = apply(op, a, b)?;
+                        Ok(if is_comparison(op) { f64::from(u8::from(keep)) } else { value })
+                    })
+                    .collect::<Result<Vec<f64>, EvalError>>()?;
+                Ok(Value::Scalar(values))
+            }
+            (Value::Vector(vector), Value::Scalar(scalar)) => {
+                Ok(Value::Vector(vector_scalar(op, return_bool, vector, &scalar, false)?))
+            }
+            (Value::Scalar(scalar), Value::Vector(vector)) => {
+                Ok(Value::Vector(vector_scalar(op, return_bool, vector, &scalar, true)?))
+            }
+            (Value::Vector(l), Value::Vector(r)) => {
+                let modifier = binary.modifier.as_ref();
+                if op.is_set_operator() {
+                    Ok(Value::Vector(set_operation(op, modifier, l, r, self.steps.count())))
+                } else {
+                    Ok(Value::Vector(vector_vector(op, modifier, l, r, self.steps.count())?))
+                }
+            }
+            _ => Err(EvalError::Execution(format!("operator {op} needs scalars or instant vectors"))),
+        }
+    }
+
+    fn aggregate(&mut self, aggregate: &AggregateExpr) -> Result<Value, EvalError> {
+        let op = aggregate.op;
+        if !matches!(op.id(), T_SUM | T_AVG | T_MIN | T_MAX | T_COUNT | T_GROUP | T_STDDEV | T_STDVAR) {
+            return Err(EvalError::Unsupported(format!("the aggregation {op}")));
+        }
+        let Value::Vector(input) = self.eval(&aggregate.expr)? else {
+            return Err(EvalError::Execution(format!("{op} needs an instant vector")));
+        };
+        let steps = self.steps.count();
+        // Output series by group labels, each with an accumulator per step.
+        let mut groups: BTreeMap<Labels, Vec<Accumulator>> = BTreeMap::new();
+        let mut group_of: Vec<Labels> = Vec::with_capacity(input.len());
+        for series in &input {
+            let key = grouping_labels(&series.labels, aggregate.modifier.as_ref());
+            groups.entry(key.clone()).or_insert_with(|| vec![Accumulator::default(); steps]);
+            group_of.push(key);
+        }
+        for (series, key) in input.iter().zip(&group_of) {
+            self.check_deadline()?;
+            let accumulators = groups.get_mut(key).expect("every group was created above");
+            for (accumulator, value) in accumulators.iter_mut().zip(&series.values) {
+                if let Some(value) = value {
+                    accumulator.add(op, *value);
+                }
+            }
+        }
+        let out = groups
+            .into_iter()
+            .map(|(labels, accumulators)| StepSeries {
+                labels,
+                values: accumulators.iter().map(|a| a.result(op)).collect(),
+            })
+            .filter(|s| s.values.iter().any(Option::is_some))
+            .collect();
+        Ok(Value::Vector(out))
+    }
+}
+
+/// Running state of one aggregation group at one step.
+#[derive(Debug, Clone, Default)]
+struct Accumulator {
+    count: u64,
+    /// Neumaier-compensated sum: `sum + compensation` is the total (`sum`, and `avg` until the
+    /// sum would overflow).
+    sum: f64,
+    compensation: f64,
+    /// `avg` after the sum would have overflowed: a compensated incremental mean.
+    incremental: bool,
+    mean: f64,
+    mean_compensation: f64,
+    /// Welford's running mean and sum of squared deviations, for `stddev` and `stdvar`.
+    welford_mean: f64,
+    m2: f64,
+    min: f64,
+    max: f64,
+}
+
+/// One step of Neumaier's compensated summation: the new sum and compensation.
+fn compensated_add(value: f64, sum: f64, compensation: f64) -> (f64, f64) {
+    let total = sum + value;
+    let compensation = if total.is_infinite() {
+        0.0
+    } else if sum.abs() >= value.abs() {
+        compensation + ((sum - total) + value)
+    } else {
+        compensation + ((value - total) + sum)
+    };
+    (total, compensation)
+}
+
+impl Accumulator {
+    fn add(&mut self, op: TokenType, value: f64) {
+        self.count += 1;
+        let n = self.count as f64;
+        match op.id() {
+            T_MIN | T_MAX => {
+                if self.count == 1 {
+                    (self.min, self.max) = (value, value);
+                }
+                if self.min > value || self.min.is_nan() {
+                    self.min = value;
+                }
+                if self.max < value || self.max.is_nan() {
+                    self.max = value;
+                }
+            }
+            T_STDDEV | T_STDVAR => {
+                let delta = value - self.welford_mean;
+                self.welford_mean += delta / n;
+                self.m2 += delta * (value - self.welford_mean);
+            }
+            T_AVG if self.count == 1 => (self.sum, self.mean) = (value, value),
+            T_AVG => {
+                if !self.incremental {
+                    let (sum, compensation) = compensated_add(value, self.sum, self.compensation);
+                    if !sum.is_infinite() {
+                        (self.sum, self.compensation) = (sum, compensation);
+                        return;
+                    }
+                    // The sum would overflow: continue with the mean of what came so far.
+                    self.incremental = true;
+                    self.mean = self.sum / (n - 1.0);
+                    self.mean_compensation = self.compensation / (n - 1.0);
+                }
+                if self.mean.is_infinite() {
+                    // An infinite mean stays as it is unless an infinity of the other sign or
+                    // a NaN arrives.
+                    let same_infinity = value.is_infinite() && (self.mean > 0.0) == (value > 0.0);
+                    if same_infinity || value.is_finite() {
+                        return;
+                    }
+                }
+                let current = self.mean + self.mean_compensation;
+                (self.mean, self.mean_compensation) =
+                    compensated_add(value / n - current / n, self.mean, self.mean_compensation);
+            }
+            _ => (self.sum, self.compensation) = compensated_add(value, self.sum, self.compensation),
+        }
+    }
+
+    fn result(&self, op: TokenType) -> Option<f64> {
+        if self.count == 0 {
+            return None;
+        }
+        let n = self.count as f64;
+        Some(match op.id() {
+            T_SUM => self.sum + self.compensation,
+            T_AVG if self.incremental => self.mean + self.mean_compensation,
+            T_AVG => (self.sum + self.compensation) / n,
+            T_MIN => self.min,
+            T_MAX => self.max,
+            T_COUNT => n,
+            T_GROUP => 1.0,
+            T_STDVAR => self.m2 / n,
+            T_STDDEV => (self.m2 / n).sqrt(),
+            _ => unreachable!("aggregation operators are checked before evaluation"),
+        })
+    }
+}
+
+/// The labels of the group a series falls in under `by (...)`, `without (...)` or neither.
+fn grouping_labels(labels: &Labels, modifier: Option<&LabelModifier>) -> Labels {
+    match modifier {
+        None => Labels::empty(),
+        Some(LabelModifier::Include(names)) => keep_labels(labels, |name| names.labels.iter().any(|n| n == name)),
+        Some(LabelModifier::Exclude(names)) => {
+            keep_labels(labels, |name| name != "__name__" && !names.labels.iter().any(|n| n == name))
+        }
+    }
+}
+
+fn keep_labels(labels: &Labels, keep: impl Fn(&str) -> bool) -> Labels {
+    let kept: Vec<Label> = labels.iter().filter(|l| keep(&l.name)).cloned().collect();
+    Labels::from_labels(kept).unwrap_or_else(|_| Labels::empty())
+}
+
+fn without_name(labels: &Labels) -> Labels {
+    if labels.get("__name__").is_none() {
+        return labels.clone();
+    }
+    keep_labels(labels, |name| name != "__name__")
+}
+
+fn is_comparison(op: TokenType) -> bool {
+    op.is_comparison_operator()
+}
+
+/// One arithmetic or comparison operation: the value, and whether a comparison holds.
+fn apply(op: TokenType, lhs: f64, rhs: f64) -> Result<(f64, bool), EvalError> {
+    Ok(match op.id() {
+        T_ADD => (lhs + rhs, true),
+        T_SUB => (lhs - rhs, true),
+        T_MUL => (lhs * rhs, true),
+        T_DIV => (lhs / rhs, true),
+        T_MOD => (lhs % rhs, true),
+        T_POW => (lhs.powf(rhs), true),
+        T_ATAN2 => (lhs.atan2(rhs), true),
+        T_EQLC => (lhs, lhs == rhs),
+        T_NEQ => (lhs, lhs != rhs),
+        T_GTR => (lhs, lhs > rhs),
+        T_LSS => (lhs, lhs < rhs),
+        T_GTE => (lhs, lhs >= rhs),
+        T_LTE => (lhs, lhs <= rhs),
+        _ => return Err(EvalError::Unsupported(format!("the operator {op}"))),
+    })
+}
+
+/// Whether an operator's result is a new quantity, so that the metric name no longer applies.
+fn drops_name(op: TokenType, return_bool: bool) -> bool {
+    return_bool || !is_comparison(op)
+}
+
+fn vector_scalar(
+    op: TokenType,
+    return_bool: bool,
+    vector: Vec<StepSeries>,
+    scalar: &[f64],
+    scalar_on_left: bool,
+) -> Result<Vec<StepSeries>, EvalError> {
+    let drop = drops_name(op, return_bool);
+    let mut out = Vec::with_capacity(vector.len());
+    for series in vector {
+        let mut values = Vec::with_capacity(series.values.len());
+        for (value, &s) in series.values.iter().zip(scalar) {
+            let Some(v) = *value else {
+                values.push(None);
+                continue;
+            };
+            let (l, r) = if scalar_on_left { (s, v) } else { (v, s) };
+            let (result, keep) = apply(op, l, r)?;
+            values.push(if !is_comparison(op) {
+                Some(result)
+            } else if return_bool {
+                Some(f64::from(u8::from(keep)))
+            } else if keep {
+                // A comparison filters and keeps the vector's own value, whichever side it is on.
+                Some(v)
+            } else {
+                None
+            });
+        }
+        let labels = if drop { without_name(&series.labels) } else { series.labels };
+        if values.iter().any(Option::is_some) {
+            out.push(StepSeries { labels, values });
+        }
+    }
+    merge_unique(out)
+}
+
+/// Combines series with equal labels (name dropping can make them so) as long as they never
+/// hold a value at the same step; a clash is Prometheus's duplicate-labelset error.
+fn merge_unique(series: impl IntoIterator<Item = StepSeries>) -> Result<Vec<StepSeries>, EvalError> {
+    let mut merged: BTreeMap<Labels, Vec<Option<f64>>> = BTreeMap::new();
+    for s in series {
+        match merged.get_mut(&s.labels) {
+            None => {
+                merged.insert(s.labels, s.values);
+            }
+            Some(existing) => {
+                for (slot, value) in existing.iter_mut().zip(s.values) {
+                    if value.is_some() {
+                        if slot.is_some() {
+                            return Err(EvalError::Execution(
+                                "vector cannot contain metrics with the same labelset".into(),
+                            ));
+                        }
+                        *slot = value;
+                    }
+                }
+            }
+        }
+    }
+    Ok(merged.into_iter().map(|(labels, values)| StepSeries { labels, values }).collect())
+}
+
+/// The matching signature of a series: the `on` labels, or every label but the `ignoring`
+/// ones and the name.
+fn signature(labels: &Labels, modifier: Option<&BinModifier>) -> String {
+    let mut key = String::new();
+    match modifier.and_then(|m| m.matching.as_ref()) {
+        Some(LabelModifier::Include(names)) => {
+            for name in &names.labels {
+                key.push_str(labels.get(name).unwrap_or(""));
+                key.push('\u{ff}');
+            }
+        }
+        matching => {
+            let ignored: &[String] = match matching {
+                Some(LabelModifier::Exclude(names)) => &names.labels,
+                _ => &[],
+            };
+            for label in labels.iter() {
+                if &*label.name == "__name__" || ignored.iter().any(|n| n == &*label.name) {
+                    continue;
+                }
+                key.push_str(&label.name);
+                key.push('\u{fe}');
+                key.push_str(&label.value);
+                key.push('\u{ff}');
+            }
+        }
+    }
+    key
+}
+
+fn set_operation(
+    op: TokenType,
+    modifier: Option<&BinModifier>,
+    lhs: Vec<StepSeries>,
+    rhs: Vec<StepSeries>,
+    steps: usize,
+) -> Vec<StepSeries> {
+    let lhs_sigs: Vec<String> = lhs.iter().map(|s| signature(&s.labels, modifier)).collect();
+    let rhs_sigs: Vec<String> = rhs.iter().map(|s| signature(&s.labels, modifier)).collect();
+    // Per step, the signatures present on the side that filters.
+    let present_at = |series: &[StepSeries], sigs: &[String], step: usize| -> std::collections::HashSet<String> {
+        series.iter().zip(sigs).filter(|(s, _)| s.values[step].is_some()).map(|(_, sig)| sig.clone()).collect()
+    };
+    let mut out: Vec<StepSeries> = Vec::new();
+    match op.id() {
+        T_LAND | T_LUNLESS => {
+            let keep_matches = op.id() == T_LAND;
+            let mut result = lhs;
+            for step in 0..steps {
+                let present = present_at(&rhs, &rhs_sigs, step);
+                for (series, sig) in result.iter_mut().zip(&lhs_sigs) {
+                    if series.values[step].is_some() && present.contains(sig) != keep_matches {
+                        series.values[step] = None;
+                    }
+                }
+            }
+            out.extend(result);
+        }
+        T_LOR => {
+            let mut right = rhs;
+            for step in 0..steps {
+                let present = present_at(&lhs, &lhs_sigs, step);
+                for (series, sig) in right.iter_mut().zip(&rhs_sigs) {
+                    if present.contains(sig) {
+                        series.values[step] = None;
+                    }
+                }
+            }
+            out.extend(lhs);
+            out.extend(right);
+        }
+        _ => unreachable!("only set operators reach here"),
+    }
+    // `or` can bring equal label sets from both sides; the left one wins at each step.
+    let mut merged: BTreeMap<Labels, Vec<Option<f64>>> = BTreeMap::new();
+    for s in out {
+        let slot = merged.entry(s.labels).or_insert_with(|| vec![None; steps]);
+        for (existing, value) in slot.iter_mut().zip(s.values) {
+            if existing.is_none() {
+                *existing = value;
+            }
+        }
+    }
+    merged
+        .into_iter()
+        .filter(|(_, values)| values.iter().any(Option::is_some))
+        .map(|(labels, values)| StepSeries { labels, values })
+        .collect()
+}
+
+fn vector_vector(
+    op: TokenType,
+    modifier: Option<&BinModifier>,
+    lhs: Vec<StepSeries>,
+    rhs: Vec<StepSeries>,
+    steps: usize,
+) -> Result<Vec<StepSeries>, EvalError> {
+    let return_bool = modifier.is_some_and(|m| m.return_bool);
+    let card = modifier.map(|m| &m.card).unwrap_or(&VectorMatchCardinality::OneToOne);
+    // The "many" side goes left; `swapped` remembers that the operands were exchanged.
+    let swapped = matches!(card, VectorMatchCardinality::OneToMany(_));
+    let (many, one) = if swapped { (rhs, lhs) } else { (lhs, rhs) };
+    let many_sigs: Vec<String> = many.iter().map(|s| signature(&s.labels, modifier)).collect();
+    let one_sigs: Vec<String> = one.iter().map(|s| signature(&s.labels, modifier)).collect();
+    let include: Option<&GroupingLabels> = match card {
+        VectorMatchCardinality::ManyToOne(labels) | VectorMatchCardinality::OneToMany(labels) => Some(labels),
+        _ => None,
+    };
+    let drop = drops_name(op, return_bool);
+
+    let mut out: HashMap<Labels, Vec<Option<f64>>> = HashMap::new();
+    let mut result_labels: HashMap<(usize, usize), Labels> = HashMap::new();
+    for step in 0..steps {
+        // The "one" side by signature; two series with one signature is ambiguous.
+        let mut one_by_sig: HashMap<&str, usize> = HashMap::new();
+        for (i, (series, sig)) in one.iter().zip(&one_sigs).enumerate() {
+            if series.values[step].is_none() {
+                continue;
+            }
+            if let Some(&other) = one_by_sig.get(sig.as_str()) {
+                let side = if swapped { "left" } else { "right" };
+                return Err(EvalError::Execution(format!(
+                    "found duplicate series for the match group on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
+                    format_labels(&one[other].labels),
+                    format_labels(&series.labels)
+                )));
+            }
+            one_by_sig.insert(sig, i);
+        }
+        let mut matched: HashMap<&str, Vec<Labels>> = HashMap::new();
+        let mut matched_one_to_one: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        for (m, (series, sig)) in many.iter().zip(&many_sigs).enumerate() {
+            let Some(many_value) = series.values[step] else { continue };
+            let Some(&o) = one_by_sig.get(sig.as_str()) else { continue };
+            // Ambiguity is an error even when the operator would filter the pairs out.
+            if include.is_none() && !matched_one_to_one.insert(sig.as_str()) {
+                return Err(EvalError::Execution(
+                    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)"
+                        .into(),
+                ));
+            }
+            let one_value = one[o].values[step].expect("indexed series have a value at this step");
+            let (l, r) = if swapped { (one_value, many_value) } else { (many_value, one_value) };
+            let (value, keep) = apply(op, l, r)?;
+            let value = if return_bool {
+                f64::from(u8::from(keep))
+            } else if keep {
+                value
+            } else {
+                continue;
+            };
+            let labels = result_labels
+                .entry((m, o))
+                .or_insert_with(|| result_metric(&series.labels, &one[o].labels, modifier, include, drop))
+                .clone();
+            let previous = matched.entry(sig).or_default();
+            if previous.contains(&labels) {
+                return Err(EvalError::Execution(
+                    "multiple matches for labels: grouping labels must ensure unique matches".into(),
+                ));
+            }
+            previous.push(labels.clone());
+            let slot = out.entry(labels).or_insert_with(|| vec![None; steps]);
+            if slot[step].is_some() {
+                return Err(EvalError::Execution("vector cannot contain metrics with the same labelset".into()));
+            }
+            slot[step] = Some(value);
+        }
+    }
+    let mut series: Vec<StepSeries> = out.into_iter().map(|(labels, values)| StepSeries { labels, values }).collect();
+    series.sort_by(|a, b| a.labels.cmp(&b.labels));
+    Ok(series)
+}
+
+/// The labels of a vector-vector result, from the "many" side's labels.
+fn result_metric(
+    many: &Labels,
+    one: &Labels,
+    modifier: Option<&BinModifier>,
+    include: Option<&GroupingLabels>,
+    drop_name: bool,
+) -> Labels {
+    let mut labels: Vec<Label> = many.iter().filter(|l| !(drop_name && &*l.name == "__name__")).cloned().collect();
+    match include {
+        None => match modifier.and_then(|m| m.matching.as_ref()) {
+            Some(LabelModifier::Include(on)) => labels.retain(|l| on.labels.iter().any(|n| n == &*l.name)),
+            Some(LabelModifier::Exclude(ignoring)) => labels.retain(|l| !ignoring.labels.iter().any(|n| n == &*l.name)),
+            None => {}
+        },
+        Some(extra) => {
+            for name in &extra.labels {
+                labels.retain(|l| &*l.name != name.as_str());
+                if let Some(value) = one.get(name).filter(|v| !v.is_empty()) {
+                    labels.push(Label { name: name.as_str().into(), value: value.into() });
+                }
+            }
+        }
+    }
+    Labels::from_labels(labels).unwrap_or_else(|_| Labels::empty())
+}
+
+fn format_labels(labels: &Labels) -> String {
+    let pairs: Vec<String> = labels.iter().map(|l| format!("{}={:?}", l.name, &*l.value)).collect();
+    format!("{{{}}}", pairs.join(", "))
+}
+
+fn duration_ms(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn system_time_ms(time: SystemTime) -> i64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(after) => duration_ms(after),
+        Err(before) => -duration_ms(before.duration()),
+    }
+}
