@@ -7,8 +7,11 @@
 //!
 //! Covered: literals, parentheses, unary minus, instant and range selectors with `offset` and
 //! `@`, every binary operator (arithmetic, comparison, `and`/`or`/`unless`, `on`/`ignoring`,
-//! `group_left`/`group_right`), and the aggregations `sum`, `avg`, `min`, `max`, `count`,
-//! `group`, `stddev` and `stdvar`. Anything else is refused with [`EvalError::Unsupported`].
+//! `group_left`/`group_right`), the aggregations `sum`, `avg`, `min`, `max`, `count`,
+//! `group`, `stddev` and `stdvar`, the range functions of [`functions::is_range_function`] over
+//! a range selector, the value functions of [`functions::value_function`], `round`, `clamp`,
+//! `clamp_min`, `clamp_max`, `time`, `vector` and `scalar`. Anything else is refused with
+//! [`EvalError::Unsupported`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -19,12 +22,13 @@ use promql_parser::parser::token::{
     T_MAX, T_MIN, T_MOD, T_MUL, T_NEQ, T_POW, T_STDDEV, T_STDVAR, T_SUB, T_SUM, TokenType,
 };
 use promql_parser::parser::{
-    AggregateExpr, AtModifier, BinModifier, BinaryExpr, Expr, LabelModifier, Offset, VectorMatchCardinality,
+    AggregateExpr, AtModifier, BinModifier, BinaryExpr, Call, Expr, LabelModifier, Offset, VectorMatchCardinality,
     VectorSelector,
 };
 use tripod_storage::labels::{Label, Labels};
 use tripod_storage::metrics::{MetricsQueryable, Sample, TimeRange};
 
+use super::functions;
 use super::lookback::{instant_sample, range_samples};
 use super::selector::selector_matchers;
 use super::value::{QueryValue, RangeSeries, VectorSample};
@@ -193,7 +197,7 @@ impl Evaluator<'_> {
             }
             Expr::Binary(binary) => self.binary(binary),
             Expr::Aggregate(aggregate) => self.aggregate(aggregate),
-            Expr::Call(call) => Err(EvalError::Unsupported(format!("the function {}()", call.func.name))),
+            Expr::Call(call) => self.call(call),
             Expr::Subquery(_) => Err(EvalError::Unsupported("a subquery".into())),
             Expr::Extension(_) => Err(EvalError::Unsupported("an extension expression".into())),
         }
@@ -317,6 +321,134 @@ impl Evaluator<'_> {
             }
             _ => Err(EvalError::Execution(format!("operator {op} needs scalars or instant vectors"))),
         }
+    }
+
+    fn call(&mut self, call: &Call) -> Result<Value, EvalError> {
+        let name = call.func.name;
+        let args = &call.args.args;
+        let unsupported = || EvalError::Unsupported(format!("the function {name}()"));
+        if functions::is_range_function(name) {
+            let (matrix, param) = match name {
+                "quantile_over_time" => (args.get(1), args.first()),
+                "predict_linear" => (args.first(), args.get(1)),
+                _ => (args.first(), None),
+            };
+            let Some(Expr::MatrixSelector(matrix)) = matrix.map(|m| &**m) else {
+                return Err(EvalError::Unsupported(format!("the function {name}() over a subquery")));
+            };
+            let params = match param {
+                Some(param) => self.scalar_arg(param)?,
+                None => vec![0.0; self.steps.count()],
+            };
+            return Ok(Value::Vector(self.range_function(name, &matrix.vs, duration_ms(matrix.range), &params)?));
+        }
+        if let Some(function) = functions::value_function(name) {
+            let series = self.vector_arg(args.first().ok_or_else(unsupported)?)?;
+            return Ok(Value::Vector(map_values(series, |v, _| Some(function(v)))?));
+        }
+        let steps = self.steps;
+        match name {
+            "time" => Ok(Value::Scalar((0..steps.count()).map(|i| steps.at(i) as f64 / 1000.0).collect())),
+            "vector" => {
+                let values = self.scalar_arg(args.first().ok_or_else(unsupported)?)?;
+                Ok(Value::Vector(vec![StepSeries {
+                    labels: Labels::empty(),
+                    values: values.into_iter().map(Some).collect(),
+                }]))
+            }
+            "scalar" => {
+                let series = self.vector_arg(args.first().ok_or_else(unsupported)?)?;
+                let values = (0..steps.count())
+                    .map(|i| {
+                        let mut present = series.iter().filter_map(|s| s.values[i]);
+                        match (present.next(), present.next()) {
+                            (Some(value), None) => value,
+                            _ => f64::NAN,
+                        }
+                    })
+                    .collect();
+                Ok(Value::Scalar(values))
+            }
+            "round" => {
+                let series = self.vector_arg(args.first().ok_or_else(unsupported)?)?;
+                let to_nearest = match args.get(1) {
+                    Some(arg) => self.scalar_arg(arg)?,
+                    None => vec![1.0; steps.count()],
+                };
+                Ok(Value::Vector(map_values(series, |v, i| {
+                    let inverse = 1.0 / to_nearest[i];
+                    Some((v * inverse + 0.5).floor() / inverse)
+                })?))
+            }
+            "clamp" | "clamp_min" | "clamp_max" => {
+                let series = self.vector_arg(args.first().ok_or_else(unsupported)?)?;
+                let first = self.scalar_arg(args.get(1).ok_or_else(unsupported)?)?;
+                let second = match args.get(2) {
+                    Some(arg) => Some(self.scalar_arg(arg)?),
+                    None => None,
+                };
+                Ok(Value::Vector(map_values(series, |v, i| match (name, &second) {
+                    ("clamp", Some(max)) => {
+                        (max[i] >= first[i]).then(|| functions::go_max(first[i], functions::go_min(max[i], v)))
+                    }
+                    ("clamp_min", _) => Some(functions::go_max(first[i], v)),
+                    ("clamp_max", _) => Some(functions::go_min(first[i], v)),
+                    _ => None,
+                })?))
+            }
+            _ => Err(unsupported()),
+        }
+    }
+
+    fn scalar_arg(&mut self, expr: &Expr) -> Result<Vec<f64>, EvalError> {
+        match self.eval(expr)? {
+            Value::Scalar(values) => Ok(values),
+            _ => Err(EvalError::Execution("expected a scalar argument".into())),
+        }
+    }
+
+    fn vector_arg(&mut self, expr: &Expr) -> Result<Vec<StepSeries>, EvalError> {
+        match self.eval(expr)? {
+            Value::Vector(series) => Ok(series),
+            _ => Err(EvalError::Execution("expected an instant vector argument".into())),
+        }
+    }
+
+    /// A range function of a range selector at every step.
+    fn range_function(
+        &mut self,
+        name: &str,
+        selector: &VectorSelector,
+        range_ms: i64,
+        params: &[f64],
+    ) -> Result<Vec<StepSeries>, EvalError> {
+        let times = self.selector_times(selector);
+        let keep_name = functions::keeps_metric_name(name);
+        let mut out = Vec::new();
+        let mut window: Vec<Sample> = Vec::new();
+        for (labels, samples) in self.fetch(selector, &times, range_ms)? {
+            self.check_deadline()?;
+            let mut values = Vec::with_capacity(times.len());
+            let mut loaded = 0;
+            for (i, &t) in times.iter().enumerate() {
+                window.clear();
+                window.extend(range_samples(&samples, t, range_ms));
+                loaded += window.len();
+                let bounds = functions::Window {
+                    samples: &window,
+                    start_ms: t.saturating_sub(range_ms),
+                    end_ms: t,
+                    eval_ms: self.steps.at(i),
+                };
+                values.push(functions::range_function(name, &bounds, params[i]));
+            }
+            self.count_loaded(loaded)?;
+            if values.iter().any(Option::is_some) {
+                let labels = if keep_name { labels } else { without_name(&labels) };
+                out.push(StepSeries { labels, values });
+            }
+        }
+        merge_unique(out)
     }
 
     fn aggregate(&mut self, aggregate: &AggregateExpr) -> Result<Value, EvalError> {
@@ -468,6 +600,15 @@ fn grouping_labels(labels: &Labels, modifier: Option<&LabelModifier>) -> Labels 
             keep_labels(labels, |name| name != "__name__" && !names.labels.iter().any(|n| n == name))
         }
     }
+}
+
+/// Applies `f(value, step)` to every value of every series, dropping the metric name.
+fn map_values(series: Vec<StepSeries>, f: impl Fn(f64, usize) -> Option<f64>) -> Result<Vec<StepSeries>, EvalError> {
+    let mapped = series.into_iter().map(|s| StepSeries {
+        labels: without_name(&s.labels),
+        values: s.values.iter().enumerate().map(|(i, v)| v.and_then(|v| f(v, i))).collect(),
+    });
+    merge_unique(mapped.filter(|s| s.values.iter().any(Option::is_some)))
 }
 
 fn keep_labels(labels: &Labels, keep: impl Fn(&str) -> bool) -> Labels {

@@ -2,6 +2,7 @@
 //! 3's lookback rules. Expressions come from `promql-parser`.
 
 pub mod eval;
+pub mod functions;
 pub mod lookback;
 pub mod selector;
 pub mod value;

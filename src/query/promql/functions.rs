@@ -1,0 +1,390 @@
+//! PromQL functions over a range window and over single values, with Prometheus 3's
+//! arithmetic (extrapolated rates, compensated sums, NaN handling as Go's `math` does it).
+
+use tripod_storage::metrics::Sample;
+
+/// Whether `name` is a function of one range vector (plus, for some, a scalar) that this
+/// module computes.
+pub fn is_range_function(name: &str) -> bool {
+    matches!(
+        name,
+        "rate"
+            | "increase"
+            | "delta"
+            | "irate"
+            | "idelta"
+            | "avg_over_time"
+            | "sum_over_time"
+            | "count_over_time"
+            | "min_over_time"
+            | "max_over_time"
+            | "last_over_time"
+            | "present_over_time"
+            | "stddev_over_time"
+            | "stdvar_over_time"
+            | "quantile_over_time"
+            | "changes"
+            | "resets"
+            | "deriv"
+            | "predict_linear"
+    )
+}
+
+/// Whether a function's result still measures what the metric name says.
+pub fn keeps_metric_name(name: &str) -> bool {
+    name == "last_over_time"
+}
+
+/// The window of a range selector at one evaluation: its samples (staleness markers removed)
+/// and its bounds in milliseconds, `(start, end]`.
+pub struct Window<'a> {
+    pub samples: &'a [Sample],
+    pub start_ms: i64,
+    pub end_ms: i64,
+    /// The evaluation time (for `predict_linear`).
+    pub eval_ms: i64,
+}
+
+/// Applies a range function; `param` is its scalar argument where it takes one.
+pub fn range_function(name: &str, window: &Window<'_>, param: f64) -> Option<f64> {
+    let samples = window.samples;
+    if samples.is_empty() {
+        return None;
+    }
+    let values = || samples.iter().map(|s| s.value);
+    Some(match name {
+        "rate" => extrapolated_rate(window, true, true)?,
+        "increase" => extrapolated_rate(window, true, false)?,
+        "delta" => extrapolated_rate(window, false, false)?,
+        "irate" => instant_delta(samples, true)?,
+        "idelta" => instant_delta(samples, false)?,
+        "count_over_time" => samples.len() as f64,
+        "present_over_time" => 1.0,
+        "last_over_time" => samples[samples.len() - 1].value,
+        "sum_over_time" => {
+            let mut sum = CompensatedSum::default();
+            values().for_each(|v| sum.add(v));
+            sum.value()
+        }
+        "avg_over_time" => mean(values()),
+        "min_over_time" => values().fold(f64::NAN, |min, v| if v < min || min.is_nan() { v } else { min }),
+        "max_over_time" => values().fold(f64::NAN, |max, v| if v > max || max.is_nan() { v } else { max }),
+        "stdvar_over_time" => variance(values()),
+        "stddev_over_time" => variance(values()).sqrt(),
+        "quantile_over_time" => {
+            let mut sorted: Vec<f64> = values().collect();
+            quantile(param, &mut sorted)
+        }
+        "changes" => {
+            let changed = samples.windows(2).filter(|p| {
+                let (a, b) = (p[0].value, p[1].value);
+                a != b && !(a.is_nan() && b.is_nan())
+            });
+            changed.count() as f64
+        }
+        "resets" => samples.windows(2).filter(|p| p[1].value < p[0].value).count() as f64,
+        "deriv" => {
+            if samples.len() < 2 {
+                return None;
+            }
+            linear_regression(samples, samples[0].t_ms).0
+        }
+        "predict_linear" => {
+            if samples.len() < 2 {
+                return None;
+            }
+            let (slope, intercept) = linear_regression(samples, window.eval_ms);
+            slope * param + intercept
+        }
+        _ => return None,
+    })
+}
+
+/// `rate`, `increase` and `delta`: the change over the window, extrapolated to its edges.
+fn extrapolated_rate(window: &Window<'_>, is_counter: bool, is_rate: bool) -> Option<f64> {
+    let samples = window.samples;
+    if samples.len() < 2 {
+        return None;
+    }
+    let (first, last) = (samples[0], samples[samples.len() - 1]);
+    let mut result = last.value - first.value;
+    if is_counter {
+        // A drop is a counter reset: the value before it was lost from the difference.
+        for pair in samples.windows(2) {
+            if pair[1].value < pair[0].value {
+                result += pair[0].value;
+            }
+        }
+    }
+    let sampled = (last.t_ms - first.t_ms) as f64 / 1000.0;
+    let average_gap = sampled / (samples.len() - 1) as f64;
+    let mut to_start = (first.t_ms - window.start_ms) as f64 / 1000.0;
+    let mut to_end = (window.end_ms - last.t_ms) as f64 / 1000.0;
+    // Extrapolate to an edge only when a sample could be expected there; otherwise by half a gap.
+    let threshold = average_gap * 1.1;
+    if to_start >= threshold {
+        to_start = average_gap / 2.0;
+    }
+    if is_counter && result > 0.0 && first.value >= 0.0 {
+        // A counter does not extrapolate below zero.
+        let to_zero = sampled * (first.value / result);
+        if to_zero < to_start {
+            to_start = to_zero;
+        }
+    }
+    if to_end >= threshold {
+        to_end = average_gap / 2.0;
+    }
+    let mut factor = (sampled + to_start + to_end) / sampled;
+    if is_rate {
+        factor /= (window.end_ms - window.start_ms) as f64 / 1000.0;
+    }
+    Some(result * factor)
+}
+
+/// `irate` and `idelta`: from the last two samples.
+fn instant_delta(samples: &[Sample], is_rate: bool) -> Option<f64> {
+    if samples.len() < 2 {
+        return None;
+    }
+    let (previous, last) = (samples[samples.len() - 2], samples[samples.len() - 1]);
+    let mut result = last.value - previous.value;
+    if is_rate && last.value < previous.value {
+        // A counter reset: the new value is the increase since it.
+        result = last.value;
+    }
+    let interval_ms = last.t_ms - previous.t_ms;
+    if interval_ms == 0 {
+        return None;
+    }
+    if is_rate {
+        result /= interval_ms as f64 / 1000.0;
+    }
+    Some(result)
+}
+
+/// Neumaier's compensated sum.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CompensatedSum {
+    sum: f64,
+    compensation: f64,
+}
+
+impl CompensatedSum {
+    pub fn add(&mut self, value: f64) {
+        let total = self.sum + value;
+        if total.is_infinite() {
+            self.compensation = 0.0;
+        } else if self.sum.abs() >= value.abs() {
+            self.compensation += (self.sum - total) + value;
+        } else {
+            self.compensation += (value - total) + self.sum;
+        }
+        self.sum = total;
+    }
+
+    pub fn value(&self) -> f64 {
+        self.sum + self.compensation
+    }
+}
+
+/// The mean: a compensated sum divided by the count, or, where that sum would overflow, a
+/// compensated incremental mean.
+fn mean(values: impl Iterator<Item = f64>) -> f64 {
+    let mut sum = CompensatedSum::default();
+    let mut incremental: Option<CompensatedSum> = None;
+    let mut count = 0.0;
+    for value in values {
+        count += 1.0;
+        if count == 1.0 {
+            sum.add(value);
+            continue;
+        }
+        if incremental.is_none() {
+            let mut next = sum;
+            next.add(value);
+            if !next.sum.is_infinite() {
+                sum = next;
+                continue;
+            }
+            incremental =
+                Some(CompensatedSum { sum: sum.sum / (count - 1.0), compensation: sum.compensation / (count - 1.0) });
+        }
+        let mean = incremental.as_mut().expect("set above");
+        if mean.sum.is_infinite() && (value.is_finite() || (value.is_infinite() && (mean.sum > 0.0) == (value > 0.0))) {
+            continue;
+        }
+        let current = mean.value();
+        mean.add(value / count - current / count);
+    }
+    match incremental {
+        Some(mean) => mean.value(),
+        None => sum.value() / count,
+    }
+}
+
+/// The population variance (Welford's method).
+fn variance(values: impl Iterator<Item = f64>) -> f64 {
+    let (mut count, mut mean, mut m2) = (0.0, 0.0, 0.0);
+    for value in values {
+        count += 1.0;
+        let delta = value - mean;
+        mean += delta / count;
+        m2 += delta * (value - mean);
+    }
+    m2 / count
+}
+
+/// The φ-quantile of `values` by linear interpolation between closest ranks, as Prometheus
+/// computes it; φ outside [0, 1] gives ∓Inf.
+pub fn quantile(phi: f64, values: &mut [f64]) -> f64 {
+    if values.is_empty() || phi.is_nan() {
+        return f64::NAN;
+    }
+    if phi < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if phi > 1.0 {
+        return f64::INFINITY;
+    }
+    values.sort_by(f64::total_cmp);
+    let n = values.len() as f64;
+    let rank = phi * (n - 1.0);
+    let lower = rank.floor().max(0.0);
+    let upper = (lower + 1.0).min(n - 1.0);
+    let weight = rank - rank.floor();
+    values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
+}
+
+/// Least-squares slope and intercept, with x in seconds relative to `intercept_ms`.
+fn linear_regression(samples: &[Sample], intercept_ms: i64) -> (f64, f64) {
+    let first = samples[0].value;
+    if samples.iter().all(|s| s.value == first) {
+        return if first.is_infinite() { (f64::NAN, f64::NAN) } else { (0.0, first) };
+    }
+    let (mut sx, mut sy, mut sxy, mut sx2) =
+        (CompensatedSum::default(), CompensatedSum::default(), CompensatedSum::default(), CompensatedSum::default());
+    let n = samples.len() as f64;
+    for sample in samples {
+        let x = (sample.t_ms - intercept_ms) as f64 / 1000.0;
+        sx.add(x);
+        sy.add(sample.value);
+        sxy.add(x * sample.value);
+        sx2.add(x * x);
+    }
+    let (sum_x, sum_y) = (sx.value(), sy.value());
+    let covariance = sxy.value() - sum_x * sum_y / n;
+    let variance = sx2.value() - sum_x * sum_x / n;
+    let slope = covariance / variance;
+    (slope, sum_y / n - slope * sum_x / n)
+}
+
+/// A function of one value, if `name` is one.
+pub fn value_function(name: &str) -> Option<fn(f64) -> f64> {
+    Some(match name {
+        "abs" => f64::abs,
+        "ceil" => f64::ceil,
+        "floor" => f64::floor,
+        "exp" => f64::exp,
+        "ln" => f64::ln,
+        "log2" => f64::log2,
+        "log10" => f64::log10,
+        "sqrt" => f64::sqrt,
+        "sgn" => |v: f64| {
+            if v > 0.0 {
+                1.0
+            } else if v < 0.0 {
+                -1.0
+            } else {
+                v
+            }
+        },
+        "deg" => f64::to_degrees,
+        "rad" => f64::to_radians,
+        "sin" => f64::sin,
+        "cos" => f64::cos,
+        "tan" => f64::tan,
+        "asin" => f64::asin,
+        "acos" => f64::acos,
+        "atan" => f64::atan,
+        "sinh" => f64::sinh,
+        "cosh" => f64::cosh,
+        "tanh" => f64::tanh,
+        "asinh" => f64::asinh,
+        "acosh" => f64::acosh,
+        "atanh" => f64::atanh,
+        _ => return None,
+    })
+}
+
+/// Go's `math.Max`: NaN wins, and +0 beats -0.
+pub fn go_max(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else if a == 0.0 && b == 0.0 {
+        if a.is_sign_negative() { b } else { a }
+    } else if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+/// Go's `math.Min`: NaN wins, and -0 beats +0.
+pub fn go_min(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else if a == 0.0 && b == 0.0 {
+        if a.is_sign_negative() { a } else { b }
+    } else if a < b {
+        a
+    } else {
+        b
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(points: &[(i64, f64)], start_ms: i64, end_ms: i64) -> (Vec<Sample>, i64, i64) {
+        (points.iter().map(|&(t_ms, value)| Sample { t_ms, value }).collect(), start_ms, end_ms)
+    }
+
+    #[test]
+    fn rate_extrapolates_like_prometheus() {
+        // A counter rising 1 per 15 s, seen from 15 s to 60 s in a (0, 60 s] window.
+        let (samples, start_ms, end_ms) =
+            window(&[(15_000, 1.0), (30_000, 2.0), (45_000, 3.0), (60_000, 4.0)], 0, 60_000);
+        let w = Window { samples: &samples, start_ms, end_ms, eval_ms: end_ms };
+        // 3 over 45 s, extrapolated 15 s back to zero at the start: 4 over 60 s.
+        assert_eq!(range_function("increase", &w, 0.0), Some(4.0));
+        assert!((range_function("rate", &w, 0.0).unwrap() - 4.0 / 60.0).abs() < 1e-12);
+        // A reset adds the value before it.
+        let (samples, ..) = window(&[(15_000, 5.0), (30_000, 6.0), (45_000, 1.0), (60_000, 2.0)], 0, 60_000);
+        let w = Window { samples: &samples, start_ms, end_ms, eval_ms: end_ms };
+        assert_eq!(range_function("resets", &w, 0.0), Some(1.0));
+        assert_eq!(range_function("irate", &w, 0.0), Some(1.0 / 15.0));
+        let one = [Sample { t_ms: 1, value: 1.0 }];
+        let w = Window { samples: &one, start_ms, end_ms, eval_ms: end_ms };
+        assert_eq!(range_function("rate", &w, 0.0), None);
+    }
+
+    #[test]
+    fn quantiles_interpolate_and_clamp() {
+        assert_eq!(quantile(0.5, &mut [1.0, 3.0, 2.0, 4.0]), 2.5);
+        assert_eq!(quantile(1.5, &mut [1.0]), f64::INFINITY);
+        assert_eq!(quantile(-1.0, &mut [1.0]), f64::NEG_INFINITY);
+        assert!(quantile(f64::NAN, &mut [1.0]).is_nan());
+    }
+
+    #[test]
+    fn go_min_max_semantics() {
+        assert!(go_max(f64::NAN, 1.0).is_nan());
+        assert!(go_min(1.0, f64::NAN).is_nan());
+        assert!(go_max(-0.0, 0.0).is_sign_positive());
+        assert!(go_min(0.0, -0.0).is_sign_negative());
+        assert_eq!(go_max(1.0, 2.0), 2.0);
+        assert_eq!(go_min(1.0, 2.0), 1.0);
+    }
+}
