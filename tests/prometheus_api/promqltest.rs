@@ -467,6 +467,7 @@ fn check_eval(store: &dyn tripod_storage::metrics::MetricsQueryable, eval: &Eval
         lookback_ms: tripod::query::promql::DEFAULT_LOOKBACK_MS,
         max_samples: 50_000_000,
         deadline: std::time::Instant::now() + std::time::Duration::from_secs(60),
+        subquery_step_ms: 60_000,
     };
     let result = match eval.time {
         EvalTime::Instant { at_ms } => promql::instant_query(store, &expr, at_ms, options),
@@ -582,11 +583,10 @@ fn prometheus_test_scripts_evaluate_as_prometheus_does() {
                 }
                 Command::Eval(eval) => {
                     total += 1;
-                    let problem = if unloadable {
-                        Some("the data holds native histograms or start timestamps".to_string())
-                    } else {
-                        check_eval(&store, eval)
-                    };
+                    // Evals over data with native histograms run too: the float part is loaded,
+                    // and an expectation involving histograms fails the comparison.
+                    let _ = unloadable;
+                    let problem = check_eval(&store, eval);
                     if let Some(problem) = problem {
                         failing.push((format!("{name}:{line}"), problem));
                     }

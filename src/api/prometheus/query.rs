@@ -20,6 +20,8 @@ use crate::query::promql::{self, DEFAULT_LOOKBACK_MS, EvalError, EvalOptions, Qu
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 /// Prometheus's `--query.max-samples` default.
 const MAX_SAMPLES: usize = 50_000_000;
+/// A subquery's step when it names none: Prometheus's default evaluation interval.
+const SUBQUERY_STEP_MS: i64 = 60_000;
 /// The most steps a range query may have.
 const MAX_POINTS: i64 = 11_000;
 
@@ -118,7 +120,12 @@ fn options(params: &Params) -> Result<EvalOptions, ApiError> {
         }
         None => DEFAULT_LOOKBACK_MS,
     };
-    Ok(EvalOptions { lookback_ms, max_samples: MAX_SAMPLES, deadline: Instant::now() + timeout })
+    Ok(EvalOptions {
+        lookback_ms,
+        max_samples: MAX_SAMPLES,
+        deadline: Instant::now() + timeout,
+        subquery_step_ms: SUBQUERY_STEP_MS,
+    })
 }
 
 /// Evaluates on the blocking pool, so that a long query never stalls the request threads.

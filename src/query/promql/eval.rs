@@ -5,12 +5,14 @@
 //! step by step with Prometheus 3's rules (vector matching, `bool`, name dropping, Neumaier
 //! summation). Matrices exist only where an instant query returns a range selector.
 //!
-//! Covered: literals, parentheses, unary minus, instant and range selectors with `offset` and
-//! `@`, every binary operator (arithmetic, comparison, `and`/`or`/`unless`, `on`/`ignoring`,
+//! Covered: literals, parentheses, unary minus, instant and range selectors and subqueries
+//! with `offset` and `@`, every binary operator (arithmetic, comparison, `and`/`or`/`unless`, `on`/`ignoring`,
 //! `group_left`/`group_right`), the aggregations `sum`, `avg`, `min`, `max`, `count`,
-//! `group`, `stddev` and `stdvar`, the range functions of [`functions::is_range_function`] over
+//! `group`, `stddev`, `stdvar`, `topk`, `bottomk`, `quantile` and `count_values`, the range
+//! functions of [`functions::is_range_function`] over
 //! a range selector, the value functions of [`functions::value_function`], `round`, `clamp`,
-//! `clamp_min`, `clamp_max`, `time`, `vector` and `scalar`. Anything else is refused with
+//! `clamp_min`, `clamp_max`, `time`, `vector`, `scalar`, `histogram_quantile` (classic
+//! buckets), `label_replace`, `label_join`, `absent` and `absent_over_time`. Anything else is refused with
 //! [`EvalError::Unsupported`].
 
 use std::collections::{BTreeMap, HashMap};
@@ -18,8 +20,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use promql_parser::label::Labels as GroupingLabels;
 use promql_parser::parser::token::{
-    T_ADD, T_ATAN2, T_AVG, T_COUNT, T_DIV, T_EQLC, T_GROUP, T_GTE, T_GTR, T_LAND, T_LOR, T_LSS, T_LTE, T_LUNLESS,
-    T_MAX, T_MIN, T_MOD, T_MUL, T_NEQ, T_POW, T_STDDEV, T_STDVAR, T_SUB, T_SUM, TokenType,
+    T_ADD, T_ATAN2, T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_DIV, T_EQLC, T_GROUP, T_GTE, T_GTR, T_LAND, T_LOR,
+    T_LSS, T_LTE, T_LUNLESS, T_MAX, T_MIN, T_MOD, T_MUL, T_NEQ, T_POW, T_QUANTILE, T_STDDEV, T_STDVAR, T_SUB, T_SUM,
+    T_TOPK, TokenType,
 };
 use promql_parser::parser::{
     AggregateExpr, AtModifier, BinModifier, BinaryExpr, Call, Expr, LabelModifier, Offset, VectorMatchCardinality,
@@ -29,6 +32,7 @@ use tripod_storage::labels::{Label, Labels};
 use tripod_storage::metrics::{MetricsQueryable, Sample, TimeRange};
 
 use super::functions;
+use super::labels::{self, is_valid_label_name, with_label};
 use super::lookback::{instant_sample, range_samples};
 use super::selector::selector_matchers;
 use super::value::{QueryValue, RangeSeries, VectorSample};
@@ -60,6 +64,8 @@ pub struct EvalOptions {
     pub max_samples: usize,
     /// When evaluation gives up.
     pub deadline: Instant,
+    /// The step of a subquery that names none (Prometheus's global evaluation interval).
+    pub subquery_step_ms: i64,
 }
 
 /// The steps of a query: `start_ms`, `start_ms + step_ms`, ... up to `end_ms`.
@@ -92,7 +98,7 @@ pub fn instant_query(
     options: EvalOptions,
 ) -> Result<QueryValue, EvalError> {
     let steps = Steps::instant(t_ms);
-    let mut evaluator = Evaluator { storage, steps, options, loaded: 0, checks: 0 };
+    let mut evaluator = Evaluator { storage, steps, query: steps, options, loaded: 0, checks: 0 };
     Ok(match evaluator.eval(expr)? {
         Value::Scalar(values) => QueryValue::Scalar(Sample { t_ms, value: values[0] }),
         Value::String(value) => QueryValue::String { t_ms, value },
@@ -116,7 +122,7 @@ pub fn range_query(
     steps: Steps,
     options: EvalOptions,
 ) -> Result<QueryValue, EvalError> {
-    let mut evaluator = Evaluator { storage, steps, options, loaded: 0, checks: 0 };
+    let mut evaluator = Evaluator { storage, steps, query: steps, options, loaded: 0, checks: 0 };
     let to_samples = |values: &[Option<f64>]| -> Vec<Sample> {
         values.iter().enumerate().filter_map(|(i, v)| v.map(|value| Sample { t_ms: steps.at(i), value })).collect()
     };
@@ -137,6 +143,14 @@ pub fn range_query(
     })
 }
 
+/// A range vector ready for windowing: series with their samples, and the end of the window
+/// at each step (`(end - range_ms, end]`).
+struct RangeInput {
+    series: Vec<(Labels, Vec<Sample>)>,
+    times: Vec<i64>,
+    range_ms: i64,
+}
+
 /// A series of an instant vector: a value, or none, at each step.
 #[derive(Debug, Clone)]
 struct StepSeries {
@@ -154,7 +168,10 @@ enum Value {
 
 struct Evaluator<'a> {
     storage: &'a dyn MetricsQueryable,
+    /// The steps this evaluator computes (a subquery's own, inside one).
     steps: Steps,
+    /// The query's steps, for `@ start()` and `@ end()`.
+    query: Steps,
     options: EvalOptions,
     loaded: usize,
     checks: u32,
@@ -189,30 +206,44 @@ impl Evaluator<'_> {
                 _ => Err(EvalError::Execution("unary minus needs a scalar or an instant vector".into())),
             },
             Expr::VectorSelector(selector) => Ok(Value::Vector(self.select_instant(selector)?)),
-            Expr::MatrixSelector(matrix) => {
+            Expr::MatrixSelector(_) | Expr::Subquery(_) => {
                 if self.steps.count() != 1 {
-                    return Err(EvalError::Unsupported("a range vector outside a function".into()));
+                    return Err(EvalError::Execution("a range vector cannot be evaluated over a range".into()));
                 }
-                Ok(Value::Matrix(self.select_range(&matrix.vs, duration_ms(matrix.range))?))
+                let input = self.range_input(expr)?;
+                let t = input.times[0];
+                let mut out = Vec::new();
+                for (labels, samples) in input.series {
+                    let samples: Vec<Sample> = range_samples(&samples, t, input.range_ms).collect();
+                    self.count_loaded(samples.len())?;
+                    if !samples.is_empty() {
+                        out.push(RangeSeries { labels, samples });
+                    }
+                }
+                Ok(Value::Matrix(out))
             }
             Expr::Binary(binary) => self.binary(binary),
             Expr::Aggregate(aggregate) => self.aggregate(aggregate),
             Expr::Call(call) => self.call(call),
-            Expr::Subquery(_) => Err(EvalError::Unsupported("a subquery".into())),
             Expr::Extension(_) => Err(EvalError::Unsupported("an extension expression".into())),
         }
     }
 
     /// The evaluation time of each step for a selector with `offset` and `@`.
     fn selector_times(&self, selector: &VectorSelector) -> Vec<i64> {
-        let offset_ms = match &selector.offset {
+        self.modified_times(selector.offset.as_ref(), selector.at.as_ref())
+    }
+
+    /// The evaluation time of each step under an `offset` and an `@` modifier.
+    fn modified_times(&self, offset: Option<&Offset>, at: Option<&AtModifier>) -> Vec<i64> {
+        let offset_ms = match offset {
             Some(Offset::Pos(d)) => duration_ms(*d),
             Some(Offset::Neg(d)) => -duration_ms(*d),
             None => 0,
         };
-        let fixed = selector.at.as_ref().map(|at| match at {
-            AtModifier::Start => self.steps.start_ms,
-            AtModifier::End => self.steps.end_ms,
+        let fixed = at.map(|at| match at {
+            AtModifier::Start => self.query.start_ms,
+            AtModifier::End => self.query.end_ms,
             AtModifier::At(time) => system_time_ms(*time),
         });
         (0..self.steps.count()).map(|i| fixed.unwrap_or(self.steps.at(i)).saturating_sub(offset_ms)).collect()
@@ -271,20 +302,6 @@ impl Evaluator<'_> {
         Ok(out)
     }
 
-    fn select_range(&mut self, selector: &VectorSelector, range_ms: i64) -> Result<Vec<RangeSeries>, EvalError> {
-        let times = self.selector_times(selector);
-        let t = times[0];
-        let mut out = Vec::new();
-        for (labels, samples) in self.fetch(selector, &times, range_ms)? {
-            let samples: Vec<Sample> = range_samples(&samples, t, range_ms).collect();
-            if !samples.is_empty() {
-                self.count_loaded(samples.len())?;
-                out.push(RangeSeries { labels, samples });
-            }
-        }
-        Ok(out)
-    }
-
     fn binary(&mut self, binary: &BinaryExpr) -> Result<Value, EvalError> {
         let op = binary.op;
         let return_bool = binary.modifier.as_ref().is_some_and(|m| m.return_bool);
@@ -333,14 +350,13 @@ impl Evaluator<'_> {
                 "predict_linear" => (args.first(), args.get(1)),
                 _ => (args.first(), None),
             };
-            let Some(Expr::MatrixSelector(matrix)) = matrix.map(|m| &**m) else {
-                return Err(EvalError::Unsupported(format!("the function {name}() over a subquery")));
-            };
+            let matrix = matrix.ok_or_else(unsupported)?;
             let params = match param {
                 Some(param) => self.scalar_arg(param)?,
                 None => vec![0.0; self.steps.count()],
             };
-            return Ok(Value::Vector(self.range_function(name, &matrix.vs, duration_ms(matrix.range), &params)?));
+            let input = self.range_input(matrix)?;
+            return Ok(Value::Vector(self.range_function(name, input, &params)?));
         }
         if let Some(function) = functions::value_function(name) {
             let series = self.vector_arg(args.first().ok_or_else(unsupported)?)?;
@@ -396,6 +412,50 @@ impl Evaluator<'_> {
                     _ => None,
                 })?))
             }
+            "histogram_quantile" => {
+                let phi = self.scalar_arg(args.first().ok_or_else(unsupported)?)?;
+                let series = self.vector_arg(args.get(1).ok_or_else(unsupported)?)?;
+                Ok(Value::Vector(histogram_quantile(&phi, series, steps.count())))
+            }
+            "label_replace" | "label_join" => {
+                let series = self.vector_arg(args.first().ok_or_else(unsupported)?)?;
+                let mut strings = Vec::new();
+                for arg in &args[1..] {
+                    match self.eval(arg)? {
+                        Value::String(text) => strings.push(text),
+                        _ => return Err(EvalError::Execution(format!("{name}() takes string arguments"))),
+                    }
+                }
+                let relabel = labels::Relabel::new(name, &strings)?;
+                let relabeled =
+                    series.into_iter().map(|s| StepSeries { labels: relabel.apply(&s.labels), values: s.values });
+                Ok(Value::Vector(merge_unique(relabeled)?))
+            }
+            "absent" | "absent_over_time" => {
+                let arg = args.first().ok_or_else(unsupported)?;
+                let (present, selector) = match &**arg {
+                    Expr::MatrixSelector(_) | Expr::Subquery(_) if name == "absent_over_time" => {
+                        let zeros = vec![0.0; steps.count()];
+                        let input = self.range_input(arg)?;
+                        let found = self.range_function("count_over_time", input, &zeros)?;
+                        let selector = match &**arg {
+                            Expr::MatrixSelector(matrix) => Some(&matrix.vs),
+                            _ => None,
+                        };
+                        (found, selector)
+                    }
+                    Expr::VectorSelector(selector) => (self.vector_arg(arg)?, Some(selector)),
+                    Expr::MatrixSelector(_) | Expr::Subquery(_) => return Err(unsupported()),
+                    other => (self.vector_arg(other)?, None),
+                };
+                let values: Vec<Option<f64>> = (0..steps.count())
+                    .map(|i| (!present.iter().any(|s| s.values[i].is_some())).then_some(1.0))
+                    .collect();
+                if values.iter().all(Option::is_none) {
+                    return Ok(Value::Vector(Vec::new()));
+                }
+                Ok(Value::Vector(vec![StepSeries { labels: labels::absent_labels(selector), values }]))
+            }
             _ => Err(unsupported()),
         }
     }
@@ -415,18 +475,75 @@ impl Evaluator<'_> {
     }
 
     /// A range function of a range selector at every step.
-    fn range_function(
-        &mut self,
-        name: &str,
-        selector: &VectorSelector,
-        range_ms: i64,
-        params: &[f64],
-    ) -> Result<Vec<StepSeries>, EvalError> {
-        let times = self.selector_times(selector);
+    /// The series and per-step window ends of a range selector or a subquery.
+    fn range_input(&mut self, expr: &Expr) -> Result<RangeInput, EvalError> {
+        match expr {
+            Expr::MatrixSelector(matrix) => {
+                let range_ms = duration_ms(matrix.range);
+                let times = self.selector_times(&matrix.vs);
+                let series = self.fetch(&matrix.vs, &times, range_ms)?;
+                Ok(RangeInput { series, times, range_ms })
+            }
+            Expr::Subquery(subquery) => {
+                let range_ms = duration_ms(subquery.range);
+                let step_ms = subquery.step.map(duration_ms).unwrap_or(self.options.subquery_step_ms);
+                if step_ms <= 0 {
+                    return Err(EvalError::Execution("a subquery step must be positive".into()));
+                }
+                let times = self.modified_times(subquery.offset.as_ref(), subquery.at.as_ref());
+                let first = times.iter().copied().min().unwrap_or(self.steps.start_ms).saturating_sub(range_ms);
+                let last = times.iter().copied().max().unwrap_or(self.steps.end_ms);
+                // The inner steps are multiples of the step, starting just after the first window.
+                let mut start = step_ms * first.div_euclid(step_ms);
+                if start <= first {
+                    start += step_ms;
+                }
+                if start > last {
+                    return Ok(RangeInput { series: Vec::new(), times, range_ms });
+                }
+                let inner = Steps { start_ms: start, end_ms: last, step_ms };
+                let mut evaluator = Evaluator {
+                    storage: self.storage,
+                    steps: inner,
+                    query: self.query,
+                    options: self.options,
+                    loaded: self.loaded,
+                    checks: self.checks,
+                };
+                let value = evaluator.eval(&subquery.expr)?;
+                self.loaded = evaluator.loaded;
+                let series = match value {
+                    Value::Vector(series) => series,
+                    Value::Scalar(values) => {
+                        vec![StepSeries { labels: Labels::empty(), values: values.into_iter().map(Some).collect() }]
+                    }
+                    _ => return Err(EvalError::Execution("a subquery needs a scalar or an instant vector".into())),
+                };
+                let series = series
+                    .into_iter()
+                    .map(|s| {
+                        let samples = s
+                            .values
+                            .iter()
+                            .enumerate()
+                            .filter_map(|(j, v)| v.map(|value| Sample { t_ms: inner.at(j), value }))
+                            .collect();
+                        (s.labels, samples)
+                    })
+                    .collect();
+                Ok(RangeInput { series, times, range_ms })
+            }
+            _ => Err(EvalError::Execution("expected a range vector".into())),
+        }
+    }
+
+    /// A range function of a range vector at every step.
+    fn range_function(&mut self, name: &str, input: RangeInput, params: &[f64]) -> Result<Vec<StepSeries>, EvalError> {
+        let RangeInput { series, times, range_ms } = input;
         let keep_name = functions::keeps_metric_name(name);
         let mut out = Vec::new();
         let mut window: Vec<Sample> = Vec::new();
-        for (labels, samples) in self.fetch(selector, &times, range_ms)? {
+        for (labels, samples) in series {
             self.check_deadline()?;
             let mut values = Vec::with_capacity(times.len());
             let mut loaded = 0;
@@ -451,8 +568,102 @@ impl Evaluator<'_> {
         merge_unique(out)
     }
 
+    /// `topk`, `bottomk`, `quantile` and `count_values`.
+    fn aggregate_with_param(&mut self, aggregate: &AggregateExpr) -> Result<Value, EvalError> {
+        let op = aggregate.op;
+        let param =
+            aggregate.param.as_deref().ok_or_else(|| EvalError::Execution(format!("{op} needs a parameter")))?;
+        let steps = self.steps.count();
+        if op.id() == T_COUNT_VALUES {
+            let Value::String(label) = self.eval(param)? else {
+                return Err(EvalError::Execution("count_values needs a string parameter".into()));
+            };
+            if !is_valid_label_name(&label) {
+                return Err(EvalError::Execution(format!("invalid label name {label:?}")));
+            }
+            let input = self.vector_arg(&aggregate.expr)?;
+            let mut counts: BTreeMap<Labels, Vec<Option<f64>>> = BTreeMap::new();
+            for series in &input {
+                let group = grouping_labels(&series.labels, aggregate.modifier.as_ref());
+                for (step, value) in series.values.iter().enumerate() {
+                    let Some(value) = value else { continue };
+                    let labels = with_label(&group, &label, &crate::api::prometheus::format_value(*value));
+                    let slot = counts.entry(labels).or_insert_with(|| vec![None; steps]);
+                    slot[step] = Some(slot[step].unwrap_or(0.0) + 1.0);
+                }
+            }
+            return Ok(Value::Vector(
+                counts.into_iter().map(|(labels, values)| StepSeries { labels, values }).collect(),
+            ));
+        }
+        let params = self.scalar_arg(param)?;
+        let input = self.vector_arg(&aggregate.expr)?;
+        let groups: Vec<Labels> =
+            input.iter().map(|s| grouping_labels(&s.labels, aggregate.modifier.as_ref())).collect();
+        let mut members: BTreeMap<&Labels, Vec<usize>> = BTreeMap::new();
+        for (index, group) in groups.iter().enumerate() {
+            members.entry(group).or_default().push(index);
+        }
+        if op.id() == T_QUANTILE {
+            let mut out = Vec::new();
+            for (group, indices) in &members {
+                let values: Vec<Option<f64>> = (0..steps)
+                    .map(|step| {
+                        let mut present: Vec<f64> = indices.iter().filter_map(|&i| input[i].values[step]).collect();
+                        (!present.is_empty()).then(|| functions::quantile(params[step], &mut present))
+                    })
+                    .collect();
+                out.push(StepSeries { labels: (*group).clone(), values });
+            }
+            return Ok(Value::Vector(out));
+        }
+        // topk and bottomk keep the series themselves, at the steps where they rank.
+        let mut keep: Vec<Vec<bool>> = vec![vec![false; steps]; input.len()];
+        for indices in members.values() {
+            for step in 0..steps {
+                let k = params[step];
+                if k.is_nan() {
+                    return Err(EvalError::Execution("parameter value is NaN".into()));
+                }
+                if k < 1.0 {
+                    continue;
+                }
+                let k = if k >= usize::MAX as f64 { usize::MAX } else { k as usize };
+                let mut present: Vec<(usize, f64)> =
+                    indices.iter().filter_map(|&i| input[i].values[step].map(|v| (i, v))).collect();
+                // NaN ranks below every number for both.
+                present.sort_by(|a, b| {
+                    let order = match (a.1.is_nan(), b.1.is_nan()) {
+                        (true, true) => std::cmp::Ordering::Equal,
+                        (true, false) => std::cmp::Ordering::Greater,
+                        (false, true) => std::cmp::Ordering::Less,
+                        _ if op.id() == T_TOPK => b.1.total_cmp(&a.1),
+                        _ => a.1.total_cmp(&b.1),
+                    };
+                    order.then(a.0.cmp(&b.0))
+                });
+                for (i, _) in present.into_iter().take(k) {
+                    keep[i][step] = true;
+                }
+            }
+        }
+        let out = input
+            .into_iter()
+            .zip(keep)
+            .map(|(series, keep)| StepSeries {
+                values: series.values.iter().zip(keep).map(|(v, k)| if k { *v } else { None }).collect(),
+                labels: series.labels,
+            })
+            .filter(|s| s.values.iter().any(Option::is_some))
+            .collect();
+        Ok(Value::Vector(out))
+    }
+
     fn aggregate(&mut self, aggregate: &AggregateExpr) -> Result<Value, EvalError> {
         let op = aggregate.op;
+        if matches!(op.id(), T_TOPK | T_BOTTOMK | T_QUANTILE | T_COUNT_VALUES) {
+            return self.aggregate_with_param(aggregate);
+        }
         if !matches!(op.id(), T_SUM | T_AVG | T_MIN | T_MAX | T_COUNT | T_GROUP | T_STDDEV | T_STDVAR) {
             return Err(EvalError::Unsupported(format!("the aggregation {op}")));
         }
@@ -599,6 +810,39 @@ fn grouping_labels(labels: &Labels, modifier: Option<&LabelModifier>) -> Labels 
         Some(LabelModifier::Exclude(names)) => {
             keep_labels(labels, |name| name != "__name__" && !names.labels.iter().any(|n| n == name))
         }
+    }
+}
+
+/// `histogram_quantile` over classic buckets: series grouped by their labels without `le`.
+fn histogram_quantile(phi: &[f64], series: Vec<StepSeries>, steps: usize) -> Vec<StepSeries> {
+    let mut groups: BTreeMap<Labels, Vec<(f64, &StepSeries)>> = BTreeMap::new();
+    for s in &series {
+        let Some(upper) = s.labels.get("le").and_then(parse_bucket_bound) else { continue };
+        let group = keep_labels(&s.labels, |name| name != "le" && name != "__name__");
+        groups.entry(group).or_default().push((upper, s));
+    }
+    let mut out = Vec::new();
+    for (labels, buckets) in groups {
+        let values: Vec<Option<f64>> = (0..steps)
+            .map(|step| {
+                let mut present: Vec<(f64, f64)> =
+                    buckets.iter().filter_map(|(upper, s)| s.values[step].map(|count| (*upper, count))).collect();
+                (!present.is_empty()).then(|| functions::bucket_quantile(phi[step], &mut present))
+            })
+            .collect();
+        if values.iter().any(Option::is_some) {
+            out.push(StepSeries { labels, values });
+        }
+    }
+    out
+}
+
+/// A bucket's `le` value: a float, `+Inf` or `Inf` included.
+fn parse_bucket_bound(text: &str) -> Option<f64> {
+    match text {
+        "+Inf" | "Inf" | "+inf" | "inf" => Some(f64::INFINITY),
+        "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
+        _ => text.parse().ok(),
     }
 }
 

@@ -236,7 +236,7 @@ fn variance(values: impl Iterator<Item = f64>) -> f64 {
 }
 
 /// The φ-quantile of `values` by linear interpolation between closest ranks, as Prometheus
-/// computes it; φ outside [0, 1] gives ∓Inf.
+/// computes it (NaN sorts first); φ outside [0, 1] gives ∓Inf.
 pub fn quantile(phi: f64, values: &mut [f64]) -> f64 {
     if values.is_empty() || phi.is_nan() {
         return f64::NAN;
@@ -247,13 +247,82 @@ pub fn quantile(phi: f64, values: &mut [f64]) -> f64 {
     if phi > 1.0 {
         return f64::INFINITY;
     }
-    values.sort_by(f64::total_cmp);
+    // NaN counts as the smallest value, as Go's float sort orders it.
+    values.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Less,
+        (false, true) => std::cmp::Ordering::Greater,
+        _ => a.total_cmp(b),
+    });
     let n = values.len() as f64;
     let rank = phi * (n - 1.0);
     let lower = rank.floor().max(0.0);
     let upper = (lower + 1.0).min(n - 1.0);
     let weight = rank - rank.floor();
     values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
+}
+
+/// The φ-quantile of a classic histogram's `(upper bound, cumulative count)` buckets,
+/// interpolated linearly inside the bucket it falls in. Counts that fall are raised to keep
+/// the buckets monotonic; NaN when there is no `+Inf` bucket or no observation.
+pub fn bucket_quantile(phi: f64, buckets: &mut Vec<(f64, f64)>) -> f64 {
+    if phi.is_nan() {
+        return f64::NAN;
+    }
+    if phi < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if phi > 1.0 {
+        return f64::INFINITY;
+    }
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    if buckets.last().is_none_or(|b| b.0 != f64::INFINITY) {
+        return f64::NAN;
+    }
+    // Buckets with the same bound (from differently spelled `le` values) add up.
+    buckets.dedup_by(|next, kept| {
+        let same = next.0 == kept.0;
+        if same {
+            kept.1 += next.1;
+        }
+        same
+    });
+    let mut previous = buckets[0].1;
+    for bucket in buckets.iter_mut().skip(1) {
+        let current = bucket.1;
+        if current == previous {
+            continue;
+        }
+        let tiny = (current - previous).abs() <= 1e-12 * current.abs().max(previous.abs());
+        if tiny || current < previous {
+            bucket.1 = previous;
+            continue;
+        }
+        previous = current;
+    }
+    if buckets.len() < 2 {
+        return f64::NAN;
+    }
+    let observations = buckets[buckets.len() - 1].1;
+    if observations == 0.0 || observations.is_nan() {
+        return f64::NAN;
+    }
+    let mut rank = phi * observations;
+    let last = buckets.len() - 1;
+    let b = buckets[..last].partition_point(|bucket| bucket.1 < rank);
+    if b == last {
+        return buckets[last - 1].0;
+    }
+    if b == 0 && buckets[0].0 <= 0.0 {
+        return buckets[0].0;
+    }
+    let (mut start, end, mut count) = (0.0, buckets[b].0, buckets[b].1);
+    if b > 0 {
+        start = buckets[b - 1].0;
+        count -= buckets[b - 1].1;
+        rank -= buckets[b - 1].1;
+    }
+    start + (end - start) * (rank / count)
 }
 
 /// Least-squares slope and intercept, with x in seconds relative to `intercept_ms`.

@@ -3,6 +3,7 @@
 
 pub mod eval;
 pub mod functions;
+pub mod labels;
 pub mod lookback;
 pub mod selector;
 pub mod value;
