@@ -3,17 +3,16 @@
 //! Each node yields a value per step: a scalar is one float per step, an instant vector is a
 //! set of series with an optional value per step. Binary operators and aggregations then work
 //! step by step with Prometheus 3's rules (vector matching, `bool`, name dropping, Neumaier
-//! summation). Matrices exist only where an instant query returns a range selector.
+//! summation). Matrices exist only where an instant query returns a range vector.
 //!
 //! Covered: literals, parentheses, unary minus, instant and range selectors and subqueries
-//! with `offset` and `@`, every binary operator (arithmetic, comparison, `and`/`or`/`unless`, `on`/`ignoring`,
-//! `group_left`/`group_right`), the aggregations `sum`, `avg`, `min`, `max`, `count`,
-//! `group`, `stddev`, `stdvar`, `topk`, `bottomk`, `quantile` and `count_values`, the range
-//! functions of [`functions::is_range_function`] over
-//! a range selector, the value functions of [`functions::value_function`], `round`, `clamp`,
-//! `clamp_min`, `clamp_max`, `time`, `vector`, `scalar`, `histogram_quantile` (classic
-//! buckets), `label_replace`, `label_join`, `absent` and `absent_over_time`. Anything else is refused with
-//! [`EvalError::Unsupported`].
+//! with `offset` and `@`, every binary operator (arithmetic, comparison, `and`/`or`/`unless`,
+//! `on`/`ignoring`, `group_left`/`group_right`), the aggregations `sum`, `avg`, `min`, `max`,
+//! `count`, `group`, `stddev`, `stdvar`, `topk`, `bottomk`, `quantile` and `count_values`,
+//! the range functions of [`functions::is_range_function`], the value functions of
+//! [`functions::value_function`], `round`, `clamp`, `clamp_min`, `clamp_max`, `time`,
+//! `vector`, `scalar`, `histogram_quantile` (classic buckets), `label_replace`, `label_join`,
+//! `absent` and `absent_over_time`. Anything else is refused with [`EvalError::Unsupported`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
