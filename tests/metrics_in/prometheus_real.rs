@@ -1,6 +1,7 @@
 //! A real Prometheus (Debian's 2.42) scrapes itself, a real node-exporter and Tripod, and
 //! remote-writes everything to Tripod. Every series Prometheus holds for a ten-second window
-//! must be in Tripod with exactly the same samples.
+//! must be in Tripod with exactly the same samples, and PromQL queries over that data must
+//! give the same answers from both.
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -186,5 +187,133 @@ remote_write:
         expected[differing[0]],
         actual[differing[0]]
     );
+
+    // The same data in both: every query must give the same answer from both.
+    let ms_offsets: Vec<i64> = actual.values().flatten().map(|(t, _)| t.rem_euclid(1000)).collect();
+    let at = boundary_free_time(end_ms, &ms_offsets);
+    compare_queries(&format!("127.0.0.1:{prometheus_port}"), &tripod.to_string(), at).await;
     server.shutdown().await.unwrap();
+}
+
+/// A time at or before `end_ms` whose millisecond offset within the second is at least 5 ms
+/// from every sample's. Windows of whole seconds then never have a sample on their edge, where
+/// Prometheus 2 (closed) and 3 (left-open) differ.
+fn boundary_free_time(end_ms: i64, sample_offsets: &[i64]) -> i64 {
+    (0..1000)
+        .map(|back| end_ms - back)
+        .find(|t| {
+            let offset = t.rem_euclid(1000);
+            sample_offsets.iter().all(|&o| {
+                let distance = (offset - o).rem_euclid(1000);
+                distance.min(1000 - distance) >= 5
+            })
+        })
+        .expect("a second has room for a time away from every scrape offset")
+}
+
+/// Queries Grafana dashboards use, over what Prometheus scraped from itself, node-exporter and
+/// Tripod. `rate` and `increase` run over counters far from zero: for a counter that started
+/// within about one window, Prometheus 3 (whose rules Tripod follows) applies the zero-point
+/// limit after the extrapolation threshold and 2.42 before it, and their answers differ.
+const DIFFERENTIAL_QUERIES: &[&str] = &[
+    "up",
+    "sum by (job) (up)",
+    "count by (job) (up)",
+    "up == 1",
+    "scrape_duration_seconds > bool 0.0001",
+    "rate(node_cpu_seconds_total[5s])",
+    "sum by (job) (rate(scrape_samples_scraped[10s]))",
+    "increase(node_network_receive_bytes_total[10s])",
+    "irate(process_cpu_seconds_total[5s])",
+    "1 - avg by (instance) (rate(node_cpu_seconds_total{mode=\"idle\"}[10s]))",
+    "histogram_quantile(0.9, sum by (le) (prometheus_http_request_duration_seconds_bucket))",
+    "topk(3, scrape_samples_scraped)",
+    "bottomk(2, scrape_series_added)",
+    "quantile(0.5, scrape_duration_seconds)",
+    "count_values(\"value\", up)",
+    "avg_over_time(scrape_duration_seconds[10s])",
+    "max_over_time(scrape_samples_scraped[10s]) - min_over_time(scrape_samples_scraped[10s])",
+    "deriv(process_resident_memory_bytes[10s])",
+    "predict_linear(process_resident_memory_bytes[10s], 60)",
+    "changes(process_resident_memory_bytes[10s])",
+    "label_replace(up, \"host\", \"$1\", \"instance\", \"(.*):.*\")",
+    "up * on (instance) group_left (version) prometheus_build_info",
+    "up unless on (job) prometheus_build_info",
+    "absent(nonexistent_metric{job=\"x\"})",
+    // Subquery steps are whole seconds, not boundary-free: only instant selectors inside.
+    "sum(scrape_duration_seconds)[30s:2s]",
+    "max_over_time(sum(scrape_samples_scraped)[10s:1s])",
+    "time() - process_start_time_seconds",
+    "clamp_max(scrape_duration_seconds * 1000, 5)",
+];
+
+async fn compare_queries(prometheus: &str, tripod: &str, at_ms: i64) {
+    let client = reqwest::Client::new();
+    let at = format!("{}.{:03}", at_ms.div_euclid(1000), at_ms.rem_euclid(1000));
+    let range_start = format!("{}.{:03}", (at_ms - 8_000).div_euclid(1000), at_ms.rem_euclid(1000));
+    for query in DIFFERENTIAL_QUERIES {
+        let mut forms = vec![("/api/v1/query", vec![("query", *query), ("time", at.as_str())])];
+        if !query.ends_with(":2s]") {
+            forms.push((
+                "/api/v1/query_range",
+                vec![("query", *query), ("start", range_start.as_str()), ("end", at.as_str()), ("step", "2")],
+            ));
+        }
+        for (path, form) in forms {
+            let mut answers = Vec::new();
+            for address in [prometheus, tripod] {
+                let response = client.post(format!("http://{address}{path}")).form(&form).send().await.unwrap();
+                let body: serde_json::Value = response.json().await.unwrap();
+                assert_eq!(body["status"], "success", "{address} {path} {query}: {body}");
+                answers.push(normalised(&body["data"]));
+            }
+            let (want, got) = (&answers[0], &answers[1]);
+            assert_eq!(want.0, got.0, "{path} {query}: result types");
+            assert!(!want.1.is_empty() || query.starts_with("absent"), "{path} {query}: prometheus has no result");
+            assert_eq!(
+                want.1.keys().collect::<Vec<_>>(),
+                got.1.keys().collect::<Vec<_>>(),
+                "{path} {query}: series differ"
+            );
+            for (labels, points) in &want.1 {
+                let ours = &got.1[labels];
+                let same = points.len() == ours.len()
+                    && points.iter().zip(ours).all(|(a, b)| {
+                        a.0 == b.0
+                            && ((a.1.is_nan() && b.1.is_nan())
+                                || a.1 == b.1
+                                || (a.1 - b.1).abs() <= 1e-9 * a.1.abs().max(b.1.abs()))
+                    });
+                assert!(same, "{path} {query} {labels}: prometheus {points:?}, tripod {ours:?}");
+            }
+        }
+    }
+}
+
+/// A query result as (result type, series labels -> (time ms, value) points).
+type Normalised = (String, BTreeMap<String, Vec<(i64, f64)>>);
+
+fn normalised(data: &serde_json::Value) -> Normalised {
+    let kind = data["resultType"].as_str().unwrap_or("").to_string();
+    let point = |pair: &serde_json::Value| -> (i64, f64) {
+        let t_ms = (pair[0].as_f64().unwrap() * 1000.0).round() as i64;
+        (t_ms, pair[1].as_str().unwrap().parse().unwrap_or(f64::NAN))
+    };
+    let mut series = BTreeMap::new();
+    match kind.as_str() {
+        "scalar" | "string" => {
+            series.insert(String::new(), vec![point(&data["result"])]);
+        }
+        _ => {
+            for entry in data["result"].as_array().unwrap() {
+                let key = labels_key(entry["metric"].as_object().unwrap());
+                let points = match entry.get("values") {
+                    Some(values) => values.as_array().unwrap().iter().map(point).collect(),
+                    None => vec![point(&entry["value"])],
+                };
+                series.insert(key, points);
+            }
+        }
+    }
+    (kind, series)
 }
