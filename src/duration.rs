@@ -1,8 +1,14 @@
 //! Durations as Prometheus writes them (`15s`, `1h30m`, `500ms`, `15d`), parsed and printed.
-//! Used by the config file and by every API parameter that takes a duration.
+//! Used by the config file and by every API parameter that takes a duration. Also the wall
+//! clock in Unix milliseconds, the time unit of every sample.
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Now, in milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)).unwrap_or(0)
+}
 
 /// Units in the order they must appear, with their length in milliseconds.
 const UNITS: [(&str, u64); 7] = [

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use tripod::api::wire::{put_bytes_field, put_fixed64_field, put_varint, put_varint_field};
@@ -257,7 +257,7 @@ async fn remote_write(options: RemoteWrite) -> Result<(), String> {
     }
     let mut series = generate_series(options.series);
     let batches_per_round = options.series.div_ceil(options.batch_series);
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    let now_ms = tripod::duration::unix_now_ms();
     let rounds = options.prepared.div_ceil(batches_per_round).max(1);
     let round_span_ms = 15_000 * options.samples_per_series as i64;
     // The prepared rounds end at the present, so receivers with an out-of-order window accept all.

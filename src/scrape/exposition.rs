@@ -468,8 +468,8 @@ pub fn parse_openmetrics(text: &str) -> Result<Exposition, ParseError> {
                 }
                 current = Some(Family::new(name));
             }
-            // `current` was set just above when it was empty or named another family.
-            let family = current.as_mut().expect("set above");
+            // `current` names this family now: it matched, or was replaced just above.
+            let family = current.get_or_insert_with(|| Family::new(name));
             if family.has_samples {
                 return error(line, format!("metadata for {name} after its samples"));
             }
@@ -548,8 +548,8 @@ pub fn parse_openmetrics(text: &str) -> Result<Exposition, ParseError> {
                 ""
             }
         };
-        // `current` either matched the sample (so it is set) or was set just above.
-        let family = current.as_mut().expect("set above");
+        // `current` either matched the sample or was replaced just above.
+        let family = current.get_or_insert_with(|| Family::new(&sample.name));
         family.has_samples = true;
         check_sample(family, &sample, suffix, line)?;
         out.samples.push(sample);

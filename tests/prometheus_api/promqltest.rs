@@ -394,6 +394,18 @@ fn testdata() -> Option<PathBuf> {
     None
 }
 
+/// The `.test` scripts of the test data, sorted, or `None` when it is absent outside CI.
+fn test_files() -> Option<Vec<PathBuf>> {
+    let dir = testdata()?;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "test"))
+        .collect();
+    files.sort();
+    Some(files)
+}
+
 #[test]
 fn points_expand_as_promqltest_defines() {
     let values = |text: &str| -> Vec<Point> { expand_points(text).unwrap() };
@@ -412,13 +424,7 @@ fn points_expand_as_promqltest_defines() {
 
 #[test]
 fn every_prometheus_test_file_parses_and_loads() {
-    let Some(dir) = testdata() else { return };
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "test"))
-        .collect();
-    files.sort();
+    let Some(files) = test_files() else { return };
     assert!(files.len() >= 20, "{files:?}");
     let (mut evals, mut loaded_samples, mut histogram_points) = (0, 0, 0);
     for file in &files {
@@ -557,13 +563,7 @@ const EXPECTED_FAILURES: &str = "tests/prometheus_api/promqltest-expected-failur
 /// rewrites the list.
 #[test]
 fn prometheus_test_scripts_evaluate_as_prometheus_does() {
-    let Some(dir) = testdata() else { return };
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "test"))
-        .collect();
-    files.sort();
+    let Some(files) = test_files() else { return };
     let mut failing: Vec<(String, String)> = Vec::new();
     let mut total = 0;
     for file in &files {

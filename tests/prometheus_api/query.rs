@@ -115,7 +115,7 @@ async fn range_queries_fill_every_step() {
 async fn bad_queries_get_prometheus_errors() {
     let server = loaded().await;
     type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], u16, &'a str);
-    let cases: [Case; 8] = [
+    let cases: [Case; 10] = [
         ("/api/v1/query", &[("query", "sum(")], 400, "invalid parameter \"query\""),
         ("/api/v1/query", &[("query", "up"), ("time", "yesterday")], 400, "invalid parameter \"time\""),
         ("/api/v1/query_range", &[("query", "up"), ("end", "10"), ("step", "1")], 400, "invalid parameter \"start\""),
@@ -133,6 +133,10 @@ async fn bad_queries_get_prometheus_errors() {
             400,
             "range vector",
         ),
+        // Bounds whose difference overflows a 64-bit millisecond count.
+        ("/api/v1/query_range", &[("query", "1"), ("start", "-9e15"), ("end", "9e15"), ("step", "1")], 400, "11,000"),
+        // A subquery with more steps than any query may load.
+        ("/api/v1/query", &[("query", "max_over_time(requests_total[1000y:1ms])")], 422, "too many samples"),
         // Both sides have two series per `job`: ambiguous matching is an execution error.
         ("/api/v1/query", &[("query", "requests_total + on(job) requests_total"), ("time", "1700000060")], 422, "many"),
     ];

@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -33,7 +32,7 @@ pub async fn federate(
 ) -> Result<Response, TextError> {
     let params = Params::from_request(query.as_deref(), &headers, &body).map_err(TextError)?;
     let sets = match_params(&params).map_err(TextError)?;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    let now = crate::duration::unix_now_ms();
     let range = TimeRange::new(now - LOOKBACK_MS, now).ok_or_else(|| TextError(ApiError::internal("bad clock")))?;
     let storage = state.storage().map_err(TextError)?;
 

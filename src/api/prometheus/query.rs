@@ -2,7 +2,7 @@
 //! with Prometheus's parameters, limits and error wording.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
@@ -30,7 +30,7 @@ type Request = (State<AppState>, RawQuery, HeaderMap, Bytes);
 pub async fn instant((State(state), RawQuery(query), headers, body): Request) -> Result<Response, PrometheusError> {
     let params = Params::from_request(query.as_deref(), &headers, &body)?;
     let expr = parse_query(&params)?;
-    let t_ms = time_param(&params, "time")?.unwrap_or_else(now_ms);
+    let t_ms = time_param(&params, "time")?.unwrap_or_else(crate::duration::unix_now_ms);
     let options = options(&params)?;
     let storage = Arc::clone(state.storage()?);
     let value = run(move || promql::instant_query(storage.metrics(), &expr, t_ms, options)).await?;
@@ -45,7 +45,7 @@ pub async fn range((State(state), RawQuery(query), headers, body): Request) -> R
         return Err(ApiError::bad_data("invalid parameter \"end\": end timestamp must not be before start time").into());
     }
     let step = step_param(&params)?;
-    if (end - start) / step > MAX_POINTS {
+    if end.saturating_sub(start) / step > MAX_POINTS {
         return Err(ApiError::bad_data(
             "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
         )
@@ -69,7 +69,7 @@ pub async fn range((State(state), RawQuery(query), headers, body): Request) -> R
     Ok(success(&value))
 }
 
-fn parse_query(params: &Params) -> Result<Expr, ApiError> {
+pub(super) fn parse_query(params: &Params) -> Result<Expr, ApiError> {
     let text = params.get("query").unwrap_or("");
     promql_parser::parser::parse(text).map_err(|e| ApiError::bad_data(format!("invalid parameter \"query\": {e}")))
 }
@@ -150,8 +150,4 @@ fn success(value: &QueryValue) -> Response {
     let mut response = Response::new(Body::from(body));
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

@@ -168,7 +168,7 @@ pub(super) fn storage_error(error: tripod_storage::metrics::MetricsError) -> Api
     ApiError::internal(format!("reading metrics: {error}"))
 }
 
-fn success(data: Value) -> Response {
+pub(super) fn success(data: Value) -> Response {
     Json(json!({ "status": "success", "data": data })).into_response()
 }
 

@@ -5,22 +5,17 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde_json::{Value, json};
 use tripod_storage::metrics::{MetricsQueryable, TimeRange};
 
-use super::read::Params;
+use super::read::{Params, success};
 use super::targets::rfc3339;
 use crate::api::AppState;
 use crate::api::error::{ApiError, PrometheusError};
-
-fn success(data: Value) -> Response {
-    Json(json!({ "status": "success", "data": data })).into_response()
-}
 
 pub async fn format_query(
     State(_state): State<AppState>,
@@ -29,12 +24,7 @@ pub async fn format_query(
     body: Bytes,
 ) -> Result<Response, PrometheusError> {
     let params = Params::from_request(query.as_deref(), &headers, &body)?;
-    let text = params
-        .get("query")
-        .filter(|q| !q.is_empty())
-        .ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": empty query"))?;
-    let expr = promql_parser::parser::parse(text)
-        .map_err(|e| ApiError::bad_data(format!("invalid parameter \"query\": {e}")))?;
+    let expr = super::query::parse_query(&params)?;
     Ok(success(Value::String(expr.prettify())))
 }
 

@@ -20,8 +20,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use promql_parser::label::Labels as GroupingLabels;
 use promql_parser::parser::token::{
     T_ADD, T_ATAN2, T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_DIV, T_EQLC, T_GROUP, T_GTE, T_GTR, T_LAND, T_LOR,
-    T_LSS, T_LTE, T_LUNLESS, T_MAX, T_MIN, T_MOD, T_MUL, T_NEQ, T_POW, T_QUANTILE, T_STDDEV, T_STDVAR, T_SUB, T_SUM,
-    T_TOPK, TokenType,
+    T_LSS, T_LTE, T_MAX, T_MIN, T_MOD, T_MUL, T_NEQ, T_POW, T_QUANTILE, T_STDDEV, T_STDVAR, T_SUB, T_SUM, T_TOPK,
+    TokenType,
 };
 use promql_parser::parser::{
     AggregateExpr, AtModifier, BinModifier, BinaryExpr, Call, Expr, LabelModifier, Offset, VectorMatchCardinality,
@@ -81,7 +81,7 @@ impl Steps {
     }
 
     fn count(&self) -> usize {
-        ((self.end_ms - self.start_ms) / self.step_ms) as usize + 1
+        usize::try_from(self.end_ms.saturating_sub(self.start_ms) / self.step_ms.max(1)).unwrap_or(0).saturating_add(1)
     }
 
     fn at(&self, index: usize) -> i64 {
@@ -419,7 +419,7 @@ impl Evaluator<'_> {
             "label_replace" | "label_join" => {
                 let series = self.vector_arg(args.first().ok_or_else(unsupported)?)?;
                 let mut strings = Vec::new();
-                for arg in &args[1..] {
+                for arg in args.iter().skip(1) {
                     match self.eval(arg)? {
                         Value::String(text) => strings.push(text),
                         _ => return Err(EvalError::Execution(format!("{name}() takes string arguments"))),
@@ -493,14 +493,21 @@ impl Evaluator<'_> {
                 let first = times.iter().copied().min().unwrap_or(self.steps.start_ms).saturating_sub(range_ms);
                 let last = times.iter().copied().max().unwrap_or(self.steps.end_ms);
                 // The inner steps are multiples of the step, starting just after the first window.
-                let mut start = step_ms * first.div_euclid(step_ms);
-                if start <= first {
-                    start += step_ms;
-                }
-                if start > last {
+                let aligned = first.div_euclid(step_ms).checked_mul(step_ms);
+                let start = match aligned {
+                    Some(start) if start > first => Some(start),
+                    Some(start) => start.checked_add(step_ms),
+                    None => None,
+                };
+                let Some(start) = start.filter(|&start| start <= last) else {
                     return Ok(RangeInput { series: Vec::new(), times, range_ms });
-                }
+                };
                 let inner = Steps { start_ms: start, end_ms: last, step_ms };
+                // Every inner step holds at least one value per series: more steps than the
+                // sample limit can never be answered.
+                if inner.count() > self.options.max_samples {
+                    return Err(EvalError::TooManySamples);
+                }
                 let mut evaluator = Evaluator {
                     storage: self.storage,
                     steps: inner,
@@ -672,15 +679,10 @@ impl Evaluator<'_> {
         let steps = self.steps.count();
         // Output series by group labels, each with an accumulator per step.
         let mut groups: BTreeMap<Labels, Vec<Accumulator>> = BTreeMap::new();
-        let mut group_of: Vec<Labels> = Vec::with_capacity(input.len());
         for series in &input {
-            let key = grouping_labels(&series.labels, aggregate.modifier.as_ref());
-            groups.entry(key.clone()).or_insert_with(|| vec![Accumulator::default(); steps]);
-            group_of.push(key);
-        }
-        for (series, key) in input.iter().zip(&group_of) {
             self.check_deadline()?;
-            let accumulators = groups.get_mut(key).expect("every group was created above");
+            let key = grouping_labels(&series.labels, aggregate.modifier.as_ref());
+            let accumulators = groups.entry(key).or_insert_with(|| vec![Accumulator::default(); steps]);
             for (accumulator, value) in accumulators.iter_mut().zip(&series.values) {
                 if let Some(value) = value {
                     accumulator.add(op, *value);
@@ -796,7 +798,8 @@ impl Accumulator {
             T_GROUP => 1.0,
             T_STDVAR => self.m2 / n,
             T_STDDEV => (self.m2 / n).sqrt(),
-            _ => unreachable!("aggregation operators are checked before evaluation"),
+            // Other operators never get here: `aggregate` checks them first.
+            _ => return None,
         })
     }
 }
@@ -988,6 +991,7 @@ fn signature(labels: &Labels, modifier: Option<&BinModifier>) -> String {
     key
 }
 
+/// `and`, `or` and `unless`.
 fn set_operation(
     op: TokenType,
     modifier: Option<&BinModifier>,
@@ -1003,19 +1007,6 @@ fn set_operation(
     };
     let mut out: Vec<StepSeries> = Vec::new();
     match op.id() {
-        T_LAND | T_LUNLESS => {
-            let keep_matches = op.id() == T_LAND;
-            let mut result = lhs;
-            for step in 0..steps {
-                let present = present_at(&rhs, &rhs_sigs, step);
-                for (series, sig) in result.iter_mut().zip(&lhs_sigs) {
-                    if series.values[step].is_some() && present.contains(sig) != keep_matches {
-                        series.values[step] = None;
-                    }
-                }
-            }
-            out.extend(result);
-        }
         T_LOR => {
             let mut right = rhs;
             for step in 0..steps {
@@ -1029,7 +1020,20 @@ fn set_operation(
             out.extend(lhs);
             out.extend(right);
         }
-        _ => unreachable!("only set operators reach here"),
+        // `and` and `unless` (the caller passes set operators only).
+        _ => {
+            let keep_matches = op.id() == T_LAND;
+            let mut result = lhs;
+            for step in 0..steps {
+                let present = present_at(&rhs, &rhs_sigs, step);
+                for (series, sig) in result.iter_mut().zip(&lhs_sigs) {
+                    if series.values[step].is_some() && present.contains(sig) != keep_matches {
+                        series.values[step] = None;
+                    }
+                }
+            }
+            out.extend(result);
+        }
     }
     // `or` can bring equal label sets from both sides; the left one wins at each step.
     let mut merged: BTreeMap<Labels, Vec<Option<f64>>> = BTreeMap::new();
@@ -1099,7 +1103,7 @@ fn vector_vector(
                         .into(),
                 ));
             }
-            let one_value = one[o].values[step].expect("indexed series have a value at this step");
+            let Some(one_value) = one[o].values[step] else { continue };
             let (l, r) = if swapped { (one_value, many_value) } else { (many_value, one_value) };
             let (value, keep) = apply(op, l, r)?;
             let value = if return_bool {

@@ -207,10 +207,12 @@ fn mean(values: impl Iterator<Item = f64>) -> f64 {
                 sum = next;
                 continue;
             }
-            incremental =
-                Some(CompensatedSum { sum: sum.sum / (count - 1.0), compensation: sum.compensation / (count - 1.0) });
         }
-        let mean = incremental.as_mut().expect("set above");
+        // From here on (the sum would overflow) the mean continues from what came so far.
+        let mean = incremental.get_or_insert(CompensatedSum {
+            sum: sum.sum / (count - 1.0),
+            compensation: sum.compensation / (count - 1.0),
+        });
         if mean.sum.is_infinite() && (value.is_finite() || (value.is_infinite() && (mean.sum > 0.0) == (value > 0.0))) {
             continue;
         }
