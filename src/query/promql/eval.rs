@@ -7,21 +7,24 @@
 //!
 //! Covered: literals, parentheses, unary minus, instant and range selectors and subqueries
 //! with `offset` and `@`, every binary operator (arithmetic, comparison, `and`/`or`/`unless`,
-//! `on`/`ignoring`, `group_left`/`group_right`), the aggregations `sum`, `avg`, `min`, `max`,
-//! `count`, `group`, `stddev`, `stdvar`, `topk`, `bottomk`, `quantile` and `count_values`,
-//! the range functions of [`functions::is_range_function`], the value functions of
-//! [`functions::value_function`], `round`, `clamp`, `clamp_min`, `clamp_max`, `time`,
-//! `vector`, `scalar`, `histogram_quantile` (classic buckets), `label_replace`, `label_join`,
-//! `absent` and `absent_over_time`. Anything else is refused with [`EvalError::Unsupported`].
+//! `on`/`ignoring`, `group_left`/`group_right`), every aggregation (`sum`, `avg`, `min`, `max`,
+//! `count`, `group`, `stddev`, `stdvar`, `topk`, `bottomk`, `quantile`, `count_values`,
+//! `limitk`, `limit_ratio`), the range functions of [`functions::is_range_function`], the value
+//! functions of [`functions::value_function`], the date functions, `round`, `clamp*`, `time`,
+//! `timestamp`, `vector`, `scalar`, `sort*`, `histogram_quantile` (classic buckets),
+//! `label_replace`, `label_join`, `absent`, `absent_over_time`, `pi`, `step`, `range`, `start`,
+//! `end`, `min_of` and `max_of`. Native histograms and the functions over them, `info` and the
+//! `fill` modifier are refused with [`EvalError::Unsupported`].
 
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use promql_parser::label::Labels as GroupingLabels;
 use promql_parser::parser::token::{
-    T_ADD, T_ATAN2, T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_DIV, T_EQLC, T_GROUP, T_GTE, T_GTR, T_LAND, T_LOR,
-    T_LSS, T_LTE, T_MAX, T_MIN, T_MOD, T_MUL, T_NEQ, T_POW, T_QUANTILE, T_STDDEV, T_STDVAR, T_SUB, T_SUM, T_TOPK,
-    TokenType,
+    T_ADD, T_ATAN2, T_AVG, T_COUNT, T_COUNT_VALUES, T_DIV, T_EQLC, T_GROUP, T_GTE, T_GTR, T_LAND, T_LIMIT_RATIO,
+    T_LIMITK, T_LOR, T_LSS, T_LTE, T_MAX, T_MIN, T_MOD, T_MUL, T_NEQ, T_POW, T_QUANTILE, T_STDDEV, T_STDVAR, T_SUB,
+    T_SUM, T_TOPK, TokenType,
 };
 use promql_parser::parser::{
     AggregateExpr, AtModifier, BinModifier, BinaryExpr, Call, Expr, LabelModifier, Offset, VectorMatchCardinality,
@@ -77,7 +80,7 @@ pub struct Steps {
 
 impl Steps {
     pub fn instant(t_ms: i64) -> Steps {
-        Steps { start_ms: t_ms, end_ms: t_ms, step_ms: 1 }
+        Steps { start_ms: t_ms, end_ms: t_ms, step_ms: 0 }
     }
 
     fn count(&self) -> usize {
@@ -149,6 +152,9 @@ struct RangeInput {
     times: Vec<i64>,
     range_ms: i64,
 }
+
+/// A series and the sample an instant selector sees in it at each step, if any.
+type SelectedPoints = (Labels, Vec<Option<Sample>>);
 
 /// A series of an instant vector: a value, or none, at each step.
 #[derive(Debug, Clone)]
@@ -286,16 +292,24 @@ impl Evaluator<'_> {
     }
 
     fn select_instant(&mut self, selector: &VectorSelector) -> Result<Vec<StepSeries>, EvalError> {
+        let points = self.select_points(selector)?;
+        Ok(points
+            .into_iter()
+            .map(|(labels, points)| StepSeries { labels, values: points.iter().map(|p| p.map(|s| s.value)).collect() })
+            .collect())
+    }
+
+    /// The sample an instant selector sees at each step, for every series it sees one in.
+    fn select_points(&mut self, selector: &VectorSelector) -> Result<Vec<SelectedPoints>, EvalError> {
         let times = self.selector_times(selector);
         let lookback = self.options.lookback_ms;
         let mut out = Vec::new();
         for (labels, samples) in self.fetch(selector, &times, lookback)? {
-            let values: Vec<Option<f64>> =
-                times.iter().map(|&t| instant_sample(&samples, t, lookback).map(|s| s.value)).collect();
-            let present = values.iter().filter(|v| v.is_some()).count();
+            let points: Vec<Option<Sample>> = times.iter().map(|&t| instant_sample(&samples, t, lookback)).collect();
+            let present = points.iter().filter(|p| p.is_some()).count();
             if present > 0 {
                 self.count_loaded(present)?;
-                out.push(StepSeries { labels, values });
+                out.push((labels, points));
             }
         }
         Ok(out)
@@ -344,16 +358,15 @@ impl Evaluator<'_> {
         let args = &call.args.args;
         let unsupported = || EvalError::Unsupported(format!("the function {name}()"));
         if functions::is_range_function(name) {
-            let (matrix, param) = match name {
-                "quantile_over_time" => (args.get(1), args.first()),
-                "predict_linear" => (args.first(), args.get(1)),
-                _ => (args.first(), None),
-            };
-            let matrix = matrix.ok_or_else(unsupported)?;
-            let params = match param {
-                Some(param) => self.scalar_arg(param)?,
-                None => vec![0.0; self.steps.count()],
-            };
+            // Where the range vector is among the arguments; the others are scalars.
+            let matrix_index = usize::from(name == "quantile_over_time");
+            let matrix = args.get(matrix_index).ok_or_else(unsupported)?;
+            let mut params = Vec::new();
+            for (index, arg) in args.iter().enumerate() {
+                if index != matrix_index {
+                    params.push(self.scalar_arg(arg)?);
+                }
+            }
             let input = self.range_input(matrix)?;
             return Ok(Value::Vector(self.range_function(name, input, &params)?));
         }
@@ -403,9 +416,8 @@ impl Evaluator<'_> {
                     None => None,
                 };
                 Ok(Value::Vector(map_values(series, |v, i| match (name, &second) {
-                    ("clamp", Some(max)) => {
-                        (max[i] >= first[i]).then(|| functions::go_max(first[i], functions::go_min(max[i], v)))
-                    }
+                    ("clamp", Some(max)) => (max[i] >= first[i] || max[i].is_nan() || first[i].is_nan())
+                        .then(|| functions::go_max(first[i], functions::go_min(max[i], v))),
                     ("clamp_min", _) => Some(functions::go_max(first[i], v)),
                     ("clamp_max", _) => Some(functions::go_min(first[i], v)),
                     _ => None,
@@ -434,9 +446,8 @@ impl Evaluator<'_> {
                 let arg = args.first().ok_or_else(unsupported)?;
                 let (present, selector) = match &**arg {
                     Expr::MatrixSelector(_) | Expr::Subquery(_) if name == "absent_over_time" => {
-                        let zeros = vec![0.0; steps.count()];
                         let input = self.range_input(arg)?;
-                        let found = self.range_function("count_over_time", input, &zeros)?;
+                        let found = self.range_function("count_over_time", input, &[])?;
                         let selector = match &**arg {
                             Expr::MatrixSelector(matrix) => Some(&matrix.vs),
                             _ => None,
@@ -454,6 +465,90 @@ impl Evaluator<'_> {
                     return Ok(Value::Vector(Vec::new()));
                 }
                 Ok(Value::Vector(vec![StepSeries { labels: labels::absent_labels(selector), values }]))
+            }
+            "pi" => Ok(Value::Scalar(vec![std::f64::consts::PI; steps.count()])),
+            // The query's own parameters, in seconds (an instant query has no step and no range).
+            "step" | "range" | "start" | "end" => {
+                let query = self.query;
+                let ms = match name {
+                    "step" => query.step_ms,
+                    "range" => query.end_ms.saturating_sub(query.start_ms),
+                    "start" => query.start_ms,
+                    _ => query.end_ms,
+                };
+                Ok(Value::Scalar(vec![ms as f64 / 1000.0; steps.count()]))
+            }
+            "min_of" | "max_of" => {
+                let a = self.scalar_arg(args.first().ok_or_else(unsupported)?)?;
+                let b = self.scalar_arg(args.get(1).ok_or_else(unsupported)?)?;
+                let pick = if name == "min_of" { functions::go_min } else { functions::go_max };
+                Ok(Value::Scalar(a.iter().zip(&b).map(|(&a, &b)| pick(a, b)).collect()))
+            }
+            "sort" | "sort_desc" => {
+                let mut series = self.vector_arg(args.first().ok_or_else(unsupported)?)?;
+                // Only an instant query's order is visible: by its one value, NaN last.
+                let descending = name == "sort_desc";
+                series.sort_by(|a, b| {
+                    let (a, b) = (a.values[0].unwrap_or(f64::NAN), b.values[0].unwrap_or(f64::NAN));
+                    match (a.is_nan(), b.is_nan()) {
+                        (true, true) => Ordering::Equal,
+                        (true, false) => Ordering::Greater,
+                        (false, true) => Ordering::Less,
+                        _ if descending => b.total_cmp(&a),
+                        _ => a.total_cmp(&b),
+                    }
+                });
+                Ok(Value::Vector(series))
+            }
+            "sort_by_label" | "sort_by_label_desc" => {
+                let mut series = self.vector_arg(args.first().ok_or_else(unsupported)?)?;
+                let mut names = Vec::new();
+                for arg in args.iter().skip(1) {
+                    match self.eval(arg)? {
+                        Value::String(text) => names.push(text),
+                        _ => return Err(EvalError::Execution(format!("{name}() takes string arguments"))),
+                    }
+                }
+                series.sort_by(|a, b| {
+                    let by_names = names.iter().fold(Ordering::Equal, |order, name| {
+                        order.then_with(|| {
+                            labels::natural_cmp(a.labels.get(name).unwrap_or(""), b.labels.get(name).unwrap_or(""))
+                        })
+                    });
+                    let order = by_names.then_with(|| a.labels.cmp(&b.labels));
+                    if name == "sort_by_label_desc" { order.reverse() } else { order }
+                });
+                Ok(Value::Vector(series))
+            }
+            "timestamp" => {
+                let mut arg = &**args.first().ok_or_else(unsupported)?;
+                while let Expr::Paren(paren) = arg {
+                    arg = &paren.expr;
+                }
+                // A selector's samples keep their own times; anything computed has the step's.
+                if let Expr::VectorSelector(selector) = arg {
+                    let selected = self.select_points(selector)?.into_iter().map(|(labels, points)| StepSeries {
+                        labels: without_name(&labels),
+                        values: points.iter().map(|p| p.map(|s| s.t_ms as f64 / 1000.0)).collect(),
+                    });
+                    return Ok(Value::Vector(merge_unique(selected)?));
+                }
+                let series = self.vector_arg(arg)?;
+                Ok(Value::Vector(map_values(series, |_, i| Some(steps.at(i) as f64 / 1000.0))?))
+            }
+            "minute" | "hour" | "day_of_week" | "day_of_month" | "day_of_year" | "days_in_month" | "month" | "year" => {
+                let part = |seconds: f64| functions::date_part(name, seconds);
+                match args.first() {
+                    // Without an argument: the evaluation time, in whole seconds.
+                    None => Ok(Value::Vector(vec![StepSeries {
+                        labels: Labels::empty(),
+                        values: (0..steps.count()).map(|i| Some(part(steps.at(i).div_euclid(1000) as f64))).collect(),
+                    }])),
+                    Some(arg) => {
+                        let series = self.vector_arg(arg)?;
+                        Ok(Value::Vector(map_values(series, |v, _| Some(part(v)))?))
+                    }
+                }
             }
             _ => Err(unsupported()),
         }
@@ -477,6 +572,7 @@ impl Evaluator<'_> {
     /// The series and per-step window ends of a range selector or a subquery.
     fn range_input(&mut self, expr: &Expr) -> Result<RangeInput, EvalError> {
         match expr {
+            Expr::Paren(paren) => self.range_input(&paren.expr),
             Expr::MatrixSelector(matrix) => {
                 let range_ms = duration_ms(matrix.range);
                 let times = self.selector_times(&matrix.vs);
@@ -544,8 +640,17 @@ impl Evaluator<'_> {
     }
 
     /// A range function of a range vector at every step.
-    fn range_function(&mut self, name: &str, input: RangeInput, params: &[f64]) -> Result<Vec<StepSeries>, EvalError> {
+    fn range_function(
+        &mut self,
+        name: &str,
+        input: RangeInput,
+        params: &[Vec<f64>],
+    ) -> Result<Vec<StepSeries>, EvalError> {
         let RangeInput { series, times, range_ms } = input;
+        if name == "double_exponential_smoothing" && !series.is_empty() {
+            check_smoothing_factors(params)?;
+        }
+        let mut step_params = Vec::with_capacity(params.len());
         let keep_name = functions::keeps_metric_name(name);
         let mut out = Vec::new();
         let mut window: Vec<Sample> = Vec::new();
@@ -563,7 +668,9 @@ impl Evaluator<'_> {
                     end_ms: t,
                     eval_ms: self.steps.at(i),
                 };
-                values.push(functions::range_function(name, &bounds, params[i]));
+                step_params.clear();
+                step_params.extend(params.iter().map(|param| param[i]));
+                values.push(functions::range_function(name, &bounds, &step_params));
             }
             self.count_loaded(loaded)?;
             if values.iter().any(Option::is_some) {
@@ -623,22 +730,40 @@ impl Evaluator<'_> {
             }
             return Ok(Value::Vector(out));
         }
-        // topk and bottomk keep the series themselves, at the steps where they rank.
+        // Prometheus's own wording, which clients may match on.
+        if params.iter().any(|p| p.is_nan()) {
+            let what = if op.id() == T_LIMIT_RATIO { "Ratio" } else { "Parameter" };
+            return Err(EvalError::Execution(format!("{what} value is NaN")));
+        }
+        // The others keep the series themselves, at the steps where they are chosen.
         let mut keep: Vec<Vec<bool>> = vec![vec![false; steps]; input.len()];
-        for indices in members.values() {
+        let mut rank: Vec<(usize, usize)> = vec![(0, 0); input.len()];
+        if op.id() == T_LIMIT_RATIO {
+            // A series' place in [0, 1) comes from its labels alone, so the same series stay
+            // chosen from step to step, and ratios r and r - 1 choose complementary sets.
+            let places: Vec<f64> =
+                input.iter().map(|s| labels::label_set_hash(&s.labels) as f64 / u64::MAX as f64).collect();
+            for (step, &ratio) in params.iter().enumerate() {
+                let ratio = ratio.clamp(-1.0, 1.0);
+                for (i, &place) in places.iter().enumerate() {
+                    keep[i][step] = if ratio >= 0.0 { place < ratio } else { place >= 1.0 + ratio };
+                }
+            }
+        }
+        for indices in members.values().filter(|_| op.id() != T_LIMIT_RATIO) {
             for step in 0..steps {
                 let k = params[step];
-                if k.is_nan() {
-                    return Err(EvalError::Execution("parameter value is NaN".into()));
-                }
                 if k < 1.0 {
                     continue;
                 }
                 let k = if k >= usize::MAX as f64 { usize::MAX } else { k as usize };
                 let mut present: Vec<(usize, f64)> =
                     indices.iter().filter_map(|&i| input[i].values[step].map(|v| (i, v))).collect();
-                // NaN ranks below every number for both.
+                // limitk keeps the first k series; topk and bottomk rank, NaN below every number.
                 present.sort_by(|a, b| {
+                    if op.id() == T_LIMITK {
+                        return a.0.cmp(&b.0);
+                    }
                     let order = match (a.1.is_nan(), b.1.is_nan()) {
                         (true, true) => std::cmp::Ordering::Equal,
                         (true, false) => std::cmp::Ordering::Greater,
@@ -648,26 +773,35 @@ impl Evaluator<'_> {
                     };
                     order.then(a.0.cmp(&b.0))
                 });
-                for (i, _) in present.into_iter().take(k) {
+                for (position, (i, _)) in present.into_iter().take(k).enumerate() {
                     keep[i][step] = true;
+                    if step == 0 {
+                        // Groups in the order they first appear, and the series in rank order.
+                        rank[i] = (indices[0], position);
+                    }
                 }
             }
         }
-        let out = input
+        let mut out: Vec<(StepSeries, (usize, usize))> = input
             .into_iter()
             .zip(keep)
-            .map(|(series, keep)| StepSeries {
-                values: series.values.iter().zip(keep).map(|(v, k)| if k { *v } else { None }).collect(),
-                labels: series.labels,
+            .zip(rank)
+            .map(|((series, keep), rank)| {
+                let values = series.values.iter().zip(keep).map(|(v, k)| if k { *v } else { None }).collect();
+                (StepSeries { values, labels: series.labels }, rank)
             })
-            .filter(|s| s.values.iter().any(Option::is_some))
+            .filter(|(s, _)| s.values.iter().any(Option::is_some))
             .collect();
-        Ok(Value::Vector(out))
+        // Only an instant query shows the order.
+        if steps == 1 {
+            out.sort_by_key(|(_, rank)| *rank);
+        }
+        Ok(Value::Vector(out.into_iter().map(|(series, _)| series).collect()))
     }
 
     fn aggregate(&mut self, aggregate: &AggregateExpr) -> Result<Value, EvalError> {
         let op = aggregate.op;
-        if matches!(op.id(), T_TOPK | T_BOTTOMK | T_QUANTILE | T_COUNT_VALUES) {
+        if op.is_aggregator_with_param() {
             return self.aggregate_with_param(aggregate);
         }
         if !matches!(op.id(), T_SUM | T_AVG | T_MIN | T_MAX | T_COUNT | T_GROUP | T_STDDEV | T_STDVAR) {
@@ -1166,6 +1300,19 @@ fn result_metric(
 fn format_labels(labels: &Labels) -> String {
     let pairs: Vec<String> = labels.iter().map(|l| format!("{}={:?}", l.name, &*l.value)).collect();
     format!("{{{}}}", pairs.join(", "))
+}
+
+/// `double_exponential_smoothing` takes factors strictly between 0 and 1, at every step.
+fn check_smoothing_factors(params: &[Vec<f64>]) -> Result<(), EvalError> {
+    for (which, values) in ["smoothing", "trend"].iter().zip(params) {
+        if let Some(bad) = values.iter().find(|&&f| !functions::is_smoothing_factor(f)) {
+            let short = if *which == "smoothing" { "sf" } else { "tf" };
+            return Err(EvalError::Execution(format!(
+                "invalid {which} factor. Expected: 0 < {short} < 1, got: {bad:.6}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn duration_ms(duration: std::time::Duration) -> i64 {

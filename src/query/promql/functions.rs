@@ -23,6 +23,13 @@ pub fn is_range_function(name: &str) -> bool {
             | "stddev_over_time"
             | "stdvar_over_time"
             | "quantile_over_time"
+            | "mad_over_time"
+            | "first_over_time"
+            | "ts_of_first_over_time"
+            | "ts_of_last_over_time"
+            | "ts_of_min_over_time"
+            | "ts_of_max_over_time"
+            | "double_exponential_smoothing"
             | "changes"
             | "resets"
             | "deriv"
@@ -32,7 +39,7 @@ pub fn is_range_function(name: &str) -> bool {
 
 /// Whether a function's result still measures what the metric name says.
 pub fn keeps_metric_name(name: &str) -> bool {
-    name == "last_over_time"
+    matches!(name, "first_over_time" | "last_over_time")
 }
 
 /// The window of a range selector at one evaluation: its samples (staleness markers removed)
@@ -45,8 +52,9 @@ pub struct Window<'a> {
     pub eval_ms: i64,
 }
 
-/// Applies a range function; `param` is its scalar argument where it takes one.
-pub fn range_function(name: &str, window: &Window<'_>, param: f64) -> Option<f64> {
+/// Applies a range function; `params` are its scalar arguments at this step, in order.
+pub fn range_function(name: &str, window: &Window<'_>, params: &[f64]) -> Option<f64> {
+    let param = params.first().copied().unwrap_or(f64::NAN);
     let samples = window.samples;
     if samples.is_empty() {
         return None;
@@ -61,6 +69,12 @@ pub fn range_function(name: &str, window: &Window<'_>, param: f64) -> Option<f64
         "count_over_time" => samples.len() as f64,
         "present_over_time" => 1.0,
         "last_over_time" => samples[samples.len() - 1].value,
+        "first_over_time" => samples[0].value,
+        "ts_of_first_over_time" => seconds(samples[0].t_ms),
+        "ts_of_last_over_time" => seconds(samples[samples.len() - 1].t_ms),
+        // The newest of the samples holding the extreme value; NaN loses to any number.
+        "ts_of_min_over_time" => seconds(extreme_sample(samples, |v, min| v <= min).t_ms),
+        "ts_of_max_over_time" => seconds(extreme_sample(samples, |v, max| v >= max).t_ms),
         "sum_over_time" => {
             let mut sum = CompensatedSum::default();
             values().for_each(|v| sum.add(v));
@@ -74,6 +88,18 @@ pub fn range_function(name: &str, window: &Window<'_>, param: f64) -> Option<f64
         "quantile_over_time" => {
             let mut sorted: Vec<f64> = values().collect();
             quantile(param, &mut sorted)
+        }
+        "mad_over_time" => {
+            let mut values: Vec<f64> = values().collect();
+            if values.iter().any(|v| v.is_nan()) {
+                return Some(f64::NAN);
+            }
+            let median = quantile(0.5, &mut values);
+            let mut deviations: Vec<f64> = values.iter().map(|v| (v - median).abs()).collect();
+            quantile(0.5, &mut deviations)
+        }
+        "double_exponential_smoothing" => {
+            double_exponential_smoothing(samples, param, params.get(1).copied().unwrap_or(f64::NAN))?
         }
         "changes" => {
             let changed = samples.windows(2).filter(|p| {
@@ -140,6 +166,48 @@ fn extrapolated_rate(window: &Window<'_>, is_counter: bool, is_rate: bool) -> Op
         factor /= (window.end_ms - window.start_ms) as f64 / 1000.0;
     }
     Some(result * factor)
+}
+
+fn seconds(t_ms: i64) -> f64 {
+    t_ms as f64 / 1000.0
+}
+
+/// The newest sample that `wins` (value, best so far) against every earlier one; a NaN best is
+/// replaced by any value.
+fn extreme_sample(samples: &[Sample], wins: impl Fn(f64, f64) -> bool) -> Sample {
+    let mut best = samples[0];
+    for &sample in &samples[1..] {
+        if best.value.is_nan() || wins(sample.value, best.value) {
+            best = sample;
+        }
+    }
+    best
+}
+
+/// Whether a smoothing or trend factor of `double_exponential_smoothing` is usable: strictly
+/// between 0 and 1.
+pub fn is_smoothing_factor(factor: f64) -> bool {
+    factor > 0.0 && factor < 1.0
+}
+
+/// Holt's linear smoothing: the level after the last sample, with smoothing factor `sf` and
+/// trend factor `tf` (both checked with [`is_smoothing_factor`] by the caller). Needs two
+/// samples.
+fn double_exponential_smoothing(samples: &[Sample], sf: f64, tf: f64) -> Option<f64> {
+    if samples.len() < 2 {
+        return None;
+    }
+    // The level after the newest sample so far and after the one before it, and the trend.
+    let (mut level, mut previous_level) = (samples[0].value, 0.0);
+    let mut trend = samples[1].value - samples[0].value;
+    for (i, sample) in samples.iter().enumerate().skip(1) {
+        if i > 1 {
+            trend = tf * (level - previous_level) + (1.0 - tf) * trend;
+        }
+        previous_level = level;
+        level = sf * sample.value + (1.0 - sf) * (level + trend);
+    }
+    Some(level)
 }
 
 /// `irate` and `idelta`: from the last two samples.
@@ -414,6 +482,51 @@ pub fn go_min(a: f64, b: f64) -> f64 {
     }
 }
 
+/// A calendar field of the UTC time `seconds` after the epoch, for the date functions
+/// (`minute`, `hour`, `day_of_week` with Sunday 0, `day_of_month`, `day_of_year`,
+/// `days_in_month`, `month`, `year`). Fractions of a second are cut off; a time that is not a
+/// number gives NaN.
+pub fn date_part(name: &str, seconds: f64) -> f64 {
+    if !seconds.is_finite() {
+        return f64::NAN;
+    }
+    // `as` saturates: times beyond ±292 billion years clamp to the ends of i64.
+    let seconds = seconds as i64;
+    let (days, second_of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    let (year, month, day) = civil_from_days(days);
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let month_lengths = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let value = match name {
+        "minute" => second_of_day / 60 % 60,
+        "hour" => second_of_day / 3600,
+        // 1970-01-01 was a Thursday.
+        "day_of_week" => (days + 4).rem_euclid(7),
+        "day_of_month" => day,
+        "day_of_year" => month_lengths[..(month - 1) as usize].iter().sum::<i64>() + day,
+        "days_in_month" => month_lengths[(month - 1) as usize],
+        "month" => month,
+        "year" => year,
+        _ => return f64::NAN,
+    };
+    value as f64
+}
+
+/// The proleptic Gregorian (year, month 1-12, day 1-31) of a day count from 1970-01-01.
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    // Days from 0000-03-01, in 400-year eras of 146 097 days; years start in March, so the
+    // leap day is the last day of a year.
+    let from_march_zero = days.saturating_add(719_468);
+    let era = from_march_zero.div_euclid(146_097);
+    let day_of_era = from_march_zero.rem_euclid(146_097);
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 { month_from_march + 3 } else { month_from_march - 9 };
+    let year = era.saturating_mul(400).saturating_add(year_of_era) + i64::from(month <= 2);
+    (year, month, day)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -429,16 +542,16 @@ mod tests {
             window(&[(15_000, 1.0), (30_000, 2.0), (45_000, 3.0), (60_000, 4.0)], 0, 60_000);
         let w = Window { samples: &samples, start_ms, end_ms, eval_ms: end_ms };
         // 3 over 45 s, extrapolated 15 s back to zero at the start: 4 over 60 s.
-        assert_eq!(range_function("increase", &w, 0.0), Some(4.0));
-        assert!((range_function("rate", &w, 0.0).unwrap() - 4.0 / 60.0).abs() < 1e-12);
+        assert_eq!(range_function("increase", &w, &[]), Some(4.0));
+        assert!((range_function("rate", &w, &[]).unwrap() - 4.0 / 60.0).abs() < 1e-12);
         // A reset adds the value before it.
         let (samples, ..) = window(&[(15_000, 5.0), (30_000, 6.0), (45_000, 1.0), (60_000, 2.0)], 0, 60_000);
         let w = Window { samples: &samples, start_ms, end_ms, eval_ms: end_ms };
-        assert_eq!(range_function("resets", &w, 0.0), Some(1.0));
-        assert_eq!(range_function("irate", &w, 0.0), Some(1.0 / 15.0));
+        assert_eq!(range_function("resets", &w, &[]), Some(1.0));
+        assert_eq!(range_function("irate", &w, &[]), Some(1.0 / 15.0));
         let one = [Sample { t_ms: 1, value: 1.0 }];
         let w = Window { samples: &one, start_ms, end_ms, eval_ms: end_ms };
-        assert_eq!(range_function("rate", &w, 0.0), None);
+        assert_eq!(range_function("rate", &w, &[]), None);
     }
 
     #[test]
@@ -447,6 +560,49 @@ mod tests {
         assert_eq!(quantile(1.5, &mut [1.0]), f64::INFINITY);
         assert_eq!(quantile(-1.0, &mut [1.0]), f64::NEG_INFINITY);
         assert!(quantile(f64::NAN, &mut [1.0]).is_nan());
+    }
+
+    #[test]
+    fn date_parts_follow_the_utc_calendar() {
+        // 2006-01-02 22:04:05 UTC, a Monday.
+        let t = 1_136_239_445.0;
+        let parts = ["year", "month", "day_of_month", "day_of_year", "day_of_week", "hour", "minute", "days_in_month"];
+        let got: Vec<f64> = parts.iter().map(|part| date_part(part, t)).collect();
+        assert_eq!(got, [2006.0, 1.0, 2.0, 2.0, 1.0, 22.0, 4.0, 31.0]);
+        // Leap years: 2016-02-29 23:59:59, then the last day of 2016, and 1900 (not leap).
+        assert_eq!((date_part("month", 1_456_790_399.0), date_part("day_of_month", 1_456_790_399.0)), (2.0, 29.0));
+        assert_eq!(date_part("days_in_month", 1_456_790_399.0), 29.0);
+        assert_eq!(date_part("day_of_year", 1_483_191_420.0), 366.0);
+        assert_eq!(date_part("days_in_month", -2_206_310_400.0), 28.0);
+        // Before the epoch: 1969-12-31 23:59:59, a Wednesday.
+        assert_eq!(date_part("year", -1.0), 1969.0);
+        assert_eq!(date_part("day_of_week", -1.0), 3.0);
+        assert_eq!(date_part("hour", -1.0), 23.0);
+        assert!(date_part("year", f64::NAN).is_nan());
+        assert!(date_part("year", f64::INFINITY).is_nan());
+        assert!(date_part("year", 1e300).is_finite());
+    }
+
+    #[test]
+    fn smoothing_and_extremes() {
+        let (samples, start_ms, end_ms) =
+            window(&[(10_000, 1.0), (20_000, 3.0), (30_000, 5.0), (40_000, 7.0)], 0, 40_000);
+        let w = Window { samples: &samples, start_ms, end_ms, eval_ms: end_ms };
+        // A straight line is followed exactly whatever the factors.
+        assert_eq!(range_function("double_exponential_smoothing", &w, &[0.5, 0.5]), Some(7.0));
+        let one = Window { samples: &samples[..1], start_ms, end_ms, eval_ms: end_ms };
+        assert_eq!(range_function("double_exponential_smoothing", &one, &[0.5, 0.5]), None);
+        assert_eq!(range_function("first_over_time", &w, &[]), Some(1.0));
+        assert_eq!(range_function("ts_of_first_over_time", &w, &[]), Some(10.0));
+        assert_eq!(range_function("ts_of_max_over_time", &w, &[]), Some(40.0));
+        assert_eq!(range_function("ts_of_min_over_time", &w, &[]), Some(10.0));
+        // Median 4, absolute deviations 3, 1, 1, 3: their median is 2.
+        assert_eq!(range_function("mad_over_time", &w, &[]), Some(2.0));
+        // Ties go to the newest sample; NaN loses to any number.
+        let (samples, ..) = window(&[(1_000, f64::NAN), (2_000, 2.0), (3_000, 1.0), (4_000, 2.0)], 0, 5_000);
+        let w = Window { samples: &samples, start_ms, end_ms, eval_ms: end_ms };
+        assert_eq!(range_function("ts_of_max_over_time", &w, &[]), Some(4.0));
+        assert_eq!(range_function("ts_of_min_over_time", &w, &[]), Some(3.0));
     }
 
     #[test]
