@@ -62,7 +62,9 @@ pub enum EvalError {
 pub struct EvalOptions {
     /// How far back an instant selector looks for a sample.
     pub lookback_ms: i64,
-    /// The most samples selectors may load, over all steps.
+    /// The most samples a query may hold: samples read from storage plus the points of the
+    /// intermediate results (Prometheus's `--query.max-samples`, which counts samples held in
+    /// memory at once).
     pub max_samples: usize,
     /// When evaluation gives up.
     pub deadline: Instant,
@@ -133,13 +135,16 @@ pub fn range_query(
             let values: Vec<Option<f64>> = values.into_iter().map(Some).collect();
             QueryValue::Matrix(vec![RangeSeries { labels: Labels::empty(), samples: to_samples(&values) }])
         }
-        Value::Vector(series) => QueryValue::Matrix(
-            series
+        Value::Vector(series) => {
+            let mut matrix: Vec<RangeSeries> = series
                 .into_iter()
                 .map(|s| RangeSeries { samples: to_samples(&s.values), labels: s.labels })
                 .filter(|s| !s.samples.is_empty())
-                .collect(),
-        ),
+                .collect();
+            // A range result is ordered by labels, whatever ordered the instant vectors.
+            matrix.sort_by(|a, b| a.labels.cmp(&b.labels));
+            QueryValue::Matrix(matrix)
+        }
         Value::String(_) => return Err(EvalError::Execution("a string cannot be evaluated over a range".into())),
         Value::Matrix(_) => return Err(EvalError::Execution("a range vector cannot be evaluated over a range".into())),
     })
@@ -277,6 +282,7 @@ impl Evaluator<'_> {
                     continue;
                 }
                 let samples = series.samples().map_err(|e| EvalError::Storage(e.to_string()))?;
+                self.count_loaded(samples.len())?;
                 found.insert(series.labels, samples);
             }
         }
@@ -657,11 +663,9 @@ impl Evaluator<'_> {
         for (labels, samples) in series {
             self.check_deadline()?;
             let mut values = Vec::with_capacity(times.len());
-            let mut loaded = 0;
             for (i, &t) in times.iter().enumerate() {
                 window.clear();
                 window.extend(range_samples(&samples, t, range_ms));
-                loaded += window.len();
                 let bounds = functions::Window {
                     samples: &window,
                     start_ms: t.saturating_sub(range_ms),
@@ -672,7 +676,7 @@ impl Evaluator<'_> {
                 step_params.extend(params.iter().map(|param| param[i]));
                 values.push(functions::range_function(name, &bounds, &step_params));
             }
-            self.count_loaded(loaded)?;
+            self.count_loaded(values.iter().filter(|v| v.is_some()).count())?;
             if values.iter().any(Option::is_some) {
                 let labels = if keep_name { labels } else { without_name(&labels) };
                 out.push(StepSeries { labels, values });
