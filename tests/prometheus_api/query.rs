@@ -2,10 +2,11 @@
 //! range results byte for byte, parameters by GET and POST, and Prometheus's errors.
 
 use serde_json::{Value, json};
-use tripod::config::ListenerName;
 use tripod::{Config, Server};
 use tripod_storage::labels::Labels;
 use tripod_storage::metrics::{MetricsAppender, Sample, SeriesKey, SeriesSamples};
+
+use crate::http::{get_text, post};
 
 const T0: i64 = 1_700_000_000_000;
 
@@ -21,26 +22,6 @@ async fn loaded() -> Server {
         storage.metrics().append(&batch).unwrap();
     }
     server
-}
-
-fn url(server: &Server, path: &str) -> String {
-    format!("http://{}{path}", server.address(ListenerName::Prometheus).unwrap())
-}
-
-async fn get_text(server: &Server, path: &str) -> (u16, String) {
-    let response = reqwest::get(url(server, path)).await.unwrap();
-    (response.status().as_u16(), response.text().await.unwrap())
-}
-
-async fn post(server: &Server, path: &str, form: &[(&str, &str)]) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(url(server, path))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(serde_urlencoded::to_string(form).unwrap())
-        .send()
-        .await
-        .unwrap();
-    (response.status().as_u16(), response.json().await.unwrap())
 }
 
 #[tokio::test]

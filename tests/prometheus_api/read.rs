@@ -1,13 +1,14 @@
 //! Labels, label values, series, metadata and exemplars: GET and POST (form) alike, the exact
 //! JSON shapes, and Prometheus's errors.
 
-use serde_json::{Value, json};
-use tripod::config::ListenerName;
+use serde_json::json;
 use tripod::{Config, Server};
 use tripod_storage::labels::Labels;
 use tripod_storage::metrics::{
     Exemplar, MetricMetadata, MetricType, MetricsAppender, Sample, SeriesKey, SeriesSamples,
 };
+
+use crate::http::{get, post, url};
 
 const T0: i64 = 1_700_000_000_000;
 
@@ -52,28 +53,6 @@ async fn loaded() -> Server {
         )
         .unwrap();
     server
-}
-
-fn url(server: &Server, path: &str) -> String {
-    format!("http://{}{path}", server.address(ListenerName::Prometheus).unwrap())
-}
-
-async fn get(server: &Server, path: &str) -> (u16, Value) {
-    let response = reqwest::get(url(server, path)).await.unwrap();
-    (response.status().as_u16(), response.json().await.unwrap())
-}
-
-/// POST with a form body (what Grafana's backend sends), keeping any URL query too.
-async fn post(server: &Server, path: &str, form: &[(&str, &str)]) -> (u16, Value) {
-    let body = serde_urlencoded::to_string(form).unwrap();
-    let response = reqwest::Client::new()
-        .post(url(server, path))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    (response.status().as_u16(), response.json().await.unwrap())
 }
 
 #[tokio::test]
