@@ -31,11 +31,12 @@ use promql_parser::parser::{
     VectorSelector,
 };
 use tripod_storage::labels::{Label, Labels};
-use tripod_storage::metrics::{MetricsQueryable, Sample, TimeRange};
+use tripod_storage::metrics::{MetricsQueryable, Sample, Series, TimeRange};
 
 use super::functions;
 use super::labels::{self, is_valid_label_name, with_label};
 use super::lookback::{instant_sample, range_samples};
+use super::range::{RangeData, RangeJob};
 use super::selector::selector_matchers;
 use super::value::{QueryValue, RangeSeries, VectorSample};
 
@@ -153,7 +154,7 @@ pub fn range_query(
 /// A range vector ready for windowing: series with their samples, and the end of the window
 /// at each step (`(end - range_ms, end]`).
 struct RangeInput {
-    series: Vec<(Labels, Vec<Sample>)>,
+    data: RangeData,
     times: Vec<i64>,
     range_ms: i64,
 }
@@ -223,7 +224,7 @@ impl Evaluator<'_> {
                 let input = self.range_input(expr)?;
                 let t = input.times[0];
                 let mut out = Vec::new();
-                for (labels, samples) in input.series {
+                for (labels, samples) in input.data.into_decoded()? {
                     let samples: Vec<Sample> = range_samples(&samples, t, input.range_ms).collect();
                     self.count_loaded(samples.len())?;
                     if !samples.is_empty() {
@@ -267,26 +268,41 @@ impl Evaluator<'_> {
         times: &[i64],
         window_ms: i64,
     ) -> Result<Vec<(Labels, Vec<Sample>)>, EvalError> {
+        let mut out = Vec::new();
+        for series in self.select_series(selector, times, window_ms)? {
+            self.check_deadline()?;
+            let samples = series.samples().map_err(|e| EvalError::Storage(e.to_string()))?;
+            self.count_loaded(samples.len())?;
+            out.push((series.labels, samples));
+        }
+        Ok(out)
+    }
+
+    /// Every series the selector matches with samples in `[first - window, last]`, sorted by
+    /// labels, not decoded yet.
+    fn select_series(
+        &mut self,
+        selector: &VectorSelector,
+        times: &[i64],
+        window_ms: i64,
+    ) -> Result<Vec<Series>, EvalError> {
         let first = times.iter().copied().min().unwrap_or(self.steps.start_ms);
         let last = times.iter().copied().max().unwrap_or(self.steps.end_ms);
         let Some(range) = TimeRange::new(first.saturating_sub(window_ms), last) else {
             return Ok(Vec::new());
         };
         let sets = selector_matchers(selector).map_err(EvalError::Execution)?;
-        let mut found: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
+        let mut selected = Vec::new();
         for matchers in &sets {
-            let selected = self.storage.select(matchers, range).map_err(|e| EvalError::Storage(e.to_string()))?;
-            for series in selected {
-                self.check_deadline()?;
-                if found.contains_key(&series.labels) {
-                    continue;
-                }
-                let samples = series.samples().map_err(|e| EvalError::Storage(e.to_string()))?;
-                self.count_loaded(samples.len())?;
-                found.insert(series.labels, samples);
-            }
+            selected.extend(self.storage.select(matchers, range).map_err(|e| EvalError::Storage(e.to_string()))?);
         }
-        Ok(found.into_iter().collect())
+        // Several matcher sets (one per metric name a `__name__` alternation lists) may select
+        // a series twice.
+        if sets.len() > 1 {
+            selected.sort_by(|a, b| a.labels.cmp(&b.labels));
+            selected.dedup_by(|a, b| a.labels == b.labels);
+        }
+        Ok(selected)
     }
 
     fn count_loaded(&mut self, samples: usize) -> Result<(), EvalError> {
@@ -582,8 +598,8 @@ impl Evaluator<'_> {
             Expr::MatrixSelector(matrix) => {
                 let range_ms = duration_ms(matrix.range);
                 let times = self.selector_times(&matrix.vs);
-                let series = self.fetch(&matrix.vs, &times, range_ms)?;
-                Ok(RangeInput { series, times, range_ms })
+                let series = self.select_series(&matrix.vs, &times, range_ms)?;
+                Ok(RangeInput { data: RangeData::Stored(series), times, range_ms })
             }
             Expr::Subquery(subquery) => {
                 let range_ms = duration_ms(subquery.range);
@@ -602,7 +618,7 @@ impl Evaluator<'_> {
                     None => None,
                 };
                 let Some(start) = start.filter(|&start| start <= last) else {
-                    return Ok(RangeInput { series: Vec::new(), times, range_ms });
+                    return Ok(RangeInput { data: RangeData::Computed(Vec::new()), times, range_ms });
                 };
                 let inner = Steps { start_ms: start, end_ms: last, step_ms };
                 // Every inner step holds at least one value per series: more steps than the
@@ -639,7 +655,7 @@ impl Evaluator<'_> {
                         (s.labels, samples)
                     })
                     .collect();
-                Ok(RangeInput { series, times, range_ms })
+                Ok(RangeInput { data: RangeData::Computed(series), times, range_ms })
             }
             _ => Err(EvalError::Execution("expected a range vector".into())),
         }
@@ -652,36 +668,28 @@ impl Evaluator<'_> {
         input: RangeInput,
         params: &[Vec<f64>],
     ) -> Result<Vec<StepSeries>, EvalError> {
-        let RangeInput { series, times, range_ms } = input;
-        if name == "double_exponential_smoothing" && !series.is_empty() {
+        let RangeInput { data, times, range_ms } = input;
+        if name == "double_exponential_smoothing" && !data.is_empty() {
             check_smoothing_factors(params)?;
         }
-        let mut step_params = Vec::with_capacity(params.len());
+        let eval_times: Vec<i64> = (0..times.len()).map(|i| self.steps.at(i)).collect();
+        let job = RangeJob {
+            name,
+            window_ends: &times,
+            eval_times: &eval_times,
+            range_ms,
+            params,
+            deadline: self.options.deadline,
+            max_samples: self.options.max_samples,
+        };
+        let (results, loaded) = job.run(data, self.loaded)?;
+        self.loaded = loaded;
         let keep_name = functions::keeps_metric_name(name);
-        let mut out = Vec::new();
-        let mut window: Vec<Sample> = Vec::new();
-        for (labels, samples) in series {
-            self.check_deadline()?;
-            let mut values = Vec::with_capacity(times.len());
-            for (i, &t) in times.iter().enumerate() {
-                window.clear();
-                window.extend(range_samples(&samples, t, range_ms));
-                let bounds = functions::Window {
-                    samples: &window,
-                    start_ms: t.saturating_sub(range_ms),
-                    end_ms: t,
-                    eval_ms: self.steps.at(i),
-                };
-                step_params.clear();
-                step_params.extend(params.iter().map(|param| param[i]));
-                values.push(functions::range_function(name, &bounds, &step_params));
-            }
-            self.count_loaded(values.iter().filter(|v| v.is_some()).count())?;
-            if values.iter().any(Option::is_some) {
+        let out =
+            results.into_iter().filter(|(_, values)| values.iter().any(Option::is_some)).map(|(labels, values)| {
                 let labels = if keep_name { labels } else { without_name(&labels) };
-                out.push(StepSeries { labels, values });
-            }
-        }
+                StepSeries { labels, values }
+            });
         merge_unique(out)
     }
 

@@ -50,6 +50,9 @@ pub struct Window<'a> {
     pub end_ms: i64,
     /// The evaluation time (for `predict_linear`).
     pub eval_ms: i64,
+    /// Set when the caller knows no value in the window drops (no counter reset), so `rate`
+    /// and `increase` need not look.
+    pub no_counter_resets: bool,
 }
 
 /// Applies a range function; `params` are its scalar arguments at this step, in order.
@@ -134,7 +137,7 @@ fn extrapolated_rate(window: &Window<'_>, is_counter: bool, is_rate: bool) -> Op
     }
     let (first, last) = (samples[0], samples[samples.len() - 1]);
     let mut result = last.value - first.value;
-    if is_counter {
+    if is_counter && !window.no_counter_resets {
         // A drop is a counter reset: the value before it was lost from the difference.
         for pair in samples.windows(2) {
             if pair[1].value < pair[0].value {
@@ -540,17 +543,17 @@ mod tests {
         // A counter rising 1 per 15 s, seen from 15 s to 60 s in a (0, 60 s] window.
         let (samples, start_ms, end_ms) =
             window(&[(15_000, 1.0), (30_000, 2.0), (45_000, 3.0), (60_000, 4.0)], 0, 60_000);
-        let w = Window { samples: &samples, start_ms, end_ms, eval_ms: end_ms };
+        let w = Window { samples: &samples, start_ms, end_ms, eval_ms: end_ms, no_counter_resets: false };
         // 3 over 45 s, extrapolated 15 s back to zero at the start: 4 over 60 s.
         assert_eq!(range_function("increase", &w, &[]), Some(4.0));
         assert!((range_function("rate", &w, &[]).unwrap() - 4.0 / 60.0).abs() < 1e-12);
         // A reset adds the value before it.
         let (samples, ..) = window(&[(15_000, 5.0), (30_000, 6.0), (45_000, 1.0), (60_000, 2.0)], 0, 60_000);
-        let w = Window { samples: &samples, start_ms, end_ms, eval_ms: end_ms };
+        let w = Window { samples: &samples, start_ms, end_ms, eval_ms: end_ms, no_counter_resets: false };
         assert_eq!(range_function("resets", &w, &[]), Some(1.0));
         assert_eq!(range_function("irate", &w, &[]), Some(1.0 / 15.0));
         let one = [Sample { t_ms: 1, value: 1.0 }];
-        let w = Window { samples: &one, start_ms, end_ms, eval_ms: end_ms };
+        let w = Window { samples: &one, start_ms, end_ms, eval_ms: end_ms, no_counter_resets: false };
         assert_eq!(range_function("rate", &w, &[]), None);
     }
 
@@ -587,10 +590,10 @@ mod tests {
     fn smoothing_and_extremes() {
         let (samples, start_ms, end_ms) =
             window(&[(10_000, 1.0), (20_000, 3.0), (30_000, 5.0), (40_000, 7.0)], 0, 40_000);
-        let w = Window { samples: &samples, start_ms, end_ms, eval_ms: end_ms };
+        let w = Window { samples: &samples, start_ms, end_ms, eval_ms: end_ms, no_counter_resets: false };
         // A straight line is followed exactly whatever the factors.
         assert_eq!(range_function("double_exponential_smoothing", &w, &[0.5, 0.5]), Some(7.0));
-        let one = Window { samples: &samples[..1], start_ms, end_ms, eval_ms: end_ms };
+        let one = Window { samples: &samples[..1], start_ms, end_ms, eval_ms: end_ms, no_counter_resets: false };
         assert_eq!(range_function("double_exponential_smoothing", &one, &[0.5, 0.5]), None);
         assert_eq!(range_function("first_over_time", &w, &[]), Some(1.0));
         assert_eq!(range_function("ts_of_first_over_time", &w, &[]), Some(10.0));
@@ -600,7 +603,7 @@ mod tests {
         assert_eq!(range_function("mad_over_time", &w, &[]), Some(2.0));
         // Ties go to the newest sample; NaN loses to any number.
         let (samples, ..) = window(&[(1_000, f64::NAN), (2_000, 2.0), (3_000, 1.0), (4_000, 2.0)], 0, 5_000);
-        let w = Window { samples: &samples, start_ms, end_ms, eval_ms: end_ms };
+        let w = Window { samples: &samples, start_ms, end_ms, eval_ms: end_ms, no_counter_resets: false };
         assert_eq!(range_function("ts_of_max_over_time", &w, &[]), Some(4.0));
         assert_eq!(range_function("ts_of_min_over_time", &w, &[]), Some(3.0));
     }

@@ -5,6 +5,7 @@ pub mod eval;
 pub mod functions;
 pub mod labels;
 pub mod lookback;
+mod range;
 pub mod selector;
 pub mod value;
 
