@@ -4,42 +4,19 @@
 //! give the same answers from both.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tripod::config::ListenerName;
 use tripod_storage::metrics::{MetricsQueryable, TimeRange, is_stale_nan};
 
-use crate::support::program;
-
-/// Kills the child process when dropped, so a failing test leaves nothing running.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use crate::support::{Running, compare_answers, free_port, labels_key, program, start_prometheus};
 
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
 type SeriesSamples = BTreeMap<String, Vec<(i64, u64)>>;
-
-/// `{a="1", b="2"}` from a JSON label object, in Tripod's `Labels` display form.
-fn labels_key(metric: &serde_json::Map<String, serde_json::Value>) -> String {
-    let mut pairs: Vec<(&String, &str)> = metric.iter().map(|(k, v)| (k, v.as_str().unwrap_or(""))).collect();
-    pairs.sort();
-    let shown: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
-    format!("{{{}}}", shown.join(", "))
-}
 
 async fn prometheus_window(address: &str, end_ms: i64) -> SeriesSamples {
     let query = format!(
@@ -135,19 +112,7 @@ remote_write:
       send_interval: 1s
 "#
     );
-    let config_path = dir.path().join("prometheus.yml");
-    std::fs::write(&config_path, config).unwrap();
-    let _prometheus = Running(
-        Command::new(prometheus)
-            .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{prometheus_port}"))
-            .arg("--log.level=warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus starts"),
-    );
+    let _prometheus = start_prometheus(&prometheus, dir.path(), &config, prometheus_port, &[]);
 
     // Wait until every target has been scraped for a while and the data reached Tripod.
     let storage = server.storage().unwrap();
@@ -260,60 +225,10 @@ async fn compare_queries(prometheus: &str, tripod: &str, at_ms: i64) {
             ));
         }
         for (path, form) in forms {
-            let mut answers = Vec::new();
-            for address in [prometheus, tripod] {
-                let response = client.post(format!("http://{address}{path}")).form(&form).send().await.unwrap();
-                let body: serde_json::Value = response.json().await.unwrap();
-                assert_eq!(body["status"], "success", "{address} {path} {query}: {body}");
-                answers.push(normalised(&body["data"]));
-            }
-            let (want, got) = (&answers[0], &answers[1]);
-            assert_eq!(want.0, got.0, "{path} {query}: result types");
-            assert!(!want.1.is_empty() || query.starts_with("absent"), "{path} {query}: prometheus has no result");
-            assert_eq!(
-                want.1.keys().collect::<Vec<_>>(),
-                got.1.keys().collect::<Vec<_>>(),
-                "{path} {query}: series differ"
-            );
-            for (labels, points) in &want.1 {
-                let ours = &got.1[labels];
-                let same = points.len() == ours.len()
-                    && points.iter().zip(ours).all(|(a, b)| {
-                        a.0 == b.0
-                            && ((a.1.is_nan() && b.1.is_nan())
-                                || a.1 == b.1
-                                || (a.1 - b.1).abs() <= 1e-9 * a.1.abs().max(b.1.abs()))
-                    });
-                assert!(same, "{path} {query} {labels}: prometheus {points:?}, tripod {ours:?}");
-            }
+            let answer = compare_answers(&client, prometheus, tripod, path, &form)
+                .await
+                .unwrap_or_else(|difference| panic!("{path} {query}: {difference}"));
+            assert!(!answer.1.is_empty() || query.starts_with("absent"), "{path} {query}: prometheus has no result");
         }
     }
-}
-
-/// A query result as (result type, series labels -> (time ms, value) points).
-type Normalised = (String, BTreeMap<String, Vec<(i64, f64)>>);
-
-fn normalised(data: &serde_json::Value) -> Normalised {
-    let kind = data["resultType"].as_str().unwrap_or("").to_string();
-    let point = |pair: &serde_json::Value| -> (i64, f64) {
-        let t_ms = (pair[0].as_f64().unwrap() * 1000.0).round() as i64;
-        (t_ms, pair[1].as_str().unwrap().parse().unwrap_or(f64::NAN))
-    };
-    let mut series = BTreeMap::new();
-    match kind.as_str() {
-        "scalar" | "string" => {
-            series.insert(String::new(), vec![point(&data["result"])]);
-        }
-        _ => {
-            for entry in data["result"].as_array().unwrap() {
-                let key = labels_key(entry["metric"].as_object().unwrap());
-                let points = match entry.get("values") {
-                    Some(values) => values.as_array().unwrap().iter().map(point).collect(),
-                    None => vec![point(&entry["value"])],
-                };
-                series.insert(key, points);
-            }
-        }
-    }
-    (kind, series)
 }
