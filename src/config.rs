@@ -111,6 +111,8 @@ pub struct RawConfig {
     scrape: crate::scrape::manager::RawScrapeSection,
     #[serde(default)]
     otlp: RawOtlp,
+    #[serde(default)]
+    query: RawQuery,
     shutdown_timeout: Option<ConfigDuration>,
     /// The file this was read from, if any (not a key of the file).
     #[serde(skip)]
@@ -124,6 +126,14 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawOtlp {
     translation_strategy: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQuery {
+    timeout: Option<ConfigDuration>,
+    max_samples: Option<usize>,
+    lookback_delta: Option<ConfigDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -262,6 +272,8 @@ pub struct Config {
     pub config_path: Option<PathBuf>,
     /// How OTLP metric names become Prometheus names.
     pub otlp_translation: crate::ingest::otlp_metrics::TranslationStrategy,
+    /// PromQL limits: timeout, samples, lookback.
+    pub query: crate::query::promql::QuerySettings,
 }
 
 pub const DEFAULT_DATA_DIR: &str = "./data";
@@ -413,7 +425,27 @@ impl Config {
             })?,
         };
 
+        let defaults = crate::query::promql::QuerySettings::default();
+        let query = crate::query::promql::QuerySettings {
+            timeout: raw.query.timeout.map_or(defaults.timeout, |d| d.0),
+            max_samples: raw.query.max_samples.unwrap_or(defaults.max_samples),
+            lookback_delta_ms: raw
+                .query
+                .lookback_delta
+                .map_or(defaults.lookback_delta_ms, |d| i64::try_from(d.0.as_millis()).unwrap_or(i64::MAX)),
+        };
+        if query.timeout.is_zero() {
+            return Err(ConfigError::new("query.timeout: must be greater than 0s"));
+        }
+        if query.max_samples == 0 {
+            return Err(ConfigError::new("query.max_samples: must be greater than 0"));
+        }
+        if query.lookback_delta_ms <= 0 {
+            return Err(ConfigError::new("query.lookback_delta: must be at least 1ms"));
+        }
+
         Ok(Config {
+            query,
             maintenance_interval,
             otlp_translation,
             scrape,
@@ -575,6 +607,10 @@ mod tests {
             ("log:\n  level: loud!\n", "log.level: invalid level"),
             ("limits:\n  max_request_body_bytes: 0\n", "limits.max_request_body_bytes: must be greater than 0"),
             ("listen:\n  loki: 0.0.0.0:4317\n", "listen.loki and listen.otlp_grpc: both use 0.0.0.0:4317"),
+            ("query:\n  timeout: 0s\n", "query.timeout: must be greater than 0s"),
+            ("query:\n  max_samples: 0\n", "query.max_samples: must be greater than 0"),
+            ("query:\n  lookback_delta: 0s\n", "query.lookback_delta: must be at least 1ms"),
+            ("query:\n  max_sample: 10\n", "unknown field `max_sample`"),
         ];
         for (yaml, expected) in cases {
             let error = parse(yaml).unwrap_err().to_string();

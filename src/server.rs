@@ -92,6 +92,7 @@ impl Server {
                 max_decompressed_bytes: config.max_decompressed_bytes,
             },
             config.otlp_translation,
+            config.query,
         );
         state.set_flags(flags_of(&config, &data_dir));
         let shutdown = CancellationToken::new();
@@ -309,6 +310,9 @@ fn flags_of(config: &Config, data_dir: &std::path::Path) -> std::collections::BT
     flags.insert("storage.tsdb.min-block-duration".into(), ms(metrics.block_range_ms));
     flags.insert("storage.tsdb.out-of-order-time-window".into(), ms(metrics.out_of_order_window_ms));
     flags.insert("storage.exemplars.exemplars-limit".into(), metrics.max_exemplars.to_string());
+    flags.insert("query.timeout".into(), format_duration(config.query.timeout));
+    flags.insert("query.max-samples".into(), config.query.max_samples.to_string());
+    flags.insert("query.lookback-delta".into(), ms(config.query.lookback_delta_ms));
     flags.insert(
         "web.listen-address".into(),
         config.listen_address(ListenerName::Prometheus).map(|a| a.to_string()).unwrap_or_default(),

@@ -75,6 +75,8 @@ struct Shared {
     scrape: OnceLock<ScrapeHandle>,
     /// Settings under the names of the Prometheus flags they stand for, for `status/flags`.
     flags: OnceLock<std::collections::BTreeMap<String, String>>,
+    /// PromQL limits.
+    query: crate::query::promql::QuerySettings,
 }
 
 /// The running scrape manager and what a reload needs.
@@ -106,12 +108,17 @@ impl AppState {
     }
 
     pub fn with_limits(limits: Limits) -> AppState {
-        AppState::with_settings(limits, crate::ingest::otlp_metrics::TranslationStrategy::default())
+        AppState::with_settings(
+            limits,
+            crate::ingest::otlp_metrics::TranslationStrategy::default(),
+            crate::query::promql::QuerySettings::default(),
+        )
     }
 
     pub fn with_settings(
         limits: Limits,
         otlp_translation: crate::ingest::otlp_metrics::TranslationStrategy,
+        query: crate::query::promql::QuerySettings,
     ) -> AppState {
         let (readiness, _) = watch::channel(Readiness::Starting);
         AppState {
@@ -124,12 +131,17 @@ impl AppState {
                 otlp_metrics: OtlpMetricsIngest::new(otlp_translation),
                 scrape: OnceLock::new(),
                 flags: OnceLock::new(),
+                query,
             }),
         }
     }
 
     pub fn limits(&self) -> Limits {
         self.shared.limits
+    }
+
+    pub fn query_settings(&self) -> crate::query::promql::QuerySettings {
+        self.shared.query
     }
 
     pub fn metrics_ingest(&self) -> &MetricsIngest {

@@ -11,7 +11,11 @@ use crate::http::{get_text, post};
 const T0: i64 = 1_700_000_000_000;
 
 async fn loaded() -> Server {
-    let server = Server::start(Config::embedded()).await.unwrap();
+    loaded_with(Config::embedded()).await
+}
+
+async fn loaded_with(config: Config) -> Server {
+    let server = Server::start(config).await.unwrap();
     server.ready().await.unwrap();
     let storage = server.storage().unwrap();
     for (instance, step) in [("a:1", 1.0), ("b:1", 2.0)] {
@@ -129,5 +133,38 @@ async fn bad_queries_get_prometheus_errors() {
         assert_eq!(body["errorType"], want_type, "{form:?}");
         assert!(body["error"].as_str().unwrap().contains(want_message), "{form:?}: {body}");
     }
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_query_section_of_the_configuration_sets_the_limits() {
+    let mut config = Config::embedded();
+    config.query.max_samples = 30;
+    config.query.lookback_delta_ms = 10_000;
+    let server = loaded_with(config).await;
+    let t = ((T0 + 285_000) / 1000).to_string();
+    // 40 stored samples: more than the server allows one query to hold.
+    let (status, body) = post(&server, "/api/v1/query", &[("query", "requests_total[10m]"), ("time", &t)]).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("too many samples"), "{body}");
+    // Four points of one series fit.
+    let (status, body) =
+        post(&server, "/api/v1/query", &[("query", "requests_total{instance=\"a:1\"}[1m]"), ("time", &t)]).await;
+    assert_eq!(status, 200, "{body}");
+    // Samples are 15 s apart: 7.5 s after one, a 10 s lookback still sees it; 12 s after, not.
+    let between = format!("{}.5", (T0 + 67_000) / 1000);
+    let (_, body) = post(&server, "/api/v1/query", &[("query", "requests_total"), ("time", &between)]).await;
+    assert_eq!(body["data"]["result"].as_array().unwrap().len(), 2, "{body}");
+    let late = ((T0 + 285_000 + 12_000) / 1000).to_string();
+    let (_, body) = post(&server, "/api/v1/query", &[("query", "requests_total"), ("time", &late)]).await;
+    assert_eq!(body["data"]["result"], json!([]), "{body}");
+    // A request's own lookback_delta overrides the server's.
+    let (_, body) =
+        post(&server, "/api/v1/query", &[("query", "requests_total"), ("time", &late), ("lookback_delta", "1m")]).await;
+    assert_eq!(body["data"]["result"].as_array().unwrap().len(), 2, "{body}");
+    // status/flags shows the settings under Prometheus's flag names.
+    let (_, body) = crate::http::get(&server, "/api/v1/status/flags").await;
+    assert_eq!(body["data"]["query.max-samples"], "30");
+    assert_eq!(body["data"]["query.lookback-delta"], "10s");
     server.shutdown().await.unwrap();
 }

@@ -14,12 +14,8 @@ use promql_parser::parser::value::ValueType;
 use super::read::{Params, time_param};
 use crate::api::AppState;
 use crate::api::error::{ApiError, ErrorKind, PrometheusError};
-use crate::query::promql::{self, DEFAULT_LOOKBACK_MS, EvalError, EvalOptions, QueryValue, Steps};
+use crate::query::promql::{self, EvalError, EvalOptions, QuerySettings, QueryValue, Steps};
 
-/// Prometheus's `--query.timeout` default; a `timeout` parameter can only shorten it.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
-/// Prometheus's `--query.max-samples` default.
-const MAX_SAMPLES: usize = 50_000_000;
 /// A subquery's step when it names none: Prometheus's default evaluation interval.
 const SUBQUERY_STEP_MS: i64 = 60_000;
 /// The most steps a range query may have.
@@ -31,7 +27,7 @@ pub async fn instant((State(state), RawQuery(query), headers, body): Request) ->
     let params = Params::from_request(query.as_deref(), &headers, &body)?;
     let expr = parse_query(&params)?;
     let t_ms = time_param(&params, "time")?.unwrap_or_else(crate::duration::unix_now_ms);
-    let options = options(&params)?;
+    let options = options(&params, state.query_settings())?;
     let storage = Arc::clone(state.storage()?);
     let value = run(move || promql::instant_query(storage.metrics(), &expr, t_ms, options)).await?;
     Ok(success(&value))
@@ -62,7 +58,7 @@ pub async fn range((State(state), RawQuery(query), headers, body): Request) -> R
             .into());
         }
     }
-    let options = options(&params)?;
+    let options = options(&params, state.query_settings())?;
     let storage = Arc::clone(state.storage()?);
     let steps = Steps { start_ms: start, end_ms: end, step_ms: step };
     let value = run(move || promql::range_query(storage.metrics(), &expr, steps, options)).await?;
@@ -107,22 +103,22 @@ fn step_param(params: &Params) -> Result<i64, ApiError> {
     Ok(step)
 }
 
-fn options(params: &Params) -> Result<EvalOptions, ApiError> {
+fn options(params: &Params, settings: QuerySettings) -> Result<EvalOptions, ApiError> {
     let timeout = match duration_param(params, "timeout")? {
-        Some(ms) if ms > 0 => Duration::from_millis(ms as u64).min(DEFAULT_TIMEOUT),
+        Some(ms) if ms > 0 => Duration::from_millis(ms as u64).min(settings.timeout),
         Some(_) => return Err(ApiError::bad_data("invalid parameter \"timeout\": the timeout must be positive")),
-        None => DEFAULT_TIMEOUT,
+        None => settings.timeout,
     };
     let lookback_ms = match duration_param(params, "lookback_delta")? {
         Some(ms) if ms > 0 => ms,
         Some(_) => {
             return Err(ApiError::bad_data("invalid parameter \"lookback_delta\": the lookback must be positive"));
         }
-        None => DEFAULT_LOOKBACK_MS,
+        None => settings.lookback_delta_ms,
     };
     Ok(EvalOptions {
         lookback_ms,
-        max_samples: MAX_SAMPLES,
+        max_samples: settings.max_samples,
         deadline: Instant::now() + timeout,
         subquery_step_ms: SUBQUERY_STEP_MS,
     })

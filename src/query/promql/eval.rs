@@ -73,6 +73,29 @@ pub struct EvalOptions {
     pub subquery_step_ms: i64,
 }
 
+/// The server's query limits (the `query` section of the configuration), under the names of
+/// the Prometheus flags they stand for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuerySettings {
+    /// `--query.timeout`: the longest a query may run; a request's `timeout` can only shorten it.
+    pub timeout: std::time::Duration,
+    /// `--query.max-samples`: see [`EvalOptions::max_samples`].
+    pub max_samples: usize,
+    /// `--query.lookback-delta`: how far back an instant selector looks, unless a request's
+    /// `lookback_delta` says otherwise.
+    pub lookback_delta_ms: i64,
+}
+
+impl Default for QuerySettings {
+    fn default() -> QuerySettings {
+        QuerySettings {
+            timeout: std::time::Duration::from_secs(120),
+            max_samples: 50_000_000,
+            lookback_delta_ms: super::lookback::DEFAULT_LOOKBACK_MS,
+        }
+    }
+}
+
 /// The steps of a query: `start_ms`, `start_ms + step_ms`, ... up to `end_ms`.
 #[derive(Debug, Clone, Copy)]
 pub struct Steps {

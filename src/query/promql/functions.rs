@@ -131,6 +131,72 @@ pub fn range_function(name: &str, window: &Window<'_>, params: &[f64]) -> Option
 
 /// `rate`, `increase` and `delta`: the change over the window, extrapolated to its edges.
 fn extrapolated_rate(window: &Window<'_>, is_counter: bool, is_rate: bool) -> Option<f64> {
+    extrapolated_rate_cached(window, is_counter, is_rate, &mut None)
+}
+
+/// What `rate`, `increase` and `delta` compute from sample times alone. Samples on a regular
+/// grid give every window the same, so a caller walking windows keeps the last one.
+#[derive(Debug, Clone, Copy)]
+pub struct RateGeometry {
+    /// What the rest is computed from.
+    key: GeometryKey,
+    sampled: f64,
+    to_start: f64,
+    to_end: f64,
+    range: f64,
+    /// The extrapolation factor unless a counter's zero point shortens it.
+    factor: f64,
+    /// `to_start / sampled`: a counter whose first value exceeds twice this times its increase
+    /// reaches zero well before the window starts, which settles the zero-point test without
+    /// dividing (rounding cannot move a quotient by a factor of two).
+    zero_point_bound: f64,
+}
+
+/// A window's times, relative (ms): first sample to window start, window end to last sample,
+/// last to first sample; its sample count and width; and whether a rate is wanted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct GeometryKey {
+    first_to_start: i64,
+    end_to_last: i64,
+    sampled_ms: i64,
+    count: usize,
+    range_ms: i64,
+    is_rate: bool,
+}
+
+impl RateGeometry {
+    fn new(key: GeometryKey) -> RateGeometry {
+        let GeometryKey { first_to_start, end_to_last, sampled_ms, count, range_ms, is_rate } = key;
+        let sampled = sampled_ms as f64 / 1000.0;
+        let average_gap = sampled / (count - 1) as f64;
+        let mut to_start = first_to_start as f64 / 1000.0;
+        let mut to_end = end_to_last as f64 / 1000.0;
+        // Extrapolate to an edge only when a sample could be expected there; otherwise by
+        // half a gap.
+        let threshold = average_gap * 1.1;
+        if to_start >= threshold {
+            to_start = average_gap / 2.0;
+        }
+        if to_end >= threshold {
+            to_end = average_gap / 2.0;
+        }
+        let range = range_ms as f64 / 1000.0;
+        let mut factor = (sampled + to_start + to_end) / sampled;
+        if is_rate {
+            factor /= range;
+        }
+        RateGeometry { key, sampled, to_start, to_end, range, factor, zero_point_bound: to_start / sampled }
+    }
+}
+
+/// `rate`, `increase` and `delta`: the change over the window, extrapolated to its edges.
+/// `cache` holds the geometry of an earlier window, reused when this one has the same.
+pub fn extrapolated_rate_cached(
+    window: &Window<'_>,
+    is_counter: bool,
+    is_rate: bool,
+    cache: &mut Option<RateGeometry>,
+) -> Option<f64> {
     let samples = window.samples;
     if samples.len() < 2 {
         return None;
@@ -145,30 +211,31 @@ fn extrapolated_rate(window: &Window<'_>, is_counter: bool, is_rate: bool) -> Op
             }
         }
     }
-    let sampled = (last.t_ms - first.t_ms) as f64 / 1000.0;
-    let average_gap = sampled / (samples.len() - 1) as f64;
-    let mut to_start = (first.t_ms - window.start_ms) as f64 / 1000.0;
-    let mut to_end = (window.end_ms - last.t_ms) as f64 / 1000.0;
-    // Extrapolate to an edge only when a sample could be expected there; otherwise by half a gap.
-    let threshold = average_gap * 1.1;
-    if to_start >= threshold {
-        to_start = average_gap / 2.0;
-    }
-    if is_counter && result > 0.0 && first.value >= 0.0 {
+    let key = GeometryKey {
+        first_to_start: first.t_ms.saturating_sub(window.start_ms),
+        end_to_last: window.end_ms.saturating_sub(last.t_ms),
+        sampled_ms: last.t_ms.saturating_sub(first.t_ms),
+        count: samples.len(),
+        range_ms: window.end_ms.saturating_sub(window.start_ms),
+        is_rate,
+    };
+    let geometry = match cache {
+        Some(geometry) if geometry.key == key => *geometry,
+        _ => *cache.insert(RateGeometry::new(key)),
+    };
+    let far_from_zero = first.value > 2.0 * geometry.zero_point_bound * result;
+    if is_counter && result > 0.0 && first.value >= 0.0 && !far_from_zero {
         // A counter does not extrapolate below zero.
-        let to_zero = sampled * (first.value / result);
-        if to_zero < to_start {
-            to_start = to_zero;
+        let to_zero = geometry.sampled * (first.value / result);
+        if to_zero < geometry.to_start {
+            let mut factor = (geometry.sampled + to_zero + geometry.to_end) / geometry.sampled;
+            if is_rate {
+                factor /= geometry.range;
+            }
+            return Some(result * factor);
         }
     }
-    if to_end >= threshold {
-        to_end = average_gap / 2.0;
-    }
-    let mut factor = (sampled + to_start + to_end) / sampled;
-    if is_rate {
-        factor /= (window.end_ms - window.start_ms) as f64 / 1000.0;
-    }
-    Some(result * factor)
+    Some(result * geometry.factor)
 }
 
 fn seconds(t_ms: i64) -> f64 {

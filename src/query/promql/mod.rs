@@ -9,6 +9,6 @@ mod range;
 pub mod selector;
 pub mod value;
 
-pub use eval::{EvalError, EvalOptions, Steps, instant_query, range_query};
+pub use eval::{EvalError, EvalOptions, QuerySettings, Steps, instant_query, range_query};
 pub use lookback::{DEFAULT_LOOKBACK_MS, instant_sample, range_samples};
 pub use value::{QueryValue, RangeSeries, VectorSample};

@@ -75,6 +75,8 @@ struct Scratch {
     samples: Vec<Sample>,
     /// `resets[k]`: counter resets among the first `k` samples.
     resets: Vec<u32>,
+    /// The last window geometry `rate`, `increase` and `delta` computed.
+    rate: Option<functions::RateGeometry>,
 }
 
 impl RangeJob<'_> {
@@ -176,7 +178,14 @@ impl RangeJob<'_> {
 
     /// The function at every step over `samples` (sorted by time, no staleness markers).
     fn values(&self, samples: &[Sample], scratch: &mut Scratch) -> Vec<Option<f64>> {
-        let counter = matches!(self.name, "rate" | "increase");
+        // `rate`, `increase` and `delta` take the fast path: (counter, per second).
+        let extrapolation = match self.name {
+            "rate" => Some((true, true)),
+            "increase" => Some((true, false)),
+            "delta" => Some((false, false)),
+            _ => None,
+        };
+        let counter = matches!(extrapolation, Some((true, _)));
         if counter {
             scratch.resets.clear();
             scratch.resets.push(0);
@@ -221,7 +230,12 @@ impl RangeJob<'_> {
                 eval_ms: self.eval_times[i],
                 no_counter_resets,
             };
-            values.push(functions::range_function(self.name, &window, &step_params[..param_count]));
+            values.push(match extrapolation {
+                Some((is_counter, is_rate)) => {
+                    functions::extrapolated_rate_cached(&window, is_counter, is_rate, &mut scratch.rate)
+                }
+                None => functions::range_function(self.name, &window, &step_params[..param_count]),
+            });
         }
         values
     }
