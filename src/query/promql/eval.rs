@@ -852,9 +852,21 @@ impl Evaluator<'_> {
             self.check_deadline()?;
             let key = grouping_labels(&series.labels, aggregate.modifier.as_ref());
             let accumulators = groups.entry(key).or_insert_with(|| vec![Accumulator::default(); steps]);
-            for (accumulator, value) in accumulators.iter_mut().zip(&series.values) {
-                if let Some(value) = value {
-                    accumulator.add(op, *value);
+            let pairs = accumulators.iter_mut().zip(&series.values);
+            if op.id() == T_SUM {
+                // The common case, in a loop of its own.
+                for (accumulator, value) in pairs {
+                    if let Some(value) = *value {
+                        accumulator.count += 1;
+                        (accumulator.sum, accumulator.compensation) =
+                            compensated_add(value, accumulator.sum, accumulator.compensation);
+                    }
+                }
+            } else {
+                for (accumulator, value) in pairs {
+                    if let Some(value) = value {
+                        accumulator.add(op, *value);
+                    }
                 }
             }
         }
