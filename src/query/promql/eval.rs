@@ -842,49 +842,132 @@ impl Evaluator<'_> {
         if !matches!(op.id(), T_SUM | T_AVG | T_MIN | T_MAX | T_COUNT | T_GROUP | T_STDDEV | T_STDVAR) {
             return Err(EvalError::Unsupported(format!("the aggregation {op}")));
         }
+        if let Some(value) = self.aggregate_range_function(aggregate)? {
+            return Ok(value);
+        }
         let Value::Vector(input) = self.eval(&aggregate.expr)? else {
             return Err(EvalError::Execution(format!("{op} needs an instant vector")));
         };
+        Ok(self.aggregate_series(aggregate, input))
+    }
+
+    /// `sum`, `count`, `min`, `max` or `group` straight over a range function of stored series
+    /// (`sum by (mode) (rate(x[5m]))`): each worker folds the series it evaluates into its own
+    /// accumulators, so the function's values per series are never all held at once. `None`
+    /// when the expression has another shape.
+    fn aggregate_range_function(&mut self, aggregate: &AggregateExpr) -> Result<Option<Value>, EvalError> {
+        let op = aggregate.op;
+        if !matches!(op.id(), T_SUM | T_MIN | T_MAX | T_COUNT | T_GROUP) {
+            return Ok(None);
+        }
+        let Expr::Call(call) = unwrap_parens(&aggregate.expr) else { return Ok(None) };
+        let name = call.func.name;
+        let [arg] = call.args.args.as_slice() else { return Ok(None) };
+        if !functions::is_range_function(name) || name == "double_exponential_smoothing" {
+            return Ok(None);
+        }
+        let matrix = unwrap_parens(arg);
+        if !matches!(matrix, Expr::MatrixSelector(_)) {
+            return Ok(None);
+        }
+        let RangeInput { data, times, range_ms } = self.range_input(matrix)?;
+        let RangeData::Stored(series) = data else {
+            let input = RangeInput { data, times, range_ms };
+            let series = self.range_function(name, input, &[])?;
+            return Ok(Some(self.aggregate_series(aggregate, series)));
+        };
+        // The function's output labels must be distinct (name dropping can merge series, which
+        // the general path sorts out or reports).
+        let keep_name = functions::keeps_metric_name(name);
+        let output: Vec<Labels> =
+            series.iter().map(|s| if keep_name { s.labels.clone() } else { without_name(&s.labels) }).collect();
+        let mut distinct = std::collections::HashSet::with_capacity(output.len());
+        if !output.iter().all(|labels| distinct.insert(labels)) {
+            let input = RangeInput { data: RangeData::Stored(series), times, range_ms };
+            let series = self.range_function(name, input, &[])?;
+            return Ok(Some(self.aggregate_series(aggregate, series)));
+        }
+        let mut group_index: BTreeMap<Labels, usize> = BTreeMap::new();
+        let group_of: Vec<usize> = output
+            .iter()
+            .map(|labels| {
+                let next = group_index.len();
+                *group_index.entry(grouping_labels(labels, aggregate.modifier.as_ref())).or_insert(next)
+            })
+            .collect();
+        let eval_times: Vec<i64> = (0..times.len()).map(|i| self.steps.at(i)).collect();
+        let job = RangeJob {
+            name,
+            window_ends: &times,
+            eval_times: &eval_times,
+            range_ms,
+            params: &[],
+            deadline: self.options.deadline,
+            max_samples: self.options.max_samples,
+        };
+        let (mut states, loaded) = job.run_aggregated(&series, &group_of, group_index.len(), op, self.loaded)?;
+        self.loaded = loaded;
+        let groups = group_index.into_iter().map(|(labels, index)| (labels, std::mem::take(&mut states[index]), op));
+        Ok(Some(Value::Vector(aggregated(groups))))
+    }
+
+    /// An aggregation without parameter over an evaluated instant vector: output series by
+    /// group labels, each with an accumulator per step.
+    fn aggregate_series(&self, aggregate: &AggregateExpr, input: Vec<StepSeries>) -> Value {
+        let op = aggregate.op;
         let steps = self.steps.count();
-        // Output series by group labels, each with an accumulator per step.
         let mut groups: BTreeMap<Labels, Vec<Accumulator>> = BTreeMap::new();
         for series in &input {
-            self.check_deadline()?;
             let key = grouping_labels(&series.labels, aggregate.modifier.as_ref());
-            let accumulators = groups.entry(key).or_insert_with(|| vec![Accumulator::default(); steps]);
-            let pairs = accumulators.iter_mut().zip(&series.values);
-            if op.id() == T_SUM {
-                // The common case, in a loop of its own.
-                for (accumulator, value) in pairs {
-                    if let Some(value) = *value {
-                        accumulator.count += 1;
-                        (accumulator.sum, accumulator.compensation) =
-                            compensated_add(value, accumulator.sum, accumulator.compensation);
-                    }
-                }
-            } else {
-                for (accumulator, value) in pairs {
-                    if let Some(value) = value {
-                        accumulator.add(op, *value);
-                    }
-                }
+            fold(groups.entry(key).or_insert_with(|| vec![Accumulator::default(); steps]), &series.values, op);
+        }
+        Value::Vector(aggregated(groups.into_iter().map(|(labels, accumulators)| (labels, accumulators, op))))
+    }
+}
+
+/// The output series of an aggregation: each group's result at each step, groups with no
+/// value at any step left out.
+fn aggregated(groups: impl Iterator<Item = (Labels, Vec<Accumulator>, TokenType)>) -> Vec<StepSeries> {
+    groups
+        .map(|(labels, accumulators, op)| StepSeries {
+            labels,
+            values: accumulators.iter().map(|a| a.result(op)).collect(),
+        })
+        .filter(|s| s.values.iter().any(Option::is_some))
+        .collect()
+}
+
+/// Adds one series' values to its group's accumulators, step by step.
+pub(super) fn fold(accumulators: &mut [Accumulator], values: &[Option<f64>], op: TokenType) {
+    let pairs = accumulators.iter_mut().zip(values);
+    if op.id() == T_SUM {
+        // The common case, in a loop of its own.
+        for (accumulator, value) in pairs {
+            if let Some(value) = *value {
+                accumulator.count += 1;
+                (accumulator.sum, accumulator.compensation) =
+                    compensated_add(value, accumulator.sum, accumulator.compensation);
             }
         }
-        let out = groups
-            .into_iter()
-            .map(|(labels, accumulators)| StepSeries {
-                labels,
-                values: accumulators.iter().map(|a| a.result(op)).collect(),
-            })
-            .filter(|s| s.values.iter().any(Option::is_some))
-            .collect();
-        Ok(Value::Vector(out))
+    } else {
+        for (accumulator, value) in pairs {
+            if let Some(value) = value {
+                accumulator.add(op, *value);
+            }
+        }
     }
+}
+
+fn unwrap_parens(mut expr: &Expr) -> &Expr {
+    while let Expr::Paren(paren) = expr {
+        expr = &paren.expr;
+    }
+    expr
 }
 
 /// Running state of one aggregation group at one step.
 #[derive(Debug, Clone, Default)]
-struct Accumulator {
+pub(super) struct Accumulator {
     count: u64,
     /// Neumaier-compensated sum: `sum + compensation` is the total (`sum`, and `avg` until the
     /// sum would overflow).
@@ -915,6 +998,35 @@ fn compensated_add(value: f64, sum: f64, compensation: f64) -> (f64, f64) {
 }
 
 impl Accumulator {
+    /// Adds what `other` accumulated after what this one did, for `sum`, `count`, `min`,
+    /// `max` and `group` (a compensated sum of two partial sums, and the rules `add` applies).
+    pub(super) fn merge(&mut self, op: TokenType, other: &Accumulator) {
+        if other.count == 0 {
+            return;
+        }
+        if self.count == 0 {
+            *self = other.clone();
+            return;
+        }
+        match op.id() {
+            T_MIN => {
+                if self.min > other.min || self.min.is_nan() {
+                    self.min = other.min;
+                }
+            }
+            T_MAX => {
+                if self.max < other.max || self.max.is_nan() {
+                    self.max = other.max;
+                }
+            }
+            _ => {
+                (self.sum, self.compensation) = compensated_add(other.sum, self.sum, self.compensation);
+                self.compensation += other.compensation;
+            }
+        }
+        self.count += other.count;
+    }
+
     fn add(&mut self, op: TokenType, value: f64) {
         self.count += 1;
         let n = self.count as f64;

@@ -8,7 +8,9 @@ use std::time::Instant;
 use tripod_storage::labels::Labels;
 use tripod_storage::metrics::{Sample, Series, is_stale_nan};
 
-use super::eval::EvalError;
+use promql_parser::parser::token::TokenType;
+
+use super::eval::{Accumulator, EvalError, fold};
 use super::functions::{self, Window};
 
 /// At most this many threads evaluate one range function.
@@ -79,6 +81,11 @@ struct Scratch {
     rate: Option<functions::RateGeometry>,
 }
 
+/// A worker's result; a worker that panicked (a bug) fails the query instead of the server.
+fn join_worker<T>(handle: std::thread::ScopedJoinHandle<'_, Result<T, EvalError>>) -> Result<T, EvalError> {
+    handle.join().unwrap_or_else(|_| Err(EvalError::Execution("a query worker thread failed".into())))
+}
+
 impl RangeJob<'_> {
     /// Evaluates every series, in order. `loaded` is the count of samples the query holds so
     /// far; the new total is returned with the results.
@@ -106,12 +113,7 @@ impl RangeJob<'_> {
                 out
             }
             RangeData::Stored(series) => {
-                let windows = series.len().saturating_mul(self.window_ends.len());
-                let workers = std::thread::available_parallelism()
-                    .map_or(1, |n| n.get())
-                    .min(MAX_WORKERS)
-                    .min(windows / MIN_WINDOWS_PER_WORKER)
-                    .max(1);
+                let workers = self.workers(series.len());
                 if workers == 1 {
                     self.run_stored(&series, &loaded)?
                 } else {
@@ -121,14 +123,7 @@ impl RangeJob<'_> {
                             .chunks(per_worker)
                             .map(|part| scope.spawn(|| self.run_stored(part, &loaded)))
                             .collect();
-                        handles
-                            .into_iter()
-                            .map(|handle| {
-                                handle.join().unwrap_or_else(|_| {
-                                    Err(EvalError::Execution("a query worker thread failed".into()))
-                                })
-                            })
-                            .collect()
+                        handles.into_iter().map(join_worker).collect()
                     });
                     let mut out = Vec::with_capacity(series.len());
                     for part in parts {
@@ -146,19 +141,109 @@ impl RangeJob<'_> {
         let mut out = Vec::with_capacity(series.len());
         for (index, s) in series.iter().enumerate() {
             self.check_deadline(index)?;
-            let mut samples = std::mem::take(&mut scratch.samples);
-            s.samples_into(&mut samples).map_err(|e| EvalError::Storage(e.to_string()))?;
-            self.count(loaded, samples.len())?;
-            // Range selectors never see staleness markers.
-            if samples.iter().any(|s| is_stale_nan(s.value)) {
-                samples.retain(|s| !is_stale_nan(s.value));
-            }
-            let values = self.values(&samples, &mut scratch);
-            scratch.samples = samples;
-            self.count(loaded, values.iter().filter(|v| v.is_some()).count())?;
+            let mut values = Vec::with_capacity(self.window_ends.len());
+            self.evaluate_stored(s, &mut scratch, &mut values, loaded)?;
             out.push((s.labels.clone(), values));
         }
         Ok(out)
+    }
+
+    /// Decodes one stored series and evaluates the function over it into `values`.
+    fn evaluate_stored(
+        &self,
+        series: &Series,
+        scratch: &mut Scratch,
+        values: &mut Vec<Option<f64>>,
+        loaded: &AtomicUsize,
+    ) -> Result<(), EvalError> {
+        let mut samples = std::mem::take(&mut scratch.samples);
+        series.samples_into(&mut samples).map_err(|e| EvalError::Storage(e.to_string()))?;
+        self.count(loaded, samples.len())?;
+        // Range selectors never see staleness markers.
+        if samples.iter().any(|s| is_stale_nan(s.value)) {
+            samples.retain(|s| !is_stale_nan(s.value));
+        }
+        self.values_into(&samples, scratch, values);
+        scratch.samples = samples;
+        self.count(loaded, values.iter().filter(|v| v.is_some()).count())
+    }
+
+    /// Evaluates every series and folds its values into the accumulators of its group
+    /// (`group_of[i]` for `series[i]`), with aggregation operator `op`. Returns each group's
+    /// accumulators per step, and the new count of samples held.
+    pub fn run_aggregated(
+        &self,
+        series: &[Series],
+        group_of: &[usize],
+        group_count: usize,
+        op: TokenType,
+        loaded: usize,
+    ) -> Result<(Vec<Vec<Accumulator>>, usize), EvalError> {
+        let loaded = AtomicUsize::new(loaded);
+        let workers = self.workers(series.len());
+        let per_worker = series.len().div_ceil(workers).max(1);
+        let partials: Vec<Result<Vec<Vec<Accumulator>>, EvalError>> = if workers == 1 {
+            vec![self.fold_stored(series, group_of, group_count, op, &loaded)]
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = series
+                    .chunks(per_worker)
+                    .zip(group_of.chunks(per_worker))
+                    .map(|(part, groups)| scope.spawn(|| self.fold_stored(part, groups, group_count, op, &loaded)))
+                    .collect();
+                handles.into_iter().map(join_worker).collect()
+            })
+        };
+        // Partial states merge in series order.
+        let mut total: Option<Vec<Vec<Accumulator>>> = None;
+        for partial in partials {
+            let partial = partial?;
+            match &mut total {
+                None => total = Some(partial),
+                Some(total) => {
+                    for (group, other) in total.iter_mut().zip(&partial) {
+                        for (accumulator, other) in group.iter_mut().zip(other) {
+                            accumulator.merge(op, other);
+                        }
+                    }
+                }
+            }
+        }
+        let steps = self.window_ends.len();
+        let total = total.unwrap_or_else(|| vec![vec![Accumulator::default(); steps]; group_count]);
+        Ok((total, loaded.into_inner()))
+    }
+
+    fn fold_stored(
+        &self,
+        series: &[Series],
+        group_of: &[usize],
+        group_count: usize,
+        op: TokenType,
+        loaded: &AtomicUsize,
+    ) -> Result<Vec<Vec<Accumulator>>, EvalError> {
+        let steps = self.window_ends.len();
+        let mut state = vec![vec![Accumulator::default(); steps]; group_count];
+        let mut scratch = Scratch::default();
+        let mut values = Vec::with_capacity(steps);
+        for (index, (s, &group)) in series.iter().zip(group_of).enumerate() {
+            self.check_deadline(index)?;
+            self.evaluate_stored(s, &mut scratch, &mut values, loaded)?;
+            if let Some(accumulators) = state.get_mut(group) {
+                fold(accumulators, &values, op);
+            }
+        }
+        Ok(state)
+    }
+
+    /// How many threads to spread `series` over.
+    fn workers(&self, series: usize) -> usize {
+        let windows = series.saturating_mul(self.window_ends.len());
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(MAX_WORKERS)
+            .min(windows / MIN_WINDOWS_PER_WORKER)
+            .max(1)
     }
 
     fn check_deadline(&self, index: usize) -> Result<(), EvalError> {
@@ -178,6 +263,14 @@ impl RangeJob<'_> {
 
     /// The function at every step over `samples` (sorted by time, no staleness markers).
     fn values(&self, samples: &[Sample], scratch: &mut Scratch) -> Vec<Option<f64>> {
+        let mut values = Vec::with_capacity(self.window_ends.len());
+        self.values_into(samples, scratch, &mut values);
+        values
+    }
+
+    /// Like [`RangeJob::values`], into `values` (cleared first).
+    fn values_into(&self, samples: &[Sample], scratch: &mut Scratch, values: &mut Vec<Option<f64>>) {
+        values.clear();
         // `rate`, `increase` and `delta` take the fast path: (counter, per second).
         let extrapolation = match self.name {
             "rate" => Some((true, true)),
@@ -201,7 +294,6 @@ impl RangeJob<'_> {
         let param_count = self.params.len().min(step_params.len());
         let (mut from, mut to) = (0, 0);
         let mut previous_end = i64::MIN;
-        let mut values = Vec::with_capacity(self.window_ends.len());
         for (i, &end) in self.window_ends.iter().enumerate() {
             let start = end.saturating_sub(self.range_ms);
             if end >= previous_end {
@@ -237,6 +329,95 @@ impl RangeJob<'_> {
                 None => functions::range_function(self.name, &window, &step_params[..param_count]),
             });
         }
-        values
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tripod_storage::metrics::memory::MemoryMetrics;
+    use tripod_storage::metrics::{MetricsAppender, STALE_NAN, SeriesKey, SeriesSamples};
+
+    use crate::query::promql::{EvalOptions, QueryValue, Steps, range_query};
+
+    use super::*;
+
+    /// 1000 counters over two hours at 15 s, with resets, a NaN and a staleness marker: enough
+    /// windows for the work to be spread over threads.
+    fn store() -> MemoryMetrics {
+        let store = MemoryMetrics::new();
+        for i in 0..1000u32 {
+            let group = (i % 7).to_string();
+            let id = i.to_string();
+            let labels = Labels::from_pairs([("__name__", "x"), ("g", group.as_str()), ("id", id.as_str())]).unwrap();
+            let samples: Vec<Sample> = (0..480i64)
+                .map(|k| {
+                    let value = match k {
+                        _ if i % 97 == 0 && k == 200 => f64::NAN,
+                        _ if i % 89 == 0 && k == 300 => STALE_NAN,
+                        _ if i % 13 == 0 && k > 240 => f64::from(i) + (k - 240) as f64 * 0.5,
+                        _ => 1000.0 + f64::from(i) + k as f64 * f64::from(i % 11 + 1) * 0.25,
+                    };
+                    Sample { t_ms: k * 15_000 + 7_000, value }
+                })
+                .collect();
+            store
+                .append(&[SeriesSamples { key: SeriesKey::Labels(&labels), samples: &samples, exemplars: &[] }])
+                .unwrap();
+        }
+        store
+    }
+
+    fn matrix(store: &MemoryMetrics, query: &str) -> Vec<(Labels, Vec<Sample>)> {
+        let expr = promql_parser::parser::parse(query).unwrap();
+        let options = EvalOptions {
+            lookback_ms: 300_000,
+            max_samples: 50_000_000,
+            deadline: Instant::now() + Duration::from_secs(600),
+            subquery_step_ms: 60_000,
+        };
+        let steps = Steps { start_ms: 0, end_ms: 2 * 3_600_000, step_ms: 15_000 };
+        match range_query(store, &expr, steps, options).unwrap() {
+            QueryValue::Matrix(series) => series.into_iter().map(|s| (s.labels, s.samples)).collect(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn aggregating_while_evaluating_matches_aggregating_afterwards() {
+        let store = store();
+        for op in ["sum", "count", "min", "max", "group"] {
+            for function in ["rate", "max_over_time", "resets"] {
+                let fused = matrix(&store, &format!("{op} by (g) ({function}(x[5m]))"));
+                // `* 1` leaves every value as it is but takes the general path.
+                let general = matrix(&store, &format!("{op} by (g) ({function}(x[5m]) * 1)"));
+                assert_eq!(fused.len(), 7, "{op} {function}");
+                assert_eq!(fused.len(), general.len(), "{op} {function}");
+                for ((labels, a), (other, b)) in fused.iter().zip(&general) {
+                    assert_eq!(labels, other);
+                    assert_eq!(a.len(), b.len(), "{op} {function} {labels}");
+                    for (a, b) in a.iter().zip(b) {
+                        assert_eq!(a.t_ms, b.t_ms);
+                        let close = a.value == b.value
+                            || (a.value.is_nan() && b.value.is_nan())
+                            || (a.value - b.value).abs() <= 1e-12 * a.value.abs().max(b.value.abs());
+                        assert!(close, "{op} {function} {labels} at {}: {} vs {}", a.t_ms, a.value, b.value);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn series_spread_over_threads_come_back_in_order() {
+        let store = store();
+        let rates = matrix(&store, "rate(x[5m])");
+        assert_eq!(rates.len(), 1000);
+        assert!(rates.windows(2).all(|pair| pair[0].0 < pair[1].0));
+        // The same windows one series at a time.
+        let single = matrix(&store, "rate(x{id=\"517\"}[5m])");
+        let in_all = rates.iter().find(|(labels, _)| labels.get("id") == Some("517")).unwrap();
+        assert_eq!(single[0].1, in_all.1);
     }
 }
