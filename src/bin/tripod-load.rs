@@ -5,6 +5,20 @@
 //! series (about 250 per host, ten labels each: counters, gauges, constants on a 15 s grid) as
 //! Prometheus remote write 1.0 or 2.0. Requests are encoded before the clock starts, so the
 //! figure measures the receiver, not this tool. It reports samples/s accepted and errors.
+//!
+//! `tripod-load backfill --url http://127.0.0.1:9090/api/v1/write` writes history for a query
+//! benchmark: `node_cpu_seconds_total{cpu, instance, job, mode}` for 125 hosts x 10 CPUs x 8
+//! modes (10 000 counters) over 6 hours at 15 s, ending at `--end`. The values come from a
+//! fixed-seed generator, so two receivers given the same flags hold the same data. Remote write
+//! 1.0 is sent in time order, slice by slice (every series' samples of one slice before the next
+//! slice starts), so that a receiver that only accepts samples close to its newest one, like the
+//! Prometheus head, takes all of it. Any refused request stops the tool with an error.
+//!
+//! `tripod-load query --url http://127.0.0.1:9090 --query '...' --start S --end E --step 15s`
+//! runs a range query (`POST /api/v1/query_range`) a few times to warm up, then `--runs` times
+//! one after the other, checks that every answer is a non-empty matrix, and reports min, p50,
+//! p90 and max latency and the size of the answer. Responses are asked for uncompressed, so the
+//! figure covers evaluation and JSON encoding but not gzip.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +39,10 @@ struct Cli {
 enum Command {
     /// Prometheus remote write traffic.
     RemoteWrite(RemoteWrite),
+    /// Hours of node_cpu_seconds_total history, sent in time order by remote write 1.0.
+    Backfill(Backfill),
+    /// Times a range query run again and again.
+    Query(Query),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -62,6 +80,62 @@ struct RemoteWrite {
     /// Requests to encode ahead (they are sent round-robin with advancing timestamps).
     #[arg(long, default_value_t = 4000)]
     prepared: usize,
+}
+
+#[derive(Parser)]
+struct Backfill {
+    /// Remote write URL.
+    #[arg(long)]
+    url: String,
+    /// Hosts, each with its own `instance` label.
+    #[arg(long, default_value_t = 125)]
+    instances: usize,
+    /// CPUs per host; every CPU has 8 mode series.
+    #[arg(long, default_value_t = 10)]
+    cpus: usize,
+    /// Hours of history ending at `--end`.
+    #[arg(long, default_value_t = 6)]
+    hours: u64,
+    /// Time between two samples of a series.
+    #[arg(long, default_value = "15s", value_parser = parse_duration_arg)]
+    interval: Duration,
+    /// Timestamp of the last sample, in unix seconds; by default the last whole minute.
+    #[arg(long)]
+    end: Option<i64>,
+    /// Time covered by one slice: all series' samples of a slice are sent before the next.
+    #[arg(long, default_value = "10m", value_parser = parse_duration_arg)]
+    slice: Duration,
+    /// Series per request (each with all its samples of the slice).
+    #[arg(long, default_value_t = 2000)]
+    batch_series: usize,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+}
+
+#[derive(Parser)]
+struct Query {
+    /// Base URL of the Prometheus API, e.g. http://127.0.0.1:9090.
+    #[arg(long)]
+    url: String,
+    /// PromQL expression.
+    #[arg(long)]
+    query: String,
+    /// Start of the range, in unix seconds.
+    #[arg(long)]
+    start: i64,
+    /// End of the range, in unix seconds.
+    #[arg(long)]
+    end: i64,
+    /// Resolution step.
+    #[arg(long, value_parser = parse_duration_arg)]
+    step: Duration,
+    /// Timed runs.
+    #[arg(long, default_value_t = 20)]
+    runs: usize,
+    /// Untimed runs before them.
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
 }
 
 fn parse_duration_arg(text: &str) -> Result<Duration, String> {
@@ -185,6 +259,21 @@ fn encode_sample(out: &mut Vec<u8>, field: u32, value: f64, t_ms: i64) {
     put_bytes_field(out, field, &sample);
 }
 
+/// Appends one remote write 1.0 `TimeSeries` (sorted labels, then samples) to a `WriteRequest`.
+fn encode_v1_series(request: &mut Vec<u8>, labels: &[(String, String)], samples: impl IntoIterator<Item = (f64, i64)>) {
+    let mut ts = Vec::with_capacity(512);
+    for (name, value) in labels {
+        let mut label = Vec::with_capacity(name.len() + value.len() + 4);
+        put_bytes_field(&mut label, 1, name.as_bytes());
+        put_bytes_field(&mut label, 2, value.as_bytes());
+        put_bytes_field(&mut ts, 1, &label);
+    }
+    for (value, t_ms) in samples {
+        encode_sample(&mut ts, 2, value, t_ms);
+    }
+    put_bytes_field(request, 1, &ts);
+}
+
 /// One request: series `range` of `all`, `samples` scrapes starting at `t_ms`.
 fn encode_request(
     protocol: Protocol,
@@ -198,18 +287,13 @@ fn encode_request(
     match protocol {
         Protocol::V1 => {
             for series in &mut all[range] {
-                let mut ts = Vec::with_capacity(512);
-                for (name, value) in &series.labels {
-                    let mut label = Vec::with_capacity(name.len() + value.len() + 4);
-                    put_bytes_field(&mut label, 1, name.as_bytes());
-                    put_bytes_field(&mut label, 2, value.as_bytes());
-                    put_bytes_field(&mut ts, 1, &label);
-                }
-                for k in 0..samples {
-                    step(series, rng);
-                    encode_sample(&mut ts, 2, series.value, t_ms + k as i64 * 15_000);
-                }
-                put_bytes_field(&mut request, 1, &ts);
+                let points: Vec<(f64, i64)> = (0..samples)
+                    .map(|k| {
+                        step(series, rng);
+                        (series.value, t_ms + k as i64 * 15_000)
+                    })
+                    .collect();
+                encode_v1_series(&mut request, &series.labels, points);
             }
         }
         Protocol::V2 => {
@@ -249,6 +333,24 @@ fn encode_request(
         }
     }
     snap::raw::Encoder::new().compress_vec(&request).unwrap_or_default()
+}
+
+/// Sends one snappy-compressed remote write body; an answer outside 2xx is an error carrying its body.
+async fn post_write(client: &reqwest::Client, url: &str, content_type: &str, body: Vec<u8>) -> Result<(), String> {
+    let response = client
+        .post(url)
+        .header("Content-Type", content_type)
+        .header("Content-Encoding", "snappy")
+        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+        .body(body)
+        .send()
+        .await
+        .map_err(|error| describe(&error))?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    Err(format!("{status}: {}", response.text().await.unwrap_or_default().trim()))
 }
 
 async fn remote_write(options: RemoteWrite) -> Result<(), String> {
@@ -315,23 +417,9 @@ async fn remote_write(options: RemoteWrite) -> Result<(), String> {
                     let due = started + Duration::from_secs_f64(index as f64 * *samples as f64 / rate as f64);
                     tokio::time::sleep_until(due.into()).await;
                 }
-                let sent = client
-                    .post(&url)
-                    .header("Content-Type", content_type)
-                    .header("Content-Encoding", "snappy")
-                    .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-                    .body(body.clone())
-                    .send()
-                    .await;
-                match sent {
-                    Ok(response) if response.status().is_success() => {
+                match post_write(&client, &url, content_type, body.clone()).await {
+                    Ok(()) => {
                         accepted.fetch_add(*samples, Ordering::Relaxed);
-                    }
-                    Ok(response) => {
-                        if errors.fetch_add(1, Ordering::Relaxed) < 3 {
-                            let status = response.status();
-                            eprintln!("error: {status}: {}", response.text().await.unwrap_or_default().trim());
-                        }
                     }
                     Err(error) => {
                         if errors.fetch_add(1, Ordering::Relaxed) < 3 {
@@ -362,6 +450,257 @@ async fn remote_write(options: RemoteWrite) -> Result<(), String> {
     Ok(())
 }
 
+/// An error with its causes, which is where reqwest says what went wrong (refused, reset, ...).
+fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// `node_cpu_seconds_total` modes with the share of a CPU each takes on average.
+const CPU_MODES: [(&str, f64); 8] = [
+    ("idle", 0.70),
+    ("iowait", 0.03),
+    ("irq", 0.01),
+    ("nice", 0.005),
+    ("softirq", 0.02),
+    ("steal", 0.005),
+    ("system", 0.06),
+    ("user", 0.15),
+];
+
+/// One `node_cpu_seconds_total` series of the backfill.
+struct CpuCounter {
+    /// Sorted label pairs.
+    labels: Vec<(String, String)>,
+    /// The value in hundredths, so that every sample has two decimals.
+    hundredths: u64,
+    /// Mean growth per second, in hundredths.
+    hundredths_per_second: f64,
+    /// Jitter of this series alone, so that its values do not depend on how requests are cut.
+    rng: Rng,
+}
+
+impl CpuCounter {
+    fn value(&self) -> f64 {
+        self.hundredths as f64 / 100.0
+    }
+
+    /// Moves to the next scrape: the mean growth over `seconds`, give or take 10%.
+    fn advance(&mut self, seconds: f64) {
+        let jitter = 0.9 + 0.2 * (self.rng.next() % 1001) as f64 / 1000.0;
+        self.hundredths += (self.hundredths_per_second * seconds * jitter).round() as u64;
+    }
+}
+
+/// `instances` hosts x `cpus` CPUs x 8 modes, starting between 1000 and 2000 seconds.
+fn cpu_counters(instances: usize, cpus: usize) -> Vec<CpuCounter> {
+    let mut out = Vec::with_capacity(instances * cpus * CPU_MODES.len());
+    for host in 0..instances {
+        for cpu in 0..cpus {
+            for (mode, share) in CPU_MODES {
+                let seed = 0x9e37_79b9_7f4a_7c15 ^ (out.len() as u64 + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                let mut rng = Rng(seed.max(1));
+                let mut labels = vec![
+                    ("__name__".to_string(), "node_cpu_seconds_total".to_string()),
+                    ("cpu".to_string(), cpu.to_string()),
+                    ("instance".to_string(), format!("host-{host:03}:9100")),
+                    ("job".to_string(), "node".to_string()),
+                    ("mode".to_string(), mode.to_string()),
+                ];
+                labels.sort();
+                let hundredths = 100_000 + rng.next() % 100_000;
+                // Each series runs at 50% to 150% of its mode's mean share.
+                let hundredths_per_second = 100.0 * share * (0.5 + (rng.next() % 1001) as f64 / 1000.0);
+                out.push(CpuCounter { labels, hundredths, hundredths_per_second, rng });
+            }
+        }
+    }
+    out
+}
+
+/// Sends `bodies` with at most `concurrency` in flight; stops at the first refused one.
+async fn post_writes(
+    client: &reqwest::Client,
+    url: &str,
+    content_type: &'static str,
+    bodies: Vec<Vec<u8>>,
+    concurrency: usize,
+) -> Result<(), String> {
+    let mut pending = tokio::task::JoinSet::new();
+    for body in bodies {
+        if pending.len() >= concurrency
+            && let Some(done) = pending.join_next().await
+        {
+            done.map_err(|error| format!("a send task failed: {error}"))??;
+        }
+        let (client, url) = (client.clone(), url.to_string());
+        pending.spawn(async move { post_write(&client, &url, content_type, body).await });
+    }
+    while let Some(done) = pending.join_next().await {
+        done.map_err(|error| format!("a send task failed: {error}"))??;
+    }
+    Ok(())
+}
+
+async fn backfill(options: Backfill) -> Result<(), String> {
+    if options.instances == 0 || options.cpus == 0 || options.hours == 0 {
+        return Err("--instances, --cpus and --hours must be above 0".into());
+    }
+    if options.batch_series == 0 || options.concurrency == 0 {
+        return Err("--batch-series and --concurrency must be above 0".into());
+    }
+    let interval_ms = options.interval.as_millis() as i64;
+    if interval_ms == 0 {
+        return Err("--interval must be at least 1ms".into());
+    }
+    let end_s = options.end.unwrap_or_else(|| tripod::duration::unix_now_ms().div_euclid(60_000) * 60);
+    let end_ms = end_s.checked_mul(1000).ok_or("--end is out of range")?;
+    // Samples at both ends of the span: a range query over exactly the span then has a rate at
+    // every step but the first.
+    let span_ms =
+        options.hours.checked_mul(3_600_000).and_then(|ms| i64::try_from(ms).ok()).ok_or("--hours is too large")?;
+    let points = span_ms / interval_ms + 1;
+    let first_ms = end_ms - (points - 1) * interval_ms;
+    let per_slice = (options.slice.as_millis() as i64 / interval_ms).max(1);
+    let seconds = interval_ms as f64 / 1000.0;
+    let mut series = cpu_counters(options.instances, options.cpus);
+    eprintln!(
+        "backfill: {} series x {points} samples from {} to {end_s}, {per_slice} samples a slice",
+        series.len(),
+        first_ms / 1000
+    );
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(options.concurrency)
+        .timeout(Duration::from_secs(120))
+        .build()
+        .map_err(|error| describe(&error))?;
+    let started = Instant::now();
+    let mut sent = 0u64;
+    let mut slice_start = 0;
+    while slice_start < points {
+        let slice_end = (slice_start + per_slice).min(points);
+        let mut bodies = Vec::new();
+        for batch in series.chunks_mut(options.batch_series) {
+            let mut request = Vec::new();
+            for counter in batch.iter_mut() {
+                let samples: Vec<(f64, i64)> = (slice_start..slice_end)
+                    .map(|k| {
+                        let value = counter.value();
+                        counter.advance(seconds);
+                        (value, first_ms + k * interval_ms)
+                    })
+                    .collect();
+                encode_v1_series(&mut request, &counter.labels, samples);
+            }
+            sent += (batch.len() as i64 * (slice_end - slice_start)) as u64;
+            bodies.push(
+                snap::raw::Encoder::new()
+                    .compress_vec(&request)
+                    .map_err(|error| format!("cannot compress a request: {error}"))?,
+            );
+        }
+        // Each series is in one request of the slice, so the slice's requests may arrive in any
+        // order; the next slice waits until all of them are answered.
+        post_writes(&client, &options.url, "application/x-protobuf", bodies, options.concurrency).await?;
+        slice_start = slice_end;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "backfill: {sent} samples sent in {elapsed:.2}s = {:.0} samples/s ({} series x {points} samples, end {end_s})",
+        sent as f64 / elapsed,
+        series.len()
+    );
+    Ok(())
+}
+
+/// Checks a `query_range` answer and returns its series and points.
+fn matrix_size(status: reqwest::StatusCode, body: &[u8]) -> Result<(usize, usize), String> {
+    // The start of the body, enough to show a server's error message.
+    let excerpt = || {
+        let lossy = String::from_utf8_lossy(body);
+        let trimmed = lossy.trim();
+        match trimmed.char_indices().nth(500) {
+            Some((cut, _)) => format!("{}...", &trimmed[..cut]),
+            None => trimmed.to_string(),
+        }
+    };
+    let answer: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|error| format!("{status}: the answer is not json ({error}): {}", excerpt()))?;
+    if !status.is_success() || answer["status"] != "success" {
+        return Err(format!("{status}: {}", excerpt()));
+    }
+    if answer["data"]["resultType"] != "matrix" {
+        return Err(format!("the answer is not a matrix: {}", excerpt()));
+    }
+    let result =
+        answer["data"]["result"].as_array().ok_or_else(|| format!("the answer has no result: {}", excerpt()))?;
+    if result.is_empty() {
+        return Err("the answer is an empty matrix".into());
+    }
+    let points = result.iter().map(|series| series["values"].as_array().map_or(0, Vec::len)).sum();
+    Ok((result.len(), points))
+}
+
+/// The nearest-rank percentile of sorted latencies, in milliseconds.
+fn percentile_ms(sorted: &[Duration], percent: usize) -> f64 {
+    let rank = (sorted.len() * percent).div_ceil(100).clamp(1, sorted.len());
+    sorted[rank - 1].as_secs_f64() * 1000.0
+}
+
+async fn query(options: Query) -> Result<(), String> {
+    if options.runs == 0 {
+        return Err("--runs must be above 0".into());
+    }
+    if options.end < options.start {
+        return Err("--end is before --start".into());
+    }
+    if options.step.is_zero() {
+        return Err("--step must be above 0".into());
+    }
+    let url = format!("{}/api/v1/query_range", options.url.trim_end_matches('/'));
+    let form = [
+        ("query", options.query.clone()),
+        ("start", options.start.to_string()),
+        ("end", options.end.to_string()),
+        ("step", options.step.as_secs_f64().to_string()),
+    ];
+    // No gzip: Tripod answers uncompressed, so compression would only add work on one side.
+    let client =
+        reqwest::Client::builder().no_gzip().timeout(Duration::from_secs(300)).build().map_err(|e| describe(&e))?;
+    let mut latencies = Vec::with_capacity(options.runs);
+    let mut size = (0, 0);
+    for run in 0..options.warmup + options.runs {
+        let started = Instant::now();
+        let response = client.post(&url).form(&form).send().await.map_err(|error| describe(&error))?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(|error| describe(&error))?;
+        let elapsed = started.elapsed();
+        size = matrix_size(status, &body)?;
+        if run >= options.warmup {
+            latencies.push(elapsed);
+        }
+    }
+    latencies.sort();
+    println!(
+        "query: {} runs after {} warm-up: min {:.1} ms, p50 {:.1} ms, p90 {:.1} ms, max {:.1} ms; {} series, {} points",
+        options.runs,
+        options.warmup,
+        percentile_ms(&latencies, 0),
+        percentile_ms(&latencies, 50),
+        percentile_ms(&latencies, 90),
+        percentile_ms(&latencies, 100),
+        size.0,
+        size.1
+    );
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
@@ -374,6 +713,8 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::RemoteWrite(options) => remote_write(options).await,
+            Command::Backfill(options) => backfill(options).await,
+            Command::Query(options) => query(options).await,
         }
     });
     match result {
