@@ -14,11 +14,17 @@
 //! slice starts), so that a receiver that only accepts samples close to its newest one, like the
 //! Prometheus head, takes all of it. Any refused request stops the tool with an error.
 //!
+//! `tripod-load logs --url http://127.0.0.1:3100/loki/api/v1/push` sends realistic log traffic
+//! (Traefik access lines, app JSON logs with trace ids, syslog lines) as Loki protobuf, Loki JSON
+//! or OTLP; see [`logs`].
+//!
 //! `tripod-load query --url http://127.0.0.1:9090 --query '...' --start S --end E --step 15s`
 //! runs a range query (`POST /api/v1/query_range`) a few times to warm up, then `--runs` times
 //! one after the other, checks that every answer is a non-empty matrix, and reports min, p50,
 //! p90 and max latency and the size of the answer. Responses are asked for uncompressed, so the
 //! figure covers evaluation and JSON encoding but not gzip.
+
+mod logs;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,6 +49,8 @@ enum Command {
     Backfill(Backfill),
     /// Times a range query run again and again.
     Query(Query),
+    /// Log traffic: Loki protobuf or JSON, or OTLP.
+    Logs(logs::Logs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -715,6 +723,7 @@ fn main() -> std::process::ExitCode {
             Command::RemoteWrite(options) => remote_write(options).await,
             Command::Backfill(options) => backfill(options).await,
             Command::Query(options) => query(options).await,
+            Command::Logs(options) => logs::run(options).await,
         }
     });
     match result {
