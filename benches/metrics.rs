@@ -30,6 +30,7 @@ fn storage_options() -> StorageOptions {
     StorageOptions {
         wal: WalOptions { segment_size_bytes: 128 << 20, sync: SyncPolicy::Never },
         metrics: MetricsOptions { retention_ms: None, ..MetricsOptions::default() },
+        ..StorageOptions::default()
     }
 }
 

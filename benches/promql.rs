@@ -85,6 +85,7 @@ fn main() {
     let options = StorageOptions {
         wal: WalOptions { segment_size_bytes: 128 << 20, sync: SyncPolicy::Never },
         metrics: MetricsOptions { retention_ms: None, ..MetricsOptions::default() },
+        ..StorageOptions::default()
     };
     let storage = Storage::open(dir.path(), options).unwrap();
     let started = Instant::now();

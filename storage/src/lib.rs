@@ -1,7 +1,8 @@
 //! Tripod's database: everything that touches the data directory.
 //!
 //! Reading order: [`codec`] (byte helpers), [`labels`] (label sets and matchers), [`wal`] (the
-//! write-ahead log shared by every signal), [`metrics`] (the time-series store), then
+//! write-ahead log shared by every signal), [`metrics`] (the time-series store), [`logs`] (the
+//! logs store), then
 //! [`Storage`], which owns the data directory, its lock, the WAL and the stores, replays the WAL
 //! into the stores when it opens, and runs their maintenance.
 //!
@@ -9,6 +10,7 @@
 
 pub mod codec;
 pub mod labels;
+pub mod logs;
 pub mod metrics;
 pub mod wal;
 
@@ -16,6 +18,7 @@ use std::fs::{self, File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use logs::{LogsError, LogsOptions, LogsStore};
 use metrics::{MetricsError, MetricsOptions, MetricsStore};
 
 use wal::{RecordKind, ReplayStats, Wal, WalError, WalOptions};
@@ -44,6 +47,16 @@ pub mod record_kinds {
     pub fn is_metrics(kind: RecordKind) -> bool {
         (1..=15).contains(&kind.as_u8())
     }
+
+    /// Logs: new streams (reference, tenant and labels).
+    pub const LOGS_STREAMS: RecordKind = kind(16);
+    /// Logs: runs of entries by stream reference and sequence number.
+    pub const LOGS_ENTRIES: RecordKind = kind(17);
+
+    /// Whether a kind belongs to the logs store.
+    pub fn is_logs(kind: RecordKind) -> bool {
+        (16..=31).contains(&kind.as_u8())
+    }
 }
 
 /// How the storage is opened.
@@ -53,6 +66,8 @@ pub struct StorageOptions {
     pub wal: WalOptions,
     /// Metrics store options.
     pub metrics: MetricsOptions,
+    /// Logs store options.
+    pub logs: LogsOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +90,8 @@ pub enum StorageError {
     Wal(#[from] WalError),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    #[error(transparent)]
+    Logs(#[from] LogsError),
 }
 
 /// What a maintenance pass did.
@@ -83,6 +100,13 @@ pub struct MaintenanceReport {
     pub metrics_blocks_cut: u64,
     pub metrics_compactions: u64,
     pub metrics_blocks_deleted: u64,
+    /// Log chunks flushed to files.
+    pub logs_chunks_flushed: u64,
+    pub logs_files_written: u64,
+    pub logs_compactions: u64,
+    /// Log files deleted or rewritten by retention.
+    pub logs_files_deleted: u64,
+    pub logs_files_rewritten: u64,
     /// WAL segments replaced by a checkpoint.
     pub wal_segments_removed: u64,
 }
@@ -100,6 +124,8 @@ pub struct Storage {
     replay: ReplayStats,
     /// The metrics store (`dir/metrics`).
     metrics: MetricsStore,
+    /// The logs store (`dir/logs`).
+    logs: LogsStore,
     /// Serialises maintenance passes (block cuts and WAL checkpoints).
     maintenance: Mutex<()>,
 }
@@ -111,15 +137,19 @@ impl Storage {
         fs::create_dir_all(dir).map_err(|source| StorageError::CreateDir { path: dir.to_path_buf(), source })?;
         let lock = lock_dir(dir)?;
         let metrics = MetricsStore::open(&dir.join("metrics"), options.metrics)?;
+        let logs = LogsStore::open(&dir.join("logs"), options.logs)?;
         let (wal, replay) = Wal::open(&dir.join("wal"), options.wal, |kind, payload| {
             if record_kinds::is_metrics(kind) {
                 metrics.replay_record(kind, payload);
+            } else if record_kinds::is_logs(kind) {
+                logs.replay_record(kind, payload);
             }
             // A record of a kind no store claims is counted by the replay and otherwise ignored.
         })?;
         let wal = Arc::new(wal);
         metrics.attach_wal(wal.clone());
-        Ok(Storage { dir: dir.to_path_buf(), _lock: lock, wal, replay, metrics, maintenance: Mutex::new(()) })
+        logs.attach_wal(wal.clone());
+        Ok(Storage { dir: dir.to_path_buf(), _lock: lock, wal, replay, metrics, logs, maintenance: Mutex::new(()) })
     }
 
     /// The data directory.
@@ -137,30 +167,44 @@ impl Storage {
         &self.metrics
     }
 
+    /// The logs store.
+    pub fn logs(&self) -> &LogsStore {
+        &self.logs
+    }
+
     /// What the WAL replay at open found.
     pub fn replay_stats(&self) -> &ReplayStats {
         &self.replay
     }
 
-    /// Cuts blocks, compacts, applies retention, and checkpoints the WAL when a block cut made
-    /// part of it obsolete. Blocking: run it off the async runtime, periodically.
+    /// Cuts blocks and flushes log chunks, compacts, applies retention, and checkpoints the WAL
+    /// when a block cut or enough flushed logs made part of it obsolete. Blocking: run it off
+    /// the async runtime, periodically.
     pub fn maintenance(&self) -> Result<MaintenanceReport, StorageError> {
         let _serial = self.maintenance.lock().unwrap_or_else(|poison| poison.into_inner());
         let outcome = self.metrics.maintenance()?;
+        let logs = self.logs.maintenance()?;
         let mut report = MaintenanceReport {
             metrics_blocks_cut: outcome.blocks_cut,
             metrics_compactions: outcome.compactions,
             metrics_blocks_deleted: outcome.blocks_deleted,
+            logs_chunks_flushed: logs.chunks_flushed,
+            logs_files_written: logs.files_written,
+            logs_compactions: logs.compactions,
+            logs_files_deleted: logs.files_deleted,
+            logs_files_rewritten: logs.files_rewritten,
             wal_segments_removed: 0,
         };
-        if let Some(below) = outcome.checkpoint_below {
-            report.wal_segments_removed = self.checkpoint_wal(below)?;
+        if outcome.checkpoint_below.is_some() || logs.checkpoint_wanted {
+            // Without a block cut, no metrics sample is obsolete: i64::MIN keeps them all.
+            report.wal_segments_removed = self.checkpoint_wal(outcome.checkpoint_below.unwrap_or(i64::MIN))?;
         }
         Ok(report)
     }
 
     /// Replaces the closed WAL segments by a checkpoint of what they hold that is still needed:
-    /// metrics records are filtered by the metrics store; other kinds are kept as they are.
+    /// metrics records are filtered by the metrics store, logs records by the logs store; other
+    /// kinds are kept as they are.
     fn checkpoint_wal(&self, metrics_below: i64) -> Result<u64, StorageError> {
         let closed = self.wal.cut()?;
         let mut kept: Vec<(RecordKind, Vec<u8>)> = Vec::new();
@@ -169,11 +213,16 @@ impl Storage {
                 if let Some(bytes) = self.metrics.checkpoint_record(kind, payload, metrics_below) {
                     kept.push((kind, bytes));
                 }
+            } else if record_kinds::is_logs(kind) {
+                if let Some(bytes) = self.logs.checkpoint_record(kind, payload) {
+                    kept.push((kind, bytes));
+                }
             } else {
                 kept.push((kind, payload.to_vec()));
             }
         })?;
         let stats = self.wal.checkpoint(closed, kept.iter().map(|(kind, bytes)| (*kind, bytes.as_slice())))?;
+        self.logs.note_checkpoint();
         Ok(stats.segments_removed)
     }
 

@@ -20,7 +20,11 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
 }
 
 fn options(metrics: MetricsOptions) -> StorageOptions {
-    StorageOptions { wal: WalOptions { segment_size_bytes: 1 << 20, sync: SyncPolicy::Never }, metrics }
+    StorageOptions {
+        wal: WalOptions { segment_size_bytes: 1 << 20, sync: SyncPolicy::Never },
+        metrics,
+        ..StorageOptions::default()
+    }
 }
 
 /// Small blocks so that tests cross many block boundaries quickly.

@@ -14,7 +14,7 @@ mod exemplars;
 mod head;
 mod index;
 pub mod memory;
-mod postings;
+pub(crate) mod postings;
 mod records;
 mod series;
 mod store;
