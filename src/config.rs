@@ -114,6 +114,8 @@ pub struct RawConfig {
     #[serde(default)]
     query: RawQuery,
     shutdown_timeout: Option<ConfigDuration>,
+    /// Multi-tenancy: `X-Scope-OrgID` selects the tenant (Loki's `auth_enabled`).
+    auth_enabled: Option<bool>,
     /// The file this was read from, if any (not a key of the file).
     #[serde(skip)]
     path: Option<PathBuf>,
@@ -192,6 +194,17 @@ struct RawWal {
 struct RawLimits {
     max_request_body_bytes: Option<usize>,
     max_decompressed_bytes: Option<usize>,
+    // Logs push limits, under the names of Loki's limits_config.
+    ingestion_rate_mb: Option<f64>,
+    ingestion_burst_size_mb: Option<f64>,
+    max_label_names_per_series: Option<usize>,
+    max_label_name_length: Option<usize>,
+    max_label_value_length: Option<usize>,
+    max_line_size_bytes: Option<usize>,
+    max_line_size_truncate: Option<bool>,
+    reject_old_samples: Option<bool>,
+    reject_old_samples_max_age: Option<ConfigDuration>,
+    creation_grace_period: Option<ConfigDuration>,
 }
 
 impl RawConfig {
@@ -274,6 +287,8 @@ pub struct Config {
     pub otlp_translation: crate::ingest::otlp_metrics::TranslationStrategy,
     /// PromQL limits: timeout, samples, lookback.
     pub query: crate::query::promql::QuerySettings,
+    /// The logs write path: tenancy and push limits.
+    pub logs_ingest: crate::ingest::logs::LogsIngestSettings,
 }
 
 pub const DEFAULT_DATA_DIR: &str = "./data";
@@ -324,6 +339,7 @@ impl Config {
 
     /// Validates a raw config with overrides applied.
     pub fn from_raw(raw: RawConfig, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let logs_ingest = logs_ingest_settings(&raw)?;
         let data_dir = if overrides.ephemeral {
             DataDir::Ephemeral
         } else {
@@ -445,6 +461,7 @@ impl Config {
         }
 
         Ok(Config {
+            logs_ingest,
             query,
             maintenance_interval,
             otlp_translation,
@@ -454,7 +471,7 @@ impl Config {
             listen,
             log_level,
             log_format,
-            storage: StorageOptions { wal: WalOptions { segment_size_bytes, sync }, metrics },
+            storage: StorageOptions { wal: WalOptions { segment_size_bytes, sync }, metrics, logs: Default::default() },
             fsync_interval,
             max_request_body_bytes,
             max_decompressed_bytes,
@@ -484,6 +501,54 @@ impl Config {
             }
         }
     }
+}
+
+/// The logs push limits and tenancy, Loki's defaults where the file says nothing.
+fn logs_ingest_settings(raw: &RawConfig) -> Result<crate::ingest::logs::LogsIngestSettings, ConfigError> {
+    let defaults = crate::ingest::logs::LogsLimits::default();
+    let limits = &raw.limits;
+    let settings = crate::ingest::logs::LogsIngestSettings {
+        auth_enabled: raw.auth_enabled.unwrap_or(false),
+        limits: crate::ingest::logs::LogsLimits {
+            ingestion_rate_mb: limits.ingestion_rate_mb.unwrap_or(defaults.ingestion_rate_mb),
+            ingestion_burst_size_mb: limits.ingestion_burst_size_mb.unwrap_or(defaults.ingestion_burst_size_mb),
+            max_label_names_per_series: limits
+                .max_label_names_per_series
+                .unwrap_or(defaults.max_label_names_per_series),
+            max_label_name_length: limits.max_label_name_length.unwrap_or(defaults.max_label_name_length),
+            max_label_value_length: limits.max_label_value_length.unwrap_or(defaults.max_label_value_length),
+            max_line_size_bytes: limits.max_line_size_bytes.unwrap_or(defaults.max_line_size_bytes),
+            max_line_size_truncate: limits.max_line_size_truncate.unwrap_or(defaults.max_line_size_truncate),
+            reject_old_samples: limits.reject_old_samples.unwrap_or(defaults.reject_old_samples),
+            reject_old_samples_max_age: limits
+                .reject_old_samples_max_age
+                .map_or(defaults.reject_old_samples_max_age, |d| d.0),
+            creation_grace_period: limits.creation_grace_period.map_or(defaults.creation_grace_period, |d| d.0),
+        },
+    };
+    let limits = &settings.limits;
+    for (name, value) in
+        [("ingestion_rate_mb", limits.ingestion_rate_mb), ("ingestion_burst_size_mb", limits.ingestion_burst_size_mb)]
+    {
+        if !(value.is_finite() && value > 0.0) {
+            return Err(ConfigError::new(format!("limits.{name}: must be a number greater than 0, not {value}")));
+        }
+    }
+    for (name, value) in [
+        ("max_label_names_per_series", limits.max_label_names_per_series),
+        ("max_label_name_length", limits.max_label_name_length),
+        ("max_label_value_length", limits.max_label_value_length),
+    ] {
+        if value == 0 {
+            return Err(ConfigError::new(format!("limits.{name}: must be greater than 0")));
+        }
+    }
+    if limits.max_line_size_truncate && limits.max_line_size_bytes == 0 {
+        return Err(ConfigError::new(
+            "limits.max_line_size_truncate: needs limits.max_line_size_bytes above 0 (0 means no limit)",
+        ));
+    }
+    Ok(settings)
 }
 
 /// A level (`info`) or comma-separated directives (`info,tripod_storage=debug`).
@@ -611,6 +676,18 @@ mod tests {
             ("query:\n  max_samples: 0\n", "query.max_samples: must be greater than 0"),
             ("query:\n  lookback_delta: 0s\n", "query.lookback_delta: must be at least 1ms"),
             ("query:\n  max_sample: 10\n", "unknown field `max_sample`"),
+            ("limits:\n  ingestion_rate_mb: 0\n", "limits.ingestion_rate_mb: must be a number greater than 0"),
+            (
+                "limits:\n  ingestion_burst_size_mb: -1\n",
+                "limits.ingestion_burst_size_mb: must be a number greater than 0",
+            ),
+            ("limits:\n  max_label_names_per_series: 0\n", "limits.max_label_names_per_series: must be greater than 0"),
+            (
+                "limits:\n  max_line_size_bytes: 0\n  max_line_size_truncate: true\n",
+                "limits.max_line_size_truncate: needs limits.max_line_size_bytes above 0",
+            ),
+            ("limits:\n  reject_old_samples_max_age: 1 week\n", "invalid duration \"1 week\""),
+            ("auth_enabled: maybe\n", "auth_enabled: invalid type"),
         ];
         for (yaml, expected) in cases {
             let error = parse(yaml).unwrap_err().to_string();

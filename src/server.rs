@@ -95,6 +95,10 @@ impl Server {
             config.query,
         );
         state.set_flags(flags_of(&config, &data_dir));
+        state.set_logs_ingest(crate::ingest::logs::LogsIngest::new(
+            config.logs_ingest.clone(),
+            Arc::new(crate::ingest::logs::SystemClock),
+        ));
         let shutdown = CancellationToken::new();
         let bound = bind_listeners(&config).await?;
 

@@ -5,12 +5,15 @@
 //! refers to the descriptors, never to literal names. Values are read when `/metrics` is
 //! scraped, from counters the components keep themselves (the WAL's, the process's).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Mutex;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tripod_storage::Storage;
 
 use crate::config::LogFormat;
+use crate::ingest::logs::{DiscardCount, DiscardReason, PushOutcome};
 
 /// Installs the global tracing subscriber. `level` is a level or tracing directives, already
 /// validated by the config. Safe to call more than once (later calls do nothing), so embedded
@@ -91,6 +94,18 @@ pub mod metrics {
         METRICS_SAMPLES_REJECTED: Counter, "tripod_metrics_samples_rejected_total", "Samples refused, by reason.";
         METRICS_BLOCKS_CUT: Counter, "tripod_metrics_blocks_cut_total", "Blocks cut from the metrics head.";
         METRICS_COMPACTIONS: Counter, "tripod_metrics_compactions_total", "Metrics block compactions.";
+        LOGS_RECEIVED_BYTES: Counter, "tripod_logs_received_bytes_total", "Bytes of log lines and structured metadata received by push, stored or refused, by tenant.";
+        LOGS_RECEIVED_ENTRIES: Counter, "tripod_logs_received_entries_total", "Log entries received by push, stored or refused, by tenant.";
+        LOGS_DISCARDED_ENTRIES: Counter, "tripod_logs_discarded_entries_total", "Log entries refused by push, by tenant and reason.";
+        LOGS_DISCARDED_BYTES: Counter, "tripod_logs_discarded_bytes_total", "Bytes of log entries refused by push, by tenant and reason.";
+        LOGS_HEAD_STREAMS: Gauge, "tripod_logs_head_streams", "Log streams with entries in memory.";
+        LOGS_HEAD_CHUNKS: Gauge, "tripod_logs_head_chunks", "Log chunks in memory, not yet flushed to files.";
+        LOKI_BYTES_RECEIVED: Counter, "loki_distributor_bytes_received_total", "Loki's name for tripod_logs_received_bytes_total.";
+        LOKI_LINES_RECEIVED: Counter, "loki_distributor_lines_received_total", "Loki's name for tripod_logs_received_entries_total.";
+        LOKI_DISCARDED_SAMPLES: Counter, "loki_discarded_samples_total", "Loki's name for tripod_logs_discarded_entries_total.";
+        LOKI_DISCARDED_BYTES: Counter, "loki_discarded_bytes_total", "Loki's name for tripod_logs_discarded_bytes_total.";
+        LOKI_INGESTER_STREAMS: Gauge, "loki_ingester_streams", "Loki's name for tripod_logs_head_streams.";
+        LOKI_INGESTER_MEMORY_CHUNKS: Gauge, "loki_ingester_memory_chunks", "Loki's name for tripod_logs_head_chunks.";
     }
 }
 
@@ -144,12 +159,23 @@ fn format_value(value: f64) -> String {
     }
 }
 
+/// Per-tenant totals of the logs push path, added to once per push.
+#[derive(Debug, Clone, Default)]
+struct TenantLogsCounters {
+    received_bytes: u64,
+    received_entries: u64,
+    /// Indexed by `DiscardReason`.
+    discarded: [DiscardCount; DiscardReason::ALL.len()],
+}
+
 /// The state the self-metrics read at scrape time that no component keeps itself.
 pub struct Telemetry {
     /// When the server started, for the uptime gauge.
     started: Instant,
     /// The same moment as a Unix timestamp, for `process_start_time_seconds`.
     started_unix_seconds: f64,
+    /// Logs push totals by tenant (sorted, so the exposition is stable).
+    logs_pushes: Mutex<BTreeMap<String, TenantLogsCounters>>,
 }
 
 impl Default for Telemetry {
@@ -161,7 +187,59 @@ impl Default for Telemetry {
 impl Telemetry {
     pub fn new() -> Telemetry {
         let started_unix_seconds = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
-        Telemetry { started: Instant::now(), started_unix_seconds }
+        Telemetry { started: Instant::now(), started_unix_seconds, logs_pushes: Mutex::new(BTreeMap::new()) }
+    }
+
+    /// Counts one logs push: what it received and what it refused, per reason.
+    pub fn record_logs_push(&self, outcome: &PushOutcome) {
+        let mut pushes = self.logs_pushes.lock().unwrap_or_else(|poison| poison.into_inner());
+        let counters = match pushes.get_mut(&outcome.tenant) {
+            Some(counters) => counters,
+            None => pushes.entry(outcome.tenant.clone()).or_default(),
+        };
+        counters.received_bytes += outcome.received_bytes;
+        counters.received_entries += outcome.received_entries;
+        for reason in DiscardReason::ALL {
+            let discarded = outcome.discarded(reason);
+            let total = &mut counters.discarded[reason as usize];
+            total.entries += discarded.entries;
+            total.bytes += discarded.bytes;
+        }
+    }
+
+    fn render_logs_pushes(&self, exposition: &mut Exposition) {
+        use metrics::*;
+        let pushes = self.logs_pushes.lock().unwrap_or_else(|poison| poison.into_inner()).clone();
+        for (ours, loki) in [(LOGS_RECEIVED_BYTES, LOKI_BYTES_RECEIVED), (LOGS_RECEIVED_ENTRIES, LOKI_LINES_RECEIVED)] {
+            for desc in [ours, loki] {
+                exposition.family(desc);
+                for (tenant, counters) in &pushes {
+                    let value = if ours.name == LOGS_RECEIVED_BYTES.name {
+                        counters.received_bytes
+                    } else {
+                        counters.received_entries
+                    };
+                    exposition.sample(desc, &[("tenant", tenant)], value as f64);
+                }
+            }
+        }
+        for (ours, loki) in
+            [(LOGS_DISCARDED_ENTRIES, LOKI_DISCARDED_SAMPLES), (LOGS_DISCARDED_BYTES, LOKI_DISCARDED_BYTES)]
+        {
+            for desc in [ours, loki] {
+                exposition.family(desc);
+                for (tenant, counters) in &pushes {
+                    for reason in DiscardReason::ALL {
+                        let count = counters.discarded[reason as usize];
+                        if count.entries == 0 {
+                            continue;
+                        }
+                        let value = if ours.name == LOGS_DISCARDED_ENTRIES.name { count.entries } else { count.bytes };
+                        exposition.sample(desc, &[("reason", reason.as_str()), ("tenant", tenant)], value as f64);
+                    }
+                }
+            }
+        }
     }
 
     /// When the server started, in Unix milliseconds.
@@ -235,7 +313,14 @@ impl Telemetry {
             }
             exposition.single(METRICS_BLOCKS_CUT, metrics.blocks_cut as f64);
             exposition.single(METRICS_COMPACTIONS, metrics.compactions as f64);
+
+            let logs = storage.logs().store_stats();
+            exposition.single(LOGS_HEAD_STREAMS, logs.streams as f64);
+            exposition.single(LOKI_INGESTER_STREAMS, logs.streams as f64);
+            exposition.single(LOGS_HEAD_CHUNKS, logs.memory_chunks as f64);
+            exposition.single(LOKI_INGESTER_MEMORY_CHUNKS, logs.memory_chunks as f64);
         }
+        self.render_logs_pushes(&mut exposition);
         exposition.out
     }
 }

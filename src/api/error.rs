@@ -20,6 +20,8 @@ pub enum ErrorKind {
     Execution,
     /// The requested thing does not exist (e.g. an unknown trace ID).
     NotFound,
+    /// The request names no tenant while multi-tenancy is on.
+    Unauthorized,
     /// The body is larger than the configured limit.
     PayloadTooLarge,
     /// The Content-Type or Content-Encoding is not one this endpoint reads.
@@ -42,6 +44,7 @@ impl ErrorKind {
             ErrorKind::BadData => StatusCode::BAD_REQUEST,
             ErrorKind::Execution => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -55,7 +58,10 @@ impl ErrorKind {
     /// The `errorType` Prometheus puts in its error JSON for this kind.
     pub fn prometheus_error_type(self) -> &'static str {
         match self {
-            ErrorKind::BadData | ErrorKind::PayloadTooLarge | ErrorKind::UnsupportedMediaType => "bad_data",
+            ErrorKind::BadData
+            | ErrorKind::Unauthorized
+            | ErrorKind::PayloadTooLarge
+            | ErrorKind::UnsupportedMediaType => "bad_data",
             ErrorKind::Execution | ErrorKind::RateLimited => "execution",
             ErrorKind::NotFound => "not_found",
             ErrorKind::Timeout => "timeout",
@@ -70,6 +76,7 @@ impl ErrorKind {
             ErrorKind::BadData | ErrorKind::UnsupportedMediaType => tonic::Code::InvalidArgument,
             ErrorKind::Execution => tonic::Code::FailedPrecondition,
             ErrorKind::NotFound => tonic::Code::NotFound,
+            ErrorKind::Unauthorized => tonic::Code::Unauthenticated,
             ErrorKind::PayloadTooLarge | ErrorKind::RateLimited => tonic::Code::ResourceExhausted,
             ErrorKind::Timeout => tonic::Code::DeadlineExceeded,
             ErrorKind::Canceled => tonic::Code::Cancelled,
@@ -252,6 +259,7 @@ mod tests {
             (ErrorKind::BadData, 400, "bad_data", tonic::Code::InvalidArgument),
             (ErrorKind::Execution, 422, "execution", tonic::Code::FailedPrecondition),
             (ErrorKind::NotFound, 404, "not_found", tonic::Code::NotFound),
+            (ErrorKind::Unauthorized, 401, "bad_data", tonic::Code::Unauthenticated),
             (ErrorKind::PayloadTooLarge, 413, "bad_data", tonic::Code::ResourceExhausted),
             (ErrorKind::UnsupportedMediaType, 415, "bad_data", tonic::Code::InvalidArgument),
             (ErrorKind::RateLimited, 429, "execution", tonic::Code::ResourceExhausted),

@@ -6,6 +6,7 @@
 //! errors through [`error`].
 
 pub mod error;
+pub mod loki;
 pub mod otlp;
 pub mod prometheus;
 pub mod status;
@@ -20,6 +21,7 @@ use axum::response::IntoResponse;
 use tokio::sync::watch;
 use tripod_storage::Storage;
 
+use crate::ingest::logs::LogsIngest;
 use crate::ingest::metrics::MetricsIngest;
 use crate::ingest::otlp_metrics::OtlpMetricsIngest;
 use crate::telemetry::Telemetry;
@@ -77,6 +79,9 @@ struct Shared {
     flags: OnceLock<std::collections::BTreeMap<String, String>>,
     /// PromQL limits.
     query: crate::query::promql::QuerySettings,
+    /// The logs write path (limits, rate buckets, tenancy); set by the server from the config,
+    /// Loki's defaults until then.
+    logs_ingest: OnceLock<LogsIngest>,
 }
 
 /// The running scrape manager and what a reload needs.
@@ -132,6 +137,7 @@ impl AppState {
                 scrape: OnceLock::new(),
                 flags: OnceLock::new(),
                 query,
+                logs_ingest: OnceLock::new(),
             }),
         }
     }
@@ -150,6 +156,17 @@ impl AppState {
 
     pub fn otlp_metrics(&self) -> &OtlpMetricsIngest {
         &self.shared.otlp_metrics
+    }
+
+    /// Installs the logs write path built from the config. Called once, by the server, before
+    /// it serves; a later call is ignored.
+    pub fn set_logs_ingest(&self, ingest: LogsIngest) {
+        let _ = self.shared.logs_ingest.set(ingest);
+    }
+
+    /// The logs write path.
+    pub fn logs_ingest(&self) -> &LogsIngest {
+        self.shared.logs_ingest.get_or_init(LogsIngest::default)
     }
 
     pub(crate) fn set_scrape(&self, handle: ScrapeHandle) {
@@ -234,6 +251,7 @@ pub fn router(state: AppState, max_request_body_bytes: usize) -> Router {
     Router::new()
         .merge(status::router())
         .merge(prometheus::router())
+        .merge(loki::router())
         .merge(otlp::http_router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_request_body_bytes))

@@ -2,5 +2,7 @@
 //! decoded (validate, map, cache series references, append), so that remote write, OTLP and
 //! scraping share one implementation per signal.
 
+pub mod logs;
 pub mod metrics;
+pub mod otlp_logs;
 pub mod otlp_metrics;

@@ -34,7 +34,7 @@ pub enum Encoding {
 }
 
 impl Encoding {
-    fn content_type(self) -> &'static str {
+    pub fn content_type(self) -> &'static str {
         match self {
             Encoding::Protobuf => "application/x-protobuf",
             Encoding::Json => "application/json",
@@ -55,6 +55,12 @@ pub struct RpcStatus {
 pub struct OtlpHttpError {
     error: ApiError,
     encoding: Encoding,
+}
+
+impl OtlpHttpError {
+    pub fn new(error: ApiError, encoding: Encoding) -> OtlpHttpError {
+        OtlpHttpError { error, encoding }
+    }
 }
 
 impl IntoResponse for OtlpHttpError {

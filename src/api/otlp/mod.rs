@@ -1,10 +1,11 @@
 //! OTLP ingestion: gRPC (`LogsService`, `MetricsService`, `TraceService` on 4317) and HTTP
 //! (`/v1/logs`, `/v1/metrics`, `/v1/traces` on 4318 and `/otlp/v1/*` on the main router).
 //!
-//! Metrics are served; logs and traces are added as their stores land. Until a signal is
+//! Metrics and logs are served; traces are added as their store lands. Until a signal is
 //! served, gRPC calls for it answer `UNIMPLEMENTED` and HTTP requests 404, as an OTLP receiver
 //! without that pipeline would.
 
+pub mod logs;
 pub mod metrics;
 
 use axum::Router;
@@ -16,10 +17,14 @@ use super::AppState;
 /// The OTLP gRPC services served on the gRPC listener.
 pub fn grpc_routes(state: AppState) -> Routes {
     // Unknown services and methods answer UNIMPLEMENTED through the fallback of Routes.
-    Routes::default().add_service(metrics::grpc_service(state))
+    Routes::default().add_service(metrics::grpc_service(state.clone())).add_service(logs::grpc_service(state))
 }
 
 /// The OTLP HTTP routes, merged into the main router.
 pub fn http_router() -> Router<AppState> {
-    Router::new().route("/v1/metrics", post(metrics::http_export)).route("/otlp/v1/metrics", post(metrics::http_export))
+    Router::new()
+        .route("/v1/metrics", post(metrics::http_export))
+        .route("/otlp/v1/metrics", post(metrics::http_export))
+        .route("/v1/logs", post(logs::http_export))
+        .route("/otlp/v1/logs", post(logs::http_export))
 }
