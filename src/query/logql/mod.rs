@@ -1,0 +1,4 @@
+//! LogQL: the lexer, parser and syntax tree ([`syntax`]); the log pipeline and the evaluator are
+//! built on them.
+
+pub mod syntax;
