@@ -4,7 +4,6 @@
 pub mod eval;
 pub mod pipeline;
 pub mod syntax;
-pub mod template;
 
 #[cfg(test)]
 mod golden;
