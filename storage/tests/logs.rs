@@ -54,7 +54,8 @@ fn small(clock: &Clock) -> LogsOptions {
     LogsOptions {
         block_target_bytes: 1024,
         chunk_target_bytes: 4096,
-        codec: LogsCodec::Zstd { level: 1 },
+        head_codec: LogsCodec::Zstd { level: 1 },
+        codec: LogsCodec::Zstd { level: 3 },
         retention_ns: None,
         checkpoint_after_flushed_bytes: 1,
         compaction_min_files: 3,

@@ -101,9 +101,25 @@ impl<'a> BlockEncoder<'a> {
 pub(crate) fn compress(codec: LogsCodec, raw: &[u8]) -> Vec<u8> {
     match codec {
         LogsCodec::None => raw.to_vec(),
-        // zstd's bulk compression into a vector only fails on allocation failure or a bad
-        // level, which it clamps; fall back to storing the bytes as they are.
-        LogsCodec::Zstd { level } => zstd::bulk::compress(raw, level).unwrap_or_else(|_| raw.to_vec()),
+        LogsCodec::Zstd { level } => {
+            // One compression context per thread and level, reused: creating one costs more than
+            // compressing a small block. Compression into a vector only fails on allocation
+            // failure or a bad level (which zstd clamps): then the bytes are stored as they are.
+            thread_local! {
+                static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+                    const { std::cell::RefCell::new(None) };
+            }
+            COMPRESSOR.with(|cell| {
+                let mut slot = cell.borrow_mut();
+                if slot.as_ref().is_none_or(|(cached, _)| *cached != level) {
+                    *slot = zstd::bulk::Compressor::new(level).ok().map(|compressor| (level, compressor));
+                }
+                match slot.as_mut() {
+                    Some((_, compressor)) => compressor.compress(raw).unwrap_or_else(|_| raw.to_vec()),
+                    None => raw.to_vec(),
+                }
+            })
+        }
     }
 }
 
@@ -128,11 +144,26 @@ pub(crate) fn decompress(codec: u8, data: &[u8], raw_bytes: u32, out: &mut Vec<u
     match codec {
         CODEC_NONE => out.extend_from_slice(data),
         CODEC_ZSTD => {
-            let mut decompressor = zstd::bulk::Decompressor::new().map_err(|error| error.to_string())?;
+            // One decompression context per thread, reused. The output is capped at the size
+            // the block's meta states, itself capped above.
+            thread_local! {
+                static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+                    const { std::cell::RefCell::new(None) };
+            }
             out.reserve(raw_bytes as usize);
-            decompressor
-                .decompress_to_buffer(data, out)
-                .map_err(|error| format!("zstd decompression failed: {error}"))?;
+            DECOMPRESSOR.with(|cell| {
+                let mut slot = cell.borrow_mut();
+                if slot.is_none() {
+                    *slot = Some(zstd::bulk::Decompressor::new().map_err(|error| error.to_string())?);
+                }
+                match slot.as_mut() {
+                    Some(decompressor) => decompressor
+                        .decompress_to_buffer(data, out)
+                        .map(|_| ())
+                        .map_err(|error| format!("zstd decompression failed: {error}")),
+                    None => Err("no zstd decompression context".to_string()),
+                }
+            })?;
         }
         other => return Err(format!("unknown codec {other}")),
     }
