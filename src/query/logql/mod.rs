@@ -4,6 +4,7 @@
 pub mod eval;
 pub mod pipeline;
 pub mod syntax;
+pub mod template;
 
 #[cfg(test)]
 mod golden;
