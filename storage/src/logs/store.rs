@@ -940,8 +940,9 @@ impl LogsStore {
             Some(out)
         } else if kind == record_kinds::LOGS_ENTRIES {
             let groups = records::decode_entries(payload).ok()?;
-            let by_ref = read(&self.head_by_ref);
+            // Lock order everywhere: catalog, then references, then a stream.
             let catalog = read(&self.catalog);
+            let by_ref = read(&self.head_by_ref);
             let mut kept = Vec::with_capacity(groups.len());
             let mut changed = false;
             for mut group in groups {
