@@ -9,7 +9,6 @@
 
 pub mod labels;
 pub mod parsers;
-mod template_stub;
 
 use std::net::IpAddr;
 
@@ -21,9 +20,9 @@ use super::syntax::ast::{
     Stage, Unwrap,
 };
 use super::syntax::lexer::{parse_bytes, parse_go_duration};
+use super::template::{Template, TemplateData};
 use labels::{Category, LabelsBuilder};
 use parsers::{JsonStep, Pattern};
-use template_stub::{Template, TemplateData};
 
 /// The error a label filter sets when a value does not convert.
 pub const LABEL_FILTER_ERROR: &str = "LabelFilterErr";
