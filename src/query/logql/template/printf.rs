@@ -244,8 +244,10 @@ pub(super) fn sprintf(out: &mut String, format: &str, args: &[Value<'_>]) {
             let _ = write!(out, "%!{verb}(MISSING)");
         } else {
             if verb == 'v' {
+                // `%#v` is Go syntax; `%+v` only names struct fields, so a plain sign is dropped.
                 flags.sharp_v = flags.sharp;
                 flags.sharp = false;
+                flags.plus = false;
             }
             format_argument(out, &args[argument], verb, &flags);
             argument += 1;

@@ -155,7 +155,7 @@ fn printf_verbs() {
         (r#"{{ printf "%-5.5s|" .method }}{{ printf "%15.15s|" .path }}"#, Output("GET  |  /api/v1/query|")),
         (r#"{{ printf "%q %v %v %v" .app 1.5 true nil }}"#, Output(r#""api" 1.5 true <nil>"#)),
         (r#"{{ printf "%x %X %#x %o %b" 255 "hi" 255 8 5 }}"#, Output("ff 6869 0xff 10 101")),
-        (r#"{{ printf "%05d|%+d|% d|%-4d|" -42 5 7 3 }}"#, Output("-0042|+5| 7|3   |")),
+        (r#"{{ printf "%05d|%+d|% d|%-4d|%+v" -42 5 7 3 5 }}"#, Output("-0042|+5| 7|3   |5")),
         (r#"{{ printf "%e %E %g %G" 123456.789 0.5 1e6 1e-7 }}"#, Output("1.234568e+05 5.000000E-01 1e+06 1E-07")),
         (r#"{{ printf "%08.3f|%6.2f%%|%+.1e" -3.14159 99.5 1234.5 }}"#, Output("-003.142| 99.50%|+1.2e+03")),
         (r#"{{ printf "%.3g %g %#g" 3.14159 100000.0 1.0 }}"#, Output("3.14 100000 1.00000")),
