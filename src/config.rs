@@ -205,6 +205,11 @@ struct RawLimits {
     reject_old_samples: Option<bool>,
     reject_old_samples_max_age: Option<ConfigDuration>,
     creation_grace_period: Option<ConfigDuration>,
+    // LogQL query limits, under the names of Loki's limits_config.
+    max_entries_limit_per_query: Option<usize>,
+    max_query_series: Option<usize>,
+    query_timeout: Option<ConfigDuration>,
+    max_query_length: Option<ConfigDuration>,
 }
 
 impl RawConfig {
@@ -289,6 +294,8 @@ pub struct Config {
     pub query: crate::query::promql::QuerySettings,
     /// The logs write path: tenancy and push limits.
     pub logs_ingest: crate::ingest::logs::LogsIngestSettings,
+    /// LogQL limits: entries per query, series, timeout, time range.
+    pub logs_query: crate::api::loki::query::LogsQuerySettings,
 }
 
 pub const DEFAULT_DATA_DIR: &str = "./data";
@@ -340,6 +347,7 @@ impl Config {
     /// Validates a raw config with overrides applied.
     pub fn from_raw(raw: RawConfig, overrides: &Overrides) -> Result<Config, ConfigError> {
         let logs_ingest = logs_ingest_settings(&raw)?;
+        let logs_query = logs_query_settings(&raw.limits)?;
         let data_dir = if overrides.ephemeral {
             DataDir::Ephemeral
         } else {
@@ -462,6 +470,7 @@ impl Config {
 
         Ok(Config {
             logs_ingest,
+            logs_query,
             query,
             maintenance_interval,
             otlp_translation,
@@ -547,6 +556,27 @@ fn logs_ingest_settings(raw: &RawConfig) -> Result<crate::ingest::logs::LogsInge
         return Err(ConfigError::new(
             "limits.max_line_size_truncate: needs limits.max_line_size_bytes above 0 (0 means no limit)",
         ));
+    }
+    Ok(settings)
+}
+
+/// The LogQL limits, Loki's defaults where the file says nothing.
+fn logs_query_settings(limits: &RawLimits) -> Result<crate::api::loki::query::LogsQuerySettings, ConfigError> {
+    let defaults = crate::api::loki::query::LogsQuerySettings::default();
+    let settings = crate::api::loki::query::LogsQuerySettings {
+        max_entries_limit_per_query: limits.max_entries_limit_per_query.unwrap_or(defaults.max_entries_limit_per_query),
+        max_query_series: limits.max_query_series.unwrap_or(defaults.max_query_series),
+        query_timeout: limits.query_timeout.map_or(defaults.query_timeout, |d| d.0),
+        max_query_length: limits.max_query_length.map_or(defaults.max_query_length, |d| d.0),
+    };
+    if settings.max_entries_limit_per_query == 0 {
+        return Err(ConfigError::new("limits.max_entries_limit_per_query: must be greater than 0"));
+    }
+    if settings.max_query_series == 0 {
+        return Err(ConfigError::new("limits.max_query_series: must be greater than 0"));
+    }
+    if settings.query_timeout.is_zero() {
+        return Err(ConfigError::new("limits.query_timeout: must be greater than 0s"));
     }
     Ok(settings)
 }
@@ -673,6 +703,12 @@ mod tests {
             ("limits:\n  max_request_body_bytes: 0\n", "limits.max_request_body_bytes: must be greater than 0"),
             ("listen:\n  loki: 0.0.0.0:4317\n", "listen.loki and listen.otlp_grpc: both use 0.0.0.0:4317"),
             ("query:\n  timeout: 0s\n", "query.timeout: must be greater than 0s"),
+            ("limits:\n  query_timeout: 0s\n", "limits.query_timeout: must be greater than 0s"),
+            (
+                "limits:\n  max_entries_limit_per_query: 0\n",
+                "limits.max_entries_limit_per_query: must be greater than 0",
+            ),
+            ("limits:\n  max_query_series: 0\n", "limits.max_query_series: must be greater than 0"),
             ("query:\n  max_samples: 0\n", "query.max_samples: must be greater than 0"),
             ("query:\n  lookback_delta: 0s\n", "query.lookback_delta: must be at least 1ms"),
             ("query:\n  max_sample: 10\n", "unknown field `max_sample`"),

@@ -99,6 +99,7 @@ impl Server {
             config.logs_ingest.clone(),
             Arc::new(crate::ingest::logs::SystemClock),
         ));
+        state.set_logs_query(config.logs_query);
         let shutdown = CancellationToken::new();
         let bound = bind_listeners(&config).await?;
 

@@ -43,6 +43,7 @@ pub mod build {
 pub enum MetricKind {
     Counter,
     Gauge,
+    Histogram,
 }
 
 /// A metric family: its name, help text and kind.
@@ -56,7 +57,7 @@ pub struct MetricDesc {
 /// Every self-metric Tripod exposes. Names follow `<namespace>_<name>_<unit>[_total]`.
 pub mod metrics {
     use super::MetricDesc;
-    use super::MetricKind::{Counter, Gauge};
+    use super::MetricKind::{Counter, Gauge, Histogram};
 
     macro_rules! declare {
         ($($ident:ident: $kind:ident, $name:literal, $help:literal;)*) => {
@@ -106,6 +107,8 @@ pub mod metrics {
         LOKI_DISCARDED_BYTES: Counter, "loki_discarded_bytes_total", "Loki's name for tripod_logs_discarded_bytes_total.";
         LOKI_INGESTER_STREAMS: Gauge, "loki_ingester_streams", "Loki's name for tripod_logs_head_streams.";
         LOKI_INGESTER_MEMORY_CHUNKS: Gauge, "loki_ingester_memory_chunks", "Loki's name for tripod_logs_head_chunks.";
+        LOGS_QUERY_DURATION: Histogram, "tripod_logs_query_duration_seconds", "Time LogQL queries took to evaluate, by type (logs or metric).";
+        LOKI_QUERY_DURATION: Histogram, "loki_query_duration_seconds", "Loki's name for tripod_logs_query_duration_seconds.";
     }
 }
 
@@ -119,6 +122,7 @@ impl Exposition {
         let kind = match desc.kind {
             MetricKind::Counter => "counter",
             MetricKind::Gauge => "gauge",
+            MetricKind::Histogram => "histogram",
         };
         // Writing to a String cannot fail.
         let _ = writeln!(self.out, "# HELP {} {}\n# TYPE {} {}", desc.name, desc.help, desc.name, kind);
@@ -129,6 +133,38 @@ impl Exposition {
         if !labels.is_empty() {
             self.out.push('{');
             for (i, (name, value)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                let _ = write!(self.out, "{name}=\"{}\"", escape_label_value(value));
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {}", format_value(value));
+    }
+
+    /// The `_bucket`, `_sum` and `_count` lines of one histogram series.
+    fn histogram(&mut self, desc: MetricDesc, labels: &[(&str, &str)], histogram: &DurationHistogram) {
+        let mut cumulative = 0u64;
+        for (upper, count) in QUERY_DURATION_BUCKETS.iter().zip(&histogram.buckets) {
+            cumulative += count;
+            self.series_line(desc.name, "_bucket", labels, Some(&format_value(*upper)), cumulative as f64);
+        }
+        self.series_line(desc.name, "_bucket", labels, Some("+Inf"), histogram.count as f64);
+        self.series_line(desc.name, "_sum", labels, None, histogram.sum_seconds);
+        self.series_line(desc.name, "_count", labels, None, histogram.count as f64);
+    }
+
+    fn series_line(&mut self, name: &str, suffix: &str, labels: &[(&str, &str)], le: Option<&str>, value: f64) {
+        self.out.push_str(name);
+        self.out.push_str(suffix);
+        let mut all: Vec<(&str, &str)> = labels.to_vec();
+        if let Some(le) = le {
+            all.push(("le", le));
+        }
+        if !all.is_empty() {
+            self.out.push('{');
+            for (i, (name, value)) in all.iter().enumerate() {
                 if i > 0 {
                     self.out.push(',');
                 }
@@ -168,6 +204,29 @@ struct TenantLogsCounters {
     discarded: [DiscardCount; DiscardReason::ALL.len()],
 }
 
+/// Upper bounds of the query duration buckets, in seconds (Prometheus's defaults, then the
+/// default query timeout and beyond).
+const QUERY_DURATION_BUCKETS: [f64; 13] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+/// Observations of one duration histogram series.
+#[derive(Debug, Clone, Default)]
+struct DurationHistogram {
+    /// Per bucket of `QUERY_DURATION_BUCKETS` (not cumulative); slower ones only in `count`.
+    buckets: [u64; QUERY_DURATION_BUCKETS.len()],
+    sum_seconds: f64,
+    count: u64,
+}
+
+impl DurationHistogram {
+    fn observe(&mut self, seconds: f64) {
+        if let Some(index) = QUERY_DURATION_BUCKETS.iter().position(|upper| seconds <= *upper) {
+            self.buckets[index] += 1;
+        }
+        self.sum_seconds += seconds;
+        self.count += 1;
+    }
+}
+
 /// The state the self-metrics read at scrape time that no component keeps itself.
 pub struct Telemetry {
     /// When the server started, for the uptime gauge.
@@ -176,6 +235,8 @@ pub struct Telemetry {
     started_unix_seconds: f64,
     /// Logs push totals by tenant (sorted, so the exposition is stable).
     logs_pushes: Mutex<BTreeMap<String, TenantLogsCounters>>,
+    /// LogQL query durations: log queries, then metric queries.
+    logs_queries: Mutex<[DurationHistogram; 2]>,
 }
 
 impl Default for Telemetry {
@@ -187,7 +248,29 @@ impl Default for Telemetry {
 impl Telemetry {
     pub fn new() -> Telemetry {
         let started_unix_seconds = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
-        Telemetry { started: Instant::now(), started_unix_seconds, logs_pushes: Mutex::new(BTreeMap::new()) }
+        Telemetry {
+            started: Instant::now(),
+            started_unix_seconds,
+            logs_pushes: Mutex::new(BTreeMap::new()),
+            logs_queries: Mutex::new(Default::default()),
+        }
+    }
+
+    /// Counts one LogQL query evaluation and how long it took.
+    pub fn record_logs_query(&self, is_log_query: bool, duration: std::time::Duration) {
+        let mut queries = self.logs_queries.lock().unwrap_or_else(|poison| poison.into_inner());
+        queries[usize::from(!is_log_query)].observe(duration.as_secs_f64());
+    }
+
+    fn render_logs_queries(&self, exposition: &mut Exposition) {
+        use metrics::*;
+        let queries = self.logs_queries.lock().unwrap_or_else(|poison| poison.into_inner()).clone();
+        for desc in [LOGS_QUERY_DURATION, LOKI_QUERY_DURATION] {
+            exposition.family(desc);
+            for (query_type, histogram) in ["logs", "metric"].iter().zip(&queries) {
+                exposition.histogram(desc, &[("type", query_type)], histogram);
+            }
+        }
     }
 
     /// Counts one logs push: what it received and what it refused, per reason.
@@ -321,6 +404,7 @@ impl Telemetry {
             exposition.single(LOKI_INGESTER_MEMORY_CHUNKS, logs.memory_chunks as f64);
         }
         self.render_logs_pushes(&mut exposition);
+        self.render_logs_queries(&mut exposition);
         exposition.out
     }
 }
@@ -421,6 +505,25 @@ mod tests {
             assert!(rss.split(' ').nth(1).unwrap().parse::<f64>().unwrap() > 1e6, "{rss}");
         }
         storage.close().unwrap();
+    }
+
+    #[test]
+    fn query_durations_are_a_histogram() {
+        let telemetry = Telemetry::new();
+        telemetry.record_logs_query(true, std::time::Duration::from_millis(20));
+        telemetry.record_logs_query(true, std::time::Duration::from_secs(120));
+        telemetry.record_logs_query(false, std::time::Duration::from_millis(3));
+        let text = telemetry.render(true, None);
+        for name in ["tripod_logs_query_duration_seconds", "loki_query_duration_seconds"] {
+            assert!(text.contains(&format!("# TYPE {name} histogram\n")), "{text}");
+            assert!(text.contains(&format!("{name}_bucket{{type=\"logs\",le=\"0.01\"}} 0\n")), "{text}");
+            assert!(text.contains(&format!("{name}_bucket{{type=\"logs\",le=\"0.025\"}} 1\n")), "{text}");
+            assert!(text.contains(&format!("{name}_bucket{{type=\"logs\",le=\"60\"}} 1\n")), "{text}");
+            assert!(text.contains(&format!("{name}_bucket{{type=\"logs\",le=\"+Inf\"}} 2\n")), "{text}");
+            assert!(text.contains(&format!("{name}_count{{type=\"logs\"}} 2\n")), "{text}");
+            assert!(text.contains(&format!("{name}_sum{{type=\"logs\"}} 120.02\n")), "{text}");
+            assert!(text.contains(&format!("{name}_bucket{{type=\"metric\",le=\"0.005\"}} 1\n")), "{text}");
+        }
     }
 
     #[test]

@@ -82,6 +82,9 @@ struct Shared {
     /// The logs write path (limits, rate buckets, tenancy); set by the server from the config,
     /// Loki's defaults until then.
     logs_ingest: OnceLock<LogsIngest>,
+    /// LogQL limits (entries, series, timeout, range); set by the server from the config,
+    /// Loki's defaults until then.
+    logs_query: OnceLock<loki::query::LogsQuerySettings>,
 }
 
 /// The running scrape manager and what a reload needs.
@@ -138,6 +141,7 @@ impl AppState {
                 flags: OnceLock::new(),
                 query,
                 logs_ingest: OnceLock::new(),
+                logs_query: OnceLock::new(),
             }),
         }
     }
@@ -167,6 +171,17 @@ impl AppState {
     /// The logs write path.
     pub fn logs_ingest(&self) -> &LogsIngest {
         self.shared.logs_ingest.get_or_init(LogsIngest::default)
+    }
+
+    /// Installs the LogQL limits from the config. Called once, by the server, before it
+    /// serves; a later call is ignored.
+    pub fn set_logs_query(&self, settings: loki::query::LogsQuerySettings) {
+        let _ = self.shared.logs_query.set(settings);
+    }
+
+    /// The LogQL limits.
+    pub fn logs_query(&self) -> loki::query::LogsQuerySettings {
+        *self.shared.logs_query.get_or_init(loki::query::LogsQuerySettings::default)
     }
 
     pub(crate) fn set_scrape(&self, handle: ScrapeHandle) {

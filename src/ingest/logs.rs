@@ -630,6 +630,17 @@ struct TokenBucket {
 /// Most stream label strings remembered as already parsed and checked.
 const MAX_CACHED_SELECTORS: usize = 100_000;
 
+/// Entries just stored, as the write path hands them to live tails (`/loki/api/v1/tail`).
+#[derive(Debug)]
+pub struct AppendedBatch {
+    pub tenant: String,
+    /// Each stream's labels and the entries of this push that passed the checks.
+    pub streams: Vec<(Labels, Vec<LogEntry>)>,
+}
+
+/// Appended batches a subscriber may fall behind by before it loses some (and is told how many).
+const APPENDED_CHANNEL_CAPACITY: usize = 1024;
+
 /// The logs write path: limits, per-tenant rate buckets, and a cache of parsed stream labels.
 pub struct LogsIngest {
     settings: LogsIngestSettings,
@@ -640,6 +651,9 @@ pub struct LogsIngest {
     /// Label strings already parsed and found valid, so a sender that sends the same streams
     /// again and again (every agent) does not have them parsed again. Cleared when full.
     selectors: Mutex<HashMap<Box<str>, Labels>>,
+    /// Stored batches for live tails. Sent to only while someone subscribes, so a push pays
+    /// nothing when nobody tails.
+    appended: tokio::sync::broadcast::Sender<Arc<AppendedBatch>>,
 }
 
 impl Default for LogsIngest {
@@ -662,7 +676,19 @@ struct StreamRefusal {
 
 impl LogsIngest {
     pub fn new(settings: LogsIngestSettings, clock: Arc<dyn Clock>) -> LogsIngest {
-        LogsIngest { settings, clock, buckets: Mutex::new(HashMap::new()), selectors: Mutex::new(HashMap::new()) }
+        LogsIngest {
+            settings,
+            clock,
+            buckets: Mutex::new(HashMap::new()),
+            selectors: Mutex::new(HashMap::new()),
+            appended: tokio::sync::broadcast::channel(APPENDED_CHANNEL_CAPACITY).0,
+        }
+    }
+
+    /// Every batch stored from now on, for a live tail. A receiver that falls more than
+    /// `APPENDED_CHANNEL_CAPACITY` batches behind is told how many it missed.
+    pub fn subscribe_appended(&self) -> tokio::sync::broadcast::Receiver<Arc<AppendedBatch>> {
+        self.appended.subscribe()
     }
 
     pub fn settings(&self) -> &LogsIngestSettings {
@@ -906,6 +932,11 @@ impl LogsIngest {
         let streams: Vec<StreamEntries<'_>> =
             accepted.iter().map(|(labels, entries)| StreamEntries { labels, entries }).collect();
         outcome.stored = store.append(tenant, &streams)?;
+        drop(streams);
+        if self.appended.receiver_count() > 0 {
+            // No receiver between the check and the send only means nobody gets the batch.
+            let _ = self.appended.send(Arc::new(AppendedBatch { tenant: tenant.to_string(), streams: accepted }));
+        }
         Ok(outcome)
     }
 }

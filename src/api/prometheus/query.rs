@@ -77,7 +77,7 @@ fn required_time(params: &Params, name: &str) -> Result<i64, ApiError> {
 }
 
 /// A duration parameter: float seconds (`15`, `0.5`) or a Prometheus duration (`15s`, `1m30s`).
-fn duration_param(params: &Params, name: &str) -> Result<Option<i64>, ApiError> {
+pub(crate) fn duration_param(params: &Params, name: &str) -> Result<Option<i64>, ApiError> {
     let Some(text) = params.get(name).filter(|t| !t.is_empty()) else { return Ok(None) };
     let invalid =
         || ApiError::bad_data(format!("invalid parameter \"{name}\": cannot parse {text:?} to a valid duration"));
