@@ -77,9 +77,9 @@ impl Decimal {
             } else {
                 (self.coefficient, other.coefficient.checked_mul(power_of_ten(u32::try_from(-shift).ok()?)?)?)
             };
-            let mut quotient = numerator / denominator;
-            let remainder = numerator % denominator;
-            if remainder.checked_mul(2)?.abs() >= denominator.abs() {
+            let mut quotient = numerator.checked_div(denominator)?;
+            let remainder = numerator.checked_rem(denominator)?;
+            if remainder.checked_mul(2)?.unsigned_abs() >= denominator.unsigned_abs() {
                 quotient += if (numerator < 0) == (denominator < 0) { 1 } else { -1 };
             }
             Some(Decimal { coefficient: quotient, exponent: -DIVISION_PLACES })

@@ -208,7 +208,7 @@ impl<'r> State<'r, '_> {
                 self.position = branch.pipe.position;
                 let mut shown = String::new();
                 printf::write_plain(&mut shown, other);
-                return Err(self.error(format!("range can't iterate over {shown}")));
+                return Err(self.error(format!("range can't iterate over {shown:?}")));
             }
         }
         let flow = if ran { Flow::Normal } else { self.walk_list(dot, &branch.else_list)? };
@@ -276,7 +276,7 @@ impl<'r> State<'r, '_> {
 
     fn not_a_function(&self, first: &Arg, args: &[Arg], piped: &Option<Value<'r>>) -> Result<(), TemplateError> {
         if !args.is_empty() || piped.is_some() {
-            return Err(self.error(format!("can't give argument to non-function {first}")));
+            return Err(self.error(format!("can't give argument to non-function {}", first.describe())));
         }
         Ok(())
     }

@@ -787,8 +787,9 @@ fn slice<'r>(item: &Value<'r>, indexes: &[Value<'r>]) -> Result<Value<'r>, Strin
     Ok(match item {
         Value::Str(text) => {
             let bytes = &text.as_bytes()[bounds[0]..bounds[1]];
-            match (text, std::str::from_utf8(bytes)) {
-                (Cow::Borrowed(original), Ok(_)) => Value::borrowed(&original[bounds[0]..bounds[1]]),
+            let on_boundaries = text.is_char_boundary(bounds[0]) && text.is_char_boundary(bounds[1]);
+            match text {
+                Cow::Borrowed(original) if on_boundaries => Value::borrowed(&original[bounds[0]..bounds[1]]),
                 _ => Value::owned(String::from_utf8_lossy(bytes).into_owned()),
             }
         }
@@ -1206,11 +1207,11 @@ fn parse_bytes(text: &str) -> Result<i64, String> {
         "ti" | "tib" => 1024f64.powi(4),
         "pi" | "pib" => 1024f64.powi(5),
         "ei" | "eib" => 1024f64.powi(6),
-        other => return Err(format!("unhandled size name: {other}")),
+        other => return Err(format!("unhandled size name: {other:?}")),
     };
     let bytes = value * multiplier;
     if bytes >= i64::MAX as f64 {
-        return Err(format!("too large: {text}"));
+        return Err(format!("too large: {text:?}"));
     }
     Ok(bytes as i64)
 }

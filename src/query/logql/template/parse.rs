@@ -138,6 +138,16 @@ impl fmt::Display for Arg {
     }
 }
 
+impl Arg {
+    /// The operand quoted, for error messages.
+    pub(super) fn describe(&self) -> String {
+        match self {
+            Arg::Str(text) => format!("{text:?}"),
+            other => format!("{:?}", other.to_string()),
+        }
+    }
+}
+
 /// A parsed template: its nodes and its named templates.
 pub(super) struct Parsed {
     pub root: Vec<Node>,

@@ -320,7 +320,7 @@ fn bytes_durations_and_json() {
             Output("55 b <no value>"),
         ),
         (r#"{{ fromJson "{\"foo\": 55}" }}|{{ fromJson "nope" }}|"#, Output("map[foo:55]||")),
-        (r#"{{ bytes "12 parsecs" }}"#, RenderError("unhandled size name: parsecs")),
+        (r#"{{ bytes "12 parsecs" }}"#, RenderError("unhandled size name: \"parsecs\"")),
         ("{{ (fromJson `null`).x }}", RenderError("nil pointer evaluating interface {}.x")),
     ]);
 }
@@ -444,7 +444,7 @@ fn render_errors() {
         (r#"{{ repeat 100000000 "xx" }}"#, RenderError("exceeds the limit")),
         ("{{ range 2000000 }}{{ end }}", RenderError("exceeded 1000000 steps")),
         (r#"{{ range $i, $e := 3 }}{{ end }}"#, RenderError("can't use 3 to iterate over more than one variable")),
-        (r#"{{ range "abc" }}{{ end }}"#, RenderError("range can't iterate over abc")),
+        (r#"{{ range "abc" }}{{ end }}"#, RenderError("range can't iterate over \"abc\"")),
         (r#"{{ template "nope" }}"#, RenderError("no such template \"nope\"")),
         (
             r#"{{ define "loop" }}{{ template "loop" }}{{ end }}{{ template "loop" }}"#,
@@ -518,4 +518,186 @@ fn memory_is_bounded() {
         (r#"{{ range 20 }}{{ $x := repeat 1000000 "abcd" }}{{ end }}"#, RenderError("produced more than")),
         (r#"{{ fromJson (repeat 600000 "[]") }}"#, RenderError("exceeds the limit of 1048576 bytes")),
     ]);
+}
+
+/// A small deterministic generator, so the generated cases are the same on every run.
+struct Seeded(u64);
+
+impl Seeded {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn pick<'a>(&mut self, choices: &[&'a str]) -> &'a str {
+        choices[(self.next() % choices.len() as u64) as usize]
+    }
+}
+
+/// Every error a template can give, at parse or render time, is a message without a trailing
+/// period; no input panics.
+fn parse_and_render(text: &str) {
+    let data = TemplateData { labels: LABELS, line: LINE, timestamp_ns: TIMESTAMP_NS };
+    let well_formed = |message: &str| !message.is_empty() && !message.ends_with('.');
+    match Template::parse(text) {
+        Err(error) => assert!(well_formed(&error.message), "{text:?}: {error}"),
+        Ok(template) => {
+            let mut out = String::new();
+            if let Err(error) = template.render(&data, &mut out) {
+                assert!(well_formed(&error.message), "{text:?}: {error}");
+            }
+        }
+    }
+}
+
+#[test]
+fn generated_templates_never_panic() {
+    const WORDS: &[&str] = &[
+        "{{",
+        "}}",
+        "{{- ",
+        " -}}",
+        "{{/*",
+        "*/}}",
+        " ",
+        "\n",
+        ".app",
+        ".status",
+        ".json",
+        ".epoch",
+        "$x",
+        "$",
+        ":=",
+        "=",
+        ",",
+        "|",
+        "(",
+        ")",
+        ".",
+        "\"a\"",
+        "\"\\u00e9\"",
+        "`b`",
+        "1",
+        "-2",
+        "3.5",
+        "0x1p3",
+        "1e400",
+        "'c'",
+        "true",
+        "nil",
+        "if",
+        "else",
+        "end",
+        "range",
+        "with",
+        "break",
+        "continue",
+        "define",
+        "template",
+        "block",
+        "\"n\"",
+        "printf",
+        "\"%v%d%5.2f%q%x%[3]s%*d%!\"",
+        "index",
+        "slice",
+        "len",
+        "eq",
+        "lt",
+        "and",
+        "or",
+        "not",
+        "print",
+        "html",
+        "js",
+        "__line__",
+        "__timestamp__",
+        "substr",
+        "trunc",
+        "repeat",
+        "indent",
+        "split",
+        "regexReplaceAll",
+        "count",
+        "\"(a*)\"",
+        "fromJson",
+        "toDate",
+        "\"2006-01-02T15:04:05Z07:00\"",
+        "date",
+        "unixToTime",
+        "unixEpoch",
+        "add",
+        "divf",
+        "mod",
+        "round",
+        "alignLeft",
+        "b64dec",
+        "urldecode",
+        "bytes",
+        "duration",
+        "default",
+        "title",
+        "é",
+        "-",
+        "\"%\"",
+        "99999999999999999999",
+        "Replace",
+        "toDateInZone",
+        "\"+02:00\"",
+        "-1",
+        "1000000",
+    ];
+    let mut random = Seeded(0x5eed_1234_abcd_9876);
+    for _ in 0..20_000 {
+        let count = 1 + random.next() % 24;
+        let mut text = String::new();
+        for _ in 0..count {
+            text.push_str(random.pick(WORDS));
+            if random.next().is_multiple_of(3) {
+                text.push(' ');
+            }
+        }
+        parse_and_render(&text);
+        parse_and_render(&format!("{{{{ {text} }}}}"));
+    }
+}
+
+#[test]
+fn generated_formats_and_layouts_never_panic() {
+    const FORMAT: &[&str] = &[
+        "%", "-", "+", "#", " ", "0", "1", "9", ".", "*", "[", "]", "2", "v", "d", "s", "q", "x", "X", "e", "f", "g",
+        "G", "t", "T", "c", "U", "b", "o", "O", "é", "z",
+    ];
+    const ARGS: &[&str] =
+        &["1", "-7", "2.5", "\"é\"", "true", "nil", "__timestamp__", "(split \",\" \"a,b\")", "(fromJson .json)", "."];
+    const LAYOUT: &[&str] = &[
+        "2006", "06", "01", "1", "Jan", "January", "02", "2", "_2", "__2", "002", "15", "03", "3", "04", "4", "05",
+        "5", "PM", "pm", "MST", "Z07:00", "-0700", "-07", "Z0700", ".000", ".999", ",9", " ", "-", "T", ":", "Mon",
+        "Monday",
+    ];
+    const VALUES: &[&str] = &[
+        "2021", "21", "11", "Nov", "November", " 2", "318", "22", "10", "13", "20", "PM", "UTC", "CET", "GMT+3",
+        "+02:00", "-0700", "Z", ".123", ",5", " ", "-", "T", ":", "Tue", "é", "99",
+    ];
+    let mut random = Seeded(0xf0_12_7a_77);
+    for _ in 0..10_000 {
+        let mut format = String::new();
+        for _ in 0..1 + random.next() % 10 {
+            format.push_str(random.pick(FORMAT));
+        }
+        let mut args = String::new();
+        for _ in 0..random.next() % 4 {
+            args.push(' ');
+            args.push_str(random.pick(ARGS));
+        }
+        parse_and_render(&format!("{{{{ printf {format:?}{args} }}}}"));
+        let mut layout = String::new();
+        let mut value = String::new();
+        for _ in 0..1 + random.next() % 8 {
+            layout.push_str(random.pick(LAYOUT));
+            value.push_str(random.pick(VALUES));
+        }
+        parse_and_render(&format!("{{{{ toDate {layout:?} {value:?} }}}} {{{{ date {layout:?} __timestamp__ }}}}"));
+    }
 }

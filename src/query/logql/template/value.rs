@@ -226,7 +226,7 @@ pub(super) fn parse_go_float(text: &str) -> Option<f64> {
     if unsigned.starts_with(['+', '-']) {
         return None;
     }
-    let magnitude = if unsigned.len() > 2 && unsigned[..2].eq_ignore_ascii_case("0x") {
+    let magnitude = if unsigned.len() > 2 && unsigned.as_bytes()[..2].eq_ignore_ascii_case(b"0x") {
         parse_hex_float(&unsigned[2..])?
     } else {
         let lower = unsigned.to_ascii_lowercase();
