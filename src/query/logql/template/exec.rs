@@ -25,7 +25,9 @@ struct State<'r, 'o> {
     template: &'r Template,
     line: &'r str,
     timestamp_ns: i64,
-    /// Variables by slot: `$` first, then those in scope, in declaration order.
+    /// `$`: slot 0, the data of the template (or of the `{{template}}` call) being run.
+    root: Value<'r>,
+    /// The other variables in scope, in declaration order: slot `n` is at index `n - 1`.
     variables: Vec<Value<'r>>,
     /// Arguments of the calls being evaluated, so calls need no allocation of their own.
     arguments: Vec<Value<'r>>,
@@ -52,7 +54,8 @@ pub(super) fn render<'r>(
         template,
         line,
         timestamp_ns,
-        variables: vec![data.clone()],
+        root: data.clone(),
+        variables: Vec::new(),
         arguments: Vec::new(),
         out,
         steps: 0,
@@ -127,9 +130,11 @@ impl<'r> State<'r, '_> {
                 if self.template_depth > MAX_NESTING_DEPTH {
                     return Err(self.error(format!("exceeded maximum template depth ({MAX_NESTING_DEPTH})")));
                 }
-                let outer = std::mem::replace(&mut self.variables, vec![value.clone()]);
+                let outer_variables = std::mem::take(&mut self.variables);
+                let outer_root = std::mem::replace(&mut self.root, value.clone());
                 let result = self.walk_list(&value, body);
-                self.variables = outer;
+                self.variables = outer_variables;
+                self.root = outer_root;
                 self.template_depth -= 1;
                 result?;
                 Ok(Flow::Normal)
@@ -159,10 +164,10 @@ impl<'r> State<'r, '_> {
             state.step()?;
             ran = true;
             match declarations.as_slice() {
-                [element_slot] => state.variables[*element_slot] = element.clone(),
+                [element_slot] => state.set_variable(*element_slot, element.clone()),
                 [key_slot, element_slot] => {
-                    state.variables[*key_slot] = key;
-                    state.variables[*element_slot] = element.clone();
+                    state.set_variable(*key_slot, key);
+                    state.set_variable(*element_slot, element.clone());
                 }
                 _ => {}
             }
@@ -224,9 +229,7 @@ impl<'r> State<'r, '_> {
         let value = value.unwrap_or(Value::Nil);
         for &slot in &pipe.declarations {
             if pipe.is_assign {
-                if let Some(variable) = self.variables.get_mut(slot) {
-                    *variable = value.clone();
-                }
+                self.set_variable(slot, value.clone());
             } else {
                 self.variables.push(value.clone());
             }
@@ -282,7 +285,22 @@ impl<'r> State<'r, '_> {
     }
 
     fn variable(&self, name: &str, slot: usize) -> Result<Value<'r>, TemplateError> {
-        self.variables.get(slot).cloned().ok_or_else(|| self.error(format!("undefined variable: {name}")))
+        let value = match slot.checked_sub(1) {
+            None => Some(&self.root),
+            Some(index) => self.variables.get(index),
+        };
+        value.cloned().ok_or_else(|| self.error(format!("undefined variable: {name}")))
+    }
+
+    fn set_variable(&mut self, slot: usize, value: Value<'r>) {
+        match slot.checked_sub(1) {
+            None => self.root = value,
+            Some(index) => {
+                if let Some(variable) = self.variables.get_mut(index) {
+                    *variable = value;
+                }
+            }
+        }
     }
 
     /// `.a.b.c` on `receiver`; arguments go to the last field (a time method).

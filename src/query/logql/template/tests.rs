@@ -701,3 +701,21 @@ fn generated_formats_and_layouts_never_panic() {
         parse_and_render(&format!("{{{{ toDate {layout:?} {value:?} }}}} {{{{ date {layout:?} __timestamp__ }}}}"));
     }
 }
+
+#[test]
+fn templates_are_shared_across_threads() {
+    fn shareable<T: Send + Sync>(_: &T) -> bool {
+        true
+    }
+    let template = Template::parse(r#"{{ regexReplaceAll "a+" .app "b" }}"#).expect("parses");
+    assert!(shareable(&template));
+    let rendered = std::thread::scope(|scope| {
+        let worker = scope.spawn(|| {
+            let data = TemplateData { labels: LABELS, line: LINE, timestamp_ns: TIMESTAMP_NS };
+            let mut out = String::new();
+            template.render(&data, &mut out).map(|()| out)
+        });
+        worker.join().expect("no panic")
+    });
+    assert_eq!(rendered.expect("renders"), "bpi");
+}
