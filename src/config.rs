@@ -108,6 +108,8 @@ pub struct RawConfig {
     #[serde(default)]
     metrics: RawMetrics,
     #[serde(default)]
+    logs: RawLogs,
+    #[serde(default)]
     scrape: crate::scrape::manager::RawScrapeSection,
     #[serde(default)]
     otlp: RawOtlp,
@@ -142,6 +144,32 @@ struct RawQuery {
 #[serde(deny_unknown_fields)]
 struct RawRetention {
     metrics: Option<ConfigDuration>,
+    logs: Option<ConfigDuration>,
+    /// Per-tenant log retention, overriding `logs`.
+    logs_per_tenant: Option<std::collections::BTreeMap<String, ConfigDuration>>,
+    /// Per-stream log retention rules, overriding both.
+    logs_streams: Option<Vec<RawStreamRetention>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStreamRetention {
+    /// A stream selector such as `{app="debug"}`.
+    selector: String,
+    period: ConfigDuration,
+    /// Only this tenant's streams; every tenant's when absent.
+    tenant: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLogs {
+    /// `zstd` (the default) or `none`.
+    codec: Option<String>,
+    block_target_bytes: Option<usize>,
+    chunk_target_bytes: Option<u64>,
+    max_chunk_age: Option<ConfigDuration>,
+    chunk_idle_period: Option<ConfigDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -306,6 +334,7 @@ const DEFAULT_MAX_REQUEST_BODY_BYTES: usize = 64 << 20;
 const DEFAULT_MAX_DECOMPRESSED_BYTES: usize = 256 << 20;
 const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_METRICS_RETENTION: Duration = Duration::from_secs(15 * 24 * 3600);
+const DEFAULT_LOGS_RETENTION: Duration = Duration::from_secs(31 * 24 * 3600);
 const DEFAULT_OUT_OF_ORDER_WINDOW: Duration = Duration::from_secs(3600);
 const DEFAULT_BLOCK_RANGE: Duration = Duration::from_secs(2 * 3600);
 const DEFAULT_MAX_EXEMPLARS: usize = 100_000;
@@ -348,6 +377,7 @@ impl Config {
     pub fn from_raw(raw: RawConfig, overrides: &Overrides) -> Result<Config, ConfigError> {
         let logs_ingest = logs_ingest_settings(&raw)?;
         let logs_query = logs_query_settings(&raw.limits)?;
+        let logs = logs_options(&raw)?;
         let data_dir = if overrides.ephemeral {
             DataDir::Ephemeral
         } else {
@@ -480,7 +510,7 @@ impl Config {
             listen,
             log_level,
             log_format,
-            storage: StorageOptions { wal: WalOptions { segment_size_bytes, sync }, metrics, logs: Default::default() },
+            storage: StorageOptions { wal: WalOptions { segment_size_bytes, sync }, metrics, logs },
             fsync_interval,
             max_request_body_bytes,
             max_decompressed_bytes,
@@ -595,6 +625,68 @@ fn is_valid_log_filter(filter: &str) -> bool {
             None => is_level(directive.trim()),
         })
         && tracing_subscriber::EnvFilter::try_new(filter).is_ok()
+}
+
+fn nanos(duration: Duration) -> i64 {
+    i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX)
+}
+
+/// The logs store's settings: retention (default, per tenant, per stream selector), codec and
+/// chunk sizes.
+fn logs_options(raw: &RawConfig) -> Result<tripod_storage::logs::LogsOptions, ConfigError> {
+    use tripod_storage::logs::{LogsCodec, LogsOptions, StreamRetention};
+    let defaults = LogsOptions::default();
+    let positive = |value: Option<ConfigDuration>, key: &str, default: i64| -> Result<i64, ConfigError> {
+        match value {
+            None => Ok(default),
+            Some(d) if d.0.is_zero() => Err(ConfigError::new(format!("logs.{key}: must be greater than 0s"))),
+            Some(d) => Ok(nanos(d.0)),
+        }
+    };
+    let retention = raw.retention.logs.map_or(DEFAULT_LOGS_RETENTION, |d| d.0);
+    let mut tenant_retention_ns = std::collections::HashMap::new();
+    for (tenant, period) in raw.retention.logs_per_tenant.iter().flatten() {
+        // 0s keeps that tenant's logs forever.
+        tenant_retention_ns.insert(tenant.clone(), if period.0.is_zero() { i64::MAX } else { nanos(period.0) });
+    }
+    let mut stream_retention = Vec::new();
+    for (index, rule) in raw.retention.logs_streams.iter().flatten().enumerate() {
+        let matchers = crate::query::logql::syntax::parse_selector(&rule.selector).map_err(|error| {
+            ConfigError::new(format!("retention.logs_streams[{index}].selector: {:?}: {error}", rule.selector))
+        })?;
+        stream_retention.push(StreamRetention {
+            tenant: rule.tenant.clone(),
+            matchers,
+            period_ns: if rule.period.0.is_zero() { i64::MAX } else { nanos(rule.period.0) },
+        });
+    }
+    let codec = match raw.logs.codec.as_deref() {
+        None | Some("zstd") => defaults.codec,
+        Some("none") => LogsCodec::None,
+        Some(other) => {
+            return Err(ConfigError::new(format!("logs.codec: unknown codec {other:?}, expected zstd or none")));
+        }
+    };
+    let block_target_bytes = raw.logs.block_target_bytes.unwrap_or(defaults.block_target_bytes);
+    if block_target_bytes < 1024 {
+        return Err(ConfigError::new("logs.block_target_bytes: must be at least 1024"));
+    }
+    let chunk_target_bytes = raw.logs.chunk_target_bytes.unwrap_or(defaults.chunk_target_bytes);
+    if chunk_target_bytes < block_target_bytes as u64 {
+        return Err(ConfigError::new("logs.chunk_target_bytes: must be at least logs.block_target_bytes"));
+    }
+    Ok(LogsOptions {
+        codec,
+        block_target_bytes,
+        chunk_target_bytes,
+        max_chunk_age_ns: positive(raw.logs.max_chunk_age, "max_chunk_age", defaults.max_chunk_age_ns)?,
+        chunk_idle_period_ns: positive(raw.logs.chunk_idle_period, "chunk_idle_period", defaults.chunk_idle_period_ns)?,
+        // 0s keeps logs forever.
+        retention_ns: (!retention.is_zero()).then(|| nanos(retention)),
+        tenant_retention_ns,
+        stream_retention,
+        ..defaults
+    })
 }
 
 fn millis(duration: Duration) -> i64 {
@@ -751,5 +843,32 @@ mod tests {
         let ephemeral =
             Config::from_raw(RawConfig::default(), &Overrides { ephemeral: true, ..Overrides::default() }).unwrap();
         assert_eq!(ephemeral.data_dir, DataDir::Ephemeral);
+    }
+
+    #[test]
+    fn logs_retention_and_store_settings() {
+        let config = parse(
+            "retention:\n  logs: 7d\n  logs_per_tenant: {team-a: 30d, keep: 0s}\n  logs_streams:\n    - selector: '{app=\"debug\", env=~\"dev|test\"}'\n      period: 24h\n      tenant: team-a\nlogs:\n  codec: none\n  max_chunk_age: 1h\n",
+        )
+        .unwrap();
+        let logs = &config.storage.logs;
+        let day_ns = 24 * 3600 * 1_000_000_000i64;
+        assert_eq!(logs.retention_ns, Some(7 * day_ns));
+        assert_eq!(logs.tenant_retention_ns.get("team-a"), Some(&(30 * day_ns)));
+        assert_eq!(logs.tenant_retention_ns.get("keep"), Some(&i64::MAX));
+        assert_eq!(logs.stream_retention.len(), 1);
+        assert_eq!(logs.stream_retention[0].matchers.len(), 2);
+        assert_eq!(logs.stream_retention[0].tenant.as_deref(), Some("team-a"));
+        assert_eq!(logs.stream_retention[0].period_ns, day_ns);
+        assert_eq!(logs.codec, tripod_storage::logs::LogsCodec::None);
+        assert_eq!(logs.max_chunk_age_ns, 3600 * 1_000_000_000);
+        assert_eq!(parse("retention:\n  logs: 0s\n").unwrap().storage.logs.retention_ns, None);
+
+        let error = parse("retention:\n  logs_streams:\n    - selector: '{app=}'\n      period: 1d\n").unwrap_err();
+        assert!(error.to_string().contains("retention.logs_streams[0].selector"), "{error}");
+        let error = parse("logs:\n  codec: lz4\n").unwrap_err();
+        assert!(error.to_string().contains("logs.codec: unknown codec \"lz4\""), "{error}");
+        let error = parse("logs:\n  chunk_idle_period: 0s\n").unwrap_err();
+        assert!(error.to_string().contains("logs.chunk_idle_period: must be greater than 0s"), "{error}");
     }
 }
