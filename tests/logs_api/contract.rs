@@ -408,15 +408,17 @@ async fn patterns_format_query_and_buildinfo() {
     let server = server().await;
     let base = seed(&server).await;
     let (start, end) = (ns(base), ns(base + 3 * MINUTE_NS));
+    // The four api lines share keys and differ in values: one pattern, counted per minute.
+    let patterns = [("query", r#"{app="api"}"#), ("start", &start), ("end", &end), ("step", "60s")];
     assert_eq!(
-        get_json(
-            &server,
-            "/loki/api/v1/patterns",
-            &[("query", r#"{app="api"}"#), ("start", &start), ("end", &end), ("step", "60s")]
-        )
-        .await,
-        json!({"status":"success","data":[]})
+        get_json(&server, "/loki/api/v1/patterns", &patterns).await,
+        json!({"status":"success","data":[{
+            "pattern":"method=<_> path=<_> status=<_> duration=<_>",
+            "samples":[[seconds(base), 2], [seconds(base) + 60, 1], [seconds(base) + 120, 1]]
+        }]})
     );
+    let nothing = [("query", r#"{app="nothing"}"#), ("start", &start), ("end", &end)];
+    assert_eq!(get_json(&server, "/loki/api/v1/patterns", &nothing).await, json!({"status":"success","data":[]}));
     assert_eq!(
         get_json(
             &server,

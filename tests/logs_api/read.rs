@@ -123,7 +123,13 @@ async fn read_endpoint_refusals() {
         ),
         ("/loki/api/v1/detected_field/x/values", &[("query", "")], "parse error"),
         ("/loki/api/v1/detected_labels", &[("query", "{app=~")], "invalid parameter \"query\""),
-        ("/loki/api/v1/patterns", &[], "invalid parameter \"query\": a stream selector is required"),
+        ("/loki/api/v1/patterns", &[], "parse error"),
+        ("/loki/api/v1/patterns", &[("query", "vector(1)")], "patterns need a log query"),
+        (
+            "/loki/api/v1/patterns",
+            &[("query", r#"{app="web"}"#), ("step", "0")],
+            "zero or negative query resolution step",
+        ),
         ("/loki/api/v1/format_query", &[("query", "sum(")], "parse error at line 1, col"),
     ];
     for (path, params, words) in cases {

@@ -10,7 +10,8 @@
 //!   `/detected_fields` (structured metadata and the fields a `json` or `logfmt` parser finds in
 //!   the lines, with their type, cardinality and parsers) and `/detected_field/{name}/values`;
 //! - from the parser alone: `/format_query` (the query printed canonically);
-//! - `/patterns`, which answers no patterns: pattern detection is not kept.
+//! - `/patterns`: the newest entries of a log query (up to `limits.max_entries_limit_per_query`)
+//!   clustered into line patterns, `<_>` standing where lines differ, with counts per step.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt::Write as _;
@@ -760,13 +761,139 @@ pub async fn detected_field_values(request: NamedRequest) -> Result<Response, Lo
 // ---------------------------------------------------------------------------------------------
 // Patterns and formatting.
 
-/// Pattern detection is not kept, so the answer is always an empty list; the query is still
-/// checked, so a bad one gets its 400.
+/// What stands for a variable part of a line in a pattern (Loki's and LogQL's `pattern`
+/// placeholder).
+const PATTERN_PLACEHOLDER: &str = "<_>";
+/// Most patterns kept; lines like none of them once this many exist are not counted.
+const MAX_PATTERNS: usize = 300;
+
+/// One cluster of similar lines: its pattern tokens and its line counts per step.
+struct LineCluster {
+    tokens: Vec<String>,
+    counts: BTreeMap<i64, u64>,
+    total: u64,
+}
+
+/// A line token with the variable parts of values put out of the way: `key=value` keeps its
+/// key, and a value (or a whole token) holding a digit becomes the placeholder.
+fn pattern_token(token: &str) -> String {
+    let variable = |text: &str| text.bytes().any(|b| b.is_ascii_digit());
+    match token.split_once('=') {
+        Some((key, value)) if !key.is_empty() && variable(value) => format!("{key}={PATTERN_PLACEHOLDER}"),
+        Some((key, _)) if !key.is_empty() => token.to_string(),
+        _ if variable(token) => PATTERN_PLACEHOLDER.to_string(),
+        _ => token.to_string(),
+    }
+}
+
+/// Whether a pattern token stands for a line token: the same text, a placeholder, or
+/// `key=<_>` for any value of that key.
+fn covers(pattern: &str, token: &str) -> bool {
+    pattern == token
+        || pattern == PATTERN_PLACEHOLDER
+        || pattern
+            .strip_suffix(PATTERN_PLACEHOLDER)
+            .is_some_and(|key| key.ends_with('=') && key.len() > 1 && token.starts_with(key))
+}
+
+/// How alike a line is to a cluster's pattern: the share of positions where the pattern has
+/// the line's token, or its key with a placeholder value. A bare placeholder stands for the
+/// token but says nothing of likeness.
+fn similarity(pattern: &[String], tokens: &[String]) -> f64 {
+    let same = pattern
+        .iter()
+        .zip(tokens)
+        .filter(|(a, b)| a == b || (a.as_str() != PATTERN_PLACEHOLDER && covers(a, b)))
+        .count();
+    same as f64 / tokens.len().max(1) as f64
+}
+
+/// Merges a line into a pattern: where they differ the pattern gets a placeholder (keeping a
+/// `key=` both share).
+fn merge_pattern(pattern: &mut [String], tokens: &[String]) {
+    for (kept, token) in pattern.iter_mut().zip(tokens) {
+        if covers(kept, token) {
+            continue;
+        }
+        *kept = match (kept.split_once('='), token.split_once('=')) {
+            (Some((a, _)), Some((b, _))) if a == b && !a.is_empty() => format!("{a}={PATTERN_PLACEHOLDER}"),
+            _ => PATTERN_PLACEHOLDER.to_string(),
+        };
+    }
+}
+
+/// Clusters lines (oldest first) into patterns: a line joins the most alike pattern of the same
+/// token count when at least half of its tokens are alike, otherwise it starts a pattern of
+/// its own.
+fn detect_patterns(lines: &[(i64, &str)], step_ns: i64) -> Vec<LineCluster> {
+    let mut clusters: Vec<LineCluster> = Vec::new();
+    for (t_ns, line) in lines {
+        let tokens: Vec<String> = line.split_whitespace().map(pattern_token).collect();
+        if tokens.is_empty() {
+            continue;
+        }
+        let best = clusters
+            .iter()
+            .enumerate()
+            .filter(|(_, cluster)| cluster.tokens.len() == tokens.len())
+            .map(|(index, cluster)| (index, similarity(&cluster.tokens, &tokens)))
+            .filter(|(_, score)| *score >= 0.5)
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        let index = match best {
+            Some((index, _)) => {
+                merge_pattern(&mut clusters[index].tokens, &tokens);
+                index
+            }
+            None if clusters.len() < MAX_PATTERNS => {
+                clusters.push(LineCluster { tokens, counts: BTreeMap::new(), total: 0 });
+                clusters.len() - 1
+            }
+            None => continue,
+        };
+        let bucket = t_ns - t_ns.rem_euclid(step_ns);
+        *clusters[index].counts.entry(bucket).or_default() += 1;
+        clusters[index].total += 1;
+    }
+    clusters.sort_by(|a, b| b.total.cmp(&a.total).then_with(|| a.tokens.cmp(&b.tokens)));
+    clusters
+}
+
+/// Patterns of the newest entries of a log query, each with its count per step:
+/// `{"status":"success","data":[{"pattern":"..","samples":[[<seconds>,<count>],..]}]}`.
 pub async fn patterns(request: Request) -> Result<Response, LokiError> {
-    let Common { state, params, .. } = common(request)?;
-    required_selector(&params, "query")?;
-    time_range(&params, now_ns(&state), DEFAULT_RANGE_NS)?;
-    Ok(success(json!([])))
+    let Common { state, params, tenant } = common(request)?;
+    let Expr::Log(log) = parse_logql(&params)? else {
+        return Err(ApiError::bad_data("invalid parameter \"query\": patterns need a log query").into());
+    };
+    let (start_ns, end_ns) = time_range(&params, now_ns(&state), DEFAULT_RANGE_NS)?;
+    check_query_length(&state.logs_query(), start_ns, end_ns)?;
+    let step_ns = match duration_param_ns(&params, "step")? {
+        Some(step) if step <= 0 => {
+            return Err(ApiError::bad_data(
+                "invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer",
+            )
+            .into());
+        }
+        Some(step) => step,
+        None => default_step_ns(start_ns, end_ns),
+    };
+    let limit = state.logs_query().max_entries_limit_per_query;
+    let streams = newest_entries(&state, &tenant, &log, start_ns, end_ns, limit).await?;
+    let mut lines: Vec<(i64, &str)> = Vec::new();
+    for stream in &streams {
+        lines.extend(stream.entries.iter().map(|entry| (entry.t_ns, entry.line.as_str())));
+    }
+    lines.sort_by_key(|(t_ns, _)| *t_ns);
+    let clusters = detect_patterns(&lines, step_ns);
+    let data: Vec<Value> = clusters
+        .iter()
+        .map(|cluster| {
+            let samples: Vec<Value> =
+                cluster.counts.iter().map(|(t_ns, count)| json!([t_ns.div_euclid(1_000_000_000), count])).collect();
+            json!({ "pattern": cluster.tokens.join(" "), "samples": samples })
+        })
+        .collect();
+    Ok(success(Value::Array(data)))
 }
 
 pub async fn format_query(request: Request) -> Result<Response, LokiError> {
@@ -782,6 +909,35 @@ pub async fn format_query(request: Request) -> Result<Response, LokiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_cluster_into_patterns() {
+        let lines = [
+            (0, "level=info msg=started took=12ms"),
+            (1, "level=info msg=started took=3ms"),
+            (1, "level=info msg=stopped took=3ms"),
+            (2, "GET /users/1 200"),
+            (12, "GET /users/2 404"),
+            (13, "level=error msg=failed took=1s"),
+            (14, "connection reset"),
+        ];
+        let patterns: Vec<(String, u64, Vec<(i64, u64)>)> = detect_patterns(&lines, 10)
+            .into_iter()
+            .map(|c| (c.tokens.join(" "), c.total, c.counts.into_iter().collect()))
+            .collect();
+        assert_eq!(
+            patterns,
+            [
+                ("level=<_> msg=<_> took=<_>".to_string(), 4, vec![(0, 3), (10, 1)]),
+                ("GET <_> <_>".to_string(), 2, vec![(0, 1), (10, 1)]),
+                ("connection reset".to_string(), 1, vec![(10, 1)]),
+            ]
+        );
+        assert_eq!(pattern_token("ts=2024-03-30T23:03:40"), "ts=<_>");
+        assert_eq!(pattern_token("caller=grpc_logging.go:66"), "caller=<_>");
+        assert_eq!(pattern_token("method=/cortex.Ingester/Push"), "method=/cortex.Ingester/Push");
+        assert_eq!(pattern_token("12:00"), "<_>");
+    }
 
     #[test]
     fn value_types_in_loki_order() {
