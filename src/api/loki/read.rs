@@ -764,6 +764,8 @@ pub async fn detected_field_values(request: NamedRequest) -> Result<Response, Lo
 /// What stands for a variable part of a line in a pattern (Loki's and LogQL's `pattern`
 /// placeholder).
 const PATTERN_PLACEHOLDER: &str = "<_>";
+/// The step patterns are counted in when none is given, at least.
+const PATTERN_MIN_DEFAULT_STEP_NS: i64 = 10 * 1_000_000_000;
 /// Most patterns kept; lines like none of them once this many exist are not counted.
 const MAX_PATTERNS: usize = 300;
 
@@ -774,26 +776,67 @@ struct LineCluster {
     total: u64,
 }
 
+/// A line cut into tokens, each keeping what follows it (a run of whitespace, or the comma
+/// after a JSON member), so that joining the tokens gives the line back.
+fn tokenize(line: &str) -> Vec<&str> {
+    let mut tokens = Vec::new();
+    let mut start = 0;
+    let mut chars = line.char_indices().peekable();
+    while let Some((at, c)) = chars.next() {
+        let ends_here = if c.is_whitespace() {
+            chars.peek().is_none_or(|(_, next)| !next.is_whitespace())
+        } else {
+            c == ',' && chars.peek().is_none_or(|(_, next)| !next.is_whitespace())
+        };
+        if ends_here {
+            let end = at + c.len_utf8();
+            tokens.push(&line[start..end]);
+            start = end;
+        }
+    }
+    if start < line.len() {
+        tokens.push(&line[start..]);
+    }
+    tokens
+}
+
+/// A token's text and what closes it: whitespace, commas and closing brackets.
+fn split_separator(token: &str) -> (&str, &str) {
+    let text = token.trim_end_matches(|c: char| c.is_whitespace() || matches!(c, ',' | '}' | ']'));
+    (text, &token[text.len()..])
+}
+
+/// `key=` or `key:` (`"key":` in JSON) and the value after it, for a key without digits.
+fn split_key(text: &str) -> Option<(&str, &str)> {
+    let at = text.find(['=', ':'])?;
+    let key = &text[..at];
+    (!key.is_empty() && !key.bytes().any(|b| b.is_ascii_digit())).then(|| (&text[..=at], &text[at + 1..]))
+}
+
 /// A line token with the variable parts of values put out of the way: `key=value` keeps its
 /// key, and a value (or a whole token) holding a digit becomes the placeholder.
 fn pattern_token(token: &str) -> String {
+    let (text, separator) = split_separator(token);
     let variable = |text: &str| text.bytes().any(|b| b.is_ascii_digit());
-    match token.split_once('=') {
-        Some((key, value)) if !key.is_empty() && variable(value) => format!("{key}={PATTERN_PLACEHOLDER}"),
-        Some((key, _)) if !key.is_empty() => token.to_string(),
-        _ if variable(token) => PATTERN_PLACEHOLDER.to_string(),
-        _ => token.to_string(),
-    }
+    let text = match split_key(text) {
+        Some((key, value)) if variable(value) => format!("{key}{PATTERN_PLACEHOLDER}"),
+        Some(_) => text.to_string(),
+        None if variable(text) => PATTERN_PLACEHOLDER.to_string(),
+        None => text.to_string(),
+    };
+    text + separator
 }
 
 /// Whether a pattern token stands for a line token: the same text, a placeholder, or
-/// `key=<_>` for any value of that key.
+/// `key=<_>` for any value of that key (separators aside).
 fn covers(pattern: &str, token: &str) -> bool {
+    let (pattern, token) = (split_separator(pattern).0, split_separator(token).0);
     pattern == token
         || pattern == PATTERN_PLACEHOLDER
-        || pattern
-            .strip_suffix(PATTERN_PLACEHOLDER)
-            .is_some_and(|key| key.ends_with('=') && key.len() > 1 && token.starts_with(key))
+        || pattern.strip_suffix(PATTERN_PLACEHOLDER).is_some_and(|key| {
+            split_key(pattern).is_some_and(|(pattern_key, _)| pattern_key == key)
+                && split_key(token).is_some_and(|(token_key, _)| token_key == key)
+        })
 }
 
 /// How alike a line is to a cluster's pattern: the share of positions where the pattern has
@@ -803,22 +846,24 @@ fn similarity(pattern: &[String], tokens: &[String]) -> f64 {
     let same = pattern
         .iter()
         .zip(tokens)
-        .filter(|(a, b)| a == b || (a.as_str() != PATTERN_PLACEHOLDER && covers(a, b)))
+        .filter(|(a, b)| a == b || (split_separator(a).0 != PATTERN_PLACEHOLDER && covers(a, b)))
         .count();
     same as f64 / tokens.len().max(1) as f64
 }
 
 /// Merges a line into a pattern: where they differ the pattern gets a placeholder (keeping a
-/// `key=` both share).
+/// key both share, and the pattern's separators).
 fn merge_pattern(pattern: &mut [String], tokens: &[String]) {
     for (kept, token) in pattern.iter_mut().zip(tokens) {
         if covers(kept, token) {
             continue;
         }
-        *kept = match (kept.split_once('='), token.split_once('=')) {
-            (Some((a, _)), Some((b, _))) if a == b && !a.is_empty() => format!("{a}={PATTERN_PLACEHOLDER}"),
-            _ => PATTERN_PLACEHOLDER.to_string(),
+        let (text, separator) = split_separator(kept);
+        let shared_key = match (split_key(text), split_key(split_separator(token).0)) {
+            (Some((a, _)), Some((b, _))) if a == b => a,
+            _ => "",
         };
+        *kept = format!("{shared_key}{PATTERN_PLACEHOLDER}{separator}");
     }
 }
 
@@ -828,7 +873,7 @@ fn merge_pattern(pattern: &mut [String], tokens: &[String]) {
 fn detect_patterns(lines: &[(i64, &str)], step_ns: i64) -> Vec<LineCluster> {
     let mut clusters: Vec<LineCluster> = Vec::new();
     for (t_ns, line) in lines {
-        let tokens: Vec<String> = line.split_whitespace().map(pattern_token).collect();
+        let tokens: Vec<String> = tokenize(line.trim()).into_iter().map(pattern_token).collect();
         if tokens.is_empty() {
             continue;
         }
@@ -875,7 +920,8 @@ pub async fn patterns(request: Request) -> Result<Response, LokiError> {
             .into());
         }
         Some(step) => step,
-        None => default_step_ns(start_ns, end_ns),
+        // Counts finer than 10s say little about a pattern.
+        None => default_step_ns(start_ns, end_ns).max(PATTERN_MIN_DEFAULT_STEP_NS),
     };
     let limit = state.logs_query().max_entries_limit_per_query;
     let streams = newest_entries(&state, &tenant, &log, start_ns, end_ns, limit).await?;
@@ -890,7 +936,7 @@ pub async fn patterns(request: Request) -> Result<Response, LokiError> {
         .map(|cluster| {
             let samples: Vec<Value> =
                 cluster.counts.iter().map(|(t_ns, count)| json!([t_ns.div_euclid(1_000_000_000), count])).collect();
-            json!({ "pattern": cluster.tokens.join(" "), "samples": samples })
+            json!({ "pattern": cluster.tokens.concat(), "samples": samples })
         })
         .collect();
     Ok(success(Value::Array(data)))
@@ -921,9 +967,10 @@ mod tests {
             (13, "level=error msg=failed took=1s"),
             (14, "connection reset"),
         ];
-        let patterns: Vec<(String, u64, Vec<(i64, u64)>)> = detect_patterns(&lines, 10)
+        type Found = (String, u64, Vec<(i64, u64)>);
+        let patterns: Vec<Found> = detect_patterns(&lines, 10)
             .into_iter()
-            .map(|c| (c.tokens.join(" "), c.total, c.counts.into_iter().collect()))
+            .map(|c| (c.tokens.concat(), c.total, c.counts.into_iter().collect()))
             .collect();
         assert_eq!(
             patterns,
@@ -933,10 +980,22 @@ mod tests {
                 ("connection reset".to_string(), 1, vec![(10, 1)]),
             ]
         );
-        assert_eq!(pattern_token("ts=2024-03-30T23:03:40"), "ts=<_>");
+        assert_eq!(pattern_token("ts=2024-03-30T23:03:40 "), "ts=<_> ");
         assert_eq!(pattern_token("caller=grpc_logging.go:66"), "caller=<_>");
         assert_eq!(pattern_token("method=/cortex.Ingester/Push"), "method=/cortex.Ingester/Push");
         assert_eq!(pattern_token("12:00"), "<_>");
+        assert_eq!(pattern_token("\"status\":200,"), "\"status\":<_>,");
+        // JSON lines split at their members and keep their separators.
+        let json = [
+            (0, r#"{"msg":"ok","status":200,"user":{"id":7}}"#),
+            (1, r#"{"msg":"ok","status":500,"user":{"id":8}}"#),
+            (2, r#"{"msg":"slow","status":200, "took":"1s"}"#),
+        ];
+        let patterns: Vec<String> = detect_patterns(&json, 10).into_iter().map(|c| c.tokens.concat()).collect();
+        assert_eq!(
+            patterns,
+            [r#"{"msg":"ok","status":<_>,"user":<_>}}"#, r#"{"msg":"slow","status":<_>, "took":<_>}"#]
+        );
     }
 
     #[test]
