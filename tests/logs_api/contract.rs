@@ -11,7 +11,7 @@ const DB_INFO: &[(&str, &str)] = &[("app", "db"), ("level", "info")];
 
 const LINE_10S: &str = "method=GET path=/users status=200 duration=12ms";
 const LINE_20S: &str = "method=POST path=/orders status=500 duration=1.5s";
-const LINE_30S: &str = r#"{"query":"select 1","rows":3}"#;
+const LINE_30S: &str = r#"{"query":"select 1","rows":3,"db":{"name":"main"}}"#;
 const LINE_70S: &str = "method=GET path=/users status=200 duration=15ms";
 const LINE_130S: &str = "method=GET path=/health status=204 duration=1ms";
 
@@ -383,8 +383,9 @@ async fn detected_fields_labels_and_values() {
     assert_eq!(
         get_json(&server, "/loki/api/v1/detected_fields", &json_fields).await,
         json!({"fields":[
-            {"label":"query","type":"string","cardinality":1,"parsers":["json"]},
-            {"label":"rows","type":"int","cardinality":1,"parsers":["json"]}
+            {"label":"db_name","type":"string","cardinality":1,"parsers":["json"],"jsonPath":["db","name"]},
+            {"label":"query","type":"string","cardinality":1,"parsers":["json"],"jsonPath":["query"]},
+            {"label":"rows","type":"int","cardinality":1,"parsers":["json"],"jsonPath":["rows"]}
         ],"limit":1000})
     );
     assert_eq!(

@@ -616,8 +616,9 @@ struct FieldSeen {
     field_type: Option<FieldType>,
     values: BTreeSet<String>,
     parsers: BTreeSet<&'static str>,
-    /// Set when the field is structured metadata (found without a parser).
-    metadata: bool,
+    /// The keys leading to the field in JSON lines (`["user","id"]` for `user_id`), so a client
+    /// can extract it with `| json user_id="user.id"`.
+    json_path: Option<Vec<String>>,
 }
 
 /// Most distinct values remembered per field (cardinality is counted up to this).
@@ -630,11 +631,8 @@ impl FieldSeen {
         if self.values.len() < MAX_VALUES_PER_FIELD {
             self.values.insert(value.to_string());
         }
-        match parser {
-            Some(parser) => {
-                self.parsers.insert(parser);
-            }
-            None => self.metadata = true,
+        if let Some(parser) = parser {
+            self.parsers.insert(parser);
         }
     }
 }
@@ -703,6 +701,9 @@ async fn detect_fields(request: &DetectRequest) -> Result<BTreeMap<String, Field
                     found_by_line.insert(name.to_string());
                     fields.entry(name.to_string()).or_default().see(value, Some(parser));
                 }
+                if parser == "json" {
+                    record_json_paths(&entry.line, &mut fields);
+                }
             }
             for (name, value) in &entry.parsed {
                 if name.starts_with("__") || found_by_line.contains(name) || value.is_empty() {
@@ -714,6 +715,43 @@ async fn detect_fields(request: &DetectRequest) -> Result<BTreeMap<String, Field
         }
     }
     Ok(fields)
+}
+
+/// Notes, for each field already seen that a `json` parser takes from `line`, the keys that
+/// lead to it (the first path seen wins). Field names are built as the parser builds them: keys sanitized, joined
+/// with `_`, arrays left out.
+fn record_json_paths(line: &str, fields: &mut BTreeMap<String, FieldSeen>) {
+    fn walk(
+        object: &serde_json::Map<String, Value>,
+        name: &mut String,
+        path: &mut Vec<String>,
+        fields: &mut BTreeMap<String, FieldSeen>,
+    ) {
+        for (key, value) in object {
+            let length = name.len();
+            if !name.is_empty() {
+                name.push('_');
+            }
+            name.push_str(&parsers::sanitize_label_name(key));
+            path.push(key.clone());
+            match value {
+                Value::Object(inner) => walk(inner, name, path, fields),
+                Value::Array(_) => {}
+                _ => {
+                    if let Some(seen) = fields.get_mut(name.as_str())
+                        && seen.json_path.is_none()
+                    {
+                        seen.json_path = Some(path.clone());
+                    }
+                }
+            }
+            path.pop();
+            name.truncate(length);
+        }
+    }
+    if let Ok(Value::Object(object)) = serde_json::from_str::<Value>(line) {
+        walk(&object, &mut String::new(), &mut Vec::new(), fields);
+    }
 }
 
 pub async fn detected_fields(request: Request) -> Result<Response, LokiError> {
@@ -742,6 +780,11 @@ pub async fn detected_fields(request: Request) -> Result<Response, LokiError> {
             }
             list.push(']');
             out.extend_from_slice(list.as_bytes());
+        }
+        if let Some(path) = &seen.json_path {
+            out.extend_from_slice(b",\"jsonPath\":");
+            // Writing strings into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut out, path);
         }
         out.push(b'}');
     }
