@@ -107,6 +107,27 @@ async fn the_first_answer_is_the_newest_limit_entries_with_labels_from_the_pipel
 }
 
 #[tokio::test]
+async fn categorized_frames_when_asked() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let server = server().await;
+    let t_ns = now_ns() - SECOND_NS;
+    let entry = Entry { labels: &[("app", "api")], t_ns, line: "status=500", metadata: &[("trace_id", "abc")] };
+    push(&server, &[entry]).await;
+    let query =
+        serde_urlencoded::to_string([("query", r#"{app="api"} | logfmt | line_format "{{.status}}""#)]).unwrap();
+    let mut request = ws_url(&server, &format!("/loki/api/v1/tail?{query}")).into_client_request().unwrap();
+    request.headers_mut().insert("X-Loki-Response-Encoding-Flags", "categorize-labels".parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(
+        next_frame(&mut socket).await,
+        json!({"streams":[{"stream":{"app":"api"},"values":[
+            [ns(t_ns), "500", {"structuredMetadata":{"trace_id":"abc"},"parsed":{"status":"500"}}]
+        ]}],"encodingFlags":["categorize-labels"]})
+    );
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_slow_client_is_told_what_was_dropped() {
     let mut config = Config::embedded();
     config.logs_ingest.limits.ingestion_rate_mb = 100_000.0;

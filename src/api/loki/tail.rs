@@ -313,30 +313,34 @@ async fn read_appended(
         if batch.tenant != tenant {
             continue;
         }
+        // The pipeline runs before the queue is locked, so the writer never waits on it.
         let now = Instant::now();
-        let mut queued_any = false;
-        {
-            let mut queue = shared.queue();
-            for (labels, entries) in &batch.streams {
-                if !matches_all(labels, &log.matchers) {
+        let mut matched = Vec::new();
+        for (labels, entries) in &batch.streams {
+            if !matches_all(labels, &log.matchers) {
+                continue;
+            }
+            for entry in entries {
+                let Some((stream, result)) = process(&pipeline, &mut state, labels, entry) else { continue };
+                if entry.t_ns < history_end_ns
+                    && seen.remove(&(result.t_ns, result.line.clone(), stream.labels.clone()))
+                {
                     continue;
                 }
-                for entry in entries {
-                    let Some((stream, result)) = process(&pipeline, &mut state, labels, entry) else { continue };
-                    if entry.t_ns < history_end_ns
-                        && seen.remove(&(result.t_ns, entry.line.clone(), stream.labels.clone()))
-                    {
-                        continue;
-                    }
-                    let bytes = entry_bytes(&result);
-                    queue.push(Queued { stream, entry: result, queued: now, bytes });
-                    queued_any = true;
-                }
+                let bytes = entry_bytes(&result);
+                matched.push(Queued { stream, entry: result, queued: now, bytes });
             }
         }
-        if queued_any {
-            shared.queued.notify_one();
+        if matched.is_empty() {
+            continue;
         }
+        {
+            let mut queue = shared.queue();
+            for queued in matched {
+                queue.push(queued);
+            }
+        }
+        shared.queued.notify_one();
     }
 }
 
