@@ -510,7 +510,14 @@ impl Config {
             listen,
             log_level,
             log_format,
-            storage: StorageOptions { wal: WalOptions { segment_size_bytes, sync }, metrics, logs },
+            // Stores without settings in the file take their defaults.
+            #[allow(clippy::needless_update)]
+            storage: StorageOptions {
+                wal: WalOptions { segment_size_bytes, sync },
+                metrics,
+                logs,
+                ..StorageOptions::default()
+            },
             fsync_interval,
             max_request_body_bytes,
             max_decompressed_bytes,

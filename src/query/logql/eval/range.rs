@@ -107,13 +107,23 @@ pub fn evaluate(
             _ if unwrap => state.value.unwrap_or(f64::NAN),
             _ => 1.0,
         };
-        let labels = if pipeline.only_line_filters() && !unwrap { stream.clone() } else { state.labels.labels() };
-        if labels.get(ERROR_LABEL).is_some() {
-            return Err(pipeline_error(&labels));
+        if state.labels.error().is_some() {
+            return Err(pipeline_error(&state.labels.labels()));
         }
         let labels = match grouping {
-            Some(grouping) => group_labels(&labels, grouping),
-            None => labels,
+            // `by`: only the named labels, read straight from the builder.
+            Some(grouping) if !grouping.without => {
+                let pairs = grouping.labels.iter().filter_map(|name| state.labels.get(name).map(|value| (name, value)));
+                Labels::from_pairs(pairs).unwrap_or_default()
+            }
+            _ => {
+                let labels =
+                    if pipeline.only_line_filters() && !unwrap { stream.clone() } else { state.labels.labels() };
+                match grouping {
+                    Some(grouping) => group_labels(&labels, grouping),
+                    None => labels,
+                }
+            }
         };
         let slot = match index.get(&labels) {
             Some(&slot) => slot,

@@ -10,7 +10,7 @@ use tripod_storage::logs::LogsQueryable;
 
 use super::range::{self, group_labels};
 use super::{EvalError, QueryParams, StepSeries};
-use crate::query::logql::syntax::ast::{BinaryOp, Grouping, MetricExpr, VectorMatching, VectorOp};
+use crate::query::logql::syntax::ast::{BinaryOp, Grouping, MetricExpr, RangeOp, VectorMatching, VectorOp};
 
 /// A metric expression's value: series over the steps, or one number.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +33,17 @@ pub fn evaluate(
         MetricExpr::Vector1(value) => {
             Value::Series(vec![StepSeries { labels: Labels::empty(), values: vec![Some(*value); steps.len()] }])
         }
+        MetricExpr::Vector { op: VectorOp::Sum, parameter: None, grouping, expr } if matches!(&**expr, MetricExpr::Range { op, grouping: None, .. } if is_additive(*op)) =>
+        {
+            // A sum of additive range aggregations is the range aggregation over the samples
+            // already grouped: each sample is filed under its group's labels as it is read, so
+            // per-entry labels (a parsed timestamp, a request ID) never become series of their
+            // own.
+            let MetricExpr::Range { op, parameter, range, .. } = &**expr else { unreachable!("matched above") };
+            let everything = Grouping { without: false, labels: Vec::new() };
+            let grouping = grouping.as_ref().unwrap_or(&everything);
+            Value::Series(range::evaluate(store, *op, *parameter, range, Some(grouping), steps, params)?)
+        }
         MetricExpr::Vector { op, parameter, grouping, expr } => {
             let Value::Series(input) = evaluate(store, expr, steps, params)? else {
                 return Err(EvalError::Invalid(format!("{} needs a vector, not a number", op.name())));
@@ -51,6 +62,15 @@ pub fn evaluate(
             Value::Series(label_replace(input, dst, replacement, src, regex)?)
         }
     })
+}
+
+/// Range aggregations whose value over several series' samples together is the sum of their
+/// values over each series' samples: a `sum` above them can group samples before aggregating.
+fn is_additive(op: RangeOp) -> bool {
+    matches!(
+        op,
+        RangeOp::CountOverTime | RangeOp::Rate | RangeOp::BytesOverTime | RangeOp::BytesRate | RangeOp::SumOverTime
+    )
 }
 
 /// Grouping labels for an aggregation: `by` keeps the named labels, `without` drops them, no
