@@ -2,7 +2,7 @@
 //!
 //! Reading order: [`codec`] (byte helpers), [`labels`] (label sets and matchers), [`wal`] (the
 //! write-ahead log shared by every signal), [`metrics`] (the time-series store), [`logs`] (the
-//! logs store), then
+//! logs store), [`traces`] (the traces store), then
 //! [`Storage`], which owns the data directory, its lock, the WAL and the stores, replays the WAL
 //! into the stores when it opens, and runs their maintenance.
 //!
@@ -12,6 +12,7 @@ pub mod codec;
 pub mod labels;
 pub mod logs;
 pub mod metrics;
+pub mod traces;
 pub mod wal;
 
 use std::fs::{self, File, OpenOptions, TryLockError};
@@ -20,6 +21,7 @@ use std::sync::{Arc, Mutex};
 
 use logs::{LogsError, LogsOptions, LogsStore};
 use metrics::{MetricsError, MetricsOptions, MetricsStore};
+use traces::{TracesError, TracesOptions, TracesStore};
 
 use wal::{RecordKind, ReplayStats, Wal, WalError, WalOptions};
 
@@ -57,6 +59,14 @@ pub mod record_kinds {
     pub fn is_logs(kind: RecordKind) -> bool {
         (16..=31).contains(&kind.as_u8())
     }
+
+    /// Traces: one append's spans (sequence number, tenant, resources, scopes, spans).
+    pub const TRACES_SPANS: RecordKind = kind(32);
+
+    /// Whether a kind belongs to the traces store.
+    pub fn is_traces(kind: RecordKind) -> bool {
+        (32..=47).contains(&kind.as_u8())
+    }
 }
 
 /// How the storage is opened.
@@ -68,6 +78,8 @@ pub struct StorageOptions {
     pub metrics: MetricsOptions,
     /// Logs store options.
     pub logs: LogsOptions,
+    /// Traces store options.
+    pub traces: TracesOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +104,8 @@ pub enum StorageError {
     Metrics(#[from] MetricsError),
     #[error(transparent)]
     Logs(#[from] LogsError),
+    #[error(transparent)]
+    Traces(#[from] TracesError),
 }
 
 /// What a maintenance pass did.
@@ -107,6 +121,10 @@ pub struct MaintenanceReport {
     /// Log files deleted or rewritten by retention.
     pub logs_files_deleted: u64,
     pub logs_files_rewritten: u64,
+    /// Trace heads cut into blocks, trace blocks merged by compaction, deleted by retention.
+    pub traces_blocks_cut: u64,
+    pub traces_compactions: u64,
+    pub traces_blocks_deleted: u64,
     /// WAL segments replaced by a checkpoint.
     pub wal_segments_removed: u64,
 }
@@ -126,6 +144,8 @@ pub struct Storage {
     metrics: MetricsStore,
     /// The logs store (`dir/logs`).
     logs: LogsStore,
+    /// The traces store (`dir/traces`).
+    traces: TracesStore,
     /// Serialises maintenance passes (block cuts and WAL checkpoints).
     maintenance: Mutex<()>,
 }
@@ -138,18 +158,31 @@ impl Storage {
         let lock = lock_dir(dir)?;
         let metrics = MetricsStore::open(&dir.join("metrics"), options.metrics)?;
         let logs = LogsStore::open(&dir.join("logs"), options.logs)?;
+        let traces = TracesStore::open(&dir.join("traces"), options.traces)?;
         let (wal, replay) = Wal::open(&dir.join("wal"), options.wal, |kind, payload| {
             if record_kinds::is_metrics(kind) {
                 metrics.replay_record(kind, payload);
             } else if record_kinds::is_logs(kind) {
                 logs.replay_record(kind, payload);
+            } else if record_kinds::is_traces(kind) {
+                traces.replay_record(kind, payload);
             }
             // A record of a kind no store claims is counted by the replay and otherwise ignored.
         })?;
         let wal = Arc::new(wal);
         metrics.attach_wal(wal.clone());
         logs.attach_wal(wal.clone());
-        Ok(Storage { dir: dir.to_path_buf(), _lock: lock, wal, replay, metrics, logs, maintenance: Mutex::new(()) })
+        traces.attach_wal(wal.clone());
+        Ok(Storage {
+            dir: dir.to_path_buf(),
+            _lock: lock,
+            wal,
+            replay,
+            metrics,
+            logs,
+            traces,
+            maintenance: Mutex::new(()),
+        })
     }
 
     /// The data directory.
@@ -172,6 +205,11 @@ impl Storage {
         &self.logs
     }
 
+    /// The traces store.
+    pub fn traces(&self) -> &TracesStore {
+        &self.traces
+    }
+
     /// What the WAL replay at open found.
     pub fn replay_stats(&self) -> &ReplayStats {
         &self.replay
@@ -184,6 +222,7 @@ impl Storage {
         let _serial = self.maintenance.lock().unwrap_or_else(|poison| poison.into_inner());
         let outcome = self.metrics.maintenance()?;
         let logs = self.logs.maintenance()?;
+        let traces = self.traces.maintenance()?;
         let mut report = MaintenanceReport {
             metrics_blocks_cut: outcome.blocks_cut,
             metrics_compactions: outcome.compactions,
@@ -193,9 +232,12 @@ impl Storage {
             logs_compactions: logs.compactions,
             logs_files_deleted: logs.files_deleted,
             logs_files_rewritten: logs.files_rewritten,
+            traces_blocks_cut: traces.blocks_cut,
+            traces_compactions: traces.compactions,
+            traces_blocks_deleted: traces.blocks_deleted,
             wal_segments_removed: 0,
         };
-        if outcome.checkpoint_below.is_some() || logs.checkpoint_wanted {
+        if outcome.checkpoint_below.is_some() || logs.checkpoint_wanted || traces.checkpoint_wanted {
             // Without a block cut, no metrics sample is obsolete: i64::MIN keeps them all.
             report.wal_segments_removed = self.checkpoint_wal(outcome.checkpoint_below.unwrap_or(i64::MIN))?;
         }
@@ -203,8 +245,8 @@ impl Storage {
     }
 
     /// Replaces the closed WAL segments by a checkpoint of what they hold that is still needed:
-    /// metrics records are filtered by the metrics store, logs records by the logs store; other
-    /// kinds are kept as they are.
+    /// metrics records are filtered by the metrics store, logs records by the logs store,
+    /// traces records by the traces store; other kinds are kept as they are.
     fn checkpoint_wal(&self, metrics_below: i64) -> Result<u64, StorageError> {
         let closed = self.wal.cut()?;
         let mut kept: Vec<(RecordKind, Vec<u8>)> = Vec::new();
@@ -217,12 +259,17 @@ impl Storage {
                 if let Some(bytes) = self.logs.checkpoint_record(kind, payload) {
                     kept.push((kind, bytes));
                 }
+            } else if record_kinds::is_traces(kind) {
+                if let Some(bytes) = self.traces.checkpoint_record(kind, payload) {
+                    kept.push((kind, bytes));
+                }
             } else {
                 kept.push((kind, payload.to_vec()));
             }
         })?;
         let stats = self.wal.checkpoint(closed, kept.iter().map(|(kind, bytes)| (*kind, bytes.as_slice())))?;
         self.logs.note_checkpoint();
+        self.traces.note_checkpoint();
         Ok(stats.segments_removed)
     }
 

@@ -1,0 +1,573 @@
+//! Block files: one tenant's spans as one cut (or compaction) wrote them, under
+//! `data/traces/<id>.ttrc`. Written to a temporary name, synced, renamed into place, the
+//! directory synced; never modified afterwards.
+//!
+//! ```text
+//! header       "TTRC", version u8 = 1, 3 reserved bytes
+//! pages        per page: data, crc32c(data) u32, bloom, crc32c(bloom) u32
+//! trace table  per trace, by ascending ID: trace ID (16 bytes), page u32; then crc32c u32
+//! trace bloom  bloom filter over the trace IDs; then crc32c u32
+//! meta         ids, tenant, level, sources, sequence number, counts, bounds, value index,
+//!              page table (varints)
+//! footer       meta offset u64, meta length u64, crc32c(meta) u32, crc32c(footer) u32, "TTRF"
+//! ```
+//!
+//! At open the footer, meta, trace table and trace bloom are checked; a page and its bloom
+//! are checked each time they are read. Every integer is little-endian; layout in
+//! `docs/format/trace-blocks.md`.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::SpanCondition;
+use super::TraceId;
+use super::TracesError;
+use super::codec::{self, MAX_PAGE_RAW_BYTES, TracesCodec};
+use super::hash::{Bloom, hash_bytes, stored_may_contain};
+use super::index::{Bounds, ValueIndex, bloom_may_match};
+use super::page::PageSummary;
+use crate::codec::{get_str, get_u8, get_u32, get_u64, get_uvarint, put_bytes, put_uvarint};
+
+const HEADER_MAGIC: [u8; 4] = *b"TTRC";
+const FOOTER_MAGIC: [u8; 4] = *b"TTRF";
+pub(crate) const FORMAT_VERSION: u8 = 1;
+const HEADER_LEN: usize = 8;
+const FOOTER_LEN: usize = 28;
+/// Bytes of a trace table entry: the ID and the page.
+const TRACE_ENTRY_LEN: usize = 20;
+
+/// The seed of trace-ID hashes in the trace bloom.
+const TRACE_BLOOM_SEED: u64 = 0x7472_6163_6569_6421;
+/// Bits per trace ID in the trace bloom (rounded up to a power of two), and hashes per ID:
+/// under 1% false positives.
+const TRACE_BLOOM_BITS_PER_ID: u32 = 12;
+const TRACE_BLOOM_HASHES: u8 = 6;
+/// The same for the page blooms of keys and key=value pairs.
+const PAGE_BLOOM_BITS_PER_ITEM: u32 = 10;
+const PAGE_BLOOM_HASHES: u8 = 5;
+
+/// The file name suffix of a block file, of one being written, and of one moved aside.
+pub(crate) const FILE_SUFFIX: &str = ".ttrc";
+pub(crate) const TEMP_SUFFIX: &str = ".ttrc.tmp";
+pub(crate) const CORRUPT_SUFFIX: &str = ".ttrc.corrupt";
+
+pub(crate) fn trace_hash(trace_id: &TraceId) -> u64 {
+    hash_bytes(TRACE_BLOOM_SEED, trace_id)
+}
+
+/// A page as the page table describes it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PageEntry {
+    pub offset: u64,
+    pub data_len: u32,
+    pub raw_len: u32,
+    pub codec: u8,
+    pub traces: u32,
+    pub bounds: Bounds,
+    pub bloom_bits_log2: u8,
+    pub bloom_hashes: u8,
+}
+
+impl PageEntry {
+    fn bloom_offset(&self) -> u64 {
+        self.offset + u64::from(self.data_len) + 4
+    }
+
+    fn stored_bytes(&self) -> u64 {
+        u64::from(self.data_len) + 4 + Bloom::byte_len(self.bloom_bits_log2) as u64 + 4
+    }
+}
+
+/// An open block file.
+#[derive(Debug)]
+pub(crate) struct BlockFile {
+    pub id: String,
+    pub path: PathBuf,
+    pub tenant: String,
+    /// 1 for a cut; one more than the highest input for a compaction.
+    pub level: u32,
+    /// Files this one replaced (empty for a cut).
+    pub sources: Vec<String>,
+    /// Every span of the tenant appended with a sequence number below this was in the head
+    /// when this block (or one of its sources) was cut.
+    pub seq_end: u64,
+    pub trace_count: u64,
+    pub bounds: Bounds,
+    pub index: ValueIndex,
+    pub pages: Vec<PageEntry>,
+    pub size_bytes: u64,
+    trace_table_offset: u64,
+    trace_bloom: Bloom,
+    map: memmap2::Mmap,
+}
+
+fn io_error(context: String) -> impl FnOnce(std::io::Error) -> TracesError {
+    move |source| TracesError::Io { context, source }
+}
+
+fn crc_at(map: &[u8], start: usize, len: usize) -> Option<(&[u8], bool)> {
+    let bytes = map.get(start..start.checked_add(len)?.checked_add(4)?)?;
+    let (data, crc) = bytes.split_at(len);
+    let stored = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
+    Some((data, crc32c::crc32c(data) == stored))
+}
+
+struct Meta {
+    id: String,
+    tenant: String,
+    level: u32,
+    sources: Vec<String>,
+    seq_end: u64,
+    trace_count: u64,
+    trace_table_offset: u64,
+    trace_bloom_offset: u64,
+    trace_bloom_bits_log2: u8,
+    trace_bloom_hashes: u8,
+    bounds: Bounds,
+    index: ValueIndex,
+    pages: Vec<PageEntry>,
+}
+
+fn decode_meta(mut input: &[u8]) -> Result<Meta, String> {
+    let malformed = |what: &str| format!("meta is malformed ({what})");
+    let input = &mut input;
+    let id = get_str(input).ok_or_else(|| malformed("file id"))?.to_string();
+    let tenant = get_str(input).ok_or_else(|| malformed("tenant"))?.to_string();
+    let level = u32::try_from(get_uvarint(input).ok_or_else(|| malformed("level"))?).map_err(|_| malformed("level"))?;
+    let source_count = get_uvarint(input).ok_or_else(|| malformed("sources"))?;
+    let mut sources = Vec::with_capacity(source_count.min(1024) as usize);
+    for _ in 0..source_count {
+        sources.push(get_str(input).ok_or_else(|| malformed("source"))?.to_string());
+    }
+    let seq_end = get_uvarint(input).ok_or_else(|| malformed("sequence number"))?;
+    let trace_count = get_uvarint(input).ok_or_else(|| malformed("trace count"))?;
+    let trace_table_offset = get_uvarint(input).ok_or_else(|| malformed("trace table"))?;
+    let trace_bloom_offset = get_uvarint(input).ok_or_else(|| malformed("trace bloom"))?;
+    let trace_bloom_bits_log2 = get_u8(input).ok_or_else(|| malformed("trace bloom"))?;
+    let trace_bloom_hashes = get_u8(input).ok_or_else(|| malformed("trace bloom"))?;
+    let bounds = Bounds::decode(input).ok_or_else(|| malformed("bounds"))?;
+    let index = ValueIndex::decode(input).map_err(|_| malformed("value index"))?;
+    let page_count = get_uvarint(input).ok_or_else(|| malformed("page count"))?;
+    let mut pages = Vec::with_capacity(page_count.min(1 << 20) as usize);
+    for _ in 0..page_count {
+        let offset = get_uvarint(input).ok_or_else(|| malformed("page offset"))?;
+        let data_len =
+            get_uvarint(input).and_then(|v| u32::try_from(v).ok()).ok_or_else(|| malformed("page length"))?;
+        let raw_len = get_uvarint(input).and_then(|v| u32::try_from(v).ok()).ok_or_else(|| malformed("page size"))?;
+        let codec = get_u8(input).ok_or_else(|| malformed("page codec"))?;
+        let traces = get_uvarint(input).and_then(|v| u32::try_from(v).ok()).ok_or_else(|| malformed("page traces"))?;
+        let page_bounds = Bounds::decode(input).ok_or_else(|| malformed("page bounds"))?;
+        let bloom_bits_log2 = get_u8(input).ok_or_else(|| malformed("page bloom"))?;
+        let bloom_hashes = get_u8(input).ok_or_else(|| malformed("page bloom"))?;
+        pages.push(PageEntry {
+            offset,
+            data_len,
+            raw_len,
+            codec,
+            traces,
+            bounds: page_bounds,
+            bloom_bits_log2,
+            bloom_hashes,
+        });
+    }
+    if !input.is_empty() {
+        return Err(malformed("trailing bytes"));
+    }
+    Ok(Meta {
+        id,
+        tenant,
+        level,
+        sources,
+        seq_end,
+        trace_count,
+        trace_table_offset,
+        trace_bloom_offset,
+        trace_bloom_bits_log2,
+        trace_bloom_hashes,
+        bounds,
+        index,
+        pages,
+    })
+}
+
+impl BlockFile {
+    fn corrupt(&self, problem: String) -> TracesError {
+        TracesError::Corrupt { file: self.path.display().to_string(), problem }
+    }
+
+    /// Opens a block file, checking its header, footer, meta, trace table and trace bloom.
+    pub fn open(path: &Path) -> Result<BlockFile, TracesError> {
+        let corrupt = |problem: String| TracesError::Corrupt { file: path.display().to_string(), problem };
+        let file = File::open(path).map_err(io_error(format!("opening {}", path.display())))?;
+        // SAFETY: block files are immutable once renamed into place: nothing writes to them
+        // again, and they are only unlinked, which keeps the mapping valid.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io_error(format!("mapping {}", path.display())))?;
+        if map.len() < HEADER_LEN + FOOTER_LEN {
+            return Err(corrupt(format!("file of {} bytes is too short", map.len())));
+        }
+        if map[0..4] != HEADER_MAGIC {
+            return Err(corrupt("bad header magic".into()));
+        }
+        if map[4] != FORMAT_VERSION {
+            return Err(corrupt(format!("format version {} is not supported", map[4])));
+        }
+        let footer = &map[map.len() - FOOTER_LEN..];
+        if footer[24..28] != FOOTER_MAGIC {
+            return Err(corrupt("bad footer magic (file cut short?)".into()));
+        }
+        let mut fields = &footer[0..24];
+        let (Some(meta_offset), Some(meta_len), Some(meta_crc), Some(footer_crc)) =
+            (get_u64(&mut fields), get_u64(&mut fields), get_u32(&mut fields), get_u32(&mut fields))
+        else {
+            return Err(corrupt("footer is malformed".into()));
+        };
+        if crc32c::crc32c(&footer[0..20]) != footer_crc {
+            return Err(corrupt("footer checksum mismatch".into()));
+        }
+        let meta_end = meta_offset.checked_add(meta_len).filter(|end| *end == (map.len() - FOOTER_LEN) as u64);
+        if meta_end.is_none() || meta_offset < HEADER_LEN as u64 {
+            return Err(corrupt("meta is out of bounds".into()));
+        }
+        let meta_bytes = &map[meta_offset as usize..(meta_offset + meta_len) as usize];
+        if crc32c::crc32c(meta_bytes) != meta_crc {
+            return Err(corrupt("meta checksum mismatch".into()));
+        }
+        let meta = decode_meta(meta_bytes).map_err(&corrupt)?;
+        let id_from_name = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .and_then(|name| name.strip_suffix(FILE_SUFFIX))
+            .unwrap_or_default();
+        if meta.id != id_from_name {
+            return Err(corrupt(format!("meta names file {}", meta.id)));
+        }
+        // Every part lies between the header and the meta, in order.
+        let mut expected = HEADER_LEN as u64;
+        for (index, page) in meta.pages.iter().enumerate() {
+            if page.offset != expected || u64::from(page.raw_len) > MAX_PAGE_RAW_BYTES {
+                return Err(corrupt(format!("page {index} is out of place")));
+            }
+            if !Bloom::parts_valid(page.bloom_bits_log2, page.bloom_hashes) {
+                return Err(corrupt(format!("page {index} bloom is malformed")));
+            }
+            expected += page.stored_bytes();
+        }
+        let table_len = meta
+            .trace_count
+            .checked_mul(TRACE_ENTRY_LEN as u64)
+            .filter(|_| meta.trace_table_offset == expected)
+            .ok_or_else(|| corrupt("trace table is out of place".into()))?;
+        if !Bloom::parts_valid(meta.trace_bloom_bits_log2, meta.trace_bloom_hashes) {
+            return Err(corrupt("trace bloom is malformed".into()));
+        }
+        let bloom_len = Bloom::byte_len(meta.trace_bloom_bits_log2);
+        let table_end = expected.checked_add(table_len).and_then(|end| end.checked_add(4));
+        let bloom_end = table_end.and_then(|end| end.checked_add(bloom_len as u64 + 4));
+        if table_end != Some(meta.trace_bloom_offset) || bloom_end != Some(meta_offset) {
+            return Err(corrupt("trace bloom is out of place".into()));
+        }
+        match crc_at(&map, meta.trace_table_offset as usize, table_len as usize) {
+            Some((table, true)) => {
+                let mut previous: Option<&[u8]> = None;
+                for (index, entry) in table.chunks_exact(TRACE_ENTRY_LEN).enumerate() {
+                    let page = u32::from_le_bytes([entry[16], entry[17], entry[18], entry[19]]);
+                    if page as usize >= meta.pages.len() || previous.is_some_and(|before| before >= &entry[..16]) {
+                        return Err(corrupt(format!("trace table entry {index} is malformed")));
+                    }
+                    previous = Some(&entry[..16]);
+                }
+            }
+            _ => return Err(corrupt("trace table checksum mismatch".into())),
+        }
+        let trace_bloom = match crc_at(&map, meta.trace_bloom_offset as usize, bloom_len) {
+            Some((bits, true)) => Bloom::from_parts(meta.trace_bloom_bits_log2, meta.trace_bloom_hashes, bits)
+                .ok_or_else(|| corrupt("trace bloom is malformed".into()))?,
+            _ => return Err(corrupt("trace bloom checksum mismatch".into())),
+        };
+        let size_bytes = map.len() as u64;
+        Ok(BlockFile {
+            id: meta.id,
+            path: path.to_path_buf(),
+            tenant: meta.tenant,
+            level: meta.level,
+            sources: meta.sources,
+            seq_end: meta.seq_end,
+            trace_count: meta.trace_count,
+            bounds: meta.bounds,
+            index: meta.index,
+            pages: meta.pages,
+            size_bytes,
+            trace_table_offset: meta.trace_table_offset,
+            trace_bloom,
+            map,
+        })
+    }
+
+    /// The trace ID and page of trace table entry `index` (checked at open).
+    fn trace_entry(&self, index: u64) -> (TraceId, u32) {
+        let start = (self.trace_table_offset + index * TRACE_ENTRY_LEN as u64) as usize;
+        let mut trace_id = [0u8; 16];
+        let mut page = [0u8; 4];
+        if let Some(entry) = self.map.get(start..start + TRACE_ENTRY_LEN) {
+            trace_id.copy_from_slice(&entry[..16]);
+            page.copy_from_slice(&entry[16..]);
+        }
+        (trace_id, u32::from_le_bytes(page))
+    }
+
+    /// The page holding `trace_id`, if the block has it: the bloom first, then a binary
+    /// search of the trace table.
+    pub fn find_trace(&self, trace_id: &TraceId) -> Option<u32> {
+        if !self.trace_bloom.may_contain(trace_hash(trace_id)) {
+            return None;
+        }
+        let (mut low, mut high) = (0u64, self.trace_count);
+        while low < high {
+            let middle = low + (high - low) / 2;
+            let (id, page) = self.trace_entry(middle);
+            match id.cmp(trace_id) {
+                std::cmp::Ordering::Less => low = middle + 1,
+                std::cmp::Ordering::Greater => high = middle,
+                std::cmp::Ordering::Equal => return Some(page),
+            }
+        }
+        None
+    }
+
+    /// Decompresses page `index` into `out`, checksum verified.
+    pub fn read_page(&self, index: u32, out: &mut Vec<u8>) -> Result<(), TracesError> {
+        let page = self.pages.get(index as usize).ok_or_else(|| self.corrupt(format!("no page {index}")))?;
+        let data = match crc_at(&self.map, page.offset as usize, page.data_len as usize) {
+            Some((data, true)) => data,
+            Some(_) => return Err(self.corrupt(format!("page {index} checksum mismatch"))),
+            None => return Err(self.corrupt(format!("page {index} out of bounds"))),
+        };
+        codec::decompress(page.codec, data, u64::from(page.raw_len), out)
+            .map_err(|problem| self.corrupt(format!("page {index}: {problem}")))
+    }
+
+    /// Whether page `index` may hold a span satisfying `conditions`, by its bloom filter
+    /// (checksum verified).
+    pub fn page_bloom_may_match(&self, index: u32, conditions: &[SpanCondition]) -> Result<bool, TracesError> {
+        let page = self.pages.get(index as usize).ok_or_else(|| self.corrupt(format!("no page {index}")))?;
+        let len = Bloom::byte_len(page.bloom_bits_log2);
+        match crc_at(&self.map, page.bloom_offset() as usize, len) {
+            Some((bits, true)) => Ok(bloom_may_match(conditions, |hash| {
+                stored_may_contain(page.bloom_bits_log2, page.bloom_hashes, bits, hash)
+            })),
+            _ => Err(self.corrupt(format!("bloom of page {index} checksum mismatch"))),
+        }
+    }
+
+    /// Checks every page's and bloom's checksum.
+    pub fn verify(&self) -> Result<(), TracesError> {
+        for index in 0..self.pages.len() as u32 {
+            self.read_page(index, &mut Vec::new())?;
+            self.page_bloom_may_match(index, &[])?;
+        }
+        Ok(())
+    }
+}
+
+/// A new file ID: sortable by creation time, unique within the process and across restarts.
+pub(crate) fn new_file_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let millis =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let sequence = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let salt = (u64::from(std::process::id()) << 24) ^ sequence.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    format!("{millis:013x}{salt:016x}")
+}
+
+/// Writes a block file: pages in trace-ID order, then [`BlockWriter::finish`].
+pub(crate) struct BlockWriter {
+    id: String,
+    tenant: String,
+    level: u32,
+    sources: Vec<String>,
+    codec: TracesCodec,
+    final_path: PathBuf,
+    temp_path: PathBuf,
+    out: BufWriter<File>,
+    offset: u64,
+    pages: Vec<PageEntry>,
+    /// The trace table, as written at the end.
+    trace_table: Vec<u8>,
+    trace_count: u64,
+}
+
+impl BlockWriter {
+    pub fn create(
+        dir: &Path,
+        tenant: &str,
+        level: u32,
+        sources: Vec<String>,
+        codec: TracesCodec,
+    ) -> Result<BlockWriter, TracesError> {
+        let id = new_file_id();
+        let final_path = dir.join(format!("{id}{FILE_SUFFIX}"));
+        let temp_path = dir.join(format!("{id}{TEMP_SUFFIX}"));
+        let file = File::create(&temp_path).map_err(io_error(format!("creating {}", temp_path.display())))?;
+        let mut writer = BlockWriter {
+            id,
+            tenant: tenant.to_string(),
+            level,
+            sources,
+            codec,
+            final_path,
+            temp_path,
+            out: BufWriter::with_capacity(1 << 20, file),
+            offset: 0,
+            pages: Vec::new(),
+            trace_table: Vec::new(),
+            trace_count: 0,
+        };
+        let mut header = Vec::with_capacity(HEADER_LEN);
+        header.extend_from_slice(&HEADER_MAGIC);
+        header.push(FORMAT_VERSION);
+        header.extend_from_slice(&[0; 3]);
+        writer.write(&header)?;
+        Ok(writer)
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), TracesError> {
+        self.out.write_all(bytes).map_err(io_error(format!("writing {}", self.temp_path.display())))?;
+        self.offset += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// The index the next page will have.
+    pub fn next_page(&self) -> u32 {
+        self.pages.len() as u32
+    }
+
+    /// Records that `trace_id` is in page `page` (IDs in ascending order).
+    pub fn note_trace(&mut self, trace_id: &TraceId, page: u32) {
+        self.trace_table.extend_from_slice(trace_id);
+        self.trace_table.extend_from_slice(&page.to_le_bytes());
+        self.trace_count += 1;
+    }
+
+    /// Compresses and writes a page with its bloom filter.
+    pub fn add_page(&mut self, raw: &[u8], summary: &PageSummary) -> Result<(), TracesError> {
+        let (codec_byte, data) = codec::compress(self.codec, raw);
+        let mut bloom = Bloom::for_items(summary.hashes.len(), PAGE_BLOOM_BITS_PER_ITEM, PAGE_BLOOM_HASHES);
+        for hash in &summary.hashes {
+            bloom.insert(*hash);
+        }
+        let bloom_bytes = bloom.to_bytes();
+        let offset = self.offset;
+        self.write(&data)?;
+        self.write(&crc32c::crc32c(&data).to_le_bytes())?;
+        self.write(&bloom_bytes)?;
+        self.write(&crc32c::crc32c(&bloom_bytes).to_le_bytes())?;
+        self.pages.push(PageEntry {
+            offset,
+            data_len: u32::try_from(data.len()).unwrap_or(u32::MAX),
+            raw_len: u32::try_from(raw.len()).unwrap_or(u32::MAX),
+            codec: codec_byte,
+            traces: summary.traces,
+            bounds: summary.bounds,
+            bloom_bits_log2: bloom.bits_log2(),
+            bloom_hashes: bloom.hashes(),
+        });
+        Ok(())
+    }
+
+    /// Writes the trace table, trace bloom, meta and footer; syncs, renames into place and
+    /// syncs the directory. Returns `None` (and removes the temporary file) when no page was
+    /// added.
+    pub fn finish(
+        mut self,
+        seq_end: u64,
+        bounds: &Bounds,
+        index: &ValueIndex,
+    ) -> Result<Option<BlockFile>, TracesError> {
+        if self.pages.is_empty() {
+            drop(self.out);
+            fs::remove_file(&self.temp_path).map_err(io_error(format!("removing {}", self.temp_path.display())))?;
+            return Ok(None);
+        }
+        let table = std::mem::take(&mut self.trace_table);
+        let table_offset = self.offset;
+        self.write(&table)?;
+        self.write(&crc32c::crc32c(&table).to_le_bytes())?;
+        let mut bloom = Bloom::for_items(self.trace_count as usize, TRACE_BLOOM_BITS_PER_ID, TRACE_BLOOM_HASHES);
+        for entry in table.chunks_exact(TRACE_ENTRY_LEN) {
+            let mut trace_id = [0u8; 16];
+            trace_id.copy_from_slice(&entry[..16]);
+            bloom.insert(trace_hash(&trace_id));
+        }
+        let bloom_offset = self.offset;
+        let bloom_bytes = bloom.to_bytes();
+        self.write(&bloom_bytes)?;
+        self.write(&crc32c::crc32c(&bloom_bytes).to_le_bytes())?;
+
+        let mut meta = Vec::new();
+        put_bytes(&mut meta, self.id.as_bytes());
+        put_bytes(&mut meta, self.tenant.as_bytes());
+        put_uvarint(&mut meta, u64::from(self.level));
+        put_uvarint(&mut meta, self.sources.len() as u64);
+        for source in &self.sources {
+            put_bytes(&mut meta, source.as_bytes());
+        }
+        put_uvarint(&mut meta, seq_end);
+        put_uvarint(&mut meta, self.trace_count);
+        put_uvarint(&mut meta, table_offset);
+        put_uvarint(&mut meta, bloom_offset);
+        meta.push(bloom.bits_log2());
+        meta.push(bloom.hashes());
+        bounds.encode(&mut meta);
+        index.encode(&mut meta);
+        put_uvarint(&mut meta, self.pages.len() as u64);
+        for page in &self.pages {
+            put_uvarint(&mut meta, page.offset);
+            put_uvarint(&mut meta, u64::from(page.data_len));
+            put_uvarint(&mut meta, u64::from(page.raw_len));
+            meta.push(page.codec);
+            put_uvarint(&mut meta, u64::from(page.traces));
+            page.bounds.encode(&mut meta);
+            meta.push(page.bloom_bits_log2);
+            meta.push(page.bloom_hashes);
+        }
+        let meta_offset = self.offset;
+        let meta_crc = crc32c::crc32c(&meta);
+        self.write(&meta)?;
+        let mut footer = Vec::with_capacity(FOOTER_LEN);
+        footer.extend_from_slice(&meta_offset.to_le_bytes());
+        footer.extend_from_slice(&(meta.len() as u64).to_le_bytes());
+        footer.extend_from_slice(&meta_crc.to_le_bytes());
+        let footer_crc = crc32c::crc32c(&footer);
+        footer.extend_from_slice(&footer_crc.to_le_bytes());
+        footer.extend_from_slice(&FOOTER_MAGIC);
+        self.write(&footer)?;
+
+        let temp_path = self.temp_path.clone();
+        let file = self.out.into_inner().map_err(|error| TracesError::Io {
+            context: format!("flushing {}", temp_path.display()),
+            source: error.into_error(),
+        })?;
+        file.sync_all().map_err(io_error(format!("syncing {}", temp_path.display())))?;
+        drop(file);
+        fs::rename(&temp_path, &self.final_path).map_err(io_error(format!("renaming {}", temp_path.display())))?;
+        if let Some(parent) = self.final_path.parent() {
+            sync_dir(parent)?;
+        }
+        BlockFile::open(&self.final_path).map(Some)
+    }
+
+    /// Abandons the file (after an error): removes the temporary file.
+    pub fn abandon(self) {
+        let path = self.temp_path.clone();
+        drop(self.out);
+        let _ = fs::remove_file(path);
+    }
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), TracesError> {
+    File::open(dir)
+        .and_then(|handle| handle.sync_all())
+        .map_err(io_error(format!("syncing directory {}", dir.display())))
+}

@@ -1,0 +1,168 @@
+//! A stable 64-bit hash (the same on every platform and build, since its values are stored in
+//! files) and the bloom filters built on it: one over each block's trace IDs, one over each
+//! page's attribute keys and key=value pairs. Layout in `docs/format/trace-blocks.md`.
+
+const MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// The hash of `bytes` under `seed`: 8 bytes at a time (little-endian, the last word padded
+/// with zeros), each mixed in with a multiply and shift, then a final avalanche.
+pub(crate) fn hash_bytes(seed: u64, bytes: &[u8]) -> u64 {
+    let mut state = seed ^ (bytes.len() as u64).wrapping_mul(MULTIPLIER);
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        state = (state ^ u64::from_le_bytes(word)).wrapping_mul(MULTIPLIER);
+        state ^= state >> 29;
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut word = [0u8; 8];
+        word[..rest.len()].copy_from_slice(rest);
+        state = (state ^ u64::from_le_bytes(word)).wrapping_mul(MULTIPLIER);
+        state ^= state >> 29;
+    }
+    finish(state)
+}
+
+/// splitmix64's finaliser: every input bit affects every output bit.
+fn finish(mut state: u64) -> u64 {
+    state ^= state >> 30;
+    state = state.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    state ^= state >> 27;
+    state = state.wrapping_mul(0x94d0_49bb_1331_11eb);
+    state ^ (state >> 31)
+}
+
+/// Smallest and largest filters, in bits (powers of two).
+const MIN_BITS_LOG2: u8 = 6;
+const MAX_BITS_LOG2: u8 = 32;
+
+/// A bloom filter of 64-bit hashes: `hashes` bit positions per item, derived from the one
+/// hash by double hashing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Bloom {
+    bits_log2: u8,
+    hashes: u8,
+    words: Vec<u64>,
+}
+
+impl Bloom {
+    /// An empty filter sized for `items` at `bits_per_item` bits each (rounded up to a power
+    /// of two).
+    pub fn for_items(items: usize, bits_per_item: u32, hashes: u8) -> Bloom {
+        let wanted = (items as u64).saturating_mul(u64::from(bits_per_item)).max(1);
+        let bits_log2 = (64 - (wanted - 1).leading_zeros() as u8).clamp(MIN_BITS_LOG2, MAX_BITS_LOG2);
+        Bloom { bits_log2, hashes: hashes.clamp(1, 16), words: vec![0; (1usize << bits_log2) / 64] }
+    }
+
+    /// Whether a filter of `2^bits_log2` bits and `hashes` hashes is one this code writes.
+    pub fn parts_valid(bits_log2: u8, hashes: u8) -> bool {
+        (MIN_BITS_LOG2..=MAX_BITS_LOG2).contains(&bits_log2) && (1..=16).contains(&hashes)
+    }
+
+    /// Rebuilds a filter read from a file; `None` if the parts do not fit together.
+    pub fn from_parts(bits_log2: u8, hashes: u8, bytes: &[u8]) -> Option<Bloom> {
+        if !Bloom::parts_valid(bits_log2, hashes) {
+            return None;
+        }
+        if bytes.len() as u64 != (1u64 << bits_log2) / 8 {
+            return None;
+        }
+        let words = bytes
+            .chunks_exact(8)
+            .map(|chunk| {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(chunk);
+                u64::from_le_bytes(word)
+            })
+            .collect();
+        Some(Bloom { bits_log2, hashes, words })
+    }
+
+    /// The length in bytes of a filter of `2^bits_log2` bits.
+    pub fn byte_len(bits_log2: u8) -> usize {
+        (1usize << bits_log2) / 8
+    }
+
+    pub fn bits_log2(&self) -> u8 {
+        self.bits_log2
+    }
+
+    pub fn hashes(&self) -> u8 {
+        self.hashes
+    }
+
+    /// The bit array, little-endian words.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.words.len() * 8);
+        for word in &self.words {
+            out.extend_from_slice(&word.to_le_bytes());
+        }
+        out
+    }
+
+    #[inline]
+    fn positions(&self, hash: u64) -> impl Iterator<Item = usize> {
+        let mask = (1u64 << self.bits_log2) - 1;
+        let step = (hash >> 32) | 1;
+        (0..u64::from(self.hashes)).map(move |i| (hash.wrapping_add(i.wrapping_mul(step)) & mask) as usize)
+    }
+
+    pub fn insert(&mut self, hash: u64) {
+        let mask = (1u64 << self.bits_log2) - 1;
+        let step = (hash >> 32) | 1;
+        for i in 0..u64::from(self.hashes) {
+            let bit = (hash.wrapping_add(i.wrapping_mul(step)) & mask) as usize;
+            self.words[bit / 64] |= 1 << (bit % 64);
+        }
+    }
+
+    /// `false` is certain; `true` may be chance.
+    pub fn may_contain(&self, hash: u64) -> bool {
+        self.positions(hash).all(|bit| self.words[bit / 64] & (1 << (bit % 64)) != 0)
+    }
+}
+
+/// Whether a stored filter (its bits as they sit in a file) may contain `hash`, without copying
+/// it. `bits` must be `2^bits_log2 / 8` bytes long.
+pub(crate) fn stored_may_contain(bits_log2: u8, hashes: u8, bits: &[u8], hash: u64) -> bool {
+    let mask = (1u64 << bits_log2) - 1;
+    let step = (hash >> 32) | 1;
+    (0..u64::from(hashes)).all(|i| {
+        let bit = (hash.wrapping_add(i.wrapping_mul(step)) & mask) as usize;
+        bits.get(bit / 8).is_some_and(|byte| byte & (1 << (bit % 8)) != 0)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_are_stable_and_spread() {
+        // Stored in files: these values must never change.
+        assert_eq!(hash_bytes(0, b""), hash_bytes(0, b""));
+        assert_ne!(hash_bytes(0, b"a"), hash_bytes(0, b"a\0"));
+        assert_ne!(hash_bytes(0, b"abc"), hash_bytes(1, b"abc"));
+        assert_eq!(hash_bytes(7, b"service.name"), 0x6c6b_e1df_2b63_05a5);
+        let mut bloom = Bloom::for_items(1000, 10, 6);
+        for i in 0..1000u64 {
+            bloom.insert(hash_bytes(1, &i.to_le_bytes()));
+        }
+        for i in 0..1000u64 {
+            assert!(bloom.may_contain(hash_bytes(1, &i.to_le_bytes())));
+        }
+        let false_positives = (1000..101_000u64).filter(|i| bloom.may_contain(hash_bytes(1, &i.to_le_bytes()))).count();
+        assert!(false_positives < 2_000, "{false_positives} of 100000");
+        let bytes = bloom.to_bytes();
+        let copy = Bloom::from_parts(bloom.bits_log2(), bloom.hashes(), &bytes).unwrap();
+        assert_eq!(copy, bloom);
+        for i in 0..2000u64 {
+            let hash = hash_bytes(1, &i.to_le_bytes());
+            assert_eq!(stored_may_contain(bloom.bits_log2(), bloom.hashes(), &bytes, hash), bloom.may_contain(hash));
+        }
+        assert!(Bloom::from_parts(bloom.bits_log2() + 1, 6, &bytes).is_none());
+        assert!(Bloom::from_parts(bloom.bits_log2(), 0, &bytes).is_none());
+    }
+}

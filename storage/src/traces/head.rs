@@ -1,0 +1,371 @@
+//! The head: the in-memory part of the traces store, one per tenant. It keeps each append's
+//! WAL record as it was written (see `records`) and a map from trace ID to the spans of that
+//! trace (record and offsets), so a trace is found with one lookup and an append copies each
+//! span once. Records are grouped into segments of about `head_segment_bytes`; a full segment
+//! is frozen, and its skip data (bounds and value index) is built the first time a search
+//! asks for it, so that searches skip frozen segments that cannot match. Maintenance cuts the
+//! whole head of a tenant into a block.
+//!
+//! Each tenant's appends and cuts are serialised by its `append` lock, so WAL order is head
+//! order and a cut takes every span appended (by sequence number) before it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use super::assemble::{ResourceInfo, ScopeInfo, StoredSpan};
+use super::index::{Bounds, IndexBuilder, ValueIndex};
+use super::records::{self, MalformedRecord, SpanLocation};
+use super::{NsRange, SpanId, TraceId};
+
+/// An append's record, kept as it went to the WAL.
+#[derive(Debug)]
+pub(crate) struct HeadRecord {
+    pub seq: u64,
+    pub bytes: Vec<u8>,
+}
+
+/// Where a span of the head sits.
+#[derive(Debug, Clone)]
+pub(crate) struct SpanRef {
+    pub record: Arc<HeadRecord>,
+    pub span_offset: u32,
+    pub resource_offset: u32,
+    pub scope_offset: u32,
+    pub span_id: SpanId,
+}
+
+/// A segment's skip data, built incrementally by the readers that need it: each brings it up
+/// to date with the records it saw.
+#[derive(Default)]
+pub(crate) struct SegmentIndex {
+    /// Records indexed so far (a prefix of the segment's records).
+    indexed: usize,
+    builder: Option<IndexBuilder>,
+}
+
+impl std::fmt::Debug for SegmentIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SegmentIndex").field("indexed", &self.indexed).finish_non_exhaustive()
+    }
+}
+
+impl SegmentIndex {
+    /// Indexes the records past those already indexed; returns the bounds and value index.
+    pub fn catch_up(
+        &mut self,
+        records: &[Arc<HeadRecord>],
+        max_values_per_key: usize,
+    ) -> Result<(&Bounds, &ValueIndex), MalformedRecord> {
+        let builder = self.builder.get_or_insert_with(|| IndexBuilder::new(max_values_per_key, false));
+        if records.len() > self.indexed {
+            for_each_span(&records[self.indexed..], |stored| builder.add(&stored))?;
+            self.indexed = records.len();
+        }
+        Ok((&builder.bounds, &builder.values))
+    }
+}
+
+/// A run of records.
+#[derive(Debug)]
+pub(crate) struct HeadSegment {
+    pub records: Vec<Arc<HeadRecord>>,
+    pub bytes: u64,
+    pub spans: u64,
+    pub min_time_ns: i64,
+    pub max_time_ns: i64,
+    pub index: Arc<Mutex<SegmentIndex>>,
+}
+
+impl HeadSegment {
+    fn new() -> HeadSegment {
+        HeadSegment {
+            records: Vec::new(),
+            bytes: 0,
+            spans: 0,
+            min_time_ns: i64::MAX,
+            max_time_ns: i64::MIN,
+            index: Arc::new(Mutex::new(SegmentIndex::default())),
+        }
+    }
+
+    pub fn overlaps(&self, range: NsRange) -> bool {
+        self.spans > 0 && range.overlaps(self.min_time_ns, self.max_time_ns)
+    }
+
+    /// A copy for a reader: the records so far and the shared index.
+    pub fn snapshot(&self) -> HeadSegment {
+        HeadSegment {
+            records: self.records.clone(),
+            bytes: self.bytes,
+            spans: self.spans,
+            min_time_ns: self.min_time_ns,
+            max_time_ns: self.max_time_ns,
+            index: self.index.clone(),
+        }
+    }
+}
+
+/// Materialises every span of `records`, in record order (resources and scopes once per group).
+pub(crate) fn for_each_span(
+    records: &[Arc<HeadRecord>],
+    mut each: impl FnMut(StoredSpan),
+) -> Result<(), MalformedRecord> {
+    for record in records {
+        let mut contexts = RecordContexts::default();
+        let mut failure = None;
+        records::walk_record(&record.bytes, |location| {
+            if failure.is_some() {
+                return;
+            }
+            match contexts.stored_span(record, location.resource_offset, location.scope_offset, location.span_offset) {
+                Ok(stored) => each(stored),
+                Err(error) => failure = Some(error),
+            }
+        })?;
+        if let Some(error) = failure {
+            return Err(error);
+        }
+    }
+    Ok(())
+}
+
+/// Resources and scopes of records, materialised once per group.
+#[derive(Default)]
+pub(crate) struct RecordContexts {
+    resources: HashMap<(usize, u32), Arc<ResourceInfo>>,
+    scopes: HashMap<(usize, u32), Arc<ScopeInfo>>,
+}
+
+impl RecordContexts {
+    pub fn stored_span(
+        &mut self,
+        record: &Arc<HeadRecord>,
+        resource_offset: u32,
+        scope_offset: u32,
+        span_offset: u32,
+    ) -> Result<StoredSpan, MalformedRecord> {
+        let identity = Arc::as_ptr(record) as usize;
+        let resource = match self.resources.get(&(identity, resource_offset)) {
+            Some(info) => info.clone(),
+            None => {
+                let (resource, schema_url) = records::resource_at(&record.bytes, resource_offset)?.to_owned()?;
+                let info = ResourceInfo::new(resource, schema_url);
+                self.resources.insert((identity, resource_offset), info.clone());
+                info
+            }
+        };
+        let scope = match self.scopes.get(&(identity, scope_offset)) {
+            Some(info) => info.clone(),
+            None => {
+                let (scope, schema_url) = records::scope_at(&record.bytes, scope_offset)?.to_owned()?;
+                let info = ScopeInfo::new(scope, schema_url);
+                self.scopes.insert((identity, scope_offset), info.clone());
+                info
+            }
+        };
+        let span = records::span_at(&record.bytes, span_offset)?.to_owned()?;
+        Ok(StoredSpan { resource, scope, span })
+    }
+
+    /// The span a reference points at.
+    pub fn resolve(&mut self, span: &SpanRef) -> Result<StoredSpan, MalformedRecord> {
+        self.stored_span(&span.record, span.resource_offset, span.scope_offset, span.span_offset)
+    }
+}
+
+/// What a tenant's head holds.
+#[derive(Debug)]
+pub(crate) struct HeadState {
+    pub frozen: Vec<Arc<HeadSegment>>,
+    pub open: HeadSegment,
+    /// Every span of the head, by trace.
+    pub traces: HashMap<TraceId, Vec<SpanRef>>,
+    /// Record bytes and spans held.
+    pub bytes: u64,
+    pub spans: u64,
+    /// Clock time of the first append into this head, for the maximum age of a head.
+    pub first_append_ns: Option<i64>,
+    /// One more than the highest sequence number in the head.
+    pub seq_end: u64,
+}
+
+impl Default for HeadState {
+    fn default() -> Self {
+        HeadState {
+            frozen: Vec::new(),
+            open: HeadSegment::new(),
+            traces: HashMap::new(),
+            bytes: 0,
+            spans: 0,
+            first_append_ns: None,
+            seq_end: 0,
+        }
+    }
+}
+
+impl HeadState {
+    pub fn is_empty(&self) -> bool {
+        self.spans == 0
+    }
+
+    /// Whether the head holds this span.
+    pub fn contains(&self, trace_id: &TraceId, span_id: &SpanId) -> bool {
+        self.traces.get(trace_id).is_some_and(|spans| spans.iter().any(|span| span.span_id == *span_id))
+    }
+
+    /// Adds a record whose spans sit at `locations`; a span the head already holds is not
+    /// referenced again. Returns the number of traces created.
+    pub fn insert(
+        &mut self,
+        record: HeadRecord,
+        locations: &[SpanLocation],
+        now_ns: i64,
+        segment_target_bytes: u64,
+    ) -> u64 {
+        let record = Arc::new(record);
+        let mut created = 0;
+        for location in locations {
+            let spans = self.traces.entry(location.trace_id).or_insert_with(|| {
+                created += 1;
+                Vec::new()
+            });
+            if spans.iter().any(|span| span.span_id == location.span_id) {
+                continue;
+            }
+            spans.push(SpanRef {
+                record: record.clone(),
+                span_offset: location.span_offset,
+                resource_offset: location.resource_offset,
+                scope_offset: location.scope_offset,
+                span_id: location.span_id,
+            });
+            let low = location.start_ns.min(location.end_ns);
+            let high = location.start_ns.max(location.end_ns);
+            self.open.min_time_ns = self.open.min_time_ns.min(low);
+            self.open.max_time_ns = self.open.max_time_ns.max(high);
+            self.open.spans += 1;
+            self.spans += 1;
+        }
+        let bytes = record.bytes.len() as u64;
+        self.seq_end = self.seq_end.max(record.seq + 1);
+        self.open.bytes += bytes;
+        self.open.records.push(record);
+        self.bytes += bytes;
+        self.first_append_ns.get_or_insert(now_ns);
+        if self.open.bytes >= segment_target_bytes {
+            let full = std::mem::replace(&mut self.open, HeadSegment::new());
+            self.frozen.push(Arc::new(full));
+        }
+        created
+    }
+}
+
+/// Buffers an append reuses. Held under the tenant's `append` lock.
+#[derive(Debug, Default)]
+pub(crate) struct AppendScratch {
+    pub record: Vec<u8>,
+    pub keep: Vec<bool>,
+    pub locations: Vec<SpanLocation>,
+    pub batch_spans: std::collections::HashSet<(TraceId, SpanId)>,
+}
+
+impl AppendScratch {
+    pub fn release_if_large(&mut self) {
+        if self.record.capacity() > 64 << 20 || self.keep.capacity() > 1 << 20 {
+            *self = AppendScratch::default();
+        }
+    }
+}
+
+/// One tenant's head.
+#[derive(Debug)]
+pub(crate) struct TenantHead {
+    pub tenant: Arc<str>,
+    /// Serialises this tenant's appends and cuts: WAL order is head order, and a cut never
+    /// falls between a span's WAL write and its insertion into the head.
+    pub append: Mutex<AppendScratch>,
+    pub state: RwLock<HeadState>,
+    /// Heads taken by cuts still being written: they answer until their block is in place.
+    pub cutting: RwLock<Vec<Arc<HeadState>>>,
+}
+
+impl TenantHead {
+    pub fn new(tenant: Arc<str>) -> TenantHead {
+        TenantHead {
+            tenant,
+            append: Mutex::new(AppendScratch::default()),
+            state: RwLock::new(HeadState::default()),
+            cutting: RwLock::new(Vec::new()),
+        }
+    }
+
+    pub fn lock_appends(&self) -> MutexGuard<'_, AppendScratch> {
+        // A panic while holding the lock leaves only scratch buffers behind.
+        self.append.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    pub fn read(&self) -> RwLockReadGuard<'_, HeadState> {
+        self.state.read().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    pub fn write(&self) -> RwLockWriteGuard<'_, HeadState> {
+        self.state.write().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    pub fn cutting(&self) -> Vec<Arc<HeadState>> {
+        self.cutting.read().unwrap_or_else(|poison| poison.into_inner()).clone()
+    }
+
+    /// Takes the whole head for a cut; it keeps answering from `cutting` until
+    /// [`TenantHead::cut_done`]. The caller holds the `append` lock.
+    pub fn take_for_cut(&self) -> Option<Arc<HeadState>> {
+        let mut state = self.write();
+        if state.is_empty() {
+            return None;
+        }
+        let taken = Arc::new(std::mem::take(&mut *state));
+        self.cutting.write().unwrap_or_else(|poison| poison.into_inner()).push(taken.clone());
+        Some(taken)
+    }
+
+    /// Forgets a cut head once its block is in place (or gives it back after a failed cut).
+    pub fn cut_done(&self, taken: &Arc<HeadState>) {
+        self.cutting.write().unwrap_or_else(|poison| poison.into_inner()).retain(|other| !Arc::ptr_eq(other, taken));
+    }
+
+    /// Puts a head back after its cut failed: its spans go before what was appended since.
+    pub fn restore(&self, taken: &Arc<HeadState>) {
+        let mut state = self.write();
+        let newer = std::mem::take(&mut *state);
+        let mut restored = HeadState {
+            frozen: taken.frozen.clone(),
+            open: HeadSegment::new(),
+            traces: taken.traces.clone(),
+            bytes: taken.bytes,
+            spans: taken.spans,
+            first_append_ns: taken.first_append_ns,
+            seq_end: taken.seq_end,
+        };
+        // The taken open segment is frozen as it is; the newer segments follow.
+        let open = taken.open.snapshot();
+        if open.spans > 0 {
+            restored.frozen.push(Arc::new(open));
+        }
+        restored.frozen.extend(newer.frozen);
+        restored.open = newer.open;
+        for (trace_id, spans) in newer.traces {
+            let entry = restored.traces.entry(trace_id).or_default();
+            for span in spans {
+                if !entry.iter().any(|have| have.span_id == span.span_id) {
+                    entry.push(span);
+                }
+            }
+        }
+        restored.bytes += newer.bytes;
+        restored.spans += newer.spans;
+        restored.seq_end = restored.seq_end.max(newer.seq_end);
+        *state = restored;
+        drop(state);
+        self.cut_done(taken);
+    }
+}

@@ -1,0 +1,1080 @@
+//! [`TracesStore`]: the per-tenant heads and the block files behind the [`TracesAppender`] and
+//! [`TracesQueryable`] seams, plus maintenance: cutting heads into blocks, compacting small
+//! blocks, applying retention, and deciding what a WAL checkpoint keeps.
+//!
+//! Rules the store keeps:
+//! - Every append is one WAL record numbered with the store's next sequence number. A tenant's
+//!   appends and cuts are serialised, so a cut takes every record of the tenant numbered below
+//!   the block's `seq_end`; replay skips and checkpoints drop the tenant's records below the
+//!   highest `seq_end` of its blocks, so nothing is stored twice or lost.
+//! - A span is in the WAL before it is in the head, and in the head before `append` returns.
+//! - Readers look at the heads (and heads being cut) before the file list, and a cut installs
+//!   its block before it lets its head go, so a span is never in neither place for a reader.
+//! - Cuts, compaction and retention happen in `maintenance`, never on the append path.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Instant;
+
+use super::assemble::{self, StoredSpan, TraceCollector};
+use super::codec::TracesCodec;
+use super::file::{self, BlockFile, BlockWriter};
+use super::filter::span_matches;
+use super::head::{HeadRecord, HeadSegment, RecordContexts, SpanRef, TenantHead, for_each_span};
+use super::index::{Bounds, IndexBuilder, span_extent};
+use super::page::{DecodedPage, PageContexts, PageEncoder};
+use super::records::{self, MAX_VALUE_DEPTH, MalformedRecord};
+use super::{
+    AttrValue, NsRange, ResourceSpans, ScopedTagNames, SearchResult, SearchStats, Span, SpanFilter, TagRef, TagScope,
+    TagValue, Trace, TraceId, TracesAppendCounts, TracesAppender, TracesError, TracesQueryable,
+};
+use crate::record_kinds;
+use crate::wal::{RecordKind, Wal};
+
+const SECOND_NS: i64 = 1_000_000_000;
+const MINUTE_NS: i64 = 60 * SECOND_NS;
+const HOUR_NS: i64 = 60 * MINUTE_NS;
+
+/// Where the store reads the current time, in nanoseconds since the Unix epoch: for head ages
+/// and retention. Tests inject a fixed clock.
+#[derive(Clone)]
+pub struct TracesClock(Arc<dyn Fn() -> i64 + Send + Sync>);
+
+impl TracesClock {
+    /// The system clock.
+    pub fn system() -> TracesClock {
+        TracesClock(Arc::new(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|elapsed| i64::try_from(elapsed.as_nanos()).unwrap_or(i64::MAX))
+                .unwrap_or(0)
+        }))
+    }
+
+    /// A clock that answers whatever `now_ns` returns.
+    pub fn from_fn(now_ns: impl Fn() -> i64 + Send + Sync + 'static) -> TracesClock {
+        TracesClock(Arc::new(now_ns))
+    }
+
+    pub fn now_ns(&self) -> i64 {
+        (self.0)()
+    }
+}
+
+impl Default for TracesClock {
+    fn default() -> Self {
+        TracesClock::system()
+    }
+}
+
+impl fmt::Debug for TracesClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TracesClock")
+    }
+}
+
+/// How the traces store behaves.
+#[derive(Debug, Clone)]
+pub struct TracesOptions {
+    /// Head records are grouped into segments of about this many bytes; a full segment is
+    /// frozen and gets skip data, so searches skip it when it cannot match.
+    pub head_segment_bytes: u64,
+    /// Maintenance cuts a tenant's head into a block once its records reach this size...
+    pub block_target_bytes: u64,
+    /// ...or once its first span arrived this long ago.
+    pub max_head_age_ns: i64,
+    /// Pages are closed once their uncompressed bytes reach this size.
+    pub page_target_bytes: usize,
+    /// Compression of pages.
+    pub codec: TracesCodec,
+    /// Distinct values kept per attribute key and block for tag values and exact skipping; a
+    /// key with more is marked incomplete (its values are then answered in part and searches
+    /// fall back on the page bloom filters).
+    pub max_values_per_key: usize,
+    /// Blocks whose every span ended longer ago than this (by the clock) are deleted; `None`
+    /// keeps everything.
+    pub retention_ns: Option<i64>,
+    /// Per-tenant retention, overriding `retention_ns`.
+    pub tenant_retention_ns: HashMap<String, i64>,
+    /// Blocks smaller than this are merged by compaction...
+    pub compaction_small_file_bytes: u64,
+    /// ...once at least this many of one tenant end in the same window...
+    pub compaction_min_files: usize,
+    /// ...of this length (so a compacted block spans a bounded time and retention can delete
+    /// it whole).
+    pub compaction_window_ns: i64,
+    /// A maintenance pass asks for a WAL checkpoint once this many head bytes were cut since
+    /// the last one.
+    pub checkpoint_after_cut_bytes: u64,
+    pub clock: TracesClock,
+}
+
+impl Default for TracesOptions {
+    fn default() -> Self {
+        TracesOptions {
+            head_segment_bytes: 4 << 20,
+            block_target_bytes: 128 << 20,
+            max_head_age_ns: 10 * MINUTE_NS,
+            page_target_bytes: 512 << 10,
+            codec: TracesCodec::Zstd { level: 3 },
+            max_values_per_key: 1000,
+            retention_ns: Some(14 * 24 * HOUR_NS),
+            tenant_retention_ns: HashMap::new(),
+            compaction_small_file_bytes: 64 << 20,
+            compaction_min_files: 4,
+            compaction_window_ns: HOUR_NS,
+            checkpoint_after_cut_bytes: 64 << 20,
+            clock: TracesClock::system(),
+        }
+    }
+}
+
+/// Figures for self-metrics and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TracesStats {
+    pub head_spans: u64,
+    pub head_traces: u64,
+    /// Record bytes held by the heads.
+    pub head_bytes: u64,
+    pub blocks: u64,
+    pub block_bytes: u64,
+    pub block_spans: u64,
+    pub block_traces: u64,
+    /// Totals since start.
+    pub appended: TracesAppendCounts,
+    pub blocks_cut: u64,
+    pub compactions: u64,
+    pub blocks_deleted_by_retention: u64,
+    /// Blocks a search read pages of, and blocks its skip data let it pass over.
+    pub blocks_searched: u64,
+    pub blocks_skipped: u64,
+    pub pages_read: u64,
+    pub pages_skipped: u64,
+    pub replay_malformed_records: u64,
+    /// WAL spans found already in blocks at replay.
+    pub replay_spans_already_flushed: u64,
+    /// Block files found damaged at open and moved aside.
+    pub corrupt_files: u64,
+}
+
+/// What a maintenance pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TracesMaintenanceOutcome {
+    pub blocks_cut: u64,
+    pub compactions: u64,
+    pub blocks_deleted: u64,
+    /// Enough was cut since the last checkpoint that one is worth its cost.
+    pub checkpoint_wanted: bool,
+}
+
+#[derive(Default)]
+struct Counters {
+    blocks_cut: AtomicU64,
+    compactions: AtomicU64,
+    blocks_deleted: AtomicU64,
+    blocks_searched: AtomicU64,
+    blocks_skipped: AtomicU64,
+    pages_read: AtomicU64,
+    pages_skipped: AtomicU64,
+    replay_malformed: AtomicU64,
+    replay_already_flushed: AtomicU64,
+    corrupt_files: AtomicU64,
+    cut_bytes_since_checkpoint: AtomicU64,
+}
+
+pub struct TracesStore {
+    /// `data/traces`: the block files.
+    dir: PathBuf,
+    options: TracesOptions,
+    heads: RwLock<HashMap<Arc<str>, Arc<TenantHead>>>,
+    /// Open block files of every tenant, oldest first.
+    files: RwLock<Vec<Arc<BlockFile>>>,
+    /// Per tenant, the highest `seq_end` of its blocks: its records below it are in blocks (or
+    /// were, before retention). Only grows.
+    flushed_seq_end: Mutex<HashMap<String, u64>>,
+    next_seq: AtomicU64,
+    /// Set once the WAL replay is over; appends before that are refused.
+    wal: OnceLock<Arc<Wal>>,
+    maintenance_lock: Mutex<()>,
+    totals: Mutex<TracesAppendCounts>,
+    counters: Counters,
+}
+
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poison| poison.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|poison| poison.into_inner())
+}
+
+fn io_error(context: String) -> impl FnOnce(std::io::Error) -> TracesError {
+    move |source| TracesError::Io { context, source }
+}
+
+/// A head record that does not decode: the store wrote and checked it, so this is a bug.
+fn head_corrupt(_: MalformedRecord) -> TracesError {
+    TracesError::Corrupt { file: "head".into(), problem: "a head record does not decode".into() }
+}
+
+fn value_depth_ok(value: &AttrValue, depth: u32) -> bool {
+    match value {
+        AttrValue::Array(values) => depth < MAX_VALUE_DEPTH && values.iter().all(|v| value_depth_ok(v, depth + 1)),
+        AttrValue::KvList(pairs) => depth < MAX_VALUE_DEPTH && pairs.iter().all(|(_, v)| value_depth_ok(v, depth + 1)),
+        _ => true,
+    }
+}
+
+fn attributes_depth_ok(attributes: &[(String, AttrValue)]) -> bool {
+    attributes.iter().all(|(_, value)| value_depth_ok(value, 0))
+}
+
+fn span_valid(span: &Span) -> bool {
+    span.trace_id != [0; 16]
+        && span.span_id != [0; 8]
+        && attributes_depth_ok(&span.attributes)
+        && span.events.iter().all(|event| attributes_depth_ok(&event.attributes))
+        && span.links.iter().all(|link| attributes_depth_ok(&link.attributes))
+}
+
+/// Whether a span overlaps a range.
+fn span_overlaps(span: &Span, range: NsRange) -> bool {
+    let (low, high) = span_extent(span);
+    range.overlaps(low, high)
+}
+
+/// A block's traces in ID order, page by page, for a compaction.
+struct BlockStream<'a> {
+    file: &'a BlockFile,
+    next_page: u32,
+    queue: VecDeque<(TraceId, Vec<StoredSpan>)>,
+    raw: Vec<u8>,
+}
+
+impl BlockStream<'_> {
+    /// The next trace ID of the block, loading pages as needed.
+    fn front(&mut self) -> Result<Option<TraceId>, TracesError> {
+        while self.queue.is_empty() && (self.next_page as usize) < self.file.pages.len() {
+            self.file.read_page(self.next_page, &mut self.raw)?;
+            let corrupt = |problem: String| TracesError::Corrupt {
+                file: self.file.path.display().to_string(),
+                problem: format!("page {}: {problem}", self.next_page),
+            };
+            let page = DecodedPage::parse(&self.raw).map_err(corrupt)?;
+            let mut contexts = PageContexts::default();
+            for index in 0..page.traces.len() {
+                let spans = page.trace_spans(index, &mut contexts).map_err(corrupt)?;
+                self.queue.push_back((page.traces[index].trace_id, spans));
+            }
+            self.next_page += 1;
+        }
+        Ok(self.queue.front().map(|(trace_id, _)| *trace_id))
+    }
+}
+
+impl TracesStore {
+    /// Opens the store in `dir`: loads its block files (a damaged one is moved aside and
+    /// reported), removes what an interrupted cut or compaction left. The WAL is replayed into
+    /// it next, then attached with [`TracesStore::attach_wal`].
+    pub fn open(dir: &Path, options: TracesOptions) -> Result<TracesStore, TracesError> {
+        fs::create_dir_all(dir).map_err(io_error(format!("creating {}", dir.display())))?;
+        let counters = Counters::default();
+        let mut files = Vec::new();
+        let entries = fs::read_dir(dir).map_err(io_error(format!("listing {}", dir.display())))?;
+        for entry in entries {
+            let entry = entry.map_err(io_error(format!("listing {}", dir.display())))?;
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.ends_with(file::TEMP_SUFFIX) {
+                tracing::info!(file = %name, "removing unfinished block file");
+                fs::remove_file(&path).map_err(io_error(format!("removing {}", path.display())))?;
+                continue;
+            }
+            if !name.ends_with(file::FILE_SUFFIX) {
+                continue;
+            }
+            match BlockFile::open(&path) {
+                Ok(block) => files.push(Arc::new(block)),
+                Err(TracesError::Corrupt { file, problem }) => {
+                    let aside =
+                        dir.join(format!("{}{}", name.trim_end_matches(file::FILE_SUFFIX), file::CORRUPT_SUFFIX));
+                    tracing::error!(file = %file, problem = %problem, moved_to = %aside.display(), "block file is damaged, not reading it");
+                    fs::rename(&path, &aside).map_err(io_error(format!("moving {}", path.display())))?;
+                    counters.corrupt_files.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        // A compaction that crashed after writing its output but before deleting its inputs
+        // leaves both: the inputs are named as sources of the output.
+        let replaced: BTreeSet<String> = files.iter().flat_map(|file| file.sources.iter().cloned()).collect();
+        let (superseded, mut files): (Vec<_>, Vec<_>) = files.into_iter().partition(|file| replaced.contains(&file.id));
+        for block in superseded {
+            tracing::info!(file = %block.id, "removing block file already compacted into another");
+            fs::remove_file(&block.path).map_err(io_error(format!("removing {}", block.path.display())))?;
+        }
+        files.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut flushed: HashMap<String, u64> = HashMap::new();
+        let mut next_seq = 0;
+        for block in &files {
+            let entry = flushed.entry(block.tenant.clone()).or_default();
+            *entry = (*entry).max(block.seq_end);
+            next_seq = u64::max(next_seq, block.seq_end);
+        }
+        Ok(TracesStore {
+            dir: dir.to_path_buf(),
+            options,
+            heads: RwLock::new(HashMap::new()),
+            files: RwLock::new(files),
+            flushed_seq_end: Mutex::new(flushed),
+            next_seq: AtomicU64::new(next_seq),
+            wal: OnceLock::new(),
+            maintenance_lock: Mutex::new(()),
+            totals: Mutex::new(TracesAppendCounts::default()),
+            counters,
+        })
+    }
+
+    /// Starts accepting appends, which go to `wal`. Called once replay is over.
+    pub fn attach_wal(&self, wal: Arc<Wal>) {
+        let _ = self.wal.set(wal);
+    }
+
+    fn flushed_below(&self, tenant: &str) -> u64 {
+        self.flushed_seq_end.lock().unwrap_or_else(|poison| poison.into_inner()).get(tenant).copied().unwrap_or(0)
+    }
+
+    fn head(&self, tenant: &str) -> Option<Arc<TenantHead>> {
+        read(&self.heads).get(tenant).cloned()
+    }
+
+    fn head_or_create(&self, tenant: &str) -> Arc<TenantHead> {
+        if let Some(head) = self.head(tenant) {
+            return head;
+        }
+        write(&self.heads)
+            .entry(Arc::from(tenant))
+            .or_insert_with(|| Arc::new(TenantHead::new(Arc::from(tenant))))
+            .clone()
+    }
+
+    fn all_heads(&self) -> Vec<Arc<TenantHead>> {
+        let mut heads: Vec<Arc<TenantHead>> = read(&self.heads).values().cloned().collect();
+        heads.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+        heads
+    }
+
+    /// The tenant's block files, oldest first.
+    fn tenant_files(&self, tenant: &str) -> Vec<Arc<BlockFile>> {
+        read(&self.files).iter().filter(|file| file.tenant == tenant).cloned().collect()
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Replay
+
+    /// Applies one WAL record of a traces kind. Everything the WAL holds was acknowledged, so
+    /// every record is taken, except those whose spans are already in blocks.
+    pub fn replay_record(&self, kind: RecordKind, payload: &[u8]) {
+        if kind != record_kinds::TRACES_SPANS {
+            self.counters.replay_malformed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let mut locations = Vec::new();
+        let Ok((seq, tenant)) = records::walk_record(payload, |location| locations.push(location)) else {
+            self.counters.replay_malformed.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        self.next_seq.fetch_max(seq + 1, Ordering::Relaxed);
+        if seq < self.flushed_below(tenant) {
+            self.counters.replay_already_flushed.fetch_add(locations.len() as u64, Ordering::Relaxed);
+            return;
+        }
+        let head = self.head_or_create(tenant);
+        let now_ns = self.options.clock.now_ns();
+        head.write().insert(
+            HeadRecord { seq, bytes: payload.to_vec() },
+            &locations,
+            now_ns,
+            self.options.head_segment_bytes.max(1),
+        );
+    }
+
+    /// For a WAL checkpoint: what to keep of a traces record. `None` drops it: its spans are
+    /// in blocks (or the record is unreadable).
+    pub fn checkpoint_record(&self, kind: RecordKind, payload: &[u8]) -> Option<Vec<u8>> {
+        if kind != record_kinds::TRACES_SPANS {
+            return Some(payload.to_vec());
+        }
+        let (seq, tenant) = records::decode_header(payload).ok()?;
+        (seq >= self.flushed_below(tenant)).then(|| payload.to_vec())
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Append
+
+    fn append_batch(&self, tenant: &str, batch: &[ResourceSpans]) -> Result<TracesAppendCounts, TracesError> {
+        let wal =
+            self.wal.get().ok_or(TracesError::NotWritable("the write-ahead log is still being replayed"))?.clone();
+        let head = self.head_or_create(tenant);
+        let mut guard = head.lock_appends();
+        let scratch = &mut *guard;
+        scratch.keep.clear();
+        scratch.batch_spans.clear();
+        scratch.locations.clear();
+        let mut counts = TracesAppendCounts::default();
+
+        // 1. Judge every span: invalid ones and those the head (or the batch) already holds
+        //    are not stored.
+        {
+            let state = head.read();
+            for resource in batch {
+                let resource_ok = attributes_depth_ok(&resource.resource.attributes);
+                for scope in &resource.scope_spans {
+                    let scope_ok = resource_ok && attributes_depth_ok(&scope.scope.attributes);
+                    for span in &scope.spans {
+                        if !scope_ok || !span_valid(span) {
+                            counts.invalid += 1;
+                            scratch.keep.push(false);
+                        } else if !scratch.batch_spans.insert((span.trace_id, span.span_id))
+                            || state.contains(&span.trace_id, &span.span_id)
+                        {
+                            counts.duplicates += 1;
+                            scratch.keep.push(false);
+                        } else {
+                            counts.appended += 1;
+                            scratch.keep.push(true);
+                        }
+                    }
+                }
+            }
+        }
+
+        // 2. Log and apply.
+        if counts.appended > 0 {
+            let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+            records::encode_record(&mut scratch.record, seq, tenant, batch, &scratch.keep, &mut scratch.locations);
+            wal.append_one(record_kinds::TRACES_SPANS, &scratch.record)?;
+            let record = HeadRecord { seq, bytes: scratch.record.clone() };
+            let now_ns = self.options.clock.now_ns();
+            counts.traces_created =
+                head.write().insert(record, &scratch.locations, now_ns, self.options.head_segment_bytes.max(1));
+        }
+        scratch.release_if_large();
+        drop(guard);
+        self.totals.lock().unwrap_or_else(|poison| poison.into_inner()).add(&counts);
+        Ok(counts)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Reading
+
+    /// The head's references to a trace's spans: heads being cut first, then the live head.
+    fn head_spans(&self, tenant: &str, trace_id: &TraceId) -> Vec<SpanRef> {
+        let Some(head) = self.head(tenant) else { return Vec::new() };
+        let state = head.read();
+        let mut out = Vec::new();
+        for cutting in head.cutting() {
+            out.extend(cutting.traces.get(trace_id).into_iter().flatten().cloned());
+        }
+        out.extend(state.traces.get(trace_id).into_iter().flatten().cloned());
+        out
+    }
+
+    /// Every stored span of a trace, in (start, span ID) order: blocks oldest first, then the
+    /// head (the first copy of a span ID wins). `known` holds the trace's spans of one block
+    /// already read (by a search), so that block is not read again.
+    fn collect_trace(
+        &self,
+        tenant: &str,
+        trace_id: &TraceId,
+        mut known: Option<(&str, Vec<StoredSpan>)>,
+    ) -> Result<Vec<StoredSpan>, TracesError> {
+        // The head before the files: see the module rules.
+        let head_spans = self.head_spans(tenant, trace_id);
+        let files = self.tenant_files(tenant);
+        let mut collector = TraceCollector::default();
+        let mut raw = Vec::new();
+        for block in &files {
+            if known.as_ref().is_some_and(|(id, _)| *id == block.id)
+                && let Some((_, spans)) = known.take()
+            {
+                for stored in spans {
+                    collector.add(stored);
+                }
+                continue;
+            }
+            let Some(page_index) = block.find_trace(trace_id) else { continue };
+            block.read_page(page_index, &mut raw)?;
+            let corrupt = |problem: String| TracesError::Corrupt {
+                file: block.path.display().to_string(),
+                problem: format!("page {page_index}: {problem}"),
+            };
+            let page = DecodedPage::parse(&raw).map_err(corrupt)?;
+            let Some(index) = page.find(trace_id) else {
+                return Err(corrupt("the trace table names a page without the trace".into()));
+            };
+            for stored in page.trace_spans(index, &mut PageContexts::default()).map_err(corrupt)? {
+                collector.add(stored);
+            }
+        }
+        let mut contexts = RecordContexts::default();
+        for span in &head_spans {
+            collector.add(contexts.resolve(span).map_err(head_corrupt)?);
+        }
+        Ok(collector.into_sorted())
+    }
+
+    /// The head segments of a tenant, newest first, each with whether it is frozen.
+    fn head_segments(&self, tenant: &str) -> Vec<(Arc<HeadSegment>, bool)> {
+        let Some(head) = self.head(tenant) else { return Vec::new() };
+        let state = head.read();
+        let mut out = vec![(Arc::new(state.open.snapshot()), false)];
+        out.extend(state.frozen.iter().rev().map(|segment| (segment.clone(), true)));
+        for cutting in head.cutting().iter().rev() {
+            out.push((Arc::new(cutting.open.snapshot()), true));
+            out.extend(cutting.frozen.iter().rev().map(|segment| (segment.clone(), true)));
+        }
+        out
+    }
+
+    fn search_traces(
+        &self,
+        tenant: &str,
+        filter: &SpanFilter,
+        range: NsRange,
+        limit: usize,
+    ) -> Result<SearchResult, TracesError> {
+        let conditions = &filter.conditions;
+        let mut stats = SearchStats::default();
+        let mut found: Vec<TraceId> = Vec::new();
+        let mut seen: HashSet<TraceId> = HashSet::new();
+        // Spans of found traces read from a block page, by trace: the block and the spans.
+        let mut from_pages: HashMap<TraceId, (String, Vec<StoredSpan>)> = HashMap::new();
+        let wanted = limit.saturating_add(1);
+        let max_values = self.options.max_values_per_key;
+
+        // The head (newest data first), then the blocks newest first.
+        let segments = self.head_segments(tenant);
+        let files = self.tenant_files(tenant);
+        'scan: {
+            for (segment, frozen) in &segments {
+                if found.len() >= wanted {
+                    break 'scan;
+                }
+                if !segment.overlaps(range) {
+                    continue;
+                }
+                if *frozen {
+                    let mut index = segment.index.lock().unwrap_or_else(|poison| poison.into_inner());
+                    let (bounds, values) = index.catch_up(&segment.records, max_values).map_err(head_corrupt)?;
+                    if !bounds.may_match(conditions) || !values.may_match(conditions) {
+                        continue;
+                    }
+                }
+                let mut traces_seen = HashSet::new();
+                for_each_span(&segment.records, |stored| {
+                    stats.inspected_spans += 1;
+                    traces_seen.insert(stored.span.trace_id);
+                    if span_overlaps(&stored.span, range)
+                        && span_matches(conditions, &stored.resource.resource, &stored.span)
+                        && seen.insert(stored.span.trace_id)
+                    {
+                        found.push(stored.span.trace_id);
+                    }
+                })
+                .map_err(head_corrupt)?;
+                stats.inspected_traces += traces_seen.len() as u64;
+                stats.inspected_bytes += segment.bytes;
+            }
+            let mut raw = Vec::new();
+            for block in files.iter().rev() {
+                if !block.bounds.overlaps(range) {
+                    continue;
+                }
+                stats.blocks_total += 1;
+                if !block.bounds.may_match(conditions) || !block.index.may_match(conditions) {
+                    stats.blocks_skipped += 1;
+                    continue;
+                }
+                let mut read_any = false;
+                for (page_index, page) in block.pages.iter().enumerate() {
+                    if found.len() >= wanted {
+                        break 'scan;
+                    }
+                    let page_index = page_index as u32;
+                    if !page.bounds.overlaps(range)
+                        || !page.bounds.may_match(conditions)
+                        || !block.page_bloom_may_match(page_index, conditions)?
+                    {
+                        stats.pages_skipped += 1;
+                        continue;
+                    }
+                    read_any = true;
+                    block.read_page(page_index, &mut raw)?;
+                    let corrupt = |problem: String| TracesError::Corrupt {
+                        file: block.path.display().to_string(),
+                        problem: format!("page {page_index}: {problem}"),
+                    };
+                    let decoded = DecodedPage::parse(&raw).map_err(corrupt)?;
+                    stats.pages_read += 1;
+                    stats.inspected_bytes += raw.len() as u64;
+                    stats.inspected_traces += decoded.traces.len() as u64;
+                    let mut contexts = PageContexts::default();
+                    for trace_index in 0..decoded.traces.len() {
+                        let trace_id = decoded.traces[trace_index].trace_id;
+                        if seen.contains(&trace_id) {
+                            continue;
+                        }
+                        let spans = decoded.trace_spans(trace_index, &mut contexts).map_err(corrupt)?;
+                        stats.inspected_spans += spans.len() as u64;
+                        let matches = spans.iter().any(|stored| {
+                            span_overlaps(&stored.span, range)
+                                && span_matches(conditions, &stored.resource.resource, &stored.span)
+                        });
+                        if matches && found.len() < wanted {
+                            seen.insert(trace_id);
+                            found.push(trace_id);
+                            from_pages.insert(trace_id, (block.id.clone(), spans));
+                        }
+                    }
+                }
+                if !read_any {
+                    stats.blocks_skipped += 1;
+                }
+            }
+        }
+        self.counters.blocks_searched.fetch_add(stats.blocks_total - stats.blocks_skipped, Ordering::Relaxed);
+        self.counters.blocks_skipped.fetch_add(stats.blocks_skipped, Ordering::Relaxed);
+        self.counters.pages_read.fetch_add(stats.pages_read, Ordering::Relaxed);
+        self.counters.pages_skipped.fetch_add(stats.pages_skipped, Ordering::Relaxed);
+
+        let complete = found.len() <= limit;
+        found.truncate(limit);
+        let mut traces = Vec::with_capacity(found.len());
+        for trace_id in found {
+            let spans = match from_pages.remove(&trace_id) {
+                Some((block_id, spans)) => self.collect_trace(tenant, &trace_id, Some((&block_id, spans)))?,
+                None => self.collect_trace(tenant, &trace_id, None)?,
+            };
+            let matched: Vec<_> = spans
+                .iter()
+                .filter(|stored| {
+                    span_overlaps(&stored.span, range)
+                        && span_matches(conditions, &stored.resource.resource, &stored.span)
+                })
+                .map(|stored| stored.span.span_id)
+                .collect();
+            if matched.is_empty() {
+                continue;
+            }
+            traces.push(assemble::search_trace(trace_id, spans, matched));
+        }
+        traces.sort_by(|a, b| b.start_ns.cmp(&a.start_ns).then(a.trace_id.cmp(&b.trace_id)));
+        Ok(SearchResult { traces, complete, stats })
+    }
+
+    /// Calls `each` with the bounds and value index of every head segment and block of the
+    /// tenant that overlaps `range`.
+    fn for_each_index(
+        &self,
+        tenant: &str,
+        range: NsRange,
+        mut each: impl FnMut(&Bounds, &super::index::ValueIndex),
+    ) -> Result<(), TracesError> {
+        let segments = self.head_segments(tenant);
+        let files = self.tenant_files(tenant);
+        for (segment, _) in &segments {
+            if !segment.overlaps(range) {
+                continue;
+            }
+            let mut index = segment.index.lock().unwrap_or_else(|poison| poison.into_inner());
+            let (bounds, values) =
+                index.catch_up(&segment.records, self.options.max_values_per_key).map_err(head_corrupt)?;
+            each(bounds, values);
+        }
+        for block in &files {
+            if block.bounds.overlaps(range) {
+                each(&block.bounds, &block.index);
+            }
+        }
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Maintenance
+
+    /// Cuts full and old heads into blocks, compacts small blocks, applies retention.
+    /// Blocking: run it off the async runtime.
+    pub fn maintenance(&self) -> Result<TracesMaintenanceOutcome, TracesError> {
+        let _serial = self.maintenance_lock.lock().unwrap_or_else(|poison| poison.into_inner());
+        let now_ns = self.options.clock.now_ns();
+        let mut outcome = TracesMaintenanceOutcome { blocks_cut: self.cut(now_ns, false)?, ..Default::default() };
+        outcome.compactions = self.compact()?;
+        outcome.blocks_deleted = self.apply_retention(now_ns)?;
+        outcome.checkpoint_wanted = self.counters.cut_bytes_since_checkpoint.load(Ordering::Relaxed)
+            >= self.options.checkpoint_after_cut_bytes.max(1);
+        Ok(outcome)
+    }
+
+    /// Cuts every head into a block, whatever its size or age (for shutdown and tests).
+    /// Returns the number of blocks written.
+    pub fn flush_all(&self) -> Result<u64, TracesError> {
+        let _serial = self.maintenance_lock.lock().unwrap_or_else(|poison| poison.into_inner());
+        self.cut(self.options.clock.now_ns(), true)
+    }
+
+    /// Called once a WAL checkpoint has dropped what blocks hold.
+    pub fn note_checkpoint(&self) {
+        self.counters.cut_bytes_since_checkpoint.store(0, Ordering::Relaxed);
+    }
+
+    fn cut(&self, now_ns: i64, everything: bool) -> Result<u64, TracesError> {
+        let mut cut = 0;
+        for head in self.all_heads() {
+            let due = {
+                let state = head.read();
+                !state.is_empty()
+                    && (everything
+                        || state.bytes >= self.options.block_target_bytes
+                        || state
+                            .first_append_ns
+                            .is_some_and(|first| now_ns.saturating_sub(first) >= self.options.max_head_age_ns))
+            };
+            if due && self.cut_tenant(&head)? {
+                cut += 1;
+            }
+        }
+        Ok(cut)
+    }
+
+    /// Writes a tenant's whole head into a block and lets it go once the block is in place.
+    fn cut_tenant(&self, head: &TenantHead) -> Result<bool, TracesError> {
+        let started = Instant::now();
+        let taken = {
+            let _appends = head.lock_appends();
+            match head.take_for_cut() {
+                Some(taken) => taken,
+                None => return Ok(false),
+            }
+        };
+        let mut trace_ids: Vec<&TraceId> = taken.traces.keys().collect();
+        trace_ids.sort();
+        let mut contexts = RecordContexts::default();
+        let mut position = 0;
+        let written = self.write_block(&head.tenant, 1, Vec::new(), taken.seq_end, || {
+            let Some(trace_id) = trace_ids.get(position) else { return Ok(None) };
+            position += 1;
+            let mut collector = TraceCollector::default();
+            for span in taken.traces.get(*trace_id).into_iter().flatten() {
+                collector.add(contexts.resolve(span).map_err(head_corrupt)?);
+            }
+            Ok(Some((**trace_id, collector.into_sorted())))
+        });
+        let block = match written {
+            Ok(Some(block)) => block,
+            Ok(None) => {
+                head.cut_done(&taken);
+                return Ok(false);
+            }
+            Err(error) => {
+                // The spans stay in the head (and the WAL); the next pass tries again.
+                head.restore(&taken);
+                return Err(error);
+            }
+        };
+        let (block_id, spans, bytes) = (block.id.clone(), block.bounds.spans, block.size_bytes);
+        self.install(vec![block], &[]);
+        head.cut_done(&taken);
+        self.counters.blocks_cut.fetch_add(1, Ordering::Relaxed);
+        self.counters.cut_bytes_since_checkpoint.fetch_add(taken.bytes, Ordering::Relaxed);
+        tracing::info!(
+            tenant = %head.tenant,
+            file = %block_id,
+            spans,
+            traces = taken.traces.len(),
+            head_bytes = taken.bytes,
+            file_bytes = bytes,
+            duration_ms = started.elapsed().as_millis() as u64,
+            "traces head cut into a block"
+        );
+        Ok(true)
+    }
+
+    /// Adds new blocks and removes replaced ones from the file list at once; raises the
+    /// tenants' flushed sequence numbers.
+    fn install(&self, added: Vec<Arc<BlockFile>>, removed: &[String]) {
+        {
+            let mut flushed = self.flushed_seq_end.lock().unwrap_or_else(|poison| poison.into_inner());
+            for block in &added {
+                let entry = flushed.entry(block.tenant.clone()).or_default();
+                *entry = (*entry).max(block.seq_end);
+            }
+        }
+        let mut files = write(&self.files);
+        files.retain(|file| !removed.contains(&file.id));
+        files.extend(added);
+        files.sort_by(|a, b| a.id.cmp(&b.id));
+    }
+
+    /// Writes a block of the traces `next_trace` yields (ascending IDs, spans sorted).
+    fn write_block(
+        &self,
+        tenant: &str,
+        level: u32,
+        sources: Vec<String>,
+        seq_end: u64,
+        mut next_trace: impl FnMut() -> Result<Option<(TraceId, Vec<StoredSpan>)>, TracesError>,
+    ) -> Result<Option<Arc<BlockFile>>, TracesError> {
+        let mut writer = BlockWriter::create(&self.dir, tenant, level, sources, self.options.codec)?;
+        let mut fill = || -> Result<(Bounds, super::index::ValueIndex), TracesError> {
+            let mut block_index = IndexBuilder::new(self.options.max_values_per_key, false);
+            let mut encoder = PageEncoder::new();
+            while let Some((trace_id, spans)) = next_trace()? {
+                for stored in &spans {
+                    block_index.add(stored);
+                }
+                writer.note_trace(&trace_id, writer.next_page());
+                encoder.add_trace(&trace_id, &spans);
+                if encoder.raw_bytes() >= self.options.page_target_bytes {
+                    let (raw, summary) = std::mem::replace(&mut encoder, PageEncoder::new()).finish();
+                    writer.add_page(&raw, &summary)?;
+                }
+            }
+            if encoder.trace_count() > 0 {
+                let (raw, summary) = encoder.finish();
+                writer.add_page(&raw, &summary)?;
+            }
+            let (bounds, values, _) = block_index.finish();
+            Ok((bounds, values))
+        };
+        match fill() {
+            Ok((bounds, values)) => Ok(writer.finish(seq_end, &bounds, &values)?.map(Arc::new)),
+            Err(error) => {
+                writer.abandon();
+                Err(error)
+            }
+        }
+    }
+
+    /// Merges small blocks of one tenant that end in the same window, once there are enough.
+    fn compact(&self) -> Result<u64, TracesError> {
+        let window = self.options.compaction_window_ns.max(1);
+        let mut groups: BTreeMap<(String, i64), Vec<Arc<BlockFile>>> = BTreeMap::new();
+        for block in read(&self.files).iter() {
+            if block.size_bytes < self.options.compaction_small_file_bytes {
+                groups
+                    .entry((block.tenant.clone(), block.bounds.max_time_ns.div_euclid(window)))
+                    .or_default()
+                    .push(block.clone());
+            }
+        }
+        let mut compactions = 0;
+        for ((tenant, _), inputs) in groups {
+            if inputs.len() < self.options.compaction_min_files.max(2) {
+                continue;
+            }
+            let started = Instant::now();
+            self.merge_blocks(&tenant, &inputs)?;
+            compactions += 1;
+            tracing::info!(
+                tenant = %tenant,
+                inputs = inputs.len(),
+                duration_ms = started.elapsed().as_millis() as u64,
+                "trace blocks compacted"
+            );
+        }
+        self.counters.compactions.fetch_add(compactions, Ordering::Relaxed);
+        Ok(compactions)
+    }
+
+    /// Writes the traces of `inputs` (oldest first) into one block, merging each trace's spans
+    /// (one copy per span ID), swaps it in and deletes the inputs.
+    fn merge_blocks(&self, tenant: &str, inputs: &[Arc<BlockFile>]) -> Result<(), TracesError> {
+        let level = inputs.iter().map(|block| block.level).max().unwrap_or(1) + 1;
+        let sources: Vec<String> = inputs.iter().map(|block| block.id.clone()).collect();
+        let seq_end = inputs.iter().map(|block| block.seq_end).max().unwrap_or(0);
+        let mut streams: Vec<BlockStream<'_>> = inputs
+            .iter()
+            .map(|block| BlockStream { file: block, next_page: 0, queue: VecDeque::new(), raw: Vec::new() })
+            .collect();
+        let output = self.write_block(tenant, level, sources.clone(), seq_end, || {
+            let mut smallest: Option<TraceId> = None;
+            for stream in &mut streams {
+                if let Some(trace_id) = stream.front()? {
+                    smallest = Some(smallest.map_or(trace_id, |current| current.min(trace_id)));
+                }
+            }
+            let Some(trace_id) = smallest else { return Ok(None) };
+            let mut collector = TraceCollector::default();
+            for stream in &mut streams {
+                if stream.queue.front().is_some_and(|(front, _)| *front == trace_id)
+                    && let Some((_, spans)) = stream.queue.pop_front()
+                {
+                    for stored in spans {
+                        collector.add(stored);
+                    }
+                }
+            }
+            Ok(Some((trace_id, collector.into_sorted())))
+        })?;
+        self.install(output.into_iter().collect(), &sources);
+        for input in inputs {
+            fs::remove_file(&input.path).map_err(io_error(format!("removing {}", input.path.display())))?;
+        }
+        file::sync_dir(&self.dir)?;
+        Ok(())
+    }
+
+    /// The retention period of a tenant; `None`: kept forever.
+    pub fn retention_for(&self, tenant: &str) -> Option<i64> {
+        self.options.tenant_retention_ns.get(tenant).copied().or(self.options.retention_ns)
+    }
+
+    /// Deletes blocks whose every span ended before their tenant's retention period.
+    fn apply_retention(&self, now_ns: i64) -> Result<u64, TracesError> {
+        let expired: Vec<Arc<BlockFile>> = read(&self.files)
+            .iter()
+            .filter(|block| {
+                self.retention_for(&block.tenant)
+                    .is_some_and(|period| block.bounds.max_time_ns < now_ns.saturating_sub(period))
+            })
+            .cloned()
+            .collect();
+        if expired.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<String> = expired.iter().map(|block| block.id.clone()).collect();
+        self.install(Vec::new(), &ids);
+        for block in &expired {
+            fs::remove_file(&block.path).map_err(io_error(format!("removing {}", block.path.display())))?;
+            tracing::info!(tenant = %block.tenant, file = %block.id, "trace block deleted by retention");
+        }
+        file::sync_dir(&self.dir)?;
+        self.counters.blocks_deleted.fetch_add(expired.len() as u64, Ordering::Relaxed);
+        Ok(expired.len() as u64)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Figures
+
+    /// Figures about the whole store, for self-metrics.
+    pub fn store_stats(&self) -> TracesStats {
+        let mut stats = TracesStats::default();
+        for head in self.all_heads() {
+            let state = head.read();
+            stats.head_spans += state.spans;
+            stats.head_traces += state.traces.len() as u64;
+            stats.head_bytes += state.bytes;
+        }
+        for block in read(&self.files).iter() {
+            stats.blocks += 1;
+            stats.block_bytes += block.size_bytes;
+            stats.block_spans += block.bounds.spans;
+            stats.block_traces += block.trace_count;
+        }
+        stats.appended = *self.totals.lock().unwrap_or_else(|poison| poison.into_inner());
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        stats.blocks_cut = load(&self.counters.blocks_cut);
+        stats.compactions = load(&self.counters.compactions);
+        stats.blocks_deleted_by_retention = load(&self.counters.blocks_deleted);
+        stats.blocks_searched = load(&self.counters.blocks_searched);
+        stats.blocks_skipped = load(&self.counters.blocks_skipped);
+        stats.pages_read = load(&self.counters.pages_read);
+        stats.pages_skipped = load(&self.counters.pages_skipped);
+        stats.replay_malformed_records = load(&self.counters.replay_malformed);
+        stats.replay_spans_already_flushed = load(&self.counters.replay_already_flushed);
+        stats.corrupt_files = load(&self.counters.corrupt_files);
+        stats
+    }
+
+    /// Paths of the block files, oldest first: for tests and operators.
+    pub fn file_paths(&self) -> Vec<PathBuf> {
+        read(&self.files).iter().map(|block| block.path.clone()).collect()
+    }
+
+    /// Checks every page's and bloom's checksum in every block.
+    pub fn verify_files(&self) -> Result<(), TracesError> {
+        for block in read(&self.files).iter() {
+            block.verify()?;
+        }
+        Ok(())
+    }
+}
+
+impl TracesAppender for TracesStore {
+    fn append(&self, tenant: &str, batch: &[ResourceSpans]) -> Result<TracesAppendCounts, TracesError> {
+        self.append_batch(tenant, batch)
+    }
+}
+
+impl TracesQueryable for TracesStore {
+    /// The hint is not needed: every block's trace-ID bloom is checked (cheap), then only the
+    /// blocks that may hold the trace are read.
+    fn trace(
+        &self,
+        tenant: &str,
+        trace_id: &TraceId,
+        _range_hint: Option<NsRange>,
+    ) -> Result<Option<Trace>, TracesError> {
+        let spans = self.collect_trace(tenant, trace_id, None)?;
+        if spans.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(assemble::into_trace(*trace_id, spans)))
+    }
+
+    fn search(
+        &self,
+        tenant: &str,
+        filter: &SpanFilter,
+        range: NsRange,
+        limit: usize,
+    ) -> Result<SearchResult, TracesError> {
+        self.search_traces(tenant, filter, range, limit)
+    }
+
+    fn tag_names(
+        &self,
+        tenant: &str,
+        scope: Option<TagScope>,
+        range: NsRange,
+    ) -> Result<Vec<ScopedTagNames>, TracesError> {
+        let scopes: Vec<TagScope> = match scope {
+            Some(scope) => vec![scope],
+            None => TagScope::ALL.to_vec(),
+        };
+        let mut names: BTreeMap<TagScope, BTreeSet<String>> = BTreeMap::new();
+        let mut buffer = Vec::new();
+        self.for_each_index(tenant, range, |bounds, values| {
+            for scope in &scopes {
+                buffer.clear();
+                values.names(*scope, bounds, &mut buffer);
+                names.entry(*scope).or_default().extend(buffer.drain(..));
+            }
+        })?;
+        Ok(names
+            .into_iter()
+            .filter(|(_, names)| !names.is_empty())
+            .map(|(scope, names)| ScopedTagNames { scope, names: names.into_iter().collect() })
+            .collect())
+    }
+
+    fn tag_values(
+        &self,
+        tenant: &str,
+        tag: &TagRef,
+        range: NsRange,
+        limit: usize,
+    ) -> Result<Vec<TagValue>, TracesError> {
+        let mut values = Vec::new();
+        self.for_each_index(tenant, range, |bounds, index| index.values(tag.scope, &tag.name, bounds, &mut values))?;
+        values.sort_by(|a, b| a.total_cmp(b));
+        values.dedup_by(|a, b| a.total_cmp(b).is_eq());
+        values.truncate(limit);
+        Ok(values)
+    }
+}
