@@ -308,7 +308,9 @@ fn line_filters_skip_blocks_by_bloom_and_stay_exact() {
     let after = storage.logs().store_stats();
     let skipped = after.blocks_skipped_by_bloom - before.blocks_skipped_by_bloom;
     let read = after.blocks_read - before.blocks_read;
-    assert!(read <= 3, "read {read} blocks for a trace id");
+    // Blooms are per chunk: the chunk holding the id is read whole (4096-byte chunks of
+    // 1024-byte blocks: at most 5 blocks), every other chunk is skipped.
+    assert!(read <= 5, "read {read} blocks for a trace id");
     assert!(skipped > 20, "skipped only {skipped}");
 
     // Absent: the right (empty) answer, and most blocks skipped.
@@ -316,7 +318,7 @@ fn line_filters_skip_blocks_by_bloom_and_stay_exact() {
     assert!(find("4bf92f3577b34da6a3ce929d0e0e4736").is_empty());
     let after = storage.logs().store_stats();
     assert!(after.blocks_skipped_by_bloom - before.blocks_skipped_by_bloom > 20);
-    assert!(after.blocks_read - before.blocks_read <= 3);
+    assert!(after.blocks_read - before.blocks_read <= 5);
 
     // A word: still exact.
     assert_eq!(find("needle")[0].1.len(), 1);
@@ -580,4 +582,86 @@ fn an_unfinished_flush_is_cleaned_up_at_open() {
     assert!(!temp.exists());
     assert_eq!(storage.logs().store_stats().corrupt_files, 0);
     assert_eq!(all(&storage, "fake")[0].1.len(), 100);
+}
+
+#[test]
+fn multi_line_entries_and_metadata_survive_head_flush_and_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Clock::new();
+    let stream = labels(&[("app", "java")]);
+    let trace = labels(&[("trace_id", "4bf92f3577b34da6a3ce929d0e0e4736")]);
+    let mut entries = Vec::new();
+    for i in 0..300i64 {
+        // Some blocks hold stack traces (lines with newlines), others only one-line entries;
+        // timestamps at microsecond steps, some out of order.
+        let line = if (i / 40) % 2 == 1 && i % 5 == 0 {
+            format!("exception in worker {i}\n\tat com.example.Worker.run(Worker.java:{i})\n\tat java.lang.Thread.run")
+        } else {
+            format!("worker {i} finished job {} in {}ms é", i * 7, i % 13)
+        };
+        let t_ns = START + if i % 17 == 3 { (i - 2) * 1000 } else { i * 1000 };
+        let metadata = if i % 4 == 0 { trace.clone() } else { Labels::empty() };
+        entries.push(LogEntry { t_ns, line, metadata });
+    }
+    let options = || LogsOptions { head_codec: LogsCodec::None, ..small(&clock) };
+    let storage = open(dir.path(), options());
+    for batch in entries.chunks(25) {
+        push(&storage, "fake", &stream, batch);
+    }
+    let mut expected: Vec<(i64, String, String)> =
+        entries.iter().map(|e| (e.t_ns, e.line.clone(), e.metadata.to_string())).collect();
+    expected.sort();
+    let check = |storage: &Storage, when: &str| {
+        let dump = all(storage, "fake");
+        assert_eq!(dump.len(), 1, "{when}");
+        assert_eq!(dump[0].1, expected, "{when}");
+        let filters = [LineFilter::Contains("\n\tat com.example.Worker.run(Worker.java:125)".into())];
+        let found = select(storage, "fake", &[], NsRange::all(), Direction::Backward, &filters);
+        assert_eq!(found[0].1.len(), 1, "{when}");
+        assert!(found[0].1[0].1.starts_with("exception in worker 125\n"), "{when}");
+    };
+    check(&storage, "in the head, raw");
+    let raw_memory = storage.logs().store_stats().head_memory_bytes;
+    // A maintenance pass compresses the sealed head blocks that were left raw.
+    storage.maintenance().unwrap();
+    check(&storage, "in the head, compressed by maintenance");
+    assert!(storage.logs().store_stats().head_memory_bytes < raw_memory, "head memory did not shrink");
+    storage.logs().flush_all().unwrap();
+    check(&storage, "in files");
+    storage.logs().verify_files().unwrap();
+    drop(storage);
+    let storage = open(dir.path(), options());
+    check(&storage, "after a restart");
+}
+
+#[test]
+fn blooms_skip_chunks_with_raw_and_compressed_head_blocks() {
+    // Head blocks raw (compressed at flush) or compressed at seal: same files, same answers.
+    for head_codec in [LogsCodec::None, LogsCodec::Zstd { level: 1 }] {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Clock::new();
+        let storage = open(dir.path(), LogsOptions { head_codec, ..small(&clock) });
+        let stream = labels(&[("job", "hdfs")]);
+        let entries = generate(3, 3000, Some(2500), "request_id=c0ffee00deadbeef");
+        push(&storage, "fake", &stream, &entries);
+        storage.logs().flush_all().unwrap();
+        let filters = [LineFilter::Contains("request_id=c0ffee00deadbeef".into())];
+        let before = storage.logs().store_stats();
+        let found = select(&storage, "fake", &[], NsRange::all(), Direction::Forward, &filters);
+        assert_eq!(found[0].1.len(), 1, "{head_codec:?}");
+        assert_eq!(found[0].1[0].0, entries[2500].t_ns);
+        let after = storage.logs().store_stats();
+        // These lines are nearly all random digits, so the filters of these tiny chunks are
+        // held to their cap (256 bits per KiB of lines) and a few chunks pass by chance.
+        assert!(after.blocks_read - before.blocks_read < 30, "{head_codec:?}: {after:?}");
+        assert!(after.blocks_skipped_by_bloom - before.blocks_skipped_by_bloom > 300, "{head_codec:?}: {after:?}");
+        // Without blooms every block is read, and the answer is the same.
+        let dir = tempfile::tempdir().unwrap();
+        let storage = open(dir.path(), LogsOptions { head_codec, bloom_bits_per_kib: 0, ..small(&clock) });
+        push(&storage, "fake", &stream, &entries);
+        storage.logs().flush_all().unwrap();
+        let again = select(&storage, "fake", &[], NsRange::all(), Direction::Forward, &filters);
+        assert_eq!(again, found);
+        assert_eq!(storage.logs().store_stats().blocks_skipped_by_bloom, 0);
+    }
 }

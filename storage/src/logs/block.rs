@@ -1,29 +1,40 @@
-//! Blocks: a stream's entries sorted by (timestamp, line), encoded back to back and compressed
-//! as one unit, with the skip data a reader checks before decompressing (time bounds, counts,
-//! and, once flushed, an n-gram bloom filter; see `bloom.rs`).
+//! Blocks: a stream's entries sorted by (timestamp, line), laid out as a lines section and a
+//! columns section and compressed as two zstd frames, with the skip data a reader checks before
+//! decompressing (time bounds, counts; blooms are per chunk, see `bloom.rs`).
 //!
-//! Entry encoding inside a block (before compression), in (t_ns, line) order:
+//! Layout of a block before compression (format version 2), entries in (t_ns, line) order:
 //!
 //! ```text
-//! t_ns - previous t_ns   signed varint (the first entry's previous is 0)
-//! line                   varint length + bytes (UTF-8)
-//! metadata               varint count, then name and value (varint length + UTF-8 each)
+//! lines section     with newline framing: every line followed by '\n' (no line holds one);
+//!                   with length framing: the lines back to back
+//! columns section   first t_ns (signed varint), time unit (varint), then per later entry
+//!                   (t_ns - previous t_ns) / unit (varint); per entry the metadata label set
+//!                   (varint count, then name and value, varint length + UTF-8 each); with
+//!                   length framing, per entry the line length (varint)
+//! framing           u8: 1 newline, 0 lengths
 //! ```
 //!
-//! The codec byte says how the encoded entries were compressed, so the choice can change
-//! without a format version: 0 none, 1 zstd. Layout in `docs/format/log-chunks.md`.
+//! Keeping the text apart from the numbers is what makes zstd's literal statistics fit the text;
+//! the lines section's length follows from the block's meta (line bytes, plus one per entry with
+//! newline framing), so it needs no field of its own. A compressed block is two zstd frames, the
+//! lines section's and the rest's. The codec byte says how the block was compressed: 0 none,
+//! 1 zstd. Layout in `docs/format/log-chunks.md`.
 
 use std::sync::Arc;
 
 use super::LogEntry;
-use super::bloom::Bloom;
 use super::records::{get_labels, skip_labels};
-use crate::codec::{get_bytes, get_varint, put_bytes, put_varint};
+use crate::codec::{get_uvarint, get_varint, put_uvarint, put_varint};
 
-/// No compression (tests and incompressible data).
+/// No compression (head blocks, tests and incompressible data).
 pub(crate) const CODEC_NONE: u8 = 0;
-/// zstd frame.
+/// zstd frames.
 pub(crate) const CODEC_ZSTD: u8 = 1;
+
+/// Lines back to back, their lengths in the columns section.
+pub(crate) const FRAMING_LENGTHS: u8 = 0;
+/// Every line followed by '\n'.
+pub(crate) const FRAMING_NEWLINE: u8 = 1;
 
 /// Largest uncompressed block a reader accepts: a bound on what a corrupt size field can make
 /// a decompression allocate. Blocks are cut near 256 KiB; one entry may carry a long line.
@@ -44,13 +55,14 @@ pub(crate) struct BlockMeta {
     pub min_t_ns: i64,
     pub max_t_ns: i64,
     pub entries: u32,
-    /// Bytes of the encoded entries before compression (what a decompression must produce).
+    /// Bytes of the block before compression (what a decompression must produce).
     pub raw_bytes: u32,
-    /// Bytes of the lines alone, for stats.
+    /// Bytes of the lines alone, for stats and to find the end of the lines section.
     pub line_bytes: u64,
 }
 
-/// A sealed block held in memory: compressed, immutable, shared with readers.
+/// A sealed block held in memory: immutable, shared with readers. Head blocks are sealed
+/// uncompressed (by default) and compressed by maintenance or the flush.
 #[derive(Debug)]
 pub(crate) struct SealedBlock {
     pub meta: BlockMeta,
@@ -58,81 +70,168 @@ pub(crate) struct SealedBlock {
     pub data: Vec<u8>,
     /// Entries have stream sequence numbers below this (and at or above the previous block's).
     pub seq_end: u64,
-    /// Built when the block is flushed; `None` in the head.
-    pub bloom: Option<Bloom>,
 }
 
-/// Encodes entries given in (t_ns, line) order into `out`.
-pub(crate) struct BlockEncoder<'a> {
-    out: &'a mut Vec<u8>,
-    previous_t_ns: i64,
-    pub meta: BlockMeta,
+/// Builds a block from entries given in (t_ns, line) order.
+#[derive(Debug, Default)]
+pub(crate) struct BlockEncoder {
+    /// Each line followed by '\n'.
+    lines: Vec<u8>,
+    /// Each entry's encoded metadata label set, back to back.
+    metadata: Vec<u8>,
+    times_ns: Vec<i64>,
+    line_lengths: Vec<u32>,
+    /// Whether some line holds a '\n', which rules out newline framing.
+    line_has_newline: bool,
 }
 
-impl<'a> BlockEncoder<'a> {
-    pub fn new(out: &'a mut Vec<u8>) -> BlockEncoder<'a> {
-        out.clear();
-        BlockEncoder {
-            out,
-            previous_t_ns: 0,
-            meta: BlockMeta { min_t_ns: i64::MAX, max_t_ns: i64::MIN, entries: 0, raw_bytes: 0, line_bytes: 0 },
-        }
+impl BlockEncoder {
+    pub fn new() -> BlockEncoder {
+        BlockEncoder::default()
+    }
+
+    /// An encoder over parts already built in key order: `lines` holds every line followed by
+    /// '\n' (the head's open block arena, taken without copying it).
+    pub fn from_parts(
+        lines: Vec<u8>,
+        metadata: Vec<u8>,
+        times_ns: Vec<i64>,
+        line_lengths: Vec<u32>,
+        line_has_newline: bool,
+    ) -> BlockEncoder {
+        BlockEncoder { lines, metadata, times_ns, line_lengths, line_has_newline }
     }
 
     /// Adds an entry whose metadata is already encoded.
     pub fn push(&mut self, t_ns: i64, line: &[u8], metadata: &[u8]) {
-        put_varint(self.out, t_ns.wrapping_sub(self.previous_t_ns));
-        self.previous_t_ns = t_ns;
-        put_bytes(self.out, line);
-        self.out.extend_from_slice(metadata);
-        self.meta.min_t_ns = self.meta.min_t_ns.min(t_ns);
-        self.meta.max_t_ns = self.meta.max_t_ns.max(t_ns);
-        self.meta.entries += 1;
-        self.meta.line_bytes += line.len() as u64;
+        self.line_has_newline |= line.contains(&b'\n');
+        self.lines.extend_from_slice(line);
+        self.lines.push(b'\n');
+        self.metadata.extend_from_slice(metadata);
+        self.times_ns.push(t_ns);
+        self.line_lengths.push(line.len() as u32);
     }
 
-    pub fn finish(mut self) -> BlockMeta {
-        self.meta.raw_bytes = u32::try_from(self.out.len()).unwrap_or(u32::MAX);
-        self.meta
-    }
-}
-
-/// Compresses encoded entries.
-pub(crate) fn compress(codec: LogsCodec, raw: &[u8]) -> Vec<u8> {
-    match codec {
-        LogsCodec::None => raw.to_vec(),
-        LogsCodec::Zstd { level } => {
-            // One compression context per thread and level, reused: creating one costs more than
-            // compressing a small block. Compression into a vector only fails on allocation
-            // failure or a bad level (which zstd clamps): then the bytes are stored as they are.
-            thread_local! {
-                static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
-                    const { std::cell::RefCell::new(None) };
+    /// The block before compression, and its meta.
+    pub fn finish(self) -> (Vec<u8>, BlockMeta) {
+        let BlockEncoder { mut lines, metadata, times_ns, line_lengths, line_has_newline } = self;
+        let line_bytes: u64 = line_lengths.iter().map(|&length| u64::from(length)).sum();
+        let framing = if line_has_newline {
+            // Rebuild the section without the terminators (rare: multi-line entries).
+            let mut plain = Vec::with_capacity(line_bytes as usize);
+            let mut start = 0usize;
+            for &length in &line_lengths {
+                plain.extend_from_slice(&lines[start..start + length as usize]);
+                start += length as usize + 1;
             }
-            COMPRESSOR.with(|cell| {
-                let mut slot = cell.borrow_mut();
-                if slot.as_ref().is_none_or(|(cached, _)| *cached != level) {
-                    *slot = zstd::bulk::Compressor::new(level).ok().map(|compressor| (level, compressor));
-                }
-                match slot.as_mut() {
-                    Some((_, compressor)) => compressor.compress(raw).unwrap_or_else(|_| raw.to_vec()),
-                    None => raw.to_vec(),
-                }
-            })
+            lines = plain;
+            FRAMING_LENGTHS
+        } else {
+            FRAMING_NEWLINE
+        };
+        let mut out = lines;
+        out.reserve(metadata.len() + times_ns.len() * 3 + 24);
+        let first_ns = times_ns.first().copied().unwrap_or(0);
+        // The time unit: the largest number dividing every step, so that timestamps kept at
+        // millisecond or microsecond precision take a byte or two per entry.
+        let mut unit_ns = 0u64;
+        for pair in times_ns.windows(2) {
+            unit_ns = gcd(unit_ns, pair[1].abs_diff(pair[0]));
+            if unit_ns == 1 {
+                break;
+            }
         }
+        let unit_ns = unit_ns.max(1);
+        put_varint(&mut out, first_ns);
+        put_uvarint(&mut out, unit_ns);
+        for pair in times_ns.windows(2) {
+            put_uvarint(&mut out, pair[1].abs_diff(pair[0]) / unit_ns);
+        }
+        out.extend_from_slice(&metadata);
+        if framing == FRAMING_LENGTHS {
+            for &length in &line_lengths {
+                put_uvarint(&mut out, u64::from(length));
+            }
+        }
+        out.push(framing);
+        let meta = BlockMeta {
+            min_t_ns: first_ns,
+            max_t_ns: times_ns.last().copied().unwrap_or(0),
+            entries: times_ns.len() as u32,
+            raw_bytes: u32::try_from(out.len()).unwrap_or(u32::MAX),
+            line_bytes,
+        };
+        (out, meta)
     }
 }
 
-/// Compresses with `codec`, or stores uncompressed when that is not smaller; returns the codec
-/// byte that was used.
-pub(crate) fn compress_best(codec: LogsCodec, raw: &[u8]) -> (u8, Vec<u8>) {
-    match codec {
-        LogsCodec::None => (CODEC_NONE, raw.to_vec()),
-        LogsCodec::Zstd { .. } => {
-            let data = compress(codec, raw);
-            if data.len() >= raw.len() { (CODEC_NONE, raw.to_vec()) } else { (CODEC_ZSTD, data) }
-        }
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
     }
+    a
+}
+
+/// Where the lines section of a raw block ends, checked against the block's length.
+pub(crate) fn lines_section_len(raw: &[u8], meta: &BlockMeta) -> Result<usize, String> {
+    let framing = *raw.last().ok_or("block is empty")?;
+    let terminators = match framing {
+        FRAMING_NEWLINE => u64::from(meta.entries),
+        FRAMING_LENGTHS => 0,
+        other => return Err(format!("unknown line framing {other}")),
+    };
+    let length = meta.line_bytes.checked_add(terminators).filter(|length| *length < raw.len() as u64);
+    length.map(|length| length as usize).ok_or_else(|| "lines section runs past the block".to_string())
+}
+
+/// Compresses a zstd frame of `raw` onto the end of `out`, with one reused context per thread
+/// and level. `false` if zstd failed (allocation failure; a bad level is clamped by zstd).
+fn zstd_frame(level: i32, raw: &[u8], out: &mut Vec<u8>) -> bool {
+    thread_local! {
+        static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_none_or(|(cached, _)| *cached != level) {
+            *slot = zstd::bulk::Compressor::new(level).ok().map(|compressor| (level, compressor));
+        }
+        let Some((_, compressor)) = slot.as_mut() else { return false };
+        // Straight into the output, past what it holds.
+        let start = out.len();
+        out.resize(start + zstd::zstd_safe::compress_bound(raw.len()), 0);
+        match compressor.compress_to_buffer(raw, &mut out[start..]) {
+            Ok(written) => {
+                out.truncate(start + written);
+                true
+            }
+            Err(_) => {
+                out.truncate(start);
+                false
+            }
+        }
+    })
+}
+
+/// Compresses a raw block with `codec`: the lines section and the rest as two frames. `None`
+/// when the block is better kept as it is (no codec, or compression would not make it smaller).
+pub(crate) fn compress_block(codec: LogsCodec, raw: &[u8], meta: &BlockMeta) -> Option<Vec<u8>> {
+    let LogsCodec::Zstd { level } = codec else { return None };
+    let split = lines_section_len(raw, meta).ok()?;
+    let mut data = Vec::with_capacity(raw.len() / 4);
+    let compressed = zstd_frame(level, &raw[..split], &mut data) && zstd_frame(level, &raw[split..], &mut data);
+    (compressed && data.len() < raw.len()).then_some(data)
+}
+
+/// Counts the bytes of `bytes` equal to `wanted`, in a form the compiler vectorises.
+pub(crate) fn count_bytes(bytes: &[u8], wanted: u8) -> usize {
+    let mut total = 0usize;
+    let mut chunks = bytes.chunks_exact(128);
+    for chunk in &mut chunks {
+        // At most 128 per chunk: the sum fits a u8.
+        total += usize::from(chunk.iter().map(|&byte| u8::from(byte == wanted)).fold(0u8, u8::wrapping_add));
+    }
+    total + chunks.remainder().iter().filter(|&&byte| byte == wanted).count()
 }
 
 /// Decompresses a block into `out`; the result must be exactly `raw_bytes` long.
@@ -145,7 +244,7 @@ pub(crate) fn decompress(codec: u8, data: &[u8], raw_bytes: u32, out: &mut Vec<u
         CODEC_NONE => out.extend_from_slice(data),
         CODEC_ZSTD => {
             // One decompression context per thread, reused. The output is capped at the size
-            // the block's meta states, itself capped above.
+            // the block's meta states, itself capped above; every frame is decompressed.
             thread_local! {
                 static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
                     const { std::cell::RefCell::new(None) };
@@ -179,6 +278,7 @@ pub(crate) struct EntrySlot {
     pub t_ns: i64,
     pub line_start: u32,
     pub line_end: u32,
+    pub metadata_start: u32,
     pub metadata_end: u32,
 }
 
@@ -190,31 +290,73 @@ pub(crate) struct DecodedBlock {
 }
 
 impl DecodedBlock {
-    /// Locates every entry; checks the framing and that lines are UTF-8.
-    pub fn parse(raw: Vec<u8>, expected_entries: u32) -> Result<DecodedBlock, String> {
-        let mut slots = Vec::with_capacity((expected_entries as usize).min(raw.len() / 3 + 1));
-        let mut input = raw.as_slice();
-        let total = raw.len();
-        let mut t_ns = 0i64;
-        while !input.is_empty() {
-            t_ns = t_ns.wrapping_add(get_varint(&mut input).ok_or("entry time is malformed")?);
-            let line = get_bytes(&mut input).ok_or("entry line is malformed")?;
-            if std::str::from_utf8(line).is_err() {
-                return Err("entry line is not utf-8".into());
-            }
-            let line_end = total - input.len();
-            let line_start = line_end - line.len();
-            skip_labels(&mut input).map_err(|_| "entry metadata is malformed")?;
-            let metadata_end = total - input.len();
-            slots.push(EntrySlot {
-                t_ns,
-                line_start: line_start as u32,
-                line_end: line_end as u32,
-                metadata_end: metadata_end as u32,
-            });
+    /// Locates every entry; checks the framing against `meta`, that times do not go backwards
+    /// and stay within the meta's bounds, and that lines are UTF-8.
+    pub fn parse(raw: Vec<u8>, meta: &BlockMeta) -> Result<DecodedBlock, String> {
+        let lines_len = lines_section_len(&raw, meta)?;
+        let framing = raw[raw.len() - 1];
+        let entries = meta.entries as usize;
+        if entries == 0 {
+            return Err("block holds no entries".into());
         }
-        if slots.len() != expected_entries as usize {
-            return Err(format!("block holds {} entries, expected {expected_entries}", slots.len()));
+        if entries > raw.len() {
+            return Err(format!("block claims {entries} entries in {} bytes", raw.len()));
+        }
+        let total = raw.len();
+        let mut columns = &raw[lines_len..total - 1];
+        let offset = |rest: &[u8]| (total - 1 - rest.len()) as u32;
+        let mut slots = Vec::with_capacity(entries);
+        let mut t_ns = get_varint(&mut columns).ok_or("first entry time is malformed")?;
+        let unit_ns = get_uvarint(&mut columns).filter(|unit| *unit > 0).ok_or("time unit is malformed")?;
+        for index in 0..entries {
+            if index > 0 {
+                let steps = get_uvarint(&mut columns).ok_or("entry time is malformed")?;
+                let step = steps.checked_mul(unit_ns).and_then(|step| i64::try_from(step).ok());
+                t_ns = step.and_then(|step| t_ns.checked_add(step)).ok_or("entry time overflows")?;
+            }
+            slots.push(EntrySlot { t_ns, line_start: 0, line_end: 0, metadata_start: 0, metadata_end: 0 });
+        }
+        if slots[0].t_ns != meta.min_t_ns || t_ns != meta.max_t_ns {
+            return Err("entry times disagree with the block's bounds".into());
+        }
+        for slot in &mut slots {
+            slot.metadata_start = offset(columns);
+            skip_labels(&mut columns).map_err(|_| "entry metadata is malformed")?;
+            slot.metadata_end = offset(columns);
+        }
+        let lines = &raw[..lines_len];
+        if framing == FRAMING_NEWLINE {
+            // '\n' never occurs inside a multi-byte character, so the section is valid UTF-8
+            // exactly when every line is.
+            let text = std::str::from_utf8(lines).map_err(|_| "entry line is not utf-8")?;
+            let mut start = 0usize;
+            let mut pieces = text.split_terminator('\n');
+            for slot in &mut slots {
+                let line = pieces.next().ok_or("fewer lines than entries")?;
+                slot.line_start = start as u32;
+                slot.line_end = (start + line.len()) as u32;
+                start += line.len() + 1;
+            }
+            if start != lines_len || pieces.next().is_some() {
+                return Err("lines section does not hold one line per entry".into());
+            }
+        } else {
+            let mut start = 0usize;
+            for slot in &mut slots {
+                let length = get_uvarint(&mut columns).ok_or("line length is malformed")? as usize;
+                let end =
+                    start.checked_add(length).filter(|end| *end <= lines_len).ok_or("line runs past its section")?;
+                std::str::from_utf8(&lines[start..end]).map_err(|_| "entry line is not utf-8")?;
+                slot.line_start = start as u32;
+                slot.line_end = end as u32;
+                start = end;
+            }
+            if start != lines_len {
+                return Err("lines section does not hold one line per entry".into());
+            }
+        }
+        if !columns.is_empty() {
+            return Err("columns section has trailing bytes".into());
         }
         Ok(DecodedBlock { raw: Arc::new(raw), slots })
     }
@@ -224,7 +366,7 @@ impl DecodedBlock {
     }
 
     pub fn metadata(&self, slot: &EntrySlot) -> &[u8] {
-        &self.raw[slot.line_end as usize..slot.metadata_end as usize]
+        &self.raw[slot.metadata_start as usize..slot.metadata_end as usize]
     }
 
     /// Materialises an entry.
@@ -236,46 +378,120 @@ impl DecodedBlock {
     }
 }
 
+/// The lines of a raw block, one at a time, without materialising entries (for blooms).
+pub(crate) fn for_each_line(raw: &[u8], meta: &BlockMeta, mut each: impl FnMut(&[u8])) -> Result<(), String> {
+    let lines_len = lines_section_len(raw, meta)?;
+    if raw[raw.len() - 1] == FRAMING_NEWLINE {
+        // Grams across a '\n' are harmless extras: the whole section goes in one pass.
+        each(&raw[..lines_len]);
+        return Ok(());
+    }
+    let block = DecodedBlock::parse(raw.to_vec(), meta)?;
+    for slot in &block.slots {
+        each(block.line(slot));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::labels::Labels;
     use crate::logs::records::put_labels;
 
-    #[test]
-    fn blocks_round_trip_through_every_codec() {
+    fn encode(lines: &[(i64, String, bool)]) -> (Vec<u8>, BlockMeta) {
         let metadata = Labels::from_pairs([("trace_id", "0af7651916cd43dd8448eb211c80319c")]).unwrap();
         let mut encoded_metadata = Vec::new();
         put_labels(&mut encoded_metadata, &metadata);
         let mut empty = Vec::new();
         put_labels(&mut empty, &Labels::empty());
-        let mut raw = Vec::new();
-        let mut encoder = BlockEncoder::new(&mut raw);
-        for i in 0..1000i64 {
-            let line = format!("GET /api/v1/items/{i} 200 {}ms", i % 17);
-            encoder.push(-500 + i, line.as_bytes(), if i % 3 == 0 { &encoded_metadata } else { &empty });
+        let mut encoder = BlockEncoder::new();
+        for (t_ns, line, with_metadata) in lines {
+            encoder.push(*t_ns, line.as_bytes(), if *with_metadata { &encoded_metadata } else { &empty });
         }
-        let meta = encoder.finish();
-        assert_eq!((meta.min_t_ns, meta.max_t_ns, meta.entries), (-500, 499, 1000));
-        for codec in [LogsCodec::None, LogsCodec::Zstd { level: 1 }, LogsCodec::Zstd { level: 9 }] {
-            let (codec_byte, data) = compress_best(codec, &raw);
-            let mut out = Vec::new();
-            decompress(codec_byte, &data, meta.raw_bytes, &mut out).unwrap();
-            let block = DecodedBlock::parse(out, meta.entries).unwrap();
-            let entry = block.entry(&block.slots[3]).unwrap();
-            assert_eq!(
-                entry,
-                LogEntry { t_ns: -497, line: "GET /api/v1/items/3 200 3ms".into(), metadata: metadata.clone() }
-            );
-            assert!(block.entry(&block.slots[4]).unwrap().metadata.is_empty());
+        encoder.finish()
+    }
+
+    #[test]
+    fn blocks_round_trip_through_every_codec_and_framing() {
+        let metadata = Labels::from_pairs([("trace_id", "0af7651916cd43dd8448eb211c80319c")]).unwrap();
+        for multi_line in [false, true] {
+            let lines: Vec<(i64, String, bool)> = (0..1000i64)
+                .map(|i| {
+                    let line = if multi_line && i % 100 == 7 {
+                        format!("panic at item {i}\n  at main.rs:{i}\n")
+                    } else {
+                        format!("GET /api/v1/items/{i} 200 {}ms é", i % 17)
+                    };
+                    (-500_000 + i * 1000, line, i % 3 == 0)
+                })
+                .collect();
+            let (raw, meta) = encode(&lines);
+            assert_eq!((meta.min_t_ns, meta.max_t_ns, meta.entries), (-500_000, 499_000, 1000));
+            assert_eq!(raw[raw.len() - 1], if multi_line { FRAMING_LENGTHS } else { FRAMING_NEWLINE });
+            for codec in [LogsCodec::None, LogsCodec::Zstd { level: 1 }, LogsCodec::Zstd { level: 9 }] {
+                let (codec_byte, data) = match compress_block(codec, &raw, &meta) {
+                    Some(data) => (CODEC_ZSTD, data),
+                    None => (CODEC_NONE, raw.clone()),
+                };
+                let mut out = Vec::new();
+                decompress(codec_byte, &data, meta.raw_bytes, &mut out).unwrap();
+                assert_eq!(out, raw);
+                let block = DecodedBlock::parse(out, &meta).unwrap();
+                for (index, (t_ns, line, with_metadata)) in lines.iter().enumerate() {
+                    let entry = block.entry(&block.slots[index]).unwrap();
+                    assert_eq!((entry.t_ns, &entry.line), (*t_ns, line));
+                    assert_eq!(entry.metadata, if *with_metadata { metadata.clone() } else { Labels::empty() });
+                }
+            }
+            let mut seen = 0;
+            for_each_line(&raw, &meta, |lines| seen += lines.len()).unwrap();
+            assert!(seen as u64 >= meta.line_bytes);
         }
-        let (_, zstd) = compress_best(LogsCodec::Zstd { level: 3 }, &raw);
-        assert!(zstd.len() * 4 < raw.len(), "{} of {}", zstd.len(), raw.len());
-        // Damage is an error, never a panic.
-        let (codec_byte, mut data) = compress_best(LogsCodec::Zstd { level: 3 }, &raw);
+    }
+
+    #[test]
+    fn text_and_numbers_compress_apart() {
+        let lines: Vec<(i64, String, bool)> =
+            (0..2000i64).map(|i| (i * 1_000_000, format!("GET /api/v1/items/{i} 200 {}ms", i % 17), false)).collect();
+        let (raw, meta) = encode(&lines);
+        // A newline, a time step and an empty metadata set per entry: millisecond steps take one
+        // varint byte each, as the time unit is 1 ms.
+        assert!(raw.len() < meta.line_bytes as usize + 3 * 2000 + 32, "{} bytes", raw.len());
+        let data = compress_block(LogsCodec::Zstd { level: 3 }, &raw, &meta).unwrap();
+        assert!(data.len() * 4 < raw.len(), "{} of {}", data.len(), raw.len());
+        assert_eq!(count_bytes(&raw, b'\n'), 2000 + count_bytes(&raw[meta.line_bytes as usize + 2000..], b'\n'));
+        assert_eq!(count_bytes(&[b'\n'; 1000], b'\n'), 1000);
+    }
+
+    #[test]
+    fn damage_is_an_error_never_a_panic() {
+        let lines: Vec<(i64, String, bool)> =
+            (0..50i64).map(|i| (i * 7, format!("line {i} with a few words"), i % 2 == 0)).collect();
+        let (raw, meta) = encode(&lines);
+        let mut data = compress_block(LogsCodec::Zstd { level: 3 }, &raw, &meta).unwrap();
         data.truncate(data.len() / 2);
-        assert!(decompress(codec_byte, &data, meta.raw_bytes, &mut Vec::new()).is_err());
+        assert!(decompress(CODEC_ZSTD, &data, meta.raw_bytes, &mut Vec::new()).is_err());
         assert!(decompress(7, &raw, meta.raw_bytes, &mut Vec::new()).is_err());
-        assert!(DecodedBlock::parse(raw[..raw.len() - 3].to_vec(), meta.entries).is_err());
+        // Cut anywhere before the framing byte (then put back): always refused.
+        for cut in 0..raw.len() - 1 {
+            let mut shorter = raw[..cut].to_vec();
+            shorter.push(FRAMING_NEWLINE);
+            assert!(DecodedBlock::parse(shorter, &meta).is_err(), "cut at {cut}");
+        }
+        for position in 0..raw.len() {
+            for flip in [0x01, 0x80, 0x0a] {
+                let mut damaged = raw.clone();
+                damaged[position] ^= flip;
+                // Either refused, or (a flip inside a line's text) still one entry per slot.
+                if let Ok(block) = DecodedBlock::parse(damaged, &meta) {
+                    assert_eq!(block.slots.len(), 50);
+                }
+            }
+        }
+        let wrong_count = BlockMeta { entries: 49, ..meta };
+        assert!(DecodedBlock::parse(raw.clone(), &wrong_count).is_err());
+        let wrong_bounds = BlockMeta { max_t_ns: meta.max_t_ns + 1, ..meta };
+        assert!(DecodedBlock::parse(raw, &wrong_bounds).is_err());
     }
 }

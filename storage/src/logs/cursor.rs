@@ -137,15 +137,16 @@ impl MergeCursor {
                 return Ok(peeked.is_some().then_some(Opened::Entries { entries, peeked }));
             }
             SourceKind::Head(block) => decompress(block.codec, &block.data, block.meta.raw_bytes, &mut self.scratch)
-                .and_then(|()| DecodedBlock::parse(std::mem::take(&mut self.scratch), block.meta.entries))
+                .and_then(|()| DecodedBlock::parse(std::mem::take(&mut self.scratch), &block.meta))
                 .map_err(|problem| LogsError::Corrupt { file: "head block".into(), problem })?,
             SourceKind::File { file, block } => {
                 file.read_block(block, &mut self.scratch)?;
-                DecodedBlock::parse(std::mem::take(&mut self.scratch), file.blocks[block as usize].meta.entries)
-                    .map_err(|problem| LogsError::Corrupt {
+                DecodedBlock::parse(std::mem::take(&mut self.scratch), &file.blocks[block as usize].meta).map_err(
+                    |problem| LogsError::Corrupt {
                         file: file.path.display().to_string(),
                         problem: format!("block {block}: {problem}"),
-                    })?
+                    },
+                )?
             }
         };
         self.counters.blocks_read.fetch_add(1, Ordering::Relaxed);

@@ -1,11 +1,12 @@
 //! Immutable log files: the chunks one flush (or compaction, or retention rewrite) wrote, with
-//! each block's compressed entries and bloom filter, and a stream table (tenant, labels,
-//! chunks, block skip data) at the end, found through a fixed footer. Written to a temporary
+//! each block's compressed entries and each chunk's bloom filter, and a stream table (tenant,
+//! labels, chunks, block skip data) at the end, found through a fixed footer. Written to a temporary
 //! name, synced, renamed into place, the directory synced; never modified afterwards.
 //!
 //! ```text
-//! header   "TLOG", version u8 = 1, 3 reserved bytes
-//! blocks   per block: data, crc32c(data) u32; then, if it has one, bloom, crc32c(bloom) u32
+//! header   "TLOG", version u8 = 2, 3 reserved bytes
+//! chunks   per chunk: per block, data, crc32c(data) u32; then, if it has one, the chunk's
+//!          bloom, crc32c(bloom) u32
 //! table    streams with their chunks and block metas; file ID, level, sources
 //! footer   table offset u64, table length u64, crc32c(table) u32, crc32c(footer) u32, "TLGF"
 //! ```
@@ -28,7 +29,7 @@ use crate::labels::Labels;
 
 const HEADER_MAGIC: [u8; 4] = *b"TLOG";
 const FOOTER_MAGIC: [u8; 4] = *b"TLGF";
-pub(crate) const FORMAT_VERSION: u8 = 1;
+pub(crate) const FORMAT_VERSION: u8 = 2;
 const HEADER_LEN: usize = 8;
 const FOOTER_LEN: usize = 28;
 
@@ -44,23 +45,26 @@ pub(crate) struct FileBlock {
     pub data_len: u32,
     pub codec: u8,
     pub meta: BlockMeta,
-    /// 0 when the block has no bloom filter.
-    pub bloom_bits_log2: u8,
-    pub bloom_hashes: u8,
 }
 
 impl FileBlock {
-    fn bloom_range(&self) -> Option<Range<usize>> {
-        if self.bloom_bits_log2 == 0 {
-            return None;
-        }
-        let start = self.offset as usize + self.data_len as usize + 4;
-        Some(start..start + (1usize << self.bloom_bits_log2) / 8)
-    }
-
-    /// Bytes the block takes in the file: data, bloom and their checksums.
+    /// Bytes the block takes in the file: data and its checksum.
     pub fn stored_bytes(&self) -> u64 {
-        u64::from(self.data_len) + 4 + self.bloom_range().map_or(0, |range| range.len() as u64 + 4)
+        u64::from(self.data_len) + 4
+    }
+}
+
+/// Where a chunk's bloom filter is and how it was built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ChunkBloom {
+    pub offset: u64,
+    pub universe_log2: u8,
+    pub bits: u64,
+}
+
+impl ChunkBloom {
+    fn range(&self) -> Range<u64> {
+        self.offset..self.offset + Bloom::byte_len(self.bits)
     }
 }
 
@@ -73,6 +77,8 @@ pub(crate) struct FileChunk {
     pub max_t_ns: i64,
     pub entries: u64,
     pub line_bytes: u64,
+    /// The n-gram filter of the chunk's lines; `None` when written without one.
+    pub bloom: Option<ChunkBloom>,
 }
 
 /// A stream's part of a file.
@@ -209,28 +215,39 @@ impl LogFile {
             .map_err(|problem| self.corrupt(format!("block {index}: {problem}")))
     }
 
-    /// The bloom filter of block `index`, checksum verified; `None` if it has none.
-    pub fn bloom(&self, index: u32) -> Result<Option<Bloom>, LogsError> {
-        let block = self.blocks.get(index as usize).ok_or_else(|| self.corrupt(format!("no block {index}")))?;
-        let Some(range) = block.bloom_range() else { return Ok(None) };
+    /// The stored bytes of a chunk's bloom filter, checksum verified; `None` if it has none.
+    pub fn bloom_bytes(&self, chunk: &FileChunk) -> Result<Option<(ChunkBloom, &[u8])>, LogsError> {
+        let Some(bloom) = chunk.bloom else { return Ok(None) };
+        let range = bloom.range();
+        let at = format!("bloom at {}", range.start);
         let bytes = self
             .map
-            .get(range.start..range.end + 4)
-            .ok_or_else(|| self.corrupt(format!("bloom of block {index} out of bounds")))?;
-        let (bits, crc) = bytes.split_at(range.len());
+            .get(range.start as usize..range.end as usize + 4)
+            .ok_or_else(|| self.corrupt(format!("{at} out of bounds")))?;
+        let (bits, crc) = bytes.split_at(bytes.len() - 4);
         if crc32c::crc32c(bits) != u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]) {
-            return Err(self.corrupt(format!("bloom of block {index} checksum mismatch")));
+            return Err(self.corrupt(format!("{at} checksum mismatch")));
         }
-        Bloom::from_parts(block.bloom_bits_log2, block.bloom_hashes, bits)
+        Ok(Some((bloom, bits)))
+    }
+
+    /// The bloom filter of a chunk, checksum verified; `None` if it has none.
+    pub fn bloom(&self, chunk: &FileChunk) -> Result<Option<Bloom>, LogsError> {
+        let Some((bloom, bytes)) = self.bloom_bytes(chunk)? else { return Ok(None) };
+        Bloom::from_parts(bloom.universe_log2, bloom.bits, bytes)
             .map(Some)
-            .ok_or_else(|| self.corrupt(format!("bloom of block {index} is malformed")))
+            .ok_or_else(|| self.corrupt(format!("bloom at {} is malformed", bloom.offset)))
     }
 
     /// Checks every block's and bloom's checksum.
     pub fn verify(&self) -> Result<(), LogsError> {
         for index in 0..self.blocks.len() as u32 {
             self.block_data(index)?;
-            self.bloom(index)?;
+        }
+        for stream in &self.streams {
+            for chunk in &stream.chunks {
+                self.bloom(chunk)?;
+            }
         }
         Ok(())
     }
@@ -271,16 +288,31 @@ fn decode_table(mut input: &[u8], table_offset: u64) -> Result<DecodedTable, Str
             if block_count == 0 {
                 return Err(malformed("empty chunk"));
             }
+            let bloom = decode_chunk_bloom(&mut input).ok_or_else(|| malformed("chunk bloom"))?;
+            if let Some(bloom) = bloom
+                && (bloom.offset < HEADER_LEN as u64 || bloom.range().end.saturating_add(4) > table_offset)
+            {
+                return Err(format!("bloom at {} runs outside the chunks region", bloom.offset));
+            }
             let first = blocks.len() as u32;
-            let mut chunk =
-                FileChunk { blocks: first..first, min_t_ns: i64::MAX, max_t_ns: i64::MIN, entries: 0, line_bytes: 0 };
+            let mut chunk = FileChunk {
+                blocks: first..first,
+                min_t_ns: i64::MAX,
+                max_t_ns: i64::MIN,
+                entries: 0,
+                line_bytes: 0,
+                bloom,
+            };
             for _ in 0..block_count {
                 let block = decode_block(&mut input).ok_or_else(|| malformed("block"))?;
                 let end = block.offset + block.stored_bytes();
                 if block.offset < HEADER_LEN as u64 || end > table_offset {
-                    return Err(format!("block at {} runs outside the blocks region", block.offset));
+                    return Err(format!("block at {} runs outside the chunks region", block.offset));
                 }
-                if u64::from(block.meta.raw_bytes) > MAX_BLOCK_RAW_BYTES || block.meta.min_t_ns > block.meta.max_t_ns {
+                if u64::from(block.meta.raw_bytes) > MAX_BLOCK_RAW_BYTES
+                    || block.meta.min_t_ns > block.meta.max_t_ns
+                    || block.meta.entries == 0
+                {
                     return Err(malformed("block meta"));
                 }
                 chunk.min_t_ns = chunk.min_t_ns.min(block.meta.min_t_ns);
@@ -310,19 +342,33 @@ fn decode_block(input: &mut &[u8]) -> Option<FileBlock> {
     let min_t_ns = get_varint(input)?;
     let span = get_uvarint(input)?;
     let max_t_ns = min_t_ns.checked_add_unsigned(span)?;
-    let bloom_bits_log2 = get_u8(input)?;
-    let bloom_hashes = get_u8(input)?;
-    if bloom_bits_log2 > 40 {
+    Some(FileBlock { offset, data_len, codec, meta: BlockMeta { min_t_ns, max_t_ns, entries, raw_bytes, line_bytes } })
+}
+
+/// A chunk's bloom fields: bits (0 for none), then universe and offset.
+fn decode_chunk_bloom(input: &mut &[u8]) -> Option<Option<ChunkBloom>> {
+    let bits = get_uvarint(input)?;
+    if bits == 0 {
+        return Some(None);
+    }
+    let universe_log2 = get_u8(input)?;
+    let offset = get_uvarint(input)?;
+    // Checked again (with the bytes) when the filter is read.
+    if !bits.is_multiple_of(64) || universe_log2 > 63 || bits > 1u64 << universe_log2 {
         return None;
     }
-    Some(FileBlock {
-        offset,
-        data_len,
-        codec,
-        meta: BlockMeta { min_t_ns, max_t_ns, entries, raw_bytes, line_bytes },
-        bloom_bits_log2,
-        bloom_hashes,
-    })
+    Some(Some(ChunkBloom { offset, universe_log2, bits }))
+}
+
+fn encode_chunk_bloom(out: &mut Vec<u8>, bloom: Option<ChunkBloom>) {
+    match bloom {
+        None => put_uvarint(out, 0),
+        Some(bloom) => {
+            put_uvarint(out, bloom.bits);
+            out.push(bloom.universe_log2);
+            put_uvarint(out, bloom.offset);
+        }
+    }
 }
 
 fn encode_block(out: &mut Vec<u8>, block: &FileBlock) {
@@ -334,8 +380,6 @@ fn encode_block(out: &mut Vec<u8>, block: &FileBlock) {
     put_uvarint(out, block.meta.line_bytes);
     put_varint(out, block.meta.min_t_ns);
     put_uvarint(out, block.meta.max_t_ns.abs_diff(block.meta.min_t_ns));
-    out.push(block.bloom_bits_log2);
-    out.push(block.bloom_hashes);
 }
 
 /// A new file ID: sortable by creation time, unique within the process and across restarts.
@@ -353,7 +397,12 @@ pub(crate) struct BlockToWrite<'a> {
     pub meta: BlockMeta,
     pub codec: u8,
     pub data: &'a [u8],
-    pub bloom: Option<&'a Bloom>,
+}
+
+/// A chunk's bloom filter to write: built, or copied from another file.
+pub(crate) enum BloomToWrite<'a> {
+    Built(&'a Bloom),
+    Stored { universe_log2: u8, bits: u64, bytes: &'a [u8] },
 }
 
 /// Writes a file: chunks are added stream by stream, in any order; the stream table is written
@@ -410,33 +459,29 @@ impl FileWriter {
         labels: &Labels,
         seq_end: u64,
         blocks: &[BlockToWrite<'_>],
+        bloom: Option<BloomToWrite<'_>>,
     ) -> Result<(), LogsError> {
         if blocks.is_empty() {
             return Ok(());
         }
         let first = self.blocks.len() as u32;
-        let mut chunk =
-            FileChunk { blocks: first..first, min_t_ns: i64::MAX, max_t_ns: i64::MIN, entries: 0, line_bytes: 0 };
+        let mut chunk = FileChunk {
+            blocks: first..first,
+            min_t_ns: i64::MAX,
+            max_t_ns: i64::MIN,
+            entries: 0,
+            line_bytes: 0,
+            bloom: None,
+        };
         for block in blocks {
             let offset = self.offset;
             self.write(block.data)?;
             self.write(&crc32c::crc32c(block.data).to_le_bytes())?;
-            let (bloom_bits_log2, bloom_hashes) = match block.bloom {
-                Some(bloom) => {
-                    let bytes = bloom.to_bytes();
-                    self.write(&bytes)?;
-                    self.write(&crc32c::crc32c(&bytes).to_le_bytes())?;
-                    (bloom.bits_log2(), bloom.hashes())
-                }
-                None => (0, 0),
-            };
             self.blocks.push(FileBlock {
                 offset,
                 data_len: block.data.len() as u32,
                 codec: block.codec,
                 meta: block.meta,
-                bloom_bits_log2,
-                bloom_hashes,
             });
             chunk.min_t_ns = chunk.min_t_ns.min(block.meta.min_t_ns);
             chunk.max_t_ns = chunk.max_t_ns.max(block.meta.max_t_ns);
@@ -444,6 +489,20 @@ impl FileWriter {
             chunk.line_bytes += block.meta.line_bytes;
         }
         chunk.blocks = first..self.blocks.len() as u32;
+        if let Some(bloom) = bloom {
+            let offset = self.offset;
+            let built;
+            let (universe_log2, bits, bytes) = match bloom {
+                BloomToWrite::Built(bloom) => {
+                    built = bloom.to_bytes();
+                    (bloom.universe_log2(), bloom.bits(), built.as_slice())
+                }
+                BloomToWrite::Stored { universe_log2, bits, bytes } => (universe_log2, bits, bytes),
+            };
+            self.write(bytes)?;
+            self.write(&crc32c::crc32c(bytes).to_le_bytes())?;
+            chunk.bloom = Some(ChunkBloom { offset, universe_log2, bits });
+        }
         let key = (tenant.to_string(), labels.clone());
         let index = match self.stream_index.get(&key) {
             Some(index) => *index,
@@ -487,6 +546,7 @@ impl FileWriter {
             put_uvarint(&mut table, stream.chunks.len() as u64);
             for chunk in &stream.chunks {
                 put_uvarint(&mut table, u64::from(chunk.blocks.end - chunk.blocks.start));
+                encode_chunk_bloom(&mut table, chunk.bloom);
                 for block in &self.blocks[chunk.blocks.start as usize..chunk.blocks.end as usize] {
                     encode_block(&mut table, block);
                 }

@@ -1,7 +1,9 @@
 //! The head: the in-memory part of the logs store. Each stream has an open block (entries in
-//! arrival order in one byte arena, no allocation per entry), sealed blocks (sorted, compressed,
+//! arrival order in byte arenas, no allocation per entry), sealed blocks (sorted, immutable,
 //! shared with readers) grouped into chunks, and chunks closed by size that wait for the next
-//! flush. Every entry gets the stream's next sequence number; blocks and chunks cover runs of
+//! flush. Sealing is cheap: the open block's lines arena is already laid out as a block's lines
+//! section, so a block whose entries came in order is sealed without copying its lines, and
+//! compression is left to maintenance unless `head_codec` asks for it. Every entry gets the stream's next sequence number; blocks and chunks cover runs of
 //! sequence numbers, which is how a flush, a WAL checkpoint and a replay agree on what is
 //! already in files.
 //!
@@ -11,7 +13,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::block::{BlockEncoder, DecodedBlock, LogsCodec, SealedBlock, compress_best, decompress};
+use super::block::{
+    BlockEncoder, CODEC_NONE, CODEC_ZSTD, DecodedBlock, LogsCodec, SealedBlock, compress_block, count_bytes, decompress,
+};
 use super::records::{get_labels, put_labels};
 use super::{LineFilter, LogEntry, NsRange};
 use crate::labels::Labels;
@@ -74,22 +78,26 @@ impl HeadChunk {
     }
 }
 
-/// One entry of the open block: where its line and metadata sit in the arena.
+/// One entry of the open block: where its line and metadata sit in the arenas.
 #[derive(Debug, Clone, Copy)]
 struct OpenSlot {
     t_ns: i64,
-    start: u32,
+    line_start: u32,
     line_end: u32,
-    end: u32,
+    metadata_start: u32,
+    metadata_end: u32,
 }
 
 /// The block entries are appended to, unsorted and uncompressed.
 #[derive(Debug)]
 pub(crate) struct OpenBlock {
-    /// Each entry's line then its encoded metadata, back to back.
-    bytes: Vec<u8>,
+    /// Each entry's line followed by '\n', back to back: the lines section of a block.
+    lines: Vec<u8>,
+    /// Each entry's encoded metadata, back to back.
+    metadata: Vec<u8>,
     slots: Vec<OpenSlot>,
-    /// Whether `slots` are in (t_ns, line) order, so lookups can binary search.
+    /// Whether `slots` are in (t_ns, line) order, so lookups can binary search and sealing
+    /// keeps the arena as it is.
     sorted: bool,
     /// Sequence number of the first entry.
     seq_start: u64,
@@ -98,30 +106,37 @@ pub(crate) struct OpenBlock {
 
 impl OpenBlock {
     fn new(seq_start: u64) -> OpenBlock {
-        OpenBlock { bytes: Vec::new(), slots: Vec::new(), sorted: true, seq_start, line_bytes: 0 }
+        OpenBlock { lines: Vec::new(), metadata: Vec::new(), slots: Vec::new(), sorted: true, seq_start, line_bytes: 0 }
     }
 
     fn line(&self, slot: &OpenSlot) -> &[u8] {
-        &self.bytes[slot.start as usize..slot.line_end as usize]
+        &self.lines[slot.line_start as usize..slot.line_end as usize]
     }
 
     fn metadata(&self, slot: &OpenSlot) -> &[u8] {
-        &self.bytes[slot.line_end as usize..slot.end as usize]
+        &self.metadata[slot.metadata_start as usize..slot.metadata_end as usize]
     }
 
     pub fn len(&self) -> usize {
         self.slots.len()
     }
 
+    /// Bytes the block will hold, before compression (near enough to cut blocks by).
+    fn encoded_bytes(&self) -> usize {
+        self.lines.len() + self.metadata.len() + self.slots.len() * 2
+    }
+
     fn push(&mut self, t_ns: i64, line: &[u8], metadata: MetadataSource<'_>) {
-        let start = self.bytes.len() as u32;
-        self.bytes.extend_from_slice(line);
-        let line_end = self.bytes.len() as u32;
+        let line_start = self.lines.len() as u32;
+        self.lines.extend_from_slice(line);
+        let line_end = self.lines.len() as u32;
+        self.lines.push(b'\n');
+        let metadata_start = self.metadata.len() as u32;
         match metadata {
-            MetadataSource::Labels(labels) => put_labels(&mut self.bytes, labels),
-            MetadataSource::Encoded(bytes) => self.bytes.extend_from_slice(bytes),
+            MetadataSource::Labels(labels) => put_labels(&mut self.metadata, labels),
+            MetadataSource::Encoded(bytes) => self.metadata.extend_from_slice(bytes),
         }
-        let slot = OpenSlot { t_ns, start, line_end, end: self.bytes.len() as u32 };
+        let slot = OpenSlot { t_ns, line_start, line_end, metadata_start, metadata_end: self.metadata.len() as u32 };
         if self.sorted
             && let Some(last) = self.slots.last()
         {
@@ -197,7 +212,7 @@ impl StreamState {
         if self.open_chunk.started_ns.is_none() {
             self.open_chunk.started_ns = Some(now_ns);
         }
-        if self.open.bytes.len() >= policy.block_target_bytes {
+        if self.open.encoded_bytes() >= policy.block_target_bytes {
             self.seal_open_block(policy);
         }
     }
@@ -207,21 +222,38 @@ impl StreamState {
         if self.open.slots.is_empty() {
             return;
         }
-        let order = self.open.sorted_order();
-        let mut raw = Vec::with_capacity(self.open.bytes.len() + self.open.slots.len() * 4);
-        let mut encoder = BlockEncoder::new(&mut raw);
-        for index in order {
-            let slot = &self.open.slots[index as usize];
-            encoder.push(slot.t_ns, self.open.line(slot), self.open.metadata(slot));
-        }
-        let meta = encoder.finish();
-        let (codec, data) = compress_best(policy.codec, &raw);
-        let block =
-            SealedBlock { meta, codec, data, seq_end: self.open.seq_start + self.open.slots.len() as u64, bloom: None };
+        let open = &mut self.open;
+        let encoder = if open.sorted {
+            // The arena becomes the block's lines section as it is. The next arena is sized for
+            // a full block, with room for the columns, so that neither grows by copying.
+            let room = policy.block_target_bytes + policy.block_target_bytes / 16;
+            let lines = std::mem::replace(&mut open.lines, Vec::with_capacity(room));
+            let times_ns = open.slots.iter().map(|slot| slot.t_ns).collect();
+            let line_lengths = open.slots.iter().map(|slot| slot.line_end - slot.line_start).collect();
+            // One terminator per line means no line holds a '\n' (counted once per block: a
+            // vectorised pass, cheaper than a search per line).
+            let newlines = count_bytes(&lines, b'\n');
+            let line_has_newline = newlines != open.slots.len();
+            BlockEncoder::from_parts(lines, open.metadata.clone(), times_ns, line_lengths, line_has_newline)
+        } else {
+            let mut encoder = BlockEncoder::new();
+            for index in open.sorted_order() {
+                let slot = &open.slots[index as usize];
+                encoder.push(slot.t_ns, open.line(slot), open.metadata(slot));
+            }
+            encoder
+        };
+        let (raw, meta) = encoder.finish();
+        let (codec, data) = match compress_block(policy.codec, &raw, &meta) {
+            Some(data) => (CODEC_ZSTD, data),
+            None => (CODEC_NONE, raw),
+        };
+        let block = SealedBlock { meta, codec, data, seq_end: open.seq_start + open.slots.len() as u64 };
         self.open_chunk.raw_bytes += u64::from(meta.raw_bytes);
         self.open_chunk.blocks.push(Arc::new(block));
-        // Keep the arena's capacity: the next block will be as large.
-        self.open.bytes.clear();
+        // Keep the arenas' capacity: the next block will be as large.
+        self.open.lines.clear();
+        self.open.metadata.clear();
         self.open.slots.clear();
         self.open.sorted = true;
         self.open.line_bytes = 0;
@@ -252,6 +284,19 @@ impl StreamState {
         before - self.closed.len()
     }
 
+    /// Puts `new` where `old` is (the same entries, compressed); `false` if `old` is gone (a
+    /// flush let it go meanwhile).
+    pub fn replace_block(&mut self, old: &Arc<SealedBlock>, new: Arc<SealedBlock>) -> bool {
+        let chunks = self.closed.iter_mut().chain(std::iter::once(&mut self.open_chunk));
+        for chunk in chunks {
+            if let Some(slot) = chunk.blocks.iter_mut().find(|block| Arc::ptr_eq(block, old)) {
+                *slot = new;
+                return true;
+            }
+        }
+        false
+    }
+
     /// Every sealed block, oldest chunk first.
     pub fn sealed_blocks(&self) -> impl Iterator<Item = &Arc<SealedBlock>> {
         self.closed.iter().flat_map(|chunk| chunk.blocks.iter()).chain(self.open_chunk.blocks.iter())
@@ -270,7 +315,9 @@ impl StreamState {
     pub fn sizes(&self) -> (u64, u64, u64) {
         let mut entries = self.open.slots.len() as u64;
         let mut line_bytes = self.open.line_bytes;
-        let mut memory = self.open.bytes.capacity() as u64 + (self.open.slots.capacity() * 24) as u64;
+        let mut memory = (self.open.lines.capacity()
+            + self.open.metadata.capacity()
+            + self.open.slots.capacity() * std::mem::size_of::<OpenSlot>()) as u64;
         for block in self.sealed_blocks() {
             entries += u64::from(block.meta.entries);
             line_bytes += block.meta.line_bytes;
@@ -334,7 +381,7 @@ impl StreamState {
         let mut bytes = 0;
         for slot in self.open.slots.iter().filter(|slot| range.contains(slot.t_ns)) {
             entries += 1;
-            bytes += u64::from(slot.line_end - slot.start);
+            bytes += u64::from(slot.line_end - slot.line_start);
         }
         (entries, bytes)
     }
@@ -360,7 +407,7 @@ impl DecodedCache {
             .or_insert_with(|| {
                 // Head blocks were encoded here; a failure would only skip the duplicate check.
                 decompress(block.codec, &block.data, block.meta.raw_bytes, scratch).ok()?;
-                DecodedBlock::parse(std::mem::take(scratch), block.meta.entries).ok()
+                DecodedBlock::parse(std::mem::take(scratch), &block.meta).ok()
             })
             .as_ref()
     }

@@ -3,9 +3,10 @@
 //!
 //! A stream is a tenant and a label set. Its entries (a nanosecond timestamp, a line and
 //! structured metadata) are appended through the WAL and answer queries at once from the head;
-//! the head packs them into compressed blocks, and full or old chunks are flushed to immutable
-//! files. Only labels are indexed; each block also carries skip data (time bounds and a token
-//! bloom filter) so that line filters and trace-ID lookups skip most blocks.
+//! the head packs them into blocks (compressed by maintenance, off the append path), and full or
+//! old chunks are flushed to immutable files. Only labels are indexed; each block carries time
+//! bounds and each chunk an n-gram bloom filter, so that line filters and trace-ID lookups skip
+//! most of the data.
 //!
 //! The rest of Tripod uses the store through two seams: [`LogsAppender`] to write and
 //! [`LogsQueryable`] to read.

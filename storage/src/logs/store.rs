@@ -19,11 +19,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
-use super::block::{DecodedBlock, LogsCodec, SealedBlock, compress_best, decompress};
-use super::bloom::Bloom;
+use super::block::{CODEC_NONE, CODEC_ZSTD, LogsCodec, SealedBlock, compress_block, decompress, for_each_line};
+use super::bloom::BloomBuilder;
 use super::catalog::{Catalog, CatalogStream};
 use super::cursor::{MergeCursor, ReadCounters, Source, SourceKind};
-use super::file::{self, BlockToWrite, FileChunkRef, FileWriter, LogFile};
+use super::file::{self, BlockToWrite, BloomToWrite, FileChunkRef, FileWriter, LogFile};
 use super::head::{DecodedCache, HeadChunk, HeadStream, MetadataSource, SealPolicy};
 use super::records::{self, EntriesWriter};
 use super::{
@@ -88,7 +88,8 @@ pub struct StreamRetention {
 /// How the logs store behaves.
 #[derive(Debug, Clone)]
 pub struct LogsOptions {
-    /// A block is sealed (sorted and compressed) once its encoded entries reach this size.
+    /// A block is sealed (sorted, and compressed with `head_codec`) once its entries reach this
+    /// size.
     pub block_target_bytes: usize,
     /// A chunk is closed, to be flushed, once its blocks hold this many encoded bytes.
     pub chunk_target_bytes: u64,
@@ -96,13 +97,19 @@ pub struct LogsOptions {
     pub max_chunk_age_ns: i64,
     /// A chunk is flushed once its stream received nothing for this long.
     pub chunk_idle_period_ns: i64,
-    /// Compression of blocks sealed in the head, on the append path: fast.
+    /// Compression of blocks sealed in the head, on the append path. `None` (the default)
+    /// leaves compression to maintenance, which compresses sealed head blocks with `codec`
+    /// on every pass: appends then only copy bytes.
     pub head_codec: LogsCodec,
-    /// Compression of blocks in files: flushes recompress head blocks with it when it differs
-    /// from `head_codec` (off the append path, for the ratio).
+    /// Compression of blocks in files and of head blocks compressed by maintenance. Blocks
+    /// already compressed in the head are written as they are.
     pub codec: LogsCodec,
-    /// Bloom filter budget: bits per KiB of line bytes (rounded down to a power of two per
-    /// block). 0 writes no blooms.
+    /// Bloom filter size: bits per distinct 4-gram of a chunk's lines. With 3, a gram absent
+    /// from the chunk passes by chance about a quarter of the time, so a 6-byte word about 2%
+    /// of the time and a 32-digit trace ID practically never.
+    pub bloom_bits_per_gram: u32,
+    /// Bloom filter cap: at most this many bits per KiB of a chunk's line bytes. 0 writes no
+    /// blooms.
     pub bloom_bits_per_kib: u32,
     /// Entries older than this (by the clock) are deleted; `None` keeps everything.
     pub retention_ns: Option<i64>,
@@ -128,10 +135,12 @@ impl Default for LogsOptions {
             chunk_target_bytes: 1536 << 10,
             max_chunk_age_ns: 2 * HOUR_NS,
             chunk_idle_period_ns: HOUR_NS / 2,
-            // Measured on Loghub-like lines (benches/README.md): level 3 gains nothing over level 1
-            // there and flushes at half the speed; level 6 gains 9% at a quarter of it.
-            head_codec: LogsCodec::Zstd { level: 1 },
+            // Measured on Loghub-like lines (benches/README.md): compressing on the append path
+            // took most of its time; level 3 gains nothing over level 1 there and compresses at
+            // half the speed.
+            head_codec: LogsCodec::None,
             codec: LogsCodec::Zstd { level: 1 },
+            bloom_bits_per_gram: 3,
             bloom_bits_per_kib: 256,
             retention_ns: Some(744 * HOUR_NS),
             tenant_retention_ns: HashMap::new(),
@@ -201,14 +210,6 @@ struct Counters {
     replay_already_flushed: AtomicU64,
     corrupt_files: AtomicU64,
     flushed_since_checkpoint: AtomicU64,
-}
-
-/// A head block as it goes into a file.
-struct PreparedBlock {
-    codec: u8,
-    /// Recompressed data; `None`: the head block's data as it is.
-    data: Option<Vec<u8>>,
-    bloom: Option<Bloom>,
 }
 
 /// An accepted entry of the batch being appended: which batch item and which entry.
@@ -624,6 +625,10 @@ impl LogsStore {
         let (chunks, written) = self.flush(now_ns, false)?;
         outcome.chunks_flushed = chunks;
         outcome.files_written = u64::from(written);
+        let head_blocks_compressed = self.compress_head_blocks();
+        if head_blocks_compressed > 0 {
+            tracing::debug!(blocks = head_blocks_compressed, "head blocks compressed");
+        }
         self.drop_idle_streams(now_ns);
         outcome.compactions = self.compact()?;
         let (deleted, rewritten) = self.apply_retention(now_ns)?;
@@ -683,26 +688,40 @@ impl LogsStore {
         let mut chunks = 0u64;
         let mut line_bytes = 0u64;
         let mut raw = Vec::new();
+        let mut bloom = BloomBuilder::default();
+        let wants_bloom = self.options.bloom_bits_per_kib > 0 && self.options.bloom_bits_per_gram > 0;
         for (head, head_chunks) in &to_flush {
             for chunk in head_chunks {
-                let mut prepared: Vec<PreparedBlock> = Vec::with_capacity(chunk.blocks.len());
+                let chunk_line_bytes: u64 = chunk.blocks.iter().map(|block| block.meta.line_bytes).sum();
+                if wants_bloom {
+                    bloom.start(chunk_line_bytes);
+                }
+                // Each block once: its lines into the bloom, then compressed if it is raw.
+                let mut compressed: Vec<Option<(u8, Vec<u8>)>> = Vec::with_capacity(chunk.blocks.len());
                 for block in &chunk.blocks {
-                    prepared.push(self.prepare_for_file(block, &mut raw)?);
-                    line_bytes += block.meta.line_bytes;
+                    compressed.push(self.prepare_for_file(block, wants_bloom.then_some(&mut bloom), &mut raw)?);
                 }
                 let blocks: Vec<BlockToWrite<'_>> = chunk
                     .blocks
                     .iter()
-                    .zip(&prepared)
-                    .map(|(block, prepared)| BlockToWrite {
-                        meta: block.meta,
-                        codec: prepared.codec,
-                        data: prepared.data.as_deref().unwrap_or(&block.data),
-                        bloom: prepared.bloom.as_ref(),
+                    .zip(&compressed)
+                    .map(|(block, compressed)| match compressed {
+                        Some((codec, data)) => BlockToWrite { meta: block.meta, codec: *codec, data },
+                        None => BlockToWrite { meta: block.meta, codec: block.codec, data: &block.data },
                     })
                     .collect();
+                let built = wants_bloom.then(|| {
+                    bloom.finish(self.options.bloom_bits_per_gram, self.options.bloom_bits_per_kib, chunk_line_bytes)
+                });
                 let seq_end = chunk.seq_end().unwrap_or(0);
-                writer.add_chunk(&head.tenant, &head.labels, seq_end, &blocks)?;
+                writer.add_chunk(
+                    &head.tenant,
+                    &head.labels,
+                    seq_end,
+                    &blocks,
+                    built.as_ref().map(BloomToWrite::Built),
+                )?;
+                line_bytes += chunk_line_bytes;
                 chunks += 1;
             }
         }
@@ -732,33 +751,53 @@ impl LogsStore {
         Ok((chunks, true))
     }
 
-    /// A sealed head block made ready for a file: recompressed with the file codec when the
-    /// head uses another, and its bloom filter built from its lines.
-    fn prepare_for_file(&self, block: &SealedBlock, raw: &mut Vec<u8>) -> Result<PreparedBlock, LogsError> {
-        let recompress = self.options.codec != self.options.head_codec;
-        let wants_bloom = self.options.bloom_bits_per_kib > 0 && block.bloom.is_none();
-        if !recompress && !wants_bloom {
-            return Ok(PreparedBlock { codec: block.codec, data: None, bloom: block.bloom.clone() });
+    /// A sealed head block made ready for a file: its lines go into `bloom`, and a raw block is
+    /// compressed with the file codec. `None`: the block's data goes in as it is.
+    fn prepare_for_file(
+        &self,
+        block: &SealedBlock,
+        bloom: Option<&mut BloomBuilder>,
+        raw: &mut Vec<u8>,
+    ) -> Result<Option<(u8, Vec<u8>)>, LogsError> {
+        let compress = block.codec == CODEC_NONE && self.options.codec != LogsCodec::None;
+        if !compress && bloom.is_none() {
+            return Ok(None);
         }
         let corrupt = |problem: String| LogsError::Corrupt { file: "head block".into(), problem };
-        decompress(block.codec, &block.data, block.meta.raw_bytes, raw).map_err(corrupt)?;
-        let (codec, data) = if recompress {
-            let (codec, data) = compress_best(self.options.codec, raw);
-            (codec, Some(data))
+        let raw: &[u8] = if block.codec == CODEC_NONE {
+            &block.data
         } else {
-            (block.codec, None)
+            decompress(block.codec, &block.data, block.meta.raw_bytes, raw).map_err(corrupt)?;
+            raw
         };
-        let bloom = if wants_bloom {
-            let decoded = DecodedBlock::parse(std::mem::take(raw), block.meta.entries).map_err(corrupt)?;
-            let mut bloom = Bloom::with_budget(block.meta.line_bytes, self.options.bloom_bits_per_kib, 2);
-            for slot in &decoded.slots {
-                bloom.insert_line(decoded.line(slot));
+        if let Some(bloom) = bloom {
+            for_each_line(raw, &block.meta, |lines| bloom.insert(lines)).map_err(corrupt)?;
+        }
+        if !compress {
+            return Ok(None);
+        }
+        Ok(compress_block(self.options.codec, raw, &block.meta).map(|data| (CODEC_ZSTD, data)))
+    }
+
+    /// Compresses the head's raw sealed blocks with the file codec, so that memory holds raw
+    /// bytes for at most one maintenance interval. Each block is compressed outside its
+    /// stream's lock and swapped in if the stream still has it. Returns the blocks compressed.
+    fn compress_head_blocks(&self) -> u64 {
+        if self.options.codec == LogsCodec::None {
+            return 0;
+        }
+        let mut compressed = 0;
+        for head in self.head_streams() {
+            let raw_blocks: Vec<Arc<SealedBlock>> =
+                head.lock().sealed_blocks().filter(|block| block.codec == CODEC_NONE).cloned().collect();
+            for block in raw_blocks {
+                let Some(data) = compress_block(self.options.codec, &block.data, &block.meta) else { continue };
+                let smaller =
+                    Arc::new(SealedBlock { meta: block.meta, codec: CODEC_ZSTD, data, seq_end: block.seq_end });
+                compressed += u64::from(head.lock().replace_block(&block, smaller));
             }
-            Some(bloom)
-        } else {
-            block.bloom.clone()
-        };
-        Ok(PreparedBlock { codec, data, bloom })
+        }
+        compressed
     }
 
     /// Forgets head streams that hold nothing and received nothing for an idle period.
@@ -816,30 +855,23 @@ impl LogsStore {
         let level = inputs.iter().map(|file| file.level).max().unwrap_or(1) + 1;
         let sources: Vec<String> = inputs.iter().map(|file| file.id.clone()).collect();
         let mut writer = FileWriter::create(&self.dir, level, sources.clone())?;
-        let mut blooms: Vec<Option<Bloom>> = Vec::new();
-        let mut datas: Vec<(u32, u32)> = Vec::new();
         for file in inputs {
             for stream in &file.streams {
                 for chunk in &stream.chunks {
                     if !keep(&stream.tenant, &stream.labels, chunk.max_t_ns) {
                         continue;
                     }
-                    blooms.clear();
-                    datas.clear();
-                    for index in chunk.blocks.clone() {
-                        blooms.push(file.bloom(index)?);
-                    }
                     let mut blocks = Vec::with_capacity(chunk.blocks.len());
-                    for (position, index) in chunk.blocks.clone().enumerate() {
+                    for index in chunk.blocks.clone() {
                         let (meta, data) = file.block_data(index)?;
-                        blocks.push(BlockToWrite {
-                            meta: meta.meta,
-                            codec: meta.codec,
-                            data,
-                            bloom: blooms[position].as_ref(),
-                        });
+                        blocks.push(BlockToWrite { meta: meta.meta, codec: meta.codec, data });
                     }
-                    writer.add_chunk(&stream.tenant, &stream.labels, stream.seq_end, &blocks)?;
+                    let bloom = file.bloom_bytes(chunk)?.map(|(bloom, bytes)| BloomToWrite::Stored {
+                        universe_log2: bloom.universe_log2,
+                        bits: bloom.bits,
+                        bytes,
+                    });
+                    writer.add_chunk(&stream.tenant, &stream.labels, stream.seq_end, &blocks, bloom)?;
                 }
             }
         }
@@ -1086,18 +1118,20 @@ impl LogsQueryable for LogsStore {
                 if !range.overlaps(meta.min_t_ns, meta.max_t_ns) {
                     continue;
                 }
-                for index in meta.blocks.clone() {
+                let in_range = |index: &u32| {
+                    let block = &chunk.file.blocks[*index as usize];
+                    range.overlaps(block.meta.min_t_ns, block.meta.max_t_ns)
+                };
+                if !needles.is_empty()
+                    && let Some(bloom) = chunk.file.bloom(meta)?
+                    && !needles.iter().all(|needle| bloom.may_contain(needle))
+                {
+                    let skipped = meta.blocks.clone().filter(in_range).count() as u64;
+                    self.read_counters.blocks_skipped_by_bloom.fetch_add(skipped, Ordering::Relaxed);
+                    continue;
+                }
+                for index in meta.blocks.clone().filter(in_range) {
                     let block = &chunk.file.blocks[index as usize];
-                    if !range.overlaps(block.meta.min_t_ns, block.meta.max_t_ns) {
-                        continue;
-                    }
-                    if !needles.is_empty()
-                        && let Some(bloom) = chunk.file.bloom(index)?
-                        && !needles.iter().all(|needle| bloom.may_contain(needle))
-                    {
-                        self.read_counters.blocks_skipped_by_bloom.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
                     sources.push(Source {
                         min_t_ns: block.meta.min_t_ns,
                         max_t_ns: block.meta.max_t_ns,
