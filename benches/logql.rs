@@ -63,9 +63,8 @@ const PATHS: [&str; 8] = [
 const STATUSES: [u16; 10] = [200, 200, 200, 200, 201, 204, 301, 404, 500, 503];
 const METHODS: [&str; 4] = ["GET", "GET", "POST", "DELETE"];
 
-/// A Traefik JSON access line.
-fn traefik_line(rng: &mut Rng, t_ns: i64, trace: Option<&str>) -> String {
-    let status = STATUSES[rng.below(STATUSES.len() as u64) as usize];
+/// A Traefik JSON access line with the given status.
+fn traefik_line(rng: &mut Rng, t_ns: i64, status: u16, trace: Option<&str>) -> String {
     let path = PATHS[rng.below(PATHS.len() as u64) as usize].replace("{}", &rng.below(5000).to_string());
     let duration = 100_000 + rng.below(50_000_000);
     let client = format!("10.{}.{}.{}", rng.below(8), rng.below(256), 1 + rng.below(254));
@@ -79,15 +78,28 @@ fn traefik_line(rng: &mut Rng, t_ns: i64, trace: Option<&str>) -> String {
     )
 }
 
-/// Appends about `bytes` of Traefik lines over one hour, in 20 streams (by instance), then
-/// flushes everything to files. Returns the raw line bytes written.
+/// Appends about `bytes` of Traefik lines over one hour, then flushes everything to files.
+/// Streams carry the labels Promtail extracts in the seed scenario: one per instance (4) and
+/// status code. Returns the raw line bytes written.
 fn load(storage: &Storage, bytes: u64, with_trace: bool) -> u64 {
-    let streams: Vec<Labels> = (0..20)
-        .map(|i| {
-            let instance = format!("edge-{i}");
-            Labels::from_pairs([("instance", instance.as_str()), ("job", "traefik"), ("log_type", "access")]).unwrap()
-        })
-        .collect();
+    let mut codes: Vec<u16> = STATUSES.to_vec();
+    codes.sort_unstable();
+    codes.dedup();
+    let mut streams: Vec<Labels> = Vec::new();
+    for instance in 0..4 {
+        for code in &codes {
+            let (instance, code) = (format!("edge-{instance}"), code.to_string());
+            streams.push(
+                Labels::from_pairs([
+                    ("instance", instance.as_str()),
+                    ("job", "traefik"),
+                    ("log_type", "access"),
+                    ("status_code", code.as_str()),
+                ])
+                .unwrap(),
+            );
+        }
+    }
     let mut rng = Rng(0x10c5);
     let approximate_lines = bytes / 400;
     let gap_ns = (HOUR_NS as u64 / approximate_lines.max(1)).max(1) as i64;
@@ -95,28 +107,33 @@ fn load(storage: &Storage, bytes: u64, with_trace: bool) -> u64 {
     let mut t = START_NS;
     let mut batch: Vec<Vec<LogEntry>> = vec![Vec::new(); streams.len()];
     let mut line_number = 0u64;
-    while written < bytes {
+    let mut pending = 0usize;
+    let flush = |batch: &mut Vec<Vec<LogEntry>>| {
+        let pushes: Vec<StreamEntries> =
+            streams.iter().zip(batch.iter()).map(|(labels, entries)| StreamEntries { labels, entries }).collect();
+        storage.logs().append("fake", &pushes).unwrap();
         for entries in batch.iter_mut() {
-            let trace = (with_trace && line_number == approximate_lines / 2).then_some(TRACE_ID);
-            let line = traefik_line(&mut rng, t, trace);
-            written += line.len() as u64;
-            entries.push(LogEntry { t_ns: t, line, metadata: Labels::empty() });
-            t += gap_ns;
-            line_number += 1;
+            entries.clear();
         }
-        if batch[0].len() >= 500 {
-            let pushes: Vec<StreamEntries> =
-                streams.iter().zip(&batch).map(|(labels, entries)| StreamEntries { labels, entries }).collect();
-            storage.logs().append("fake", &pushes).unwrap();
-            for entries in batch.iter_mut() {
-                entries.clear();
-            }
+    };
+    while written < bytes {
+        let status = STATUSES[rng.below(STATUSES.len() as u64) as usize];
+        let instance = (line_number % 4) as usize;
+        let code_index = codes.iter().position(|c| *c == status).unwrap_or(0);
+        let trace = (with_trace && line_number == approximate_lines / 2).then_some(TRACE_ID);
+        let line = traefik_line(&mut rng, t, status, trace);
+        written += line.len() as u64;
+        batch[instance * codes.len() + code_index].push(LogEntry { t_ns: t, line, metadata: Labels::empty() });
+        t += gap_ns;
+        line_number += 1;
+        pending += 1;
+        if pending >= 10_000 {
+            flush(&mut batch);
             storage.maintenance().unwrap();
+            pending = 0;
         }
     }
-    let pushes: Vec<StreamEntries> =
-        streams.iter().zip(&batch).map(|(labels, entries)| StreamEntries { labels, entries }).collect();
-    storage.logs().append("fake", &pushes).unwrap();
+    flush(&mut batch);
     storage.logs().flush_all().unwrap();
     storage.maintenance().unwrap();
     written
@@ -221,7 +238,7 @@ fn main() {
         let (elapsed, result) = run(&storage, query, 60_000_000_000, 100);
         let (_, peak) = memory();
         let QueryResult::Series { series, .. } = result else { panic!("a metric query answers series") };
-        assert!(series.len() >= 2, "several status codes");
+        assert_eq!(series.len(), 7, "one series per status code");
         let (median, min, max) = timed(3, || run(&storage, query, 60_000_000_000, 100).0);
         println!(
             "logql {query} over {:.2} GB, 1 m step: {} ms median ({}..{} ms; first run {} ms), peak memory growth {:.1} MiB",
