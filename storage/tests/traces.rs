@@ -119,7 +119,7 @@ fn resource(service: &str, host: u64) -> Resource {
         attributes: sorted(vec![
             ("service.name".into(), string(service)),
             ("host.name".into(), AttrValue::String(format!("host-{host}"))),
-            ("deployment.environment".into(), string(if host % 2 == 0 { "prod" } else { "staging" })),
+            ("deployment.environment".into(), string(if host.is_multiple_of(2) { "prod" } else { "staging" })),
         ]),
         dropped_attributes_count: 0,
     }

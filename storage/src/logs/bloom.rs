@@ -55,7 +55,8 @@ impl Bloom {
         if !(MIN_UNIVERSE_LOG2..=MAX_UNIVERSE_LOG2).contains(&universe_log2) {
             return None;
         }
-        if bits < MIN_BITS || !bits.is_multiple_of(64) || bits > 1u64 << universe_log2 || bytes.len() as u64 != bits / 8 {
+        if bits < MIN_BITS || !bits.is_multiple_of(64) || bits > 1u64 << universe_log2 || bytes.len() as u64 != bits / 8
+        {
             return None;
         }
         let words = bytes.chunks_exact(8).map(|chunk| u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]))).collect();
