@@ -851,8 +851,8 @@ fn one_block(dir: &Path, clock: &Clock, expected: &mut Expected) -> PathBuf {
 
 #[test]
 fn damaged_block_files_are_reported_never_used() {
-    // A flipped byte in the meta, the footer, the trace table, or a truncation: moved aside.
-    for damage in ["meta", "footer", "table", "truncate"] {
+    // A flipped byte in the meta, the footer, the trace bloom, or a truncation: moved aside.
+    for damage in ["meta", "footer", "bloom", "truncate"] {
         let dir = tempfile::tempdir().unwrap();
         let clock = Clock::new();
         let mut expected = Expected::default();
@@ -862,11 +862,10 @@ fn damaged_block_files_are_reported_never_used() {
         match damage {
             "meta" => bytes[len - 40] ^= 0x01,
             "footer" => bytes[len - 10] ^= 0x01,
-            "table" => {
-                // The trace table sits before the trace bloom and meta; find a trace ID in it.
-                let trace_id = expected.traces.keys().nth(3).unwrap();
-                let at = bytes.windows(16).rposition(|window| window == trace_id).unwrap();
-                bytes[at] ^= 0x01;
+            "bloom" => {
+                // The trace bloom ends (with its checksum) where the meta starts.
+                let meta_offset = u64::from_le_bytes(bytes[len - 28..len - 20].try_into().unwrap()) as usize;
+                bytes[meta_offset - 10] ^= 0x01;
             }
             _ => bytes.truncate(len - 7),
         }

@@ -5,11 +5,16 @@
 //! therefore come back as the same [`Trace`] whether they sit in the head, in one block or
 //! spread over several.
 
-use std::collections::{HashMap, HashSet};
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::records::{put_resource, put_scope};
-use super::{Resource, ResourceSpans, Scope, ScopeSpans, SearchTrace, Span, SpanId, Trace, TraceId};
+use super::hash::FastSet;
+use super::records::{AttrsSlice, MalformedRecord, SpanView, ValueRef, put_resource, put_scope};
+use super::{
+    AttrValue, Resource, ResourceSpans, Scope, ScopeSpans, SearchTrace, Span, SpanEvent, SpanId, SpanKind, SpanLink,
+    StatusCode, Trace, TraceId,
+};
 
 /// A resource and its group's schema URL, with the bytes that identify it.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,10 +57,103 @@ pub(crate) struct StoredSpan {
     pub span: Span,
 }
 
+/// Attributes as the page encoder and the index builder read them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum AttributesRef<'a> {
+    Owned(&'a [(String, AttrValue)]),
+    Encoded(AttrsSlice<'a>),
+}
+
+impl<'a> AttributesRef<'a> {
+    pub fn for_each(self, mut each: impl FnMut(&'a str, ValueRef<'a>)) -> Result<(), MalformedRecord> {
+        match self {
+            AttributesRef::Owned(attributes) => {
+                for (key, value) in attributes {
+                    each(key, ValueRef::from_value(value));
+                }
+                Ok(())
+            }
+            AttributesRef::Encoded(slice) => slice.for_each(each),
+        }
+    }
+}
+
+/// A span as the page encoder and the index builder take it, borrowed from an owned span or
+/// straight from a head record (so a cut copies no attribute).
+#[derive(Debug, Clone)]
+pub(crate) struct SpanInput<'a> {
+    pub resource: &'a Arc<ResourceInfo>,
+    pub scope: &'a Arc<ScopeInfo>,
+    pub span_id: SpanId,
+    pub parent_span_id: Option<SpanId>,
+    pub trace_state: &'a str,
+    pub name: &'a str,
+    pub kind: SpanKind,
+    pub status_code: StatusCode,
+    pub status_message: &'a str,
+    pub flags: u32,
+    pub start_ns: i64,
+    pub end_ns: i64,
+    /// Dropped attributes, events and links counts.
+    pub dropped: [u32; 3],
+    pub attributes: AttributesRef<'a>,
+    pub events: Cow<'a, [SpanEvent]>,
+    pub links: Cow<'a, [SpanLink]>,
+}
+
+impl<'a> SpanInput<'a> {
+    pub fn from_stored(stored: &'a StoredSpan) -> SpanInput<'a> {
+        let span = &stored.span;
+        SpanInput {
+            resource: &stored.resource,
+            scope: &stored.scope,
+            span_id: span.span_id,
+            parent_span_id: span.parent_span_id,
+            trace_state: &span.trace_state,
+            name: &span.name,
+            kind: span.kind,
+            status_code: span.status.code,
+            status_message: &span.status.message,
+            flags: span.flags,
+            start_ns: span.start_ns,
+            end_ns: span.end_ns,
+            dropped: [span.dropped_attributes_count, span.dropped_events_count, span.dropped_links_count],
+            attributes: AttributesRef::Owned(&span.attributes),
+            events: Cow::Borrowed(&span.events),
+            links: Cow::Borrowed(&span.links),
+        }
+    }
+
+    pub fn from_view(
+        view: SpanView<'a>,
+        resource: &'a Arc<ResourceInfo>,
+        scope: &'a Arc<ScopeInfo>,
+    ) -> Result<SpanInput<'a>, MalformedRecord> {
+        Ok(SpanInput {
+            resource,
+            scope,
+            span_id: view.span_id,
+            parent_span_id: view.parent_span_id,
+            trace_state: view.trace_state,
+            name: view.name,
+            kind: view.kind,
+            status_code: view.status_code,
+            status_message: view.status_message,
+            flags: view.flags,
+            start_ns: view.start_ns,
+            end_ns: view.end_ns,
+            dropped: [view.dropped_attributes_count, view.dropped_events_count, view.dropped_links_count],
+            attributes: AttributesRef::Encoded(view.attributes),
+            events: Cow::Owned(view.events()?),
+            links: Cow::Owned(view.links()?),
+        })
+    }
+}
+
 /// Gathers the spans of one trace from its sources, oldest source first.
 #[derive(Debug, Default)]
 pub(crate) struct TraceCollector {
-    seen: HashSet<SpanId>,
+    seen: FastSet<SpanId>,
     spans: Vec<StoredSpan>,
 }
 

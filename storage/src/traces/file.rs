@@ -5,15 +5,16 @@
 //! ```text
 //! header       "TTRC", version u8 = 1, 3 reserved bytes
 //! pages        per page: data, crc32c(data) u32, bloom, crc32c(bloom) u32
-//! trace table  per trace, by ascending ID: trace ID (16 bytes), page u32; then crc32c u32
 //! trace bloom  bloom filter over the trace IDs; then crc32c u32
 //! meta         ids, tenant, level, sources, sequence number, counts, bounds, value index,
-//!              page table (varints)
+//!              page table with each page's first and last trace ID (varints)
 //! footer       meta offset u64, meta length u64, crc32c(meta) u32, crc32c(footer) u32, "TTRF"
 //! ```
 //!
-//! At open the footer, meta, trace table and trace bloom are checked; a page and its bloom
-//! are checked each time they are read. Every integer is little-endian; layout in
+//! Pages hold traces in ascending ID order, each trace in one page, so the page of a trace is
+//! found by a binary search of the pages' ID ranges (kept in memory), after the trace bloom
+//! said the block may hold it. At open the footer, meta and trace bloom are checked; a page and
+//! its bloom are checked each time they are read. Every integer is little-endian; layout in
 //! `docs/format/trace-blocks.md`.
 
 use std::fs::{self, File};
@@ -28,15 +29,13 @@ use super::codec::{self, MAX_PAGE_RAW_BYTES, TracesCodec};
 use super::hash::{Bloom, hash_bytes, stored_may_contain};
 use super::index::{Bounds, ValueIndex, bloom_may_match};
 use super::page::PageSummary;
-use crate::codec::{get_str, get_u8, get_u32, get_u64, get_uvarint, put_bytes, put_uvarint};
+use crate::codec::{get_array, get_str, get_u8, get_u32, get_u64, get_uvarint, put_bytes, put_uvarint};
 
 const HEADER_MAGIC: [u8; 4] = *b"TTRC";
 const FOOTER_MAGIC: [u8; 4] = *b"TTRF";
 pub(crate) const FORMAT_VERSION: u8 = 1;
 const HEADER_LEN: usize = 8;
 const FOOTER_LEN: usize = 28;
-/// Bytes of a trace table entry: the ID and the page.
-const TRACE_ENTRY_LEN: usize = 20;
 
 /// The seed of trace-ID hashes in the trace bloom.
 const TRACE_BLOOM_SEED: u64 = 0x7472_6163_6569_6421;
@@ -65,6 +64,9 @@ pub(crate) struct PageEntry {
     pub raw_len: u32,
     pub codec: u8,
     pub traces: u32,
+    /// The smallest and largest trace ID of the page.
+    pub first_trace_id: TraceId,
+    pub last_trace_id: TraceId,
     pub bounds: Bounds,
     pub bloom_bits_log2: u8,
     pub bloom_hashes: u8,
@@ -98,7 +100,6 @@ pub(crate) struct BlockFile {
     pub index: ValueIndex,
     pub pages: Vec<PageEntry>,
     pub size_bytes: u64,
-    trace_table_offset: u64,
     trace_bloom: Bloom,
     map: memmap2::Mmap,
 }
@@ -121,7 +122,6 @@ struct Meta {
     sources: Vec<String>,
     seq_end: u64,
     trace_count: u64,
-    trace_table_offset: u64,
     trace_bloom_offset: u64,
     trace_bloom_bits_log2: u8,
     trace_bloom_hashes: u8,
@@ -143,7 +143,6 @@ fn decode_meta(mut input: &[u8]) -> Result<Meta, String> {
     }
     let seq_end = get_uvarint(input).ok_or_else(|| malformed("sequence number"))?;
     let trace_count = get_uvarint(input).ok_or_else(|| malformed("trace count"))?;
-    let trace_table_offset = get_uvarint(input).ok_or_else(|| malformed("trace table"))?;
     let trace_bloom_offset = get_uvarint(input).ok_or_else(|| malformed("trace bloom"))?;
     let trace_bloom_bits_log2 = get_u8(input).ok_or_else(|| malformed("trace bloom"))?;
     let trace_bloom_hashes = get_u8(input).ok_or_else(|| malformed("trace bloom"))?;
@@ -158,6 +157,8 @@ fn decode_meta(mut input: &[u8]) -> Result<Meta, String> {
         let raw_len = get_uvarint(input).and_then(|v| u32::try_from(v).ok()).ok_or_else(|| malformed("page size"))?;
         let codec = get_u8(input).ok_or_else(|| malformed("page codec"))?;
         let traces = get_uvarint(input).and_then(|v| u32::try_from(v).ok()).ok_or_else(|| malformed("page traces"))?;
+        let first_trace_id = get_array::<16>(input).ok_or_else(|| malformed("page first trace"))?;
+        let last_trace_id = get_array::<16>(input).ok_or_else(|| malformed("page last trace"))?;
         let page_bounds = Bounds::decode(input).ok_or_else(|| malformed("page bounds"))?;
         let bloom_bits_log2 = get_u8(input).ok_or_else(|| malformed("page bloom"))?;
         let bloom_hashes = get_u8(input).ok_or_else(|| malformed("page bloom"))?;
@@ -167,6 +168,8 @@ fn decode_meta(mut input: &[u8]) -> Result<Meta, String> {
             raw_len,
             codec,
             traces,
+            first_trace_id,
+            last_trace_id,
             bounds: page_bounds,
             bloom_bits_log2,
             bloom_hashes,
@@ -182,7 +185,6 @@ fn decode_meta(mut input: &[u8]) -> Result<Meta, String> {
         sources,
         seq_end,
         trace_count,
-        trace_table_offset,
         trace_bloom_offset,
         trace_bloom_bits_log2,
         trace_bloom_hashes,
@@ -254,32 +256,18 @@ impl BlockFile {
             }
             expected += page.stored_bytes();
         }
-        let table_len = meta
-            .trace_count
-            .checked_mul(TRACE_ENTRY_LEN as u64)
-            .filter(|_| meta.trace_table_offset == expected)
-            .ok_or_else(|| corrupt("trace table is out of place".into()))?;
+        if meta.pages.windows(2).any(|pair| pair[0].last_trace_id >= pair[1].first_trace_id)
+            || meta.pages.iter().any(|page| page.first_trace_id > page.last_trace_id || page.traces == 0)
+            || meta.pages.iter().map(|page| u64::from(page.traces)).sum::<u64>() != meta.trace_count
+        {
+            return Err(corrupt("page table trace ranges are malformed".into()));
+        }
         if !Bloom::parts_valid(meta.trace_bloom_bits_log2, meta.trace_bloom_hashes) {
             return Err(corrupt("trace bloom is malformed".into()));
         }
         let bloom_len = Bloom::byte_len(meta.trace_bloom_bits_log2);
-        let table_end = expected.checked_add(table_len).and_then(|end| end.checked_add(4));
-        let bloom_end = table_end.and_then(|end| end.checked_add(bloom_len as u64 + 4));
-        if table_end != Some(meta.trace_bloom_offset) || bloom_end != Some(meta_offset) {
+        if meta.trace_bloom_offset != expected || expected.checked_add(bloom_len as u64 + 4) != Some(meta_offset) {
             return Err(corrupt("trace bloom is out of place".into()));
-        }
-        match crc_at(&map, meta.trace_table_offset as usize, table_len as usize) {
-            Some((table, true)) => {
-                let mut previous: Option<&[u8]> = None;
-                for (index, entry) in table.chunks_exact(TRACE_ENTRY_LEN).enumerate() {
-                    let page = u32::from_le_bytes([entry[16], entry[17], entry[18], entry[19]]);
-                    if page as usize >= meta.pages.len() || previous.is_some_and(|before| before >= &entry[..16]) {
-                        return Err(corrupt(format!("trace table entry {index} is malformed")));
-                    }
-                    previous = Some(&entry[..16]);
-                }
-            }
-            _ => return Err(corrupt("trace table checksum mismatch".into())),
         }
         let trace_bloom = match crc_at(&map, meta.trace_bloom_offset as usize, bloom_len) {
             Some((bits, true)) => Bloom::from_parts(meta.trace_bloom_bits_log2, meta.trace_bloom_hashes, bits)
@@ -299,41 +287,21 @@ impl BlockFile {
             index: meta.index,
             pages: meta.pages,
             size_bytes,
-            trace_table_offset: meta.trace_table_offset,
             trace_bloom,
             map,
         })
     }
 
-    /// The trace ID and page of trace table entry `index` (checked at open).
-    fn trace_entry(&self, index: u64) -> (TraceId, u32) {
-        let start = (self.trace_table_offset + index * TRACE_ENTRY_LEN as u64) as usize;
-        let mut trace_id = [0u8; 16];
-        let mut page = [0u8; 4];
-        if let Some(entry) = self.map.get(start..start + TRACE_ENTRY_LEN) {
-            trace_id.copy_from_slice(&entry[..16]);
-            page.copy_from_slice(&entry[16..]);
-        }
-        (trace_id, u32::from_le_bytes(page))
-    }
-
-    /// The page holding `trace_id`, if the block has it: the bloom first, then a binary
-    /// search of the trace table.
+    /// The page that holds `trace_id` if the block has it: the bloom first, then a binary
+    /// search of the pages' trace-ID ranges. The page may still not hold it (a bloom false
+    /// positive that falls inside a page's range).
     pub fn find_trace(&self, trace_id: &TraceId) -> Option<u32> {
         if !self.trace_bloom.may_contain(trace_hash(trace_id)) {
             return None;
         }
-        let (mut low, mut high) = (0u64, self.trace_count);
-        while low < high {
-            let middle = low + (high - low) / 2;
-            let (id, page) = self.trace_entry(middle);
-            match id.cmp(trace_id) {
-                std::cmp::Ordering::Less => low = middle + 1,
-                std::cmp::Ordering::Greater => high = middle,
-                std::cmp::Ordering::Equal => return Some(page),
-            }
-        }
-        None
+        let index = self.pages.partition_point(|page| page.last_trace_id < *trace_id);
+        let page = self.pages.get(index)?;
+        (page.first_trace_id <= *trace_id).then_some(index as u32)
     }
 
     /// Decompresses page `index` into `out`, checksum verified.
@@ -393,9 +361,8 @@ pub(crate) struct BlockWriter {
     out: BufWriter<File>,
     offset: u64,
     pages: Vec<PageEntry>,
-    /// The trace table, as written at the end.
-    trace_table: Vec<u8>,
-    trace_count: u64,
+    /// Every trace ID written, for the trace bloom.
+    trace_hashes: Vec<u64>,
 }
 
 impl BlockWriter {
@@ -421,8 +388,7 @@ impl BlockWriter {
             out: BufWriter::with_capacity(1 << 20, file),
             offset: 0,
             pages: Vec::new(),
-            trace_table: Vec::new(),
-            trace_count: 0,
+            trace_hashes: Vec::new(),
         };
         let mut header = Vec::with_capacity(HEADER_LEN);
         header.extend_from_slice(&HEADER_MAGIC);
@@ -438,16 +404,9 @@ impl BlockWriter {
         Ok(())
     }
 
-    /// The index the next page will have.
-    pub fn next_page(&self) -> u32 {
-        self.pages.len() as u32
-    }
-
-    /// Records that `trace_id` is in page `page` (IDs in ascending order).
-    pub fn note_trace(&mut self, trace_id: &TraceId, page: u32) {
-        self.trace_table.extend_from_slice(trace_id);
-        self.trace_table.extend_from_slice(&page.to_le_bytes());
-        self.trace_count += 1;
+    /// Records a trace ID written (for the trace bloom).
+    pub fn note_trace(&mut self, trace_id: &TraceId) {
+        self.trace_hashes.push(trace_hash(trace_id));
     }
 
     /// Compresses and writes a page with its bloom filter.
@@ -469,6 +428,8 @@ impl BlockWriter {
             raw_len: u32::try_from(raw.len()).unwrap_or(u32::MAX),
             codec: codec_byte,
             traces: summary.traces,
+            first_trace_id: summary.first_trace_id,
+            last_trace_id: summary.last_trace_id,
             bounds: summary.bounds,
             bloom_bits_log2: bloom.bits_log2(),
             bloom_hashes: bloom.hashes(),
@@ -490,15 +451,9 @@ impl BlockWriter {
             fs::remove_file(&self.temp_path).map_err(io_error(format!("removing {}", self.temp_path.display())))?;
             return Ok(None);
         }
-        let table = std::mem::take(&mut self.trace_table);
-        let table_offset = self.offset;
-        self.write(&table)?;
-        self.write(&crc32c::crc32c(&table).to_le_bytes())?;
-        let mut bloom = Bloom::for_items(self.trace_count as usize, TRACE_BLOOM_BITS_PER_ID, TRACE_BLOOM_HASHES);
-        for entry in table.chunks_exact(TRACE_ENTRY_LEN) {
-            let mut trace_id = [0u8; 16];
-            trace_id.copy_from_slice(&entry[..16]);
-            bloom.insert(trace_hash(&trace_id));
+        let mut bloom = Bloom::for_items(self.trace_hashes.len(), TRACE_BLOOM_BITS_PER_ID, TRACE_BLOOM_HASHES);
+        for hash in &self.trace_hashes {
+            bloom.insert(*hash);
         }
         let bloom_offset = self.offset;
         let bloom_bytes = bloom.to_bytes();
@@ -514,8 +469,7 @@ impl BlockWriter {
             put_bytes(&mut meta, source.as_bytes());
         }
         put_uvarint(&mut meta, seq_end);
-        put_uvarint(&mut meta, self.trace_count);
-        put_uvarint(&mut meta, table_offset);
+        put_uvarint(&mut meta, self.trace_hashes.len() as u64);
         put_uvarint(&mut meta, bloom_offset);
         meta.push(bloom.bits_log2());
         meta.push(bloom.hashes());
@@ -528,6 +482,8 @@ impl BlockWriter {
             put_uvarint(&mut meta, u64::from(page.raw_len));
             meta.push(page.codec);
             put_uvarint(&mut meta, u64::from(page.traces));
+            meta.extend_from_slice(&page.first_trace_id);
+            meta.extend_from_slice(&page.last_trace_id);
             page.bounds.encode(&mut meta);
             meta.push(page.bloom_bits_log2);
             meta.push(page.bloom_hashes);

@@ -5,6 +5,7 @@
 
 use std::cmp::Ordering;
 
+use super::records::ValueRef;
 use super::{AttrValue, AttributeScope, CompareOp, Resource, SERVICE_NAME, Span, SpanCondition};
 
 /// `i64::MIN` and `2^63` as doubles: the integral doubles in `[MIN_I64, MAX_I64_EXCLUSIVE)`
@@ -156,6 +157,22 @@ pub(crate) fn canonical_bytes(value: &AttrValue, out: &mut Vec<u8>) -> bool {
         _ => return false,
     }
     true
+}
+
+/// [`canonical_bytes`] of a borrowed value.
+pub(crate) fn canonical_ref(value: &ValueRef<'_>, out: &mut Vec<u8>) -> bool {
+    match value {
+        ValueRef::Str(text) => {
+            out.clear();
+            out.push(b's');
+            out.extend_from_slice(text.as_bytes());
+            true
+        }
+        ValueRef::Int(number) => canonical_bytes(&AttrValue::Int(*number), out),
+        ValueRef::Double(number) => canonical_bytes(&AttrValue::Double(*number), out),
+        ValueRef::Bool(flag) => canonical_bytes(&AttrValue::Bool(*flag), out),
+        ValueRef::Other(other) => canonical_bytes(other, out),
+    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,10 @@
 //! files) and the bloom filters built on it: one over each block's trace IDs, one over each
 //! page's attribute keys and key=value pairs. Layout in `docs/format/trace-blocks.md`.
 
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::OnceLock;
+
 const MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15;
 
 /// The hash of `bytes` under `seed`: 8 bytes at a time (little-endian, the last word padded
@@ -33,6 +37,94 @@ fn finish(mut state: u64) -> u64 {
     state = state.wrapping_mul(0x94d0_49bb_1331_11eb);
     state ^ (state >> 31)
 }
+
+/// The hasher of the store's in-memory maps (trace IDs, span IDs, attribute keys, strings):
+/// [`hash_bytes`] word at a time, seeded once per process at random so that the keys a client
+/// chooses cannot be made to collide on purpose.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FastState {
+    seed: u64,
+}
+
+impl Default for FastState {
+    fn default() -> Self {
+        static SEED: OnceLock<u64> = OnceLock::new();
+        let seed = *SEED.get_or_init(|| std::collections::hash_map::RandomState::new().hash_one(0x7472_6163_6573_u64));
+        FastState { seed }
+    }
+}
+
+impl BuildHasher for FastState {
+    type Hasher = FastHasher;
+
+    fn build_hasher(&self) -> FastHasher {
+        FastHasher { state: self.seed }
+    }
+}
+
+pub(crate) struct FastHasher {
+    state: u64,
+}
+
+impl Hasher for FastHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.state = hash_bytes(self.state, bytes);
+    }
+
+    fn write_u8(&mut self, value: u8) {
+        self.write_u64(u64::from(value));
+    }
+
+    fn write_u32(&mut self, value: u32) {
+        self.write_u64(u64::from(value));
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.state = (self.state ^ value).wrapping_mul(MULTIPLIER).rotate_left(29);
+    }
+
+    fn write_usize(&mut self, value: usize) {
+        self.write_u64(value as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        finish(self.state)
+    }
+}
+
+pub(crate) type FastMap<K, V> = HashMap<K, V, FastState>;
+pub(crate) type FastSet<K> = HashSet<K, FastState>;
+
+/// For sets of values that are already hashes: the value is its own hash.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct HashedState;
+
+impl BuildHasher for HashedState {
+    type Hasher = HashedHasher;
+
+    fn build_hasher(&self) -> HashedHasher {
+        HashedHasher(0)
+    }
+}
+
+pub(crate) struct HashedHasher(u64);
+
+impl Hasher for HashedHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = hash_bytes(self.0, bytes);
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A set of hashes.
+pub(crate) type HashSet64 = HashSet<u64, HashedState>;
 
 /// Smallest and largest filters, in bits (powers of two).
 const MIN_BITS_LOG2: u8 = 6;

@@ -12,7 +12,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use super::assemble::{ResourceInfo, ScopeInfo, StoredSpan};
+use super::assemble::{ResourceInfo, ScopeInfo, SpanInput, StoredSpan};
+use super::hash::{FastMap, FastSet};
 use super::index::{Bounds, IndexBuilder, ValueIndex};
 use super::records::{self, MalformedRecord, SpanLocation};
 use super::{NsRange, SpanId, TraceId};
@@ -56,9 +57,9 @@ impl SegmentIndex {
         records: &[Arc<HeadRecord>],
         max_values_per_key: usize,
     ) -> Result<(&Bounds, &ValueIndex), MalformedRecord> {
-        let builder = self.builder.get_or_insert_with(|| IndexBuilder::new(max_values_per_key, false));
+        let builder = self.builder.get_or_insert_with(|| IndexBuilder::new(max_values_per_key));
         if records.len() > self.indexed {
-            for_each_span(&records[self.indexed..], |stored| builder.add(&stored))?;
+            for_each_input(&records[self.indexed..], |input| builder.add_input(input))?;
             self.indexed = records.len();
         }
         Ok((&builder.bounds, &builder.values))
@@ -105,6 +106,35 @@ impl HeadSegment {
     }
 }
 
+/// Calls `each` with every span of `records` as a borrowed [`SpanInput`], in record order.
+pub(crate) fn for_each_input(
+    records: &[Arc<HeadRecord>],
+    mut each: impl FnMut(&SpanInput<'_>) -> Result<(), MalformedRecord>,
+) -> Result<(), MalformedRecord> {
+    for record in records {
+        let mut contexts = RecordContexts::default();
+        let mut failure = None;
+        records::walk_record(&record.bytes, |location| {
+            if failure.is_some() {
+                return;
+            }
+            let result = contexts.contexts(record, location.resource_offset, location.scope_offset).and_then(
+                |(resource, scope)| {
+                    let view = records::span_at(&record.bytes, location.span_offset)?;
+                    each(&SpanInput::from_view(view, &resource, &scope)?)
+                },
+            );
+            if let Err(error) = result {
+                failure = Some(error);
+            }
+        })?;
+        if let Some(error) = failure {
+            return Err(error);
+        }
+    }
+    Ok(())
+}
+
 /// Materialises every span of `records`, in record order (resources and scopes once per group).
 pub(crate) fn for_each_span(
     records: &[Arc<HeadRecord>],
@@ -144,6 +174,18 @@ impl RecordContexts {
         scope_offset: u32,
         span_offset: u32,
     ) -> Result<StoredSpan, MalformedRecord> {
+        let (resource, scope) = self.contexts(record, resource_offset, scope_offset)?;
+        let span = records::span_at(&record.bytes, span_offset)?.to_owned()?;
+        Ok(StoredSpan { resource, scope, span })
+    }
+
+    /// The resource and scope of a group of a record, materialised once.
+    pub fn contexts(
+        &mut self,
+        record: &Arc<HeadRecord>,
+        resource_offset: u32,
+        scope_offset: u32,
+    ) -> Result<(Arc<ResourceInfo>, Arc<ScopeInfo>), MalformedRecord> {
         let identity = Arc::as_ptr(record) as usize;
         let resource = match self.resources.get(&(identity, resource_offset)) {
             Some(info) => info.clone(),
@@ -163,8 +205,7 @@ impl RecordContexts {
                 info
             }
         };
-        let span = records::span_at(&record.bytes, span_offset)?.to_owned()?;
-        Ok(StoredSpan { resource, scope, span })
+        Ok((resource, scope))
     }
 
     /// The span a reference points at.
@@ -179,7 +220,7 @@ pub(crate) struct HeadState {
     pub frozen: Vec<Arc<HeadSegment>>,
     pub open: HeadSegment,
     /// Every span of the head, by trace.
-    pub traces: HashMap<TraceId, Vec<SpanRef>>,
+    pub traces: FastMap<TraceId, Vec<SpanRef>>,
     /// Record bytes and spans held.
     pub bytes: u64,
     pub spans: u64,
@@ -194,7 +235,7 @@ impl Default for HeadState {
         HeadState {
             frozen: Vec::new(),
             open: HeadSegment::new(),
-            traces: HashMap::new(),
+            traces: FastMap::default(),
             bytes: 0,
             spans: 0,
             first_append_ns: None,
@@ -266,7 +307,7 @@ pub(crate) struct AppendScratch {
     pub record: Vec<u8>,
     pub keep: Vec<bool>,
     pub locations: Vec<SpanLocation>,
-    pub batch_spans: std::collections::HashSet<(TraceId, SpanId)>,
+    pub batch_spans: FastSet<(TraceId, SpanId)>,
 }
 
 impl AppendScratch {

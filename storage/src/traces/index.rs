@@ -11,16 +11,16 @@
 //! Every check errs one way: it may let through a set that holds no match, never rule out one
 //! that holds one. Layout in `docs/format/trace-blocks.md` ("Skip data").
 
-use std::collections::{BTreeMap, HashSet};
+use std::cmp::Ordering;
 use std::sync::Arc;
 
-use super::assemble::{ResourceInfo, ScopeInfo, StoredSpan};
-use super::filter::{canonical_bytes, compare_scalars, value_satisfies};
-use super::hash::hash_bytes;
-use super::records::{MalformedRecord, put_value};
+use super::assemble::{ResourceInfo, ScopeInfo, SpanInput};
+use super::filter::{canonical_bytes, canonical_ref, compare_scalars, value_satisfies};
+use super::hash::{FastMap, FastSet, HashSet64, hash_bytes};
+use super::records::{MalformedRecord, ValueRef, put_value};
 use super::{
-    AttrValue, AttributeScope, CompareOp, NsRange, Resource, SERVICE_NAME, Span, SpanCondition, SpanKind, StatusCode,
-    TagScope, TagValue, intrinsics,
+    AttrValue, AttributeScope, CompareOp, NsRange, Resource, SERVICE_NAME, Scope, Span, SpanCondition, SpanKind,
+    StatusCode, TagScope, TagValue, intrinsics,
 };
 use crate::codec::{get_str, get_u8, get_u64, get_uvarint, get_varint, put_bytes, put_uvarint, put_varint};
 
@@ -94,16 +94,15 @@ impl Default for Bounds {
 }
 
 impl Bounds {
-    pub fn add(&mut self, span: &Span) {
-        let (low, high) = span_extent(span);
-        let duration = span.duration_ns();
+    pub fn add(&mut self, start_ns: i64, end_ns: i64, status: StatusCode, kind: SpanKind) {
+        let duration = end_ns.saturating_sub(start_ns);
         self.spans += 1;
-        self.min_time_ns = self.min_time_ns.min(low);
-        self.max_time_ns = self.max_time_ns.max(high);
+        self.min_time_ns = self.min_time_ns.min(start_ns.min(end_ns));
+        self.max_time_ns = self.max_time_ns.max(start_ns.max(end_ns));
         self.min_duration_ns = self.min_duration_ns.min(duration);
         self.max_duration_ns = self.max_duration_ns.max(duration);
-        self.status_mask |= 1 << span.status.code.as_u8();
-        self.kind_mask |= 1 << span.kind.as_u8();
+        self.status_mask |= 1 << status.as_u8();
+        self.kind_mask |= 1 << kind.as_u8();
     }
 
     pub fn overlaps(&self, range: NsRange) -> bool {
@@ -156,7 +155,7 @@ pub(crate) struct KeyEntry {
     /// finished, in arrival order while it is built.
     pub values: Vec<AttrValue>,
     /// While building: canonical hashes of `values`, to keep them distinct cheaply.
-    seen: HashSet<u64>,
+    seen: HashSet64,
     /// Every scalar value of the key is in `values`.
     pub complete: bool,
     /// The smallest and largest numbers among the key's values (NaN left out).
@@ -192,7 +191,7 @@ impl KeyEntry {
 /// Keys and values per scope.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct ValueIndex {
-    scopes: [BTreeMap<String, KeyEntry>; SCOPE_COUNT],
+    scopes: [FastMap<String, KeyEntry>; SCOPE_COUNT],
     pub has_events: bool,
     pub has_links: bool,
 }
@@ -310,7 +309,9 @@ impl ValueIndex {
         out.push(u8::from(self.has_events) | (u8::from(self.has_links) << 1));
         for keys in &self.scopes {
             put_uvarint(out, keys.len() as u64);
-            for (key, entry) in keys {
+            let mut sorted: Vec<(&String, &KeyEntry)> = keys.iter().collect();
+            sorted.sort_by(|a, b| a.0.cmp(b.0));
+            for (key, entry) in sorted {
                 put_bytes(out, key.as_bytes());
                 out.push(u8::from(entry.complete));
                 put_uvarint(out, entry.values.len() as u64);
@@ -350,7 +351,7 @@ impl ValueIndex {
                     }
                 }
                 let [min_number, max_number] = bounds;
-                keys.insert(key, KeyEntry { values, seen: HashSet::new(), complete, min_number, max_number });
+                keys.insert(key, KeyEntry { values, seen: HashSet64::default(), complete, min_number, max_number });
             }
         }
         Ok(index)
@@ -381,166 +382,231 @@ fn get_scalar(input: &mut &[u8]) -> Result<AttrValue, MalformedRecord> {
 // ---------------------------------------------------------------------------------------------
 // Building
 
-/// Builds the bounds and value index of a set of spans, and optionally the hash set its bloom
-/// filter is made of. It can be read while it grows (the head's segments are indexed
-/// incrementally); [`IndexBuilder::finish`] sorts the values.
+/// Calls `emit` with every (scope, key, value) of a span that skip data covers: its
+/// attributes, its name, status message and (for a root span) root name and service, its
+/// events' attributes and names, its links' attributes. Resource and scope attributes are
+/// visited once per resource and scope by [`visit_resource`] and [`visit_scope`].
+fn visit_span(span: &SpanInput<'_>, mut emit: impl FnMut(u8, &str, ValueRef<'_>)) -> Result<(), MalformedRecord> {
+    span.attributes.for_each(|key, value| emit(SCOPE_SPAN, key, value))?;
+    emit(SCOPE_INTRINSIC, intrinsics::NAME, ValueRef::Str(span.name));
+    if !span.status_message.is_empty() {
+        emit(SCOPE_INTRINSIC, intrinsics::STATUS_MESSAGE, ValueRef::Str(span.status_message));
+    }
+    if span.parent_span_id.is_none() {
+        emit(SCOPE_INTRINSIC, intrinsics::ROOT_NAME, ValueRef::Str(span.name));
+        if let Some(service) = span.resource.resource.service_name() {
+            emit(SCOPE_INTRINSIC, intrinsics::ROOT_SERVICE_NAME, ValueRef::Str(service));
+        }
+    }
+    for event in span.events.iter() {
+        for (key, value) in &event.attributes {
+            emit(SCOPE_EVENT, key, ValueRef::from_value(value));
+        }
+        if !event.name.is_empty() {
+            emit(SCOPE_INTRINSIC, intrinsics::EVENT_NAME, ValueRef::Str(&event.name));
+        }
+    }
+    for link in span.links.iter() {
+        for (key, value) in &link.attributes {
+            emit(SCOPE_LINK, key, ValueRef::from_value(value));
+        }
+    }
+    Ok(())
+}
+
+fn visit_resource(resource: &Resource, mut emit: impl FnMut(u8, &str, ValueRef<'_>)) {
+    for (key, value) in &resource.attributes {
+        emit(SCOPE_RESOURCE, key, ValueRef::from_value(value));
+    }
+}
+
+fn visit_scope(scope: &Scope, mut emit: impl FnMut(u8, &str, ValueRef<'_>)) {
+    for (key, value) in &scope.attributes {
+        emit(SCOPE_INSTRUMENTATION, key, ValueRef::from_value(value));
+    }
+    if !scope.name.is_empty() {
+        emit(SCOPE_INTRINSIC, intrinsics::INSTRUMENTATION_NAME, ValueRef::Str(&scope.name));
+    }
+    if !scope.version.is_empty() {
+        emit(SCOPE_INTRINSIC, intrinsics::INSTRUMENTATION_VERSION, ValueRef::Str(&scope.version));
+    }
+}
+
+/// Calls `each` with a value, or with each element of an array (recursively).
+fn for_each_scalar(value: &ValueRef<'_>, each: &mut impl FnMut(&ValueRef<'_>)) {
+    match value {
+        ValueRef::Other(other) => match other.as_ref() {
+            AttrValue::Array(elements) => {
+                for element in elements {
+                    for_each_scalar(&ValueRef::from_value(element), each);
+                }
+            }
+            _ => each(value),
+        },
+        _ => each(value),
+    }
+}
+
+/// Builds the bounds and value index of a set of spans. It can be read while it grows (the
+/// head's segments are indexed incrementally); [`IndexBuilder::finish`] sorts the values.
 pub(crate) struct IndexBuilder {
     max_values_per_key: usize,
     pub bounds: Bounds,
     pub values: ValueIndex,
     /// Resources and scopes already added, by their identity bytes; and the last ones added,
     /// held so that a run of spans of one resource costs one pointer comparison.
-    resources_seen: HashSet<Vec<u8>>,
-    scopes_seen: HashSet<Vec<u8>>,
+    resources_seen: FastSet<Vec<u8>>,
+    scopes_seen: FastSet<Vec<u8>>,
     last_resource: Option<Arc<ResourceInfo>>,
     last_scope: Option<Arc<ScopeInfo>>,
-    /// Hashes for a bloom filter, when one is wanted.
-    pub hashes: Option<HashSet<u64>>,
     canonical: Vec<u8>,
 }
 
 impl IndexBuilder {
-    pub fn new(max_values_per_key: usize, with_hashes: bool) -> IndexBuilder {
+    pub fn new(max_values_per_key: usize) -> IndexBuilder {
         IndexBuilder {
             max_values_per_key,
             bounds: Bounds::default(),
             values: ValueIndex::default(),
-            resources_seen: HashSet::new(),
-            scopes_seen: HashSet::new(),
+            resources_seen: FastSet::default(),
+            scopes_seen: FastSet::default(),
             last_resource: None,
             last_scope: None,
-            hashes: with_hashes.then(HashSet::new),
             canonical: Vec::new(),
         }
     }
 
-    fn add_value(&mut self, scope: u8, key: &str, value: &AttrValue) {
-        if let AttrValue::Array(elements) = value {
-            for element in elements {
-                self.add_value(scope, key, element);
-            }
-            return;
-        }
-        let key_hash = key_hash(scope, key);
-        if let Some(hashes) = &mut self.hashes {
-            hashes.insert(key_hash);
-        }
-        let keys = &mut self.values.scopes[usize::from(scope)];
+    fn add_value(
+        values: &mut ValueIndex,
+        canonical: &mut Vec<u8>,
+        max_values_per_key: usize,
+        scope: u8,
+        key: &str,
+        value: &ValueRef<'_>,
+    ) {
+        let keys = &mut values.scopes[usize::from(scope)];
         if !keys.contains_key(key) {
             keys.insert(key.to_string(), KeyEntry { complete: true, ..KeyEntry::default() });
         }
         let Some(entry) = keys.get_mut(key) else { return };
-        if !canonical_bytes(value, &mut self.canonical) {
-            return;
-        }
-        let hash = value_hash(key_hash, &self.canonical);
-        if let Some(hashes) = &mut self.hashes {
-            hashes.insert(hash);
-        }
-        if matches!(value, AttrValue::Int(_) | AttrValue::Double(_)) && compare_scalars(value, value).is_some() {
-            if entry.min_number.as_ref().is_none_or(|min| compare_scalars(value, min) == Some(std::cmp::Ordering::Less))
+        for_each_scalar(value, &mut |scalar| {
+            if !canonical_ref(scalar, canonical) {
+                return;
+            }
+            let owned = || match scalar {
+                ValueRef::Str(text) => AttrValue::String((*text).to_string()),
+                ValueRef::Int(number) => AttrValue::Int(*number),
+                ValueRef::Double(number) => AttrValue::Double(*number),
+                ValueRef::Bool(flag) => AttrValue::Bool(*flag),
+                ValueRef::Other(other) => other.as_ref().clone(),
+            };
+            if matches!(scalar, ValueRef::Int(_) | ValueRef::Double(_))
+                && !matches!(scalar, ValueRef::Double(x) if x.is_nan())
             {
-                entry.min_number = Some(value.clone());
+                let number = owned();
+                if entry.min_number.as_ref().is_none_or(|min| compare_scalars(&number, min) == Some(Ordering::Less)) {
+                    entry.min_number = Some(number.clone());
+                }
+                if entry.max_number.as_ref().is_none_or(|max| compare_scalars(&number, max) == Some(Ordering::Greater))
+                {
+                    entry.max_number = Some(number);
+                }
             }
-            if entry
-                .max_number
-                .as_ref()
-                .is_none_or(|max| compare_scalars(value, max) == Some(std::cmp::Ordering::Greater))
-            {
-                entry.max_number = Some(value.clone());
+            if !entry.complete {
+                return;
             }
-        }
-        if !entry.complete || entry.seen.contains(&hash) {
-            return;
-        }
-        let too_long = matches!(value, AttrValue::String(text) if text.len() > MAX_INDEXED_STRING_BYTES);
-        if too_long || entry.values.len() >= self.max_values_per_key {
-            entry.complete = false;
-            entry.seen = HashSet::new();
-            return;
-        }
-        entry.seen.insert(hash);
-        entry.values.push(value.clone());
+            let hash = hash_bytes(0, canonical);
+            if entry.seen.contains(&hash) {
+                return;
+            }
+            let too_long = matches!(scalar, ValueRef::Str(text) if text.len() > MAX_INDEXED_STRING_BYTES);
+            if too_long || entry.values.len() >= max_values_per_key {
+                entry.complete = false;
+                entry.seen = HashSet64::default();
+                return;
+            }
+            entry.seen.insert(hash);
+            entry.values.push(owned());
+        });
     }
 
-    fn add_attributes(&mut self, scope: u8, attributes: &[(String, AttrValue)]) {
-        for (key, value) in attributes {
-            self.add_value(scope, key, value);
-        }
-    }
-
-    fn add_string(&mut self, scope: u8, key: &str, value: &str) {
-        if !value.is_empty() {
-            self.add_value(scope, key, &AttrValue::String(value.to_string()));
-        }
-    }
-
-    /// Adds a resource (its attributes once per distinct resource).
-    pub fn add_resource(&mut self, info: &Arc<ResourceInfo>) {
-        if self.last_resource.as_ref().is_some_and(|last| Arc::ptr_eq(last, info)) {
-            return;
-        }
-        self.last_resource = Some(info.clone());
-        if !self.resources_seen.contains(&info.identity) {
-            self.resources_seen.insert(info.identity.clone());
-            self.add_attributes(SCOPE_RESOURCE, &info.resource.attributes);
-        }
-    }
-
-    /// Adds an instrumentation scope (once per distinct scope).
-    pub fn add_scope(&mut self, info: &Arc<ScopeInfo>) {
-        if self.last_scope.as_ref().is_some_and(|last| Arc::ptr_eq(last, info)) {
-            return;
-        }
-        self.last_scope = Some(info.clone());
-        if !self.scopes_seen.contains(&info.identity) {
-            self.scopes_seen.insert(info.identity.clone());
-            self.add_attributes(SCOPE_INSTRUMENTATION, &info.scope.attributes);
-            self.add_string(SCOPE_INTRINSIC, intrinsics::INSTRUMENTATION_NAME, &info.scope.name);
-            self.add_string(SCOPE_INTRINSIC, intrinsics::INSTRUMENTATION_VERSION, &info.scope.version);
-        }
-    }
-
-    /// Adds a span with its resource and scope.
-    pub fn add(&mut self, stored: &StoredSpan) {
-        self.add_resource(&stored.resource);
-        self.add_scope(&stored.scope);
-        self.add_span(&stored.span, &stored.resource.resource);
-    }
-
-    /// Adds a span; `resource` is the one it belongs to (for the root service name).
-    pub fn add_span(&mut self, span: &Span, resource: &Resource) {
-        self.bounds.add(span);
-        self.add_attributes(SCOPE_SPAN, &span.attributes);
-        self.add_value(SCOPE_INTRINSIC, intrinsics::NAME, &AttrValue::String(span.name.clone()));
-        self.add_string(SCOPE_INTRINSIC, intrinsics::STATUS_MESSAGE, &span.status.message);
-        if span.parent_span_id.is_none() {
-            self.add_value(SCOPE_INTRINSIC, intrinsics::ROOT_NAME, &AttrValue::String(span.name.clone()));
-            if let Some(service) = resource.service_name() {
-                self.add_string(SCOPE_INTRINSIC, intrinsics::ROOT_SERVICE_NAME, service);
+    /// Adds a span, and its resource and scope the first time they come.
+    pub fn add_input(&mut self, span: &SpanInput<'_>) -> Result<(), MalformedRecord> {
+        let IndexBuilder { max_values_per_key, values, canonical, .. } = self;
+        let max = *max_values_per_key;
+        let mut emit = |scope: u8, key: &str, value: ValueRef<'_>| {
+            IndexBuilder::add_value(values, canonical, max, scope, key, &value);
+        };
+        if !self.last_resource.as_ref().is_some_and(|last| Arc::ptr_eq(last, span.resource)) {
+            self.last_resource = Some(span.resource.clone());
+            if !self.resources_seen.contains(&span.resource.identity) {
+                self.resources_seen.insert(span.resource.identity.clone());
+                visit_resource(&span.resource.resource, &mut emit);
             }
         }
-        for event in &span.events {
-            self.values.has_events = true;
-            self.add_attributes(SCOPE_EVENT, &event.attributes);
-            self.add_string(SCOPE_INTRINSIC, intrinsics::EVENT_NAME, &event.name);
+        if !self.last_scope.as_ref().is_some_and(|last| Arc::ptr_eq(last, span.scope)) {
+            self.last_scope = Some(span.scope.clone());
+            if !self.scopes_seen.contains(&span.scope.identity) {
+                self.scopes_seen.insert(span.scope.identity.clone());
+                visit_scope(&span.scope.scope, &mut emit);
+            }
         }
-        for link in &span.links {
-            self.values.has_links = true;
-            self.add_attributes(SCOPE_LINK, &link.attributes);
-        }
+        visit_span(span, &mut emit)?;
+        self.values.has_events |= !span.events.is_empty();
+        self.values.has_links |= !span.links.is_empty();
+        self.bounds.add(span.start_ns, span.end_ns, span.status_code, span.kind);
+        Ok(())
     }
 
-    /// The bounds, the value index (values sorted) and the bloom hashes.
-    pub fn finish(self) -> (Bounds, ValueIndex, Option<HashSet<u64>>) {
+    /// The bounds and the value index, values sorted.
+    pub fn finish(self) -> (Bounds, ValueIndex) {
         let mut values = self.values;
         for keys in &mut values.scopes {
             for entry in keys.values_mut() {
                 sort_values(&mut entry.values);
-                entry.seen = HashSet::new();
+                entry.seen = HashSet64::default();
             }
         }
-        (self.bounds, values, self.hashes)
+        (self.bounds, values)
+    }
+}
+
+/// Builds the bounds of a page and the hashes of its bloom filter: (scope, key) and (scope,
+/// key, canonical value) of everything [`visit_span`] visits, and of the page's resources and
+/// scopes (added once each by the page encoder).
+#[derive(Default)]
+pub(crate) struct PageSkipBuilder {
+    pub bounds: Bounds,
+    pub hashes: HashSet64,
+    canonical: Vec<u8>,
+}
+
+impl PageSkipBuilder {
+    fn emitter(&mut self) -> impl FnMut(u8, &str, ValueRef<'_>) + '_ {
+        let PageSkipBuilder { hashes, canonical, .. } = self;
+        move |scope, key, value| {
+            let key_hash = key_hash(scope, key);
+            hashes.insert(key_hash);
+            for_each_scalar(&value, &mut |scalar| {
+                if canonical_ref(scalar, canonical) {
+                    hashes.insert(value_hash(key_hash, canonical));
+                }
+            });
+        }
+    }
+
+    pub fn add_resource(&mut self, resource: &Resource) {
+        visit_resource(resource, self.emitter());
+    }
+
+    pub fn add_scope(&mut self, scope: &Scope) {
+        visit_scope(scope, self.emitter());
+    }
+
+    pub fn add_span(&mut self, span: &SpanInput<'_>) -> Result<(), MalformedRecord> {
+        visit_span(span, self.emitter())?;
+        self.bounds.add(span.start_ns, span.end_ns, span.status_code, span.kind);
+        Ok(())
     }
 }
 
@@ -583,6 +649,7 @@ pub(crate) fn bloom_may_match(conditions: &[SpanCondition], contains: impl Fn(u6
 mod tests {
     use super::*;
     use crate::traces::SpanStatus;
+    use crate::traces::assemble::StoredSpan;
 
     fn span(name: &str, attributes: Vec<(&str, AttrValue)>) -> Span {
         Span {
@@ -607,19 +674,33 @@ mod tests {
             },
             String::new(),
         );
-        let resource = info.resource.clone();
-        let mut builder = IndexBuilder::new(3, true);
-        builder.add_resource(&info);
-        builder.add_resource(&ResourceInfo::new(resource.clone(), String::new()));
+        let scope = ScopeInfo::new(Scope::default(), String::new());
+        let mut builder = IndexBuilder::new(3);
+        let mut page = PageSkipBuilder::default();
+        page.add_resource(&info.resource);
+        let mut spans = Vec::new();
         for code in 0..5 {
-            builder.add_span(
-                &span("GET /", vec![("http.status_code", AttrValue::Int(200 + code)), ("ok", AttrValue::Bool(true))]),
-                &resource,
-            );
+            spans.push(span(
+                "GET /",
+                vec![("http.status_code", AttrValue::Int(200 + code)), ("ok", AttrValue::Bool(true))],
+            ));
         }
-        builder.add_span(&span("GET /", vec![("ratio", AttrValue::Double(0.5))]), &resource);
-        let (bounds, index, hashes) = builder.finish();
-        let hashes = hashes.unwrap();
+        spans.push(span("GET /", vec![("ratio", AttrValue::Double(0.5))]));
+        for span in spans {
+            let stored = StoredSpan { resource: info.clone(), scope: scope.clone(), span };
+            builder.add_input(&SpanInput::from_stored(&stored)).unwrap();
+            page.add_span(&SpanInput::from_stored(&stored)).unwrap();
+        }
+        // Another copy of the same resource adds nothing.
+        let copy = StoredSpan {
+            resource: ResourceInfo::new(info.resource.clone(), String::new()),
+            scope: scope.clone(),
+            span: span("GET /", vec![]),
+        };
+        builder.add_input(&SpanInput::from_stored(&copy)).unwrap();
+        let (bounds, index) = builder.finish();
+        assert_eq!(bounds.spans, 7);
+        let hashes = page.hashes;
         let mut encoded = Vec::new();
         index.encode(&mut encoded);
         let decoded = ValueIndex::decode(&mut encoded.as_slice()).unwrap();

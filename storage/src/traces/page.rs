@@ -33,12 +33,16 @@
 //! Spans of a trace are in (start, span ID) order. Readers check every index and count, so a
 //! damaged page is an error, never a panic.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 
-use super::assemble::{ResourceInfo, ScopeInfo, StoredSpan};
-use super::index::{Bounds, IndexBuilder, SCOPE_EVENT, SCOPE_INSTRUMENTATION, SCOPE_LINK, SCOPE_RESOURCE, SCOPE_SPAN};
-use super::records::MAX_VALUE_DEPTH;
+use super::assemble::{AttributesRef, ResourceInfo, ScopeInfo, SpanInput, StoredSpan};
+use super::hash::{FastMap, HashSet64};
+use super::index::{
+    Bounds, PageSkipBuilder, SCOPE_EVENT, SCOPE_INSTRUMENTATION, SCOPE_LINK, SCOPE_RESOURCE, SCOPE_SPAN,
+};
+use super::records::{MAX_VALUE_DEPTH, MalformedRecord, ValueRef};
 use super::{
     AttrValue, Attributes, Resource, Scope, Span, SpanEvent, SpanId, SpanKind, SpanLink, SpanStatus, StatusCode,
     TraceId,
@@ -62,7 +66,7 @@ const OWNER_SCOPES: usize = 5;
 /// The page's string dictionary while it is written.
 #[derive(Default)]
 struct Strings {
-    index: HashMap<String, u32>,
+    index: FastMap<String, u32>,
     out: Vec<u8>,
     count: u32,
 }
@@ -124,6 +128,25 @@ fn put_page_value(strings: &mut Strings, out: &mut Vec<u8>, value: &AttrValue) {
     }
 }
 
+fn put_page_value_ref(strings: &mut Strings, out: &mut Vec<u8>, value: &ValueRef<'_>) {
+    match value {
+        ValueRef::Str(text) => {
+            out.push(TAG_STRING);
+            put_uvarint(out, u64::from(strings.intern(text)));
+        }
+        ValueRef::Int(number) => {
+            out.push(TAG_INT);
+            put_varint(out, *number);
+        }
+        ValueRef::Double(number) => {
+            out.push(TAG_DOUBLE);
+            out.extend_from_slice(&number.to_bits().to_le_bytes());
+        }
+        ValueRef::Bool(flag) => out.push(if *flag { TAG_TRUE } else { TAG_FALSE }),
+        ValueRef::Other(other) => put_page_value(strings, out, other),
+    }
+}
+
 /// One attribute column while it is written.
 struct AttrColumn {
     owner_scope: u8,
@@ -152,6 +175,7 @@ struct SpanColumns {
 }
 
 impl SpanColumns {
+    /// The columns in the order they are written.
     fn parts(&self) -> [&Vec<u8>; 13] {
         [
             &self.span_ids,
@@ -174,9 +198,11 @@ impl SpanColumns {
 /// What a finished page says about itself, for the block's page table.
 pub(crate) struct PageSummary {
     pub traces: u32,
+    pub first_trace_id: TraceId,
+    pub last_trace_id: TraceId,
     pub bounds: Bounds,
     /// The (scope, key) and (scope, key, value) hashes for the page's bloom filter.
-    pub hashes: HashSet<u64>,
+    pub hashes: HashSet64,
 }
 
 /// Writes one page.
@@ -184,12 +210,18 @@ pub(crate) struct PageEncoder {
     strings: Strings,
     traces: Vec<u8>,
     trace_count: u32,
+    first_trace_id: TraceId,
+    last_trace_id: TraceId,
     resources: Vec<u8>,
     resource_count: u32,
-    resource_by_identity: HashMap<Vec<u8>, u32>,
+    resource_by_identity: FastMap<Vec<u8>, u32>,
+    /// The last resource and scope interned: a run of spans of one resource costs a pointer
+    /// comparison.
+    last_resource: Option<(Arc<ResourceInfo>, u32)>,
     scopes: Vec<u8>,
     scope_count: u32,
-    scope_by_identity: HashMap<Vec<u8>, u32>,
+    scope_by_identity: FastMap<Vec<u8>, u32>,
+    last_scope: Option<(Arc<ScopeInfo>, u32)>,
     spans: SpanColumns,
     span_count: u32,
     previous_start_ns: i64,
@@ -200,13 +232,14 @@ pub(crate) struct PageEncoder {
     link_count: u32,
     previous_link_span: u32,
     columns: Vec<AttrColumn>,
-    column_index: HashMap<(u8, u32), usize>,
+    column_index: FastMap<(u8, u32), usize>,
     /// Bytes in `columns`, kept as they grow so that the page size is cheap to ask.
     column_bytes: usize,
     /// The page's bounds and bloom hashes.
-    index: IndexBuilder,
+    skip: PageSkipBuilder,
     /// Position of each span ID within the trace being added.
-    positions: HashMap<SpanId, u32>,
+    positions: FastMap<SpanId, u32>,
+    value_scratch: Vec<u8>,
 }
 
 impl PageEncoder {
@@ -215,12 +248,16 @@ impl PageEncoder {
             strings: Strings::new(),
             traces: Vec::new(),
             trace_count: 0,
+            first_trace_id: [0; 16],
+            last_trace_id: [0; 16],
             resources: Vec::new(),
             resource_count: 0,
-            resource_by_identity: HashMap::new(),
+            resource_by_identity: FastMap::default(),
+            last_resource: None,
             scopes: Vec::new(),
             scope_count: 0,
-            scope_by_identity: HashMap::new(),
+            scope_by_identity: FastMap::default(),
+            last_scope: None,
             spans: SpanColumns::default(),
             span_count: 0,
             previous_start_ns: 0,
@@ -231,11 +268,11 @@ impl PageEncoder {
             link_count: 0,
             previous_link_span: 0,
             columns: Vec::new(),
-            column_index: HashMap::new(),
+            column_index: FastMap::default(),
             column_bytes: 0,
-            // The page keeps no dictionary (the block does), only bounds and hashes.
-            index: IndexBuilder::new(0, true),
-            positions: HashMap::new(),
+            skip: PageSkipBuilder::default(),
+            positions: FastMap::default(),
+            value_scratch: Vec::new(),
         }
     }
 
@@ -255,73 +292,100 @@ impl PageEncoder {
             + self.column_bytes
     }
 
+    fn add_cell(&mut self, owner_scope: u8, owner: u32, key: &str, value: &ValueRef<'_>) {
+        let key = self.strings.intern(key);
+        let column = match self.column_index.get(&(owner_scope, key)) {
+            Some(column) => *column,
+            None => {
+                self.columns.push(AttrColumn { owner_scope, key, cells: 0, previous_owner: 0, bytes: Vec::new() });
+                self.column_index.insert((owner_scope, key), self.columns.len() - 1);
+                self.columns.len() - 1
+            }
+        };
+        self.value_scratch.clear();
+        put_page_value_ref(&mut self.strings, &mut self.value_scratch, value);
+        let column = &mut self.columns[column];
+        let before = column.bytes.len();
+        put_uvarint(&mut column.bytes, u64::from(owner - column.previous_owner));
+        column.previous_owner = owner;
+        column.bytes.extend_from_slice(&self.value_scratch);
+        column.cells += 1;
+        self.column_bytes += column.bytes.len() - before;
+    }
+
     fn add_attributes(&mut self, owner_scope: u8, owner: u32, attributes: &[(String, AttrValue)]) {
         for (key, value) in attributes {
-            let key = self.strings.intern(key);
-            let column = match self.column_index.get(&(owner_scope, key)) {
-                Some(column) => *column,
-                None => {
-                    self.columns.push(AttrColumn { owner_scope, key, cells: 0, previous_owner: 0, bytes: Vec::new() });
-                    self.column_index.insert((owner_scope, key), self.columns.len() - 1);
-                    self.columns.len() - 1
-                }
-            };
-            let column = &mut self.columns[column];
-            let before = column.bytes.len();
-            put_uvarint(&mut column.bytes, u64::from(owner - column.previous_owner));
-            column.previous_owner = owner;
-            put_page_value(&mut self.strings, &mut column.bytes, value);
-            column.cells += 1;
-            self.column_bytes += column.bytes.len() - before;
+            self.add_cell(owner_scope, owner, key, &ValueRef::from_value(value));
         }
     }
 
     fn resource_index(&mut self, info: &Arc<ResourceInfo>) -> u32 {
-        if let Some(index) = self.resource_by_identity.get(&info.identity) {
+        if let Some((last, index)) = &self.last_resource
+            && Arc::ptr_eq(last, info)
+        {
             return *index;
         }
-        let index = self.resource_count;
-        self.resource_count += 1;
-        let schema = self.strings.intern(&info.schema_url);
-        put_uvarint(&mut self.resources, u64::from(schema));
-        put_uvarint(&mut self.resources, u64::from(info.resource.dropped_attributes_count));
-        self.add_attributes(SCOPE_RESOURCE, index, &info.resource.attributes);
-        self.index.add_resource(info);
-        self.resource_by_identity.insert(info.identity.clone(), index);
+        let index = match self.resource_by_identity.get(&info.identity) {
+            Some(index) => *index,
+            None => {
+                let index = self.resource_count;
+                self.resource_count += 1;
+                let schema = self.strings.intern(&info.schema_url);
+                put_uvarint(&mut self.resources, u64::from(schema));
+                put_uvarint(&mut self.resources, u64::from(info.resource.dropped_attributes_count));
+                self.add_attributes(SCOPE_RESOURCE, index, &info.resource.attributes);
+                self.skip.add_resource(&info.resource);
+                self.resource_by_identity.insert(info.identity.clone(), index);
+                index
+            }
+        };
+        self.last_resource = Some((info.clone(), index));
         index
     }
 
     fn scope_index(&mut self, info: &Arc<ScopeInfo>) -> u32 {
-        if let Some(index) = self.scope_by_identity.get(&info.identity) {
+        if let Some((last, index)) = &self.last_scope
+            && Arc::ptr_eq(last, info)
+        {
             return *index;
         }
-        let index = self.scope_count;
-        self.scope_count += 1;
-        for text in [&info.scope.name, &info.scope.version, &info.schema_url] {
-            let string = self.strings.intern(text);
-            put_uvarint(&mut self.scopes, u64::from(string));
-        }
-        put_uvarint(&mut self.scopes, u64::from(info.scope.dropped_attributes_count));
-        self.add_attributes(SCOPE_INSTRUMENTATION, index, &info.scope.attributes);
-        self.index.add_scope(info);
-        self.scope_by_identity.insert(info.identity.clone(), index);
+        let index = match self.scope_by_identity.get(&info.identity) {
+            Some(index) => *index,
+            None => {
+                let index = self.scope_count;
+                self.scope_count += 1;
+                for text in [&info.scope.name, &info.scope.version, &info.schema_url] {
+                    let string = self.strings.intern(text);
+                    put_uvarint(&mut self.scopes, u64::from(string));
+                }
+                put_uvarint(&mut self.scopes, u64::from(info.scope.dropped_attributes_count));
+                self.add_attributes(SCOPE_INSTRUMENTATION, index, &info.scope.attributes);
+                self.skip.add_scope(&info.scope);
+                self.scope_by_identity.insert(info.identity.clone(), index);
+                index
+            }
+        };
+        self.last_scope = Some((info.clone(), index));
         index
     }
 
     /// Adds a trace: its spans in (start, span ID) order, each span ID once. Traces must come
     /// in ascending trace-ID order.
-    pub fn add_trace(&mut self, trace_id: &TraceId, spans: &[StoredSpan]) {
+    pub fn add_trace(&mut self, trace_id: &TraceId, spans: &[SpanInput<'_>]) -> Result<(), MalformedRecord> {
+        if self.trace_count == 0 {
+            self.first_trace_id = *trace_id;
+        }
+        self.last_trace_id = *trace_id;
         self.traces.extend_from_slice(trace_id);
         put_uvarint(&mut self.traces, spans.len() as u64);
         self.trace_count += 1;
         self.positions.clear();
-        for (position, stored) in spans.iter().enumerate() {
-            self.positions.insert(stored.span.span_id, position as u32);
+        for (position, span) in spans.iter().enumerate() {
+            self.positions.insert(span.span_id, position as u32);
         }
-        for stored in spans {
-            let span = &stored.span;
-            let resource = self.resource_index(&stored.resource);
-            let scope = self.scope_index(&stored.scope);
+        for span in spans {
+            let resource = self.resource_index(span.resource);
+            let scope = self.scope_index(span.scope);
             let columns = &mut self.spans;
             columns.span_ids.extend_from_slice(&span.span_id);
             match span.parent_span_id {
@@ -336,20 +400,25 @@ impl PageEncoder {
             }
             put_uvarint(&mut columns.resources, u64::from(resource));
             put_uvarint(&mut columns.scopes, u64::from(scope));
-            put_uvarint(&mut columns.names, u64::from(self.strings.intern(&span.name)));
-            columns.kind_status.push(span.kind.as_u8() | (span.status.code.as_u8() << 3));
-            put_uvarint(&mut columns.status_messages, u64::from(self.strings.intern(&span.status.message)));
-            put_uvarint(&mut columns.trace_states, u64::from(self.strings.intern(&span.trace_state)));
+            put_uvarint(&mut columns.names, u64::from(self.strings.intern(span.name)));
+            columns.kind_status.push(span.kind.as_u8() | (span.status_code.as_u8() << 3));
+            put_uvarint(&mut columns.status_messages, u64::from(self.strings.intern(span.status_message)));
+            put_uvarint(&mut columns.trace_states, u64::from(self.strings.intern(span.trace_state)));
             put_uvarint(&mut columns.flags, u64::from(span.flags));
             put_varint(&mut columns.starts, span.start_ns.wrapping_sub(self.previous_start_ns));
             self.previous_start_ns = span.start_ns;
             put_varint(&mut columns.durations, span.end_ns.wrapping_sub(span.start_ns));
-            for count in [span.dropped_attributes_count, span.dropped_events_count, span.dropped_links_count] {
+            for count in span.dropped {
                 put_uvarint(&mut columns.dropped, u64::from(count));
             }
             let owner = self.span_count;
-            self.add_attributes(SCOPE_SPAN, owner, &span.attributes);
-            for event in &span.events {
+            match span.attributes {
+                AttributesRef::Owned(attributes) => self.add_attributes(SCOPE_SPAN, owner, attributes),
+                AttributesRef::Encoded(slice) => {
+                    slice.for_each(|key, value| self.add_cell(SCOPE_SPAN, owner, key, &value))?;
+                }
+            }
+            for event in span.events.iter() {
                 put_uvarint(&mut self.events, u64::from(owner - self.previous_event_span));
                 self.previous_event_span = owner;
                 put_varint(&mut self.events, event.time_ns.wrapping_sub(span.start_ns));
@@ -358,7 +427,7 @@ impl PageEncoder {
                 self.add_attributes(SCOPE_EVENT, self.event_count, &event.attributes);
                 self.event_count += 1;
             }
-            for link in &span.links {
+            for link in span.links.iter() {
                 put_uvarint(&mut self.links, u64::from(owner - self.previous_link_span));
                 self.previous_link_span = owner;
                 self.links.extend_from_slice(&link.trace_id);
@@ -369,9 +438,10 @@ impl PageEncoder {
                 self.add_attributes(SCOPE_LINK, self.link_count, &link.attributes);
                 self.link_count += 1;
             }
-            self.index.add_span(span, &stored.resource.resource);
+            self.skip.add_span(span)?;
             self.span_count += 1;
         }
+        Ok(())
     }
 
     /// The page's uncompressed bytes and summary.
@@ -400,8 +470,13 @@ impl PageEncoder {
             put_uvarint(&mut out, column.bytes.len() as u64);
             out.extend_from_slice(&column.bytes);
         }
-        let (bounds, _, hashes) = self.index.finish();
-        let summary = PageSummary { traces: self.trace_count, bounds, hashes: hashes.unwrap_or_default() };
+        let summary = PageSummary {
+            traces: self.trace_count,
+            first_trace_id: self.first_trace_id,
+            last_trace_id: self.last_trace_id,
+            bounds: self.skip.bounds,
+            hashes: self.skip.hashes,
+        };
         (out, summary)
     }
 }
@@ -409,7 +484,8 @@ impl PageEncoder {
 // ---------------------------------------------------------------------------------------------
 // Decoding
 
-/// A trace of a decoded page: its spans are `first_span..first_span + span_count`.
+/// A trace of a decoded page: its spans are `first_span..first_span + span_count` of the
+/// decoded rows.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PageTrace {
     pub trace_id: TraceId,
@@ -457,23 +533,39 @@ struct Cell<'a> {
     value: &'a [u8],
 }
 
-/// The cells of each owner of one owner scope: `order[offsets[o]..offsets[o + 1]]`.
+/// The cells of each owner of one owner scope: `order[offsets[o]..offsets[o + 1]]`, owners
+/// counted from the first one kept.
 #[derive(Debug, Default)]
 struct OwnerCells {
     offsets: Vec<u32>,
     order: Vec<u32>,
 }
 
-/// A page parsed into rows (strings borrowed), from which spans are materialised on demand.
+/// What to decode of a page.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum PageSelection<'t> {
+    /// Every trace.
+    All,
+    /// One trace: only its rows and cells are kept, and columns are read only as far as they
+    /// reach it.
+    Trace(&'t TraceId),
+}
+
+/// A page parsed into rows (strings borrowed, checked as they are used), from which spans are
+/// materialised on demand.
 #[derive(Debug)]
 pub(crate) struct DecodedPage<'a> {
-    strings: Vec<&'a str>,
+    raw: &'a [u8],
+    /// Each dictionary string's offset and length in `raw`.
+    strings: Vec<(u32, u32)>,
+    /// The traces kept.
     pub traces: Vec<PageTrace>,
     resources: Vec<(u32, u32)>,
     scopes: Vec<[u32; 4]>,
+    /// The rows of the spans kept.
     spans: Vec<SpanRow>,
     events: Vec<EventRow>,
-    /// Events of span `s`: `event_offsets[s]..event_offsets[s + 1]`.
+    /// Events of kept span `s`: `event_offsets[s]..event_offsets[s + 1]` (of the kept events).
     event_offsets: Vec<u32>,
     links: Vec<LinkRow>,
     link_offsets: Vec<u32>,
@@ -543,15 +635,55 @@ fn skip_page_value(input: &mut &[u8], strings: usize, depth: u32) -> Result<(), 
     Ok(())
 }
 
+/// Groups kept cells by owner (a counting sort); `owners_of` gives each cell's owner relative
+/// to the first kept owner, `limit` the number of kept owners.
+fn group_by_owner(cell_owners: &[(u8, u32)], scope: usize, limit: usize) -> OwnerCells {
+    let mut offsets = vec![0u32; limit + 1];
+    for (owner_scope, owner) in cell_owners {
+        if usize::from(*owner_scope) == scope {
+            offsets[*owner as usize + 1] += 1;
+        }
+    }
+    for index in 1..offsets.len() {
+        offsets[index] += offsets[index - 1];
+    }
+    let mut next = offsets.clone();
+    let mut order = vec![0u32; offsets[limit] as usize];
+    for (cell, (owner_scope, owner)) in cell_owners.iter().enumerate() {
+        if usize::from(*owner_scope) == scope {
+            order[next[*owner as usize] as usize] = cell as u32;
+            next[*owner as usize] += 1;
+        }
+    }
+    OwnerCells { offsets, order }
+}
+
+/// Offsets of the kept rows of a span-owned list (events, links) per kept span.
+fn offsets_by_span(owners: &[u32], spans: usize) -> Vec<u32> {
+    let mut offsets = vec![0u32; spans + 1];
+    for owner in owners {
+        offsets[*owner as usize + 1] += 1;
+    }
+    for index in 1..offsets.len() {
+        offsets[index] += offsets[index - 1];
+    }
+    offsets
+}
+
 impl<'a> DecodedPage<'a> {
-    /// Parses a page, checking every count, index and string.
-    pub fn parse(raw: &'a [u8]) -> Result<DecodedPage<'a>, Problem> {
+    /// Parses a page, or the part of it that `selection` asks for; `None` when the selected
+    /// trace is not in the page. Counts, indexes and strings of what is kept are checked.
+    pub fn parse(raw: &'a [u8], selection: PageSelection<'_>) -> Result<Option<DecodedPage<'a>>, Problem> {
         let mut input = raw;
         let string_count = count(&mut input, 1, "string count")?;
         let mut strings = Vec::with_capacity(string_count as usize);
         for _ in 0..string_count {
-            let bytes = get_bytes(&mut input).ok_or_else(|| malformed("string"))?;
-            strings.push(std::str::from_utf8(bytes).map_err(|_| malformed("string is not utf-8"))?);
+            let length = varint_u32(&mut input, "string length")?;
+            if length as usize > input.len() {
+                return Err(malformed("string"));
+            }
+            strings.push(((raw.len() - input.len()) as u32, length));
+            input = &input[length as usize..];
         }
         let string_index = |input: &mut &[u8], what: &str| -> Result<u32, Problem> {
             let index = varint_u32(input, what)?;
@@ -562,20 +694,34 @@ impl<'a> DecodedPage<'a> {
         };
 
         let trace_count = count(&mut input, 17, "trace count")?;
-        let mut traces = Vec::with_capacity(trace_count as usize);
+        let mut all_traces = Vec::with_capacity(trace_count as usize);
         let mut span_total = 0u32;
         for _ in 0..trace_count {
             let trace_id = get_array::<16>(&mut input).ok_or_else(|| malformed("trace id"))?;
             let span_count = varint_u32(&mut input, "trace span count")?;
-            traces.push(PageTrace { trace_id, first_span: span_total, span_count });
+            all_traces.push(PageTrace { trace_id, first_span: span_total, span_count });
             span_total = span_total.checked_add(span_count).ok_or_else(|| malformed("span count"))?;
         }
-        if traces.windows(2).any(|pair| pair[0].trace_id >= pair[1].trace_id) {
+        if all_traces.windows(2).any(|pair| pair[0].trace_id >= pair[1].trace_id) {
             return Err(malformed("traces out of order"));
         }
         if span_total as usize > input.len() / 8 {
             return Err(malformed("span count"));
         }
+        // The spans kept: all, or the selected trace's.
+        let (traces, kept): (Vec<PageTrace>, Range<u32>) = match selection {
+            PageSelection::All => (all_traces, 0..span_total),
+            PageSelection::Trace(trace_id) => {
+                let Ok(index) = all_traces.binary_search_by(|trace| trace.trace_id.cmp(trace_id)) else {
+                    return Ok(None);
+                };
+                let trace = all_traces[index];
+                let range = trace.first_span..trace.first_span + trace.span_count;
+                (vec![PageTrace { first_span: 0, ..trace }], range)
+            }
+        };
+        let base = kept.start;
+        let kept_count = (kept.end - kept.start) as usize;
 
         let resource_count = count(&mut input, 2, "resource count")?;
         let mut resources = Vec::with_capacity(resource_count as usize);
@@ -594,80 +740,142 @@ impl<'a> DecodedPage<'a> {
             scopes.push([name, version, schema, dropped]);
         }
 
-        // Span columns.
+        // Span columns: every entry is read (they are varints), only the kept ones stored.
         let n = span_total as usize;
-        let mut spans = Vec::with_capacity(n);
-        for _ in 0..n {
-            let span_id = get_array::<8>(&mut input).ok_or_else(|| malformed("span id"))?;
-            spans.push(SpanRow {
-                span_id,
-                parent: None,
-                resource: 0,
-                scope: 0,
-                name: 0,
-                kind: SpanKind::Unspecified,
-                status: StatusCode::Unset,
-                status_message: 0,
-                trace_state: 0,
-                flags: 0,
-                start_ns: 0,
-                end_ns: 0,
-                dropped: [0; 3],
-            });
+        let ids_len = n * 8;
+        if input.len() < ids_len {
+            return Err(malformed("span ids"));
         }
-        let mut parent_codes = Vec::with_capacity(n);
-        for _ in 0..n {
-            parent_codes.push(varint_u32(&mut input, "parent")?);
+        let (ids, rest) = input.split_at(ids_len);
+        input = rest;
+        let mut spans: Vec<SpanRow> = (kept.start as usize..kept.end as usize)
+            .map(|index| {
+                let mut span_id = [0u8; 8];
+                span_id.copy_from_slice(&ids[index * 8..index * 8 + 8]);
+                SpanRow {
+                    span_id,
+                    parent: None,
+                    resource: 0,
+                    scope: 0,
+                    name: 0,
+                    kind: SpanKind::Unspecified,
+                    status: StatusCode::Unset,
+                    status_message: 0,
+                    trace_state: 0,
+                    flags: 0,
+                    start_ns: 0,
+                    end_ns: 0,
+                    dropped: [0; 3],
+                }
+            })
+            .collect();
+        let in_kept = |index: usize| index >= kept.start as usize && index < kept.end as usize;
+        // Parent codes, and how many explicit parents there are, and before the kept spans.
+        let mut parent_codes = Vec::with_capacity(kept_count);
+        let mut explicit_before = 0usize;
+        let mut explicit_total = 0usize;
+        for index in 0..n {
+            let code = varint_u32(&mut input, "parent")?;
+            if code == 1 {
+                explicit_total += 1;
+                if index < kept.start as usize {
+                    explicit_before += 1;
+                }
+            }
+            if in_kept(index) {
+                parent_codes.push(code);
+            }
         }
-        for row in &mut spans {
-            row.resource = varint_u32(&mut input, "span resource")?;
-            if row.resource >= resource_count {
+        for index in 0..n {
+            let value = varint_u32(&mut input, "span resource")?;
+            if value >= resource_count {
                 return Err(malformed("span resource"));
             }
+            if in_kept(index) {
+                spans[index - base as usize].resource = value;
+            }
         }
-        for row in &mut spans {
-            row.scope = varint_u32(&mut input, "span scope")?;
-            if row.scope >= scope_count {
+        for index in 0..n {
+            let value = varint_u32(&mut input, "span scope")?;
+            if value >= scope_count {
                 return Err(malformed("span scope"));
             }
-        }
-        for row in &mut spans {
-            row.name = string_index(&mut input, "span name")?;
-        }
-        for row in &mut spans {
-            let byte = get_u8(&mut input).ok_or_else(|| malformed("kind and status"))?;
-            row.kind = SpanKind::from_u8(byte & 7).ok_or_else(|| malformed("span kind"))?;
-            row.status = StatusCode::from_u8(byte >> 3).ok_or_else(|| malformed("span status"))?;
-        }
-        for row in &mut spans {
-            row.status_message = string_index(&mut input, "status message")?;
-        }
-        for row in &mut spans {
-            row.trace_state = string_index(&mut input, "trace state")?;
-        }
-        for row in &mut spans {
-            row.flags = varint_u32(&mut input, "span flags")?;
-        }
-        let mut previous_start = 0i64;
-        for row in &mut spans {
-            previous_start =
-                previous_start.wrapping_add(get_varint(&mut input).ok_or_else(|| malformed("span start"))?);
-            row.start_ns = previous_start;
-        }
-        for row in &mut spans {
-            row.end_ns = row.start_ns.wrapping_add(get_varint(&mut input).ok_or_else(|| malformed("span duration"))?);
-        }
-        for row in &mut spans {
-            for slot in &mut row.dropped {
-                *slot = varint_u32(&mut input, "dropped counts")?;
+            if in_kept(index) {
+                spans[index - base as usize].scope = value;
             }
         }
+        for index in 0..n {
+            let value = string_index(&mut input, "span name")?;
+            if in_kept(index) {
+                spans[index - base as usize].name = value;
+            }
+        }
+        for index in 0..n {
+            let byte = get_u8(&mut input).ok_or_else(|| malformed("kind and status"))?;
+            let kind = SpanKind::from_u8(byte & 7).ok_or_else(|| malformed("span kind"))?;
+            let status = StatusCode::from_u8(byte >> 3).ok_or_else(|| malformed("span status"))?;
+            if in_kept(index) {
+                let row = &mut spans[index - base as usize];
+                row.kind = kind;
+                row.status = status;
+            }
+        }
+        for index in 0..n {
+            let value = string_index(&mut input, "status message")?;
+            if in_kept(index) {
+                spans[index - base as usize].status_message = value;
+            }
+        }
+        for index in 0..n {
+            let value = string_index(&mut input, "trace state")?;
+            if in_kept(index) {
+                spans[index - base as usize].trace_state = value;
+            }
+        }
+        for index in 0..n {
+            let value = varint_u32(&mut input, "span flags")?;
+            if in_kept(index) {
+                spans[index - base as usize].flags = value;
+            }
+        }
+        let mut previous_start = 0i64;
+        for index in 0..n {
+            previous_start =
+                previous_start.wrapping_add(get_varint(&mut input).ok_or_else(|| malformed("span start"))?);
+            if in_kept(index) {
+                spans[index - base as usize].start_ns = previous_start;
+            }
+        }
+        for index in 0..n {
+            let duration = get_varint(&mut input).ok_or_else(|| malformed("span duration"))?;
+            if in_kept(index) {
+                let row = &mut spans[index - base as usize];
+                row.end_ns = row.start_ns.wrapping_add(duration);
+            }
+        }
+        for index in 0..n {
+            let mut dropped = [0u32; 3];
+            for slot in &mut dropped {
+                *slot = varint_u32(&mut input, "dropped counts")?;
+            }
+            if in_kept(index) {
+                spans[index - base as usize].dropped = dropped;
+            }
+        }
+        // Explicit parent IDs, in span order: the kept spans' start after those before them.
+        let explicit_bytes = explicit_total * 8;
+        if input.len() < explicit_bytes {
+            return Err(malformed("parent ids"));
+        }
+        let (region, rest) = input.split_at(explicit_bytes);
+        input = rest;
+        let mut parent_ids = &region[explicit_before * 8..];
         for trace in &traces {
             for position in 0..trace.span_count {
                 let index = (trace.first_span + position) as usize;
                 spans[index].parent = match parent_codes[index] {
                     0 => None,
-                    1 => Some(get_array::<8>(&mut input).ok_or_else(|| malformed("parent id"))?),
+                    1 => Some(get_array::<8>(&mut parent_ids).ok_or_else(|| malformed("parent id"))?),
                     code => {
                         let within = code - 2;
                         if within >= trace.span_count {
@@ -680,10 +888,11 @@ impl<'a> DecodedPage<'a> {
         }
 
         let event_count = count(&mut input, 4, "event count")?;
-        let mut events = Vec::with_capacity(event_count as usize);
-        let mut event_spans = Vec::with_capacity(event_count as usize);
+        let mut events = Vec::new();
+        let mut event_spans = Vec::new();
+        let mut kept_events: Range<u32> = 0..0;
         let mut owner = 0u32;
-        for _ in 0..event_count {
+        for event in 0..event_count {
             owner = owner.checked_add(varint_u32(&mut input, "event span")?).ok_or_else(|| malformed("event span"))?;
             if owner >= span_total {
                 return Err(malformed("event span"));
@@ -691,14 +900,22 @@ impl<'a> DecodedPage<'a> {
             let delta = get_varint(&mut input).ok_or_else(|| malformed("event time"))?;
             let name = string_index(&mut input, "event name")?;
             let dropped = varint_u32(&mut input, "event dropped count")?;
-            events.push(EventRow { time_ns: spans[owner as usize].start_ns.wrapping_add(delta), name, dropped });
-            event_spans.push(owner);
+            if kept.contains(&owner) {
+                if events.is_empty() {
+                    kept_events = event..event;
+                }
+                kept_events.end = event + 1;
+                let relative = owner - base;
+                events.push(EventRow { time_ns: spans[relative as usize].start_ns.wrapping_add(delta), name, dropped });
+                event_spans.push(relative);
+            }
         }
         let link_count = count(&mut input, 28, "link count")?;
-        let mut links = Vec::with_capacity(link_count as usize);
-        let mut link_spans = Vec::with_capacity(link_count as usize);
+        let mut links = Vec::new();
+        let mut link_spans = Vec::new();
+        let mut kept_links: Range<u32> = 0..0;
         let mut owner = 0u32;
-        for _ in 0..link_count {
+        for link in 0..link_count {
             owner = owner.checked_add(varint_u32(&mut input, "link span")?).ok_or_else(|| malformed("link span"))?;
             if owner >= span_total {
                 return Err(malformed("link span"));
@@ -708,17 +925,28 @@ impl<'a> DecodedPage<'a> {
             let trace_state = string_index(&mut input, "link trace state")?;
             let flags = varint_u32(&mut input, "link flags")?;
             let dropped = varint_u32(&mut input, "link dropped count")?;
-            links.push(LinkRow { trace_id, span_id, trace_state, flags, dropped });
-            link_spans.push(owner);
+            if kept.contains(&owner) {
+                if links.is_empty() {
+                    kept_links = link..link;
+                }
+                kept_links.end = link + 1;
+                links.push(LinkRow { trace_id, span_id, trace_state, flags, dropped });
+                link_spans.push(owner - base);
+            }
         }
 
+        // Attribute columns: cells of kept owners; a column is left as soon as its owners
+        // pass the kept ones (owners never decrease within a column).
         let owner_limits = [resource_count, span_total, scope_count, event_count, link_count];
+        let kept_owners: [Range<u32>; OWNER_SCOPES] =
+            [0..resource_count, kept.clone(), 0..scope_count, kept_events.clone(), kept_links.clone()];
         let column_count = count(&mut input, 4, "column count")?;
         let mut cells = Vec::new();
         let mut cell_owners: Vec<(u8, u32)> = Vec::new();
         for _ in 0..column_count {
             let owner_scope = get_u8(&mut input).ok_or_else(|| malformed("column scope"))?;
             let limit = *owner_limits.get(usize::from(owner_scope)).ok_or_else(|| malformed("column scope"))?;
+            let wanted = &kept_owners[usize::from(owner_scope)];
             let key = string_index(&mut input, "column key")?;
             let cell_count = count(&mut input, 2, "column cell count")?;
             let byte_len = varint_u32(&mut input, "column length")? as usize;
@@ -728,18 +956,25 @@ impl<'a> DecodedPage<'a> {
             let (mut column, rest) = input.split_at(byte_len);
             input = rest;
             let mut owner = 0u32;
+            let mut read = 0;
             for _ in 0..cell_count {
                 owner =
                     owner.checked_add(varint_u32(&mut column, "cell owner")?).ok_or_else(|| malformed("cell owner"))?;
                 if owner >= limit {
                     return Err(malformed("cell owner"));
                 }
+                if owner >= wanted.end {
+                    break;
+                }
                 let start = column;
                 skip_page_value(&mut column, strings.len(), 0)?;
-                cells.push(Cell { key, value: &start[..start.len() - column.len()] });
-                cell_owners.push((owner_scope, owner));
+                read += 1;
+                if owner >= wanted.start {
+                    cells.push(Cell { key, value: &start[..start.len() - column.len()] });
+                    cell_owners.push((owner_scope, owner - wanted.start));
+                }
             }
-            if !column.is_empty() {
+            if read == cell_count && !column.is_empty() {
                 return Err(malformed("column trailing bytes"));
             }
         }
@@ -747,42 +982,14 @@ impl<'a> DecodedPage<'a> {
             return Err(malformed("trailing bytes"));
         }
 
-        // Cells per owner, in column order (a counting sort per owner scope).
         let owners = std::array::from_fn(|scope| {
-            let limit = owner_limits[scope] as usize;
-            let mut offsets = vec![0u32; limit + 1];
-            for (owner_scope, owner) in &cell_owners {
-                if usize::from(*owner_scope) == scope {
-                    offsets[*owner as usize + 1] += 1;
-                }
-            }
-            for index in 1..offsets.len() {
-                offsets[index] += offsets[index - 1];
-            }
-            let mut next = offsets.clone();
-            let mut order = vec![0u32; offsets[limit] as usize];
-            for (cell, (owner_scope, owner)) in cell_owners.iter().enumerate() {
-                if usize::from(*owner_scope) == scope {
-                    order[next[*owner as usize] as usize] = cell as u32;
-                    next[*owner as usize] += 1;
-                }
-            }
-            OwnerCells { offsets, order }
+            let range = &kept_owners[scope];
+            group_by_owner(&cell_owners, scope, (range.end - range.start) as usize)
         });
-        let offsets_of = |owners_of: &[u32]| {
-            let mut offsets = vec![0u32; n + 1];
-            for owner in owners_of {
-                offsets[*owner as usize + 1] += 1;
-            }
-            for index in 1..offsets.len() {
-                offsets[index] += offsets[index - 1];
-            }
-            offsets
-        };
-        // Events and links were written in span order, so their owners never decrease.
-        let event_offsets = offsets_of(&event_spans);
-        let link_offsets = offsets_of(&link_spans);
-        Ok(DecodedPage {
+        let event_offsets = offsets_by_span(&event_spans, kept_count);
+        let link_offsets = offsets_by_span(&link_spans, kept_count);
+        Ok(Some(DecodedPage {
+            raw,
             strings,
             traces,
             resources,
@@ -794,22 +1001,20 @@ impl<'a> DecodedPage<'a> {
             link_offsets,
             cells,
             owners,
-        })
+        }))
     }
+}
 
-    /// The index of a trace in the page.
-    pub fn find(&self, trace_id: &TraceId) -> Option<usize> {
-        self.traces.binary_search_by(|trace| trace.trace_id.cmp(trace_id)).ok()
-    }
-
-    fn string(&self, index: u32) -> String {
-        // Indexes were checked by `parse`.
-        self.strings.get(index as usize).map_or_else(String::new, |text| (*text).to_string())
+impl DecodedPage<'_> {
+    fn string(&self, index: u32) -> Result<String, Problem> {
+        let (offset, length) = *self.strings.get(index as usize).ok_or_else(|| malformed("string index"))?;
+        let bytes = self.raw.get(offset as usize..(offset + length) as usize).ok_or_else(|| malformed("string"))?;
+        std::str::from_utf8(bytes).map(str::to_string).map_err(|_| malformed("string is not utf-8"))
     }
 
     fn value(&self, input: &mut &[u8]) -> Result<AttrValue, Problem> {
         Ok(match get_u8(input).ok_or_else(|| malformed("value tag"))? {
-            TAG_STRING => AttrValue::String(self.string(varint_u32(input, "string value")?)),
+            TAG_STRING => AttrValue::String(self.string(varint_u32(input, "string value")?)?),
             TAG_FALSE => AttrValue::Bool(false),
             TAG_TRUE => AttrValue::Bool(true),
             TAG_INT => AttrValue::Int(get_varint(input).ok_or_else(|| malformed("int value"))?),
@@ -817,7 +1022,7 @@ impl<'a> DecodedPage<'a> {
             TAG_BYTES => AttrValue::Bytes(get_bytes(input).ok_or_else(|| malformed("bytes value"))?.to_vec()),
             TAG_ARRAY => {
                 let items = varint_u32(input, "array")?;
-                let mut values = Vec::with_capacity(items as usize);
+                let mut values = Vec::with_capacity((items as usize).min(input.len()));
                 for _ in 0..items {
                     values.push(self.value(input)?);
                 }
@@ -825,9 +1030,9 @@ impl<'a> DecodedPage<'a> {
             }
             TAG_KVLIST => {
                 let items = varint_u32(input, "key/value list")?;
-                let mut pairs = Vec::with_capacity(items as usize);
+                let mut pairs = Vec::with_capacity((items as usize).min(input.len()));
                 for _ in 0..items {
-                    let key = self.string(varint_u32(input, "list key")?);
+                    let key = self.string(varint_u32(input, "list key")?)?;
                     pairs.push((key, self.value(input)?));
                 }
                 AttrValue::KvList(pairs)
@@ -836,7 +1041,7 @@ impl<'a> DecodedPage<'a> {
         })
     }
 
-    /// The attributes of an owner, sorted by key (stable: repeated keys keep their order).
+    /// The attributes of a kept owner, sorted by key (stable: repeated keys keep their order).
     fn attributes(&self, owner_scope: u8, owner: u32) -> Result<Attributes, Problem> {
         let owners = &self.owners[usize::from(owner_scope)];
         let (Some(start), Some(end)) = (owners.offsets.get(owner as usize), owners.offsets.get(owner as usize + 1))
@@ -847,7 +1052,7 @@ impl<'a> DecodedPage<'a> {
         for cell in &owners.order[*start as usize..*end as usize] {
             let cell = &self.cells[*cell as usize];
             let mut value = cell.value;
-            attributes.push((self.string(cell.key), self.value(&mut value)?));
+            attributes.push((self.string(cell.key)?, self.value(&mut value)?));
         }
         attributes.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(attributes)
@@ -857,21 +1062,22 @@ impl<'a> DecodedPage<'a> {
         let (schema, dropped) = *self.resources.get(index as usize).ok_or_else(|| malformed("resource index"))?;
         let resource =
             Resource { attributes: self.attributes(SCOPE_RESOURCE, index)?, dropped_attributes_count: dropped };
-        Ok(ResourceInfo::new(resource, self.string(schema)))
+        Ok(ResourceInfo::new(resource, self.string(schema)?))
     }
 
     pub fn scope(&self, index: u32) -> Result<Arc<ScopeInfo>, Problem> {
         let [name, version, schema, dropped] =
             *self.scopes.get(index as usize).ok_or_else(|| malformed("scope index"))?;
         let scope = Scope {
-            name: self.string(name),
-            version: self.string(version),
+            name: self.string(name)?,
+            version: self.string(version)?,
             attributes: self.attributes(SCOPE_INSTRUMENTATION, index)?,
             dropped_attributes_count: dropped,
         };
-        Ok(ScopeInfo::new(scope, self.string(schema)))
+        Ok(ScopeInfo::new(scope, self.string(schema)?))
     }
 
+    /// Kept span `index`, materialised.
     fn span(&self, trace_id: &TraceId, index: usize) -> Result<Span, Problem> {
         let row = &self.spans[index];
         let mut events = Vec::new();
@@ -879,7 +1085,7 @@ impl<'a> DecodedPage<'a> {
             let e = &self.events[event as usize];
             events.push(SpanEvent {
                 time_ns: e.time_ns,
-                name: self.string(e.name),
+                name: self.string(e.name)?,
                 attributes: self.attributes(SCOPE_EVENT, event)?,
                 dropped_attributes_count: e.dropped,
             });
@@ -890,7 +1096,7 @@ impl<'a> DecodedPage<'a> {
             links.push(SpanLink {
                 trace_id: l.trace_id,
                 span_id: l.span_id,
-                trace_state: self.string(l.trace_state),
+                trace_state: self.string(l.trace_state)?,
                 attributes: self.attributes(SCOPE_LINK, link)?,
                 dropped_attributes_count: l.dropped,
                 flags: l.flags,
@@ -900,12 +1106,12 @@ impl<'a> DecodedPage<'a> {
             trace_id: *trace_id,
             span_id: row.span_id,
             parent_span_id: row.parent,
-            trace_state: self.string(row.trace_state),
-            name: self.string(row.name),
+            trace_state: self.string(row.trace_state)?,
+            name: self.string(row.name)?,
             kind: row.kind,
             start_ns: row.start_ns,
             end_ns: row.end_ns,
-            status: SpanStatus { code: row.status, message: self.string(row.status_message) },
+            status: SpanStatus { code: row.status, message: self.string(row.status_message)? },
             attributes: self.attributes(SCOPE_SPAN, index as u32)?,
             events,
             links,
@@ -916,8 +1122,8 @@ impl<'a> DecodedPage<'a> {
         })
     }
 
-    /// The spans of trace `trace_index`, with their resources and scopes (materialised once
-    /// per page through `cache`).
+    /// The spans of kept trace `trace_index`, with their resources and scopes (materialised
+    /// once per page through `cache`).
     pub fn trace_spans(&self, trace_index: usize, cache: &mut PageContexts) -> Result<Vec<StoredSpan>, Problem> {
         let trace = self.traces[trace_index];
         let mut out = Vec::with_capacity(trace.span_count as usize);
@@ -1001,33 +1207,41 @@ mod tests {
         }
         let mut encoder = PageEncoder::new();
         for (trace_id, spans) in &traces {
-            encoder.add_trace(trace_id, spans);
+            let inputs: Vec<SpanInput<'_>> = spans.iter().map(SpanInput::from_stored).collect();
+            encoder.add_trace(trace_id, &inputs).unwrap();
         }
         let (raw, summary) = encoder.finish();
         assert_eq!((summary.traces, summary.bounds.spans), (3, 12));
-        let page = DecodedPage::parse(&raw).unwrap();
+        assert_eq!((summary.first_trace_id, summary.last_trace_id), ([1; 16], [3; 16]));
+        let page = DecodedPage::parse(&raw, PageSelection::All).unwrap().unwrap();
         let mut cache = PageContexts::default();
-        for (trace_id, spans) in &traces {
-            let index = page.find(trace_id).unwrap();
-            let decoded = page.trace_spans(index, &mut cache).unwrap();
-            assert_eq!(decoded.len(), spans.len());
-            for (got, want) in decoded.iter().zip(spans) {
-                assert_eq!(got.span, want.span);
-                assert_eq!(got.resource.as_ref(), want.resource.as_ref());
-                assert_eq!(got.scope.as_ref(), want.scope.as_ref());
+        for (index, (trace_id, spans)) in traces.iter().enumerate() {
+            let whole = page.trace_spans(index, &mut cache).unwrap();
+            // The same trace, decoded alone.
+            let alone = DecodedPage::parse(&raw, PageSelection::Trace(trace_id)).unwrap().unwrap();
+            let single = alone.trace_spans(0, &mut PageContexts::default()).unwrap();
+            for decoded in [whole, single] {
+                assert_eq!(decoded.len(), spans.len());
+                for (got, want) in decoded.iter().zip(spans) {
+                    assert_eq!(got.span, want.span);
+                    assert_eq!(got.resource.as_ref(), want.resource.as_ref());
+                    assert_eq!(got.scope.as_ref(), want.scope.as_ref());
+                }
             }
         }
-        assert!(page.find(&[9; 16]).is_none());
+        assert!(DecodedPage::parse(&raw, PageSelection::Trace(&[9; 16])).unwrap().is_none());
         for cut in 0..raw.len() {
-            assert!(DecodedPage::parse(&raw[..cut]).is_err(), "cut at {cut}");
+            assert!(DecodedPage::parse(&raw[..cut], PageSelection::All).is_err(), "cut at {cut}");
         }
         let mut flipped = raw.clone();
         for position in (0..raw.len()).step_by(7) {
             flipped[position] ^= 0x5a;
             // Damage is an error or a different page, never a panic.
-            if let Ok(page) = DecodedPage::parse(&flipped) {
-                for index in 0..page.traces.len() {
-                    let _ = page.trace_spans(index, &mut PageContexts::default());
+            for selection in [PageSelection::All, PageSelection::Trace(&[2; 16])] {
+                if let Ok(Some(page)) = DecodedPage::parse(&flipped, selection) {
+                    for index in 0..page.traces.len() {
+                        let _ = page.trace_spans(index, &mut PageContexts::default());
+                    }
                 }
             }
             flipped[position] ^= 0x5a;

@@ -321,7 +321,64 @@ fn decode_attrs_unsorted(input: &mut &[u8]) -> Parsed<Attributes> {
     Ok(out)
 }
 
-impl AttrsSlice<'_> {
+/// An attribute value as readers pass it around without copying: scalars borrowed, other
+/// values (bytes, arrays, key/value lists, rare) owned or borrowed whole.
+#[derive(Debug, Clone)]
+pub(crate) enum ValueRef<'a> {
+    Str(&'a str),
+    Int(i64),
+    Double(f64),
+    Bool(bool),
+    Other(std::borrow::Cow<'a, AttrValue>),
+}
+
+impl<'a> ValueRef<'a> {
+    pub fn from_value(value: &'a AttrValue) -> ValueRef<'a> {
+        match value {
+            AttrValue::String(text) => ValueRef::Str(text),
+            AttrValue::Int(number) => ValueRef::Int(*number),
+            AttrValue::Double(number) => ValueRef::Double(*number),
+            AttrValue::Bool(flag) => ValueRef::Bool(*flag),
+            other => ValueRef::Other(std::borrow::Cow::Borrowed(other)),
+        }
+    }
+}
+
+impl<'a> AttrsSlice<'a> {
+    /// Calls `each` with every attribute, in stored order, scalars borrowed.
+    pub fn for_each(self, mut each: impl FnMut(&'a str, ValueRef<'a>)) -> Parsed<()> {
+        let mut input = self.0;
+        let count = need(get_uvarint(&mut input))?;
+        for _ in 0..count {
+            let key = need(get_str(&mut input))?;
+            let value = match input.first() {
+                Some(&TAG_STRING) => {
+                    input = &input[1..];
+                    ValueRef::Str(need(get_str(&mut input))?)
+                }
+                Some(&TAG_FALSE) => {
+                    input = &input[1..];
+                    ValueRef::Bool(false)
+                }
+                Some(&TAG_TRUE) => {
+                    input = &input[1..];
+                    ValueRef::Bool(true)
+                }
+                Some(&TAG_INT) => {
+                    input = &input[1..];
+                    ValueRef::Int(need(get_varint(&mut input))?)
+                }
+                Some(&TAG_DOUBLE) => {
+                    input = &input[1..];
+                    ValueRef::Double(f64::from_bits(need(get_u64(&mut input))?))
+                }
+                _ => ValueRef::Other(std::borrow::Cow::Owned(decode_value(&mut input)?)),
+            };
+            each(key, value);
+        }
+        Ok(())
+    }
+
     /// The attributes, sorted by key (stable). Nesting was bounded when the slice was checked.
     pub fn to_owned(self) -> Parsed<Attributes> {
         let mut input = self.0;
@@ -419,8 +476,9 @@ pub(crate) fn get_span<'a>(input: &mut &'a [u8]) -> Parsed<SpanView<'a>> {
     })
 }
 
-impl SpanView<'_> {
-    pub fn to_owned(self) -> Parsed<Span> {
+impl<'a> SpanView<'a> {
+    /// The events, owned (most spans have none, so nothing is allocated for them).
+    pub fn events(&self) -> Parsed<Vec<SpanEvent>> {
         let mut events = Vec::with_capacity(self.event_count as usize);
         let mut input = self.events;
         for _ in 0..self.event_count {
@@ -430,6 +488,11 @@ impl SpanView<'_> {
             let dropped_attributes_count = get_u32_varint(&mut input)?;
             events.push(SpanEvent { time_ns, name, attributes, dropped_attributes_count });
         }
+        Ok(events)
+    }
+
+    /// The links, owned.
+    pub fn links(&self) -> Parsed<Vec<SpanLink>> {
         let mut links = Vec::with_capacity(self.link_count as usize);
         let mut input = self.links;
         for _ in 0..self.link_count {
@@ -441,6 +504,12 @@ impl SpanView<'_> {
             let flags = get_u32_varint(&mut input)?;
             links.push(SpanLink { trace_id, span_id, trace_state, attributes, dropped_attributes_count, flags });
         }
+        Ok(links)
+    }
+
+    pub fn to_owned(self) -> Parsed<Span> {
+        let events = self.events()?;
+        let links = self.links()?;
         Ok(Span {
             trace_id: self.trace_id,
             span_id: self.span_id,

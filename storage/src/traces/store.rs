@@ -20,13 +20,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
-use super::assemble::{self, StoredSpan, TraceCollector};
+use super::assemble::{self, SpanInput, StoredSpan, TraceCollector};
 use super::codec::TracesCodec;
 use super::file::{self, BlockFile, BlockWriter};
 use super::filter::span_matches;
 use super::head::{HeadRecord, HeadSegment, RecordContexts, SpanRef, TenantHead, for_each_span};
 use super::index::{Bounds, IndexBuilder, span_extent};
-use super::page::{DecodedPage, PageContexts, PageEncoder};
+use super::page::{DecodedPage, PageContexts, PageEncoder, PageSelection};
 use super::records::{self, MAX_VALUE_DEPTH, MalformedRecord};
 use super::{
     AttrValue, NsRange, ResourceSpans, ScopedTagNames, SearchResult, SearchStats, Span, SpanFilter, TagRef, TagScope,
@@ -264,7 +264,9 @@ impl BlockStream<'_> {
                 file: self.file.path.display().to_string(),
                 problem: format!("page {}: {problem}", self.next_page),
             };
-            let page = DecodedPage::parse(&self.raw).map_err(corrupt)?;
+            let page = DecodedPage::parse(&self.raw, PageSelection::All)
+                .map_err(corrupt)?
+                .ok_or_else(|| corrupt("page did not decode".into()))?;
             let mut contexts = PageContexts::default();
             for index in 0..page.traces.len() {
                 let spans = page.trace_spans(index, &mut contexts).map_err(corrupt)?;
@@ -273,6 +275,36 @@ impl BlockStream<'_> {
             self.next_page += 1;
         }
         Ok(self.queue.front().map(|(trace_id, _)| *trace_id))
+    }
+}
+
+/// Fills a block: traces go into pages (closed at the target size) and the block's index.
+struct BlockBuilder<'w> {
+    writer: &'w mut BlockWriter,
+    index: IndexBuilder,
+    encoder: PageEncoder,
+    page_target_bytes: usize,
+}
+
+impl BlockBuilder<'_> {
+    fn add_trace(&mut self, trace_id: &TraceId, spans: &[SpanInput<'_>]) -> Result<(), TracesError> {
+        for span in spans {
+            self.index.add_input(span).map_err(head_corrupt)?;
+        }
+        self.writer.note_trace(trace_id);
+        self.encoder.add_trace(trace_id, spans).map_err(head_corrupt)?;
+        if self.encoder.raw_bytes() >= self.page_target_bytes {
+            self.finish_page()?;
+        }
+        Ok(())
+    }
+
+    fn finish_page(&mut self) -> Result<(), TracesError> {
+        if self.encoder.trace_count() == 0 {
+            return Ok(());
+        }
+        let (raw, summary) = std::mem::replace(&mut self.encoder, PageEncoder::new()).finish();
+        self.writer.add_page(&raw, &summary)
     }
 }
 
@@ -513,11 +545,11 @@ impl TracesStore {
                 file: block.path.display().to_string(),
                 problem: format!("page {page_index}: {problem}"),
             };
-            let page = DecodedPage::parse(&raw).map_err(corrupt)?;
-            let Some(index) = page.find(trace_id) else {
-                return Err(corrupt("the trace table names a page without the trace".into()));
+            // `None`: the bloom let through a trace the page does not have.
+            let Some(page) = DecodedPage::parse(&raw, PageSelection::Trace(trace_id)).map_err(corrupt)? else {
+                continue;
             };
-            for stored in page.trace_spans(index, &mut PageContexts::default()).map_err(corrupt)? {
+            for stored in page.trace_spans(0, &mut PageContexts::default()).map_err(corrupt)? {
                 collector.add(stored);
             }
         }
@@ -619,7 +651,9 @@ impl TracesStore {
                         file: block.path.display().to_string(),
                         problem: format!("page {page_index}: {problem}"),
                     };
-                    let decoded = DecodedPage::parse(&raw).map_err(corrupt)?;
+                    let decoded = DecodedPage::parse(&raw, PageSelection::All)
+                        .map_err(corrupt)?
+                        .ok_or_else(|| corrupt("page did not decode".into()))?;
                     stats.pages_read += 1;
                     stats.inspected_bytes += raw.len() as u64;
                     stats.inspected_traces += decoded.traces.len() as u64;
@@ -763,16 +797,28 @@ impl TracesStore {
         };
         let mut trace_ids: Vec<&TraceId> = taken.traces.keys().collect();
         trace_ids.sort();
-        let mut contexts = RecordContexts::default();
-        let mut position = 0;
-        let written = self.write_block(&head.tenant, 1, Vec::new(), taken.seq_end, || {
-            let Some(trace_id) = trace_ids.get(position) else { return Ok(None) };
-            position += 1;
-            let mut collector = TraceCollector::default();
-            for span in taken.traces.get(*trace_id).into_iter().flatten() {
-                collector.add(contexts.resolve(span).map_err(head_corrupt)?);
+        let written = self.write_block(&head.tenant, 1, Vec::new(), taken.seq_end, |builder| {
+            // Spans go from the head's records to the pages without being copied out.
+            let mut contexts = RecordContexts::default();
+            let mut parts = Vec::new();
+            for trace_id in &trace_ids {
+                parts.clear();
+                for span in taken.traces.get(*trace_id).into_iter().flatten() {
+                    let (resource, scope) = contexts
+                        .contexts(&span.record, span.resource_offset, span.scope_offset)
+                        .map_err(head_corrupt)?;
+                    let view = records::span_at(&span.record.bytes, span.span_offset).map_err(head_corrupt)?;
+                    parts.push((resource, scope, view));
+                }
+                parts.sort_by_key(|(_, _, view)| (view.start_ns, view.span_id));
+                let inputs = parts
+                    .iter()
+                    .map(|(resource, scope, view)| SpanInput::from_view(*view, resource, scope))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(head_corrupt)?;
+                builder.add_trace(trace_id, &inputs)?;
             }
-            Ok(Some((**trace_id, collector.into_sorted())))
+            Ok(())
         });
         let block = match written {
             Ok(Some(block)) => block,
@@ -820,39 +866,29 @@ impl TracesStore {
         files.sort_by(|a, b| a.id.cmp(&b.id));
     }
 
-    /// Writes a block of the traces `next_trace` yields (ascending IDs, spans sorted).
+    /// Writes a block of the traces `feed` adds (ascending IDs, spans sorted, one copy each).
     fn write_block(
         &self,
         tenant: &str,
         level: u32,
         sources: Vec<String>,
         seq_end: u64,
-        mut next_trace: impl FnMut() -> Result<Option<(TraceId, Vec<StoredSpan>)>, TracesError>,
+        feed: impl FnOnce(&mut BlockBuilder<'_>) -> Result<(), TracesError>,
     ) -> Result<Option<Arc<BlockFile>>, TracesError> {
         let mut writer = BlockWriter::create(&self.dir, tenant, level, sources, self.options.codec)?;
-        let mut fill = || -> Result<(Bounds, super::index::ValueIndex), TracesError> {
-            let mut block_index = IndexBuilder::new(self.options.max_values_per_key, false);
-            let mut encoder = PageEncoder::new();
-            while let Some((trace_id, spans)) = next_trace()? {
-                for stored in &spans {
-                    block_index.add(stored);
-                }
-                writer.note_trace(&trace_id, writer.next_page());
-                encoder.add_trace(&trace_id, &spans);
-                if encoder.raw_bytes() >= self.options.page_target_bytes {
-                    let (raw, summary) = std::mem::replace(&mut encoder, PageEncoder::new()).finish();
-                    writer.add_page(&raw, &summary)?;
-                }
-            }
-            if encoder.trace_count() > 0 {
-                let (raw, summary) = encoder.finish();
-                writer.add_page(&raw, &summary)?;
-            }
-            let (bounds, values, _) = block_index.finish();
-            Ok((bounds, values))
+        let mut builder = BlockBuilder {
+            writer: &mut writer,
+            index: IndexBuilder::new(self.options.max_values_per_key),
+            encoder: PageEncoder::new(),
+            page_target_bytes: self.options.page_target_bytes,
         };
-        match fill() {
-            Ok((bounds, values)) => Ok(writer.finish(seq_end, &bounds, &values)?.map(Arc::new)),
+        let filled = feed(&mut builder).and_then(|()| builder.finish_page());
+        let index = builder.index;
+        match filled {
+            Ok(()) => {
+                let (bounds, values) = index.finish();
+                Ok(writer.finish(seq_end, &bounds, &values)?.map(Arc::new))
+            }
             Err(error) => {
                 writer.abandon();
                 Err(error)
@@ -901,25 +937,29 @@ impl TracesStore {
             .iter()
             .map(|block| BlockStream { file: block, next_page: 0, queue: VecDeque::new(), raw: Vec::new() })
             .collect();
-        let output = self.write_block(tenant, level, sources.clone(), seq_end, || {
-            let mut smallest: Option<TraceId> = None;
-            for stream in &mut streams {
-                if let Some(trace_id) = stream.front()? {
-                    smallest = Some(smallest.map_or(trace_id, |current| current.min(trace_id)));
-                }
-            }
-            let Some(trace_id) = smallest else { return Ok(None) };
-            let mut collector = TraceCollector::default();
-            for stream in &mut streams {
-                if stream.queue.front().is_some_and(|(front, _)| *front == trace_id)
-                    && let Some((_, spans)) = stream.queue.pop_front()
-                {
-                    for stored in spans {
-                        collector.add(stored);
+        let output = self.write_block(tenant, level, sources.clone(), seq_end, |builder| {
+            loop {
+                let mut smallest: Option<TraceId> = None;
+                for stream in &mut streams {
+                    if let Some(trace_id) = stream.front()? {
+                        smallest = Some(smallest.map_or(trace_id, |current| current.min(trace_id)));
                     }
                 }
+                let Some(trace_id) = smallest else { return Ok(()) };
+                let mut collector = TraceCollector::default();
+                for stream in &mut streams {
+                    if stream.queue.front().is_some_and(|(front, _)| *front == trace_id)
+                        && let Some((_, spans)) = stream.queue.pop_front()
+                    {
+                        for stored in spans {
+                            collector.add(stored);
+                        }
+                    }
+                }
+                let spans = collector.into_sorted();
+                let inputs: Vec<SpanInput<'_>> = spans.iter().map(SpanInput::from_stored).collect();
+                builder.add_trace(&trace_id, &inputs)?;
             }
-            Ok(Some((trace_id, collector.into_sorted())))
         })?;
         self.install(output.into_iter().collect(), &sources);
         for input in inputs {
