@@ -420,6 +420,9 @@ mod tests {
                 .map(|i| {
                     let line = if multi_line && i % 100 == 7 {
                         format!("panic at item {i}\n  at main.rs:{i}\n")
+                    } else if i % 250 == 0 {
+                        // Empty lines are entries too.
+                        String::new()
                     } else {
                         format!("GET /api/v1/items/{i} 200 {}ms é", i % 17)
                     };
