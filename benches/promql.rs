@@ -4,15 +4,18 @@
 //! (125 instances x 10 CPUs x 8 modes), six hours at 15 s, compacted into blocks the way the
 //! server does; then `sum by (mode) (rate(node_cpu_seconds_total[5m]))` over the six hours at a
 //! 15 s step (1 441 steps), timed warm. `TRIPOD_BENCH_DIR` chooses where the data directory
-//! goes (default: the system temp dir).
+//! goes (default: the system temp dir). The selection alone (series matched and merged across
+//! blocks and head, not decoded) is timed as a second figure.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
 use tripod::query::promql::{self, EvalOptions, QueryValue, Steps};
-use tripod_storage::labels::Labels;
-use tripod_storage::metrics::{MetricsAppender, MetricsOptions, Sample, SeriesKey, SeriesSamples};
+use tripod_storage::labels::{Labels, Matcher};
+use tripod_storage::metrics::{
+    MetricsAppender, MetricsOptions, MetricsQueryable, Sample, SeriesKey, SeriesSamples, TimeRange,
+};
 use tripod_storage::wal::{SyncPolicy, WalOptions};
 use tripod_storage::{Storage, StorageOptions};
 
@@ -91,7 +94,12 @@ fn main() {
     let started = Instant::now();
     let samples = load(&storage);
     storage.maintenance().unwrap();
-    println!("promql: {samples} samples in 10 000 series loaded in {:.1}s", started.elapsed().as_secs_f64());
+    println!(
+        "promql: {samples} samples in 10 000 series loaded in {:.1}s; blocks {:?}, head from {} ms",
+        started.elapsed().as_secs_f64(),
+        storage.metrics().block_ranges(),
+        storage.metrics().stats().head_min_t,
+    );
 
     let query = "sum by (mode) (rate(node_cpu_seconds_total[5m]))";
     let expr = promql_parser::parser::parse(query).unwrap();
@@ -117,6 +125,19 @@ fn main() {
     group.measurement_time(Duration::from_secs(10)).sample_size(20);
     group.throughput(Throughput::Elements(samples));
     group.bench_function("sum_by_mode_rate_5m_10k_series_6h_step_15s", |b| b.iter(|| black_box(run())));
+    group.finish();
+
+    // The selection alone (what the query reads before evaluating): every series from the
+    // blocks and the head, merged by labels, not decoded.
+    let matchers = [Matcher::equal("__name__", "node_cpu_seconds_total")];
+    let range = TimeRange::new(-300_000, 6 * HOUR_MS).unwrap();
+    assert_eq!(storage.metrics().select(&matchers, range).unwrap().len(), 10_000);
+    let mut group = criterion.benchmark_group("promql_select");
+    group.measurement_time(Duration::from_secs(5)).sample_size(20);
+    group.throughput(Throughput::Elements(10_000));
+    group.bench_function("select_10k_series_6h", |b| {
+        b.iter(|| black_box(storage.metrics().select(&matchers, range).unwrap()))
+    });
     group.finish();
     criterion.final_summary();
 }

@@ -877,22 +877,35 @@ impl Evaluator<'_> {
             return Ok(Some(self.aggregate_series(aggregate, series)));
         };
         // The function's output labels must be distinct (name dropping can merge series, which
-        // the general path sorts out or reports).
+        // the general path sorts out or reports). The selected label sets are distinct, so
+        // they stay so when the name is kept or every series has the same name.
         let keep_name = functions::keeps_metric_name(name);
-        let output: Vec<Labels> =
-            series.iter().map(|s| if keep_name { s.labels.clone() } else { without_name(&s.labels) }).collect();
-        let mut distinct = std::collections::HashSet::with_capacity(output.len());
-        if !output.iter().all(|labels| distinct.insert(labels)) {
-            let input = RangeInput { data: RangeData::Stored(series), times, range_ms };
-            let series = self.range_function(name, input, &[])?;
-            return Ok(Some(self.aggregate_series(aggregate, series)));
+        let one_name = series.windows(2).all(|pair| pair[0].labels.get("__name__") == pair[1].labels.get("__name__"));
+        if !keep_name && !one_name {
+            let output: Vec<Labels> = series.iter().map(|s| without_name(&s.labels)).collect();
+            let mut distinct = std::collections::HashSet::with_capacity(output.len());
+            if !output.iter().all(|labels| distinct.insert(labels)) {
+                let input = RangeInput { data: RangeData::Stored(series), times, range_ms };
+                let series = self.range_function(name, input, &[])?;
+                return Ok(Some(self.aggregate_series(aggregate, series)));
+            }
         }
+        // Grouping the selected labels gives the groups of the output labels unless the name
+        // is dropped and `by` keeps it.
+        let modifier = aggregate.modifier.as_ref();
+        let by_name =
+            matches!(modifier, Some(LabelModifier::Include(names)) if names.labels.iter().any(|n| n == "__name__"));
         let mut group_index: BTreeMap<Labels, usize> = BTreeMap::new();
-        let group_of: Vec<usize> = output
+        let group_of: Vec<usize> = series
             .iter()
-            .map(|labels| {
+            .map(|s| {
+                let key = if !keep_name && by_name {
+                    grouping_labels(&without_name(&s.labels), modifier)
+                } else {
+                    grouping_labels(&s.labels, modifier)
+                };
                 let next = group_index.len();
-                *group_index.entry(grouping_labels(labels, aggregate.modifier.as_ref())).or_insert(next)
+                *group_index.entry(key).or_insert(next)
             })
             .collect();
         let eval_times: Vec<i64> = (0..times.len()).map(|i| self.steps.at(i)).collect();
@@ -905,7 +918,7 @@ impl Evaluator<'_> {
             deadline: self.options.deadline,
             max_samples: self.options.max_samples,
         };
-        let (mut states, loaded) = job.run_aggregated(&series, &group_of, group_index.len(), op, self.loaded)?;
+        let (mut states, loaded) = job.run_aggregated(series, &group_of, group_index.len(), op, self.loaded)?;
         self.loaded = loaded;
         let groups = group_index.into_iter().map(|(labels, index)| (labels, std::mem::take(&mut states[index]), op));
         Ok(Some(Value::Vector(aggregated(groups))))
@@ -998,6 +1011,11 @@ fn compensated_add(value: f64, sum: f64, compensation: f64) -> (f64, f64) {
 }
 
 impl Accumulator {
+    /// The state of a `sum` that added `count` values into `sum + compensation`.
+    pub(super) fn summed(count: u64, sum: f64, compensation: f64) -> Accumulator {
+        Accumulator { count, sum, compensation, ..Accumulator::default() }
+    }
+
     /// Adds what `other` accumulated after what this one did, for `sum`, `count`, `min`,
     /// `max` and `group` (a compensated sum of two partial sums, and the rules `add` applies).
     pub(super) fn merge(&mut self, op: TokenType, other: &Accumulator) {
@@ -1076,7 +1094,7 @@ impl Accumulator {
         }
     }
 
-    fn result(&self, op: TokenType) -> Option<f64> {
+    pub(super) fn result(&self, op: TokenType) -> Option<f64> {
         if self.count == 0 {
             return None;
         }

@@ -189,6 +189,85 @@ impl RateGeometry {
     }
 }
 
+impl RateGeometry {
+    /// The geometry of the window `(start_ms, end_ms]` whose `count` (at least 2) samples run
+    /// from `first_ms` to `last_ms`: the one in `cache` when it has the same, else computed and
+    /// kept there.
+    #[inline]
+    pub fn of_window(
+        cache: &mut Option<RateGeometry>,
+        first_ms: i64,
+        last_ms: i64,
+        start_ms: i64,
+        end_ms: i64,
+        count: usize,
+        is_rate: bool,
+    ) -> RateGeometry {
+        let key = GeometryKey {
+            first_to_start: first_ms.saturating_sub(start_ms),
+            end_to_last: end_ms.saturating_sub(last_ms),
+            sampled_ms: last_ms.saturating_sub(first_ms),
+            count,
+            range_ms: end_ms.saturating_sub(start_ms),
+            is_rate,
+        };
+        match cache {
+            Some(geometry) if geometry.key == key => *geometry,
+            _ => *cache.insert(RateGeometry::new(key)),
+        }
+    }
+
+    /// The window this geometry was computed for: first sample to window start and window end
+    /// to last sample (ms), and its sample count.
+    pub fn key_parts(&self) -> (i64, i64, usize) {
+        (self.key.first_to_start, self.key.end_to_last, self.key.count)
+    }
+
+    /// The extrapolation factor [`RateGeometry::extrapolate`] applies unless a counter's zero
+    /// point shortens it, and the bound it tests that against (see
+    /// [`RateGeometry::near_zero`]).
+    pub fn factor(&self) -> f64 {
+        self.factor
+    }
+
+    pub fn zero_point_bound(&self) -> f64 {
+        self.zero_point_bound
+    }
+
+    /// Whether [`RateGeometry::extrapolate`] looks at where a counter would reach zero: when
+    /// not, it gives `result * factor()`.
+    #[inline(always)]
+    pub fn near_zero(zero_point_bound: f64, first_value: f64, result: f64, is_counter: bool) -> bool {
+        let far_from_zero = first_value > 2.0 * zero_point_bound * result;
+        is_counter && result > 0.0 && first_value >= 0.0 && !far_from_zero
+    }
+
+    /// Whether a window of the same width and function as the one this geometry was computed
+    /// for, whose first sample is `first_to_start` ms after its start, whose last is
+    /// `end_to_last` ms before its end and which holds `count` samples, has this geometry.
+    #[inline(always)]
+    pub fn fits(&self, first_to_start: i64, end_to_last: i64, count: usize) -> bool {
+        self.key.first_to_start == first_to_start && self.key.end_to_last == end_to_last && self.key.count == count
+    }
+
+    /// The change `result` over a window whose first value is `first_value`, extrapolated to
+    /// the window's edges (per second for `rate`); a counter is not extrapolated below zero.
+    #[inline(always)]
+    pub fn extrapolate(&self, first_value: f64, result: f64, is_counter: bool, is_rate: bool) -> f64 {
+        if RateGeometry::near_zero(self.zero_point_bound, first_value, result, is_counter) {
+            let to_zero = self.sampled * (first_value / result);
+            if to_zero < self.to_start {
+                let mut factor = (self.sampled + to_zero + self.to_end) / self.sampled;
+                if is_rate {
+                    factor /= self.range;
+                }
+                return result * factor;
+            }
+        }
+        result * self.factor
+    }
+}
+
 /// `rate`, `increase` and `delta`: the change over the window, extrapolated to its edges.
 /// `cache` holds the geometry of an earlier window, reused when this one has the same.
 pub fn extrapolated_rate_cached(
@@ -204,38 +283,23 @@ pub fn extrapolated_rate_cached(
     let (first, last) = (samples[0], samples[samples.len() - 1]);
     let mut result = last.value - first.value;
     if is_counter && !window.no_counter_resets {
-        // A drop is a counter reset: the value before it was lost from the difference.
-        for pair in samples.windows(2) {
-            if pair[1].value < pair[0].value {
-                result += pair[0].value;
-            }
+        result = with_counter_resets(samples, result);
+    }
+    let geometry =
+        RateGeometry::of_window(cache, first.t_ms, last.t_ms, window.start_ms, window.end_ms, samples.len(), is_rate);
+    Some(geometry.extrapolate(first.value, result, is_counter, is_rate))
+}
+
+/// `result` plus, for every drop between consecutive samples (a counter reset), the value
+/// before the drop, which the difference of first and last lost; added in sample order.
+#[inline]
+pub fn with_counter_resets(samples: &[Sample], mut result: f64) -> f64 {
+    for pair in samples.windows(2) {
+        if pair[1].value < pair[0].value {
+            result += pair[0].value;
         }
     }
-    let key = GeometryKey {
-        first_to_start: first.t_ms.saturating_sub(window.start_ms),
-        end_to_last: window.end_ms.saturating_sub(last.t_ms),
-        sampled_ms: last.t_ms.saturating_sub(first.t_ms),
-        count: samples.len(),
-        range_ms: window.end_ms.saturating_sub(window.start_ms),
-        is_rate,
-    };
-    let geometry = match cache {
-        Some(geometry) if geometry.key == key => *geometry,
-        _ => *cache.insert(RateGeometry::new(key)),
-    };
-    let far_from_zero = first.value > 2.0 * geometry.zero_point_bound * result;
-    if is_counter && result > 0.0 && first.value >= 0.0 && !far_from_zero {
-        // A counter does not extrapolate below zero.
-        let to_zero = geometry.sampled * (first.value / result);
-        if to_zero < geometry.to_start {
-            let mut factor = (geometry.sampled + to_zero + geometry.to_end) / geometry.sampled;
-            if is_rate {
-                factor /= geometry.range;
-            }
-            return Some(result * factor);
-        }
-    }
-    Some(result * geometry.factor)
+    result
 }
 
 fn seconds(t_ms: i64) -> f64 {

@@ -8,6 +8,7 @@ pub mod lookback;
 mod range;
 pub mod selector;
 pub mod value;
+mod walk;
 
 pub use eval::{EvalError, EvalOptions, QuerySettings, Steps, instant_query, range_query};
 pub use lookback::{DEFAULT_LOOKBACK_MS, instant_sample, range_samples};

@@ -8,10 +8,11 @@ use std::time::Instant;
 use tripod_storage::labels::Labels;
 use tripod_storage::metrics::{Sample, Series, is_stale_nan};
 
-use promql_parser::parser::token::TokenType;
+use promql_parser::parser::token::{T_SUM, TokenType};
 
 use super::eval::{Accumulator, EvalError, fold};
 use super::functions::{self, Window};
+use super::walk::Walk;
 
 /// At most this many threads evaluate one range function.
 const MAX_WORKERS: usize = 4;
@@ -77,8 +78,57 @@ struct Scratch {
     samples: Vec<Sample>,
     /// `resets[k]`: counter resets among the first `k` samples.
     resets: Vec<u32>,
-    /// The last window geometry `rate`, `increase` and `delta` computed.
+    /// The last window geometry `rate`, `increase` and `delta` computed (window by window).
     rate: Option<functions::RateGeometry>,
+    /// The walk `rate`, `increase` and `delta` take when they can: worked out on first use.
+    walk: Option<Option<Walk>>,
+    /// The walk's value at each step, and whether the step has one.
+    walked: Vec<f64>,
+    walked_present: Vec<bool>,
+}
+
+/// A group's `sum` at every step, column by column: how many values and their
+/// Neumaier-compensated sum, added as [`fold`] adds them.
+#[derive(Debug, Clone)]
+struct GroupSums {
+    counts: Vec<u64>,
+    sums: Vec<f64>,
+    compensations: Vec<f64>,
+}
+
+impl GroupSums {
+    fn new(steps: usize) -> GroupSums {
+        GroupSums { counts: vec![0; steps], sums: vec![0.0; steps], compensations: vec![0.0; steps] }
+    }
+
+    /// Adds `values[i]` at each step `i` where `present[i]`. Written without branches (both
+    /// arms of the compensation computed, one kept), so that the compiler adds two steps at
+    /// once; the arithmetic is that of the fold's compensated addition.
+    fn add(&mut self, values: &[f64], present: &[bool]) {
+        let steps = values.len().min(present.len()).min(self.sums.len());
+        let steps = steps.min(self.compensations.len()).min(self.counts.len());
+        let (sums, compensations, counts) =
+            (&mut self.sums[..steps], &mut self.compensations[..steps], &mut self.counts[..steps]);
+        let (values, present) = (&values[..steps], &present[..steps]);
+        for i in 0..steps {
+            let (value, keep) = (values[i], present[i]);
+            let (sum, compensation) = (sums[i], compensations[i]);
+            let total = sum + value;
+            let bigger_sum = compensation + ((sum - total) + value);
+            let bigger_value = compensation + ((value - total) + sum);
+            let added = if sum.abs() >= value.abs() { bigger_sum } else { bigger_value };
+            // `is_infinite`, as a comparison the compiler can do for two steps at once.
+            let added = if total.abs() == f64::INFINITY { 0.0 } else { added };
+            sums[i] = if keep { total } else { sum };
+            compensations[i] = if keep { added } else { compensation };
+            counts[i] += u64::from(keep);
+        }
+    }
+
+    fn into_accumulators(self) -> Vec<Accumulator> {
+        let columns = self.counts.into_iter().zip(self.sums.into_iter().zip(self.compensations));
+        columns.map(|(count, (sum, compensation))| Accumulator::summed(count, sum, compensation)).collect()
+    }
 }
 
 /// A worker's result; a worker that panicked (a bug) fails the query instead of the server.
@@ -113,24 +163,11 @@ impl RangeJob<'_> {
                 out
             }
             RangeData::Stored(series) => {
-                let workers = self.workers(series.len());
-                if workers == 1 {
-                    self.run_stored(&series, &loaded)?
-                } else {
-                    let per_worker = series.len().div_ceil(workers);
-                    let parts: Vec<Result<Vec<StepValues>, EvalError>> = std::thread::scope(|scope| {
-                        let handles: Vec<_> = series
-                            .chunks(per_worker)
-                            .map(|part| scope.spawn(|| self.run_stored(part, &loaded)))
-                            .collect();
-                        handles.into_iter().map(join_worker).collect()
-                    });
-                    let mut out = Vec::with_capacity(series.len());
-                    for part in parts {
-                        out.extend(part?);
-                    }
-                    out
+                let mut out = Vec::with_capacity(series.len());
+                for part in self.spread(series, |part, _| self.run_stored(part, &loaded)) {
+                    out.extend(part?);
                 }
+                out
             }
         };
         Ok((out, loaded.into_inner()))
@@ -156,16 +193,24 @@ impl RangeJob<'_> {
         values: &mut Vec<Option<f64>>,
         loaded: &AtomicUsize,
     ) -> Result<(), EvalError> {
-        let mut samples = std::mem::take(&mut scratch.samples);
-        series.samples_into(&mut samples).map_err(|e| EvalError::Storage(e.to_string()))?;
-        self.count(loaded, samples.len())?;
-        // Range selectors never see staleness markers.
-        if samples.iter().any(|s| is_stale_nan(s.value)) {
-            samples.retain(|s| !is_stale_nan(s.value));
-        }
+        self.decode_stored(series, scratch, loaded)?;
+        let samples = std::mem::take(&mut scratch.samples);
         self.values_into(&samples, scratch, values);
         scratch.samples = samples;
         self.count(loaded, values.iter().filter(|v| v.is_some()).count())
+    }
+
+    /// Decodes one stored series into `scratch.samples`, counted, staleness markers removed.
+    fn decode_stored(&self, series: &Series, scratch: &mut Scratch, loaded: &AtomicUsize) -> Result<(), EvalError> {
+        let samples = &mut scratch.samples;
+        series.samples_into(samples).map_err(|e| EvalError::Storage(e.to_string()))?;
+        self.count(loaded, samples.len())?;
+        // Range selectors never see staleness markers. (Looked for in blocks of samples
+        // without stopping early, which the compiler turns into a few vector compares.)
+        if samples.chunks(16).any(|block| block.iter().fold(false, |stale, s| stale | is_stale_nan(s.value))) {
+            samples.retain(|s| !is_stale_nan(s.value));
+        }
+        Ok(())
     }
 
     /// Evaluates every series and folds its values into the accumulators of its group
@@ -173,27 +218,17 @@ impl RangeJob<'_> {
     /// accumulators per step, and the new count of samples held.
     pub fn run_aggregated(
         &self,
-        series: &[Series],
+        series: Vec<Series>,
         group_of: &[usize],
         group_count: usize,
         op: TokenType,
         loaded: usize,
     ) -> Result<(Vec<Vec<Accumulator>>, usize), EvalError> {
         let loaded = AtomicUsize::new(loaded);
-        let workers = self.workers(series.len());
-        let per_worker = series.len().div_ceil(workers).max(1);
-        let partials: Vec<Result<Vec<Vec<Accumulator>>, EvalError>> = if workers == 1 {
-            vec![self.fold_stored(series, group_of, group_count, op, &loaded)]
-        } else {
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = series
-                    .chunks(per_worker)
-                    .zip(group_of.chunks(per_worker))
-                    .map(|(part, groups)| scope.spawn(|| self.fold_stored(part, groups, group_count, op, &loaded)))
-                    .collect();
-                handles.into_iter().map(join_worker).collect()
-            })
-        };
+        let partials = self.spread(series, |part, offset| {
+            let groups = group_of.get(offset..offset + part.len()).unwrap_or_default();
+            self.fold_stored(part, groups, group_count, op, &loaded)
+        });
         // Partial states merge in series order.
         let mut total: Option<Vec<Vec<Accumulator>>> = None;
         for partial in partials {
@@ -223,8 +258,11 @@ impl RangeJob<'_> {
         loaded: &AtomicUsize,
     ) -> Result<Vec<Vec<Accumulator>>, EvalError> {
         let steps = self.window_ends.len();
-        let mut state = vec![vec![Accumulator::default(); steps]; group_count];
         let mut scratch = Scratch::default();
+        if op.id() == T_SUM && self.walkable(&mut scratch) {
+            return self.sum_walked(series, group_of, group_count, &mut scratch, loaded);
+        }
+        let mut state = vec![vec![Accumulator::default(); steps]; group_count];
         let mut values = Vec::with_capacity(steps);
         for (index, (s, &group)) in series.iter().zip(group_of).enumerate() {
             self.check_deadline(index)?;
@@ -234,6 +272,68 @@ impl RangeJob<'_> {
             }
         }
         Ok(state)
+    }
+
+    /// `sum` of a job [`RangeJob::walkable`] said yes to: each window's value is added to its
+    /// group's sum at that step as the walk finds it, into running sums kept apart from the
+    /// wider [`Accumulator`] so that a group's steps stay close together in memory. The sums
+    /// are those [`fold`] makes.
+    fn sum_walked(
+        &self,
+        series: &[Series],
+        group_of: &[usize],
+        group_count: usize,
+        scratch: &mut Scratch,
+        loaded: &AtomicUsize,
+    ) -> Result<Vec<Vec<Accumulator>>, EvalError> {
+        let steps = self.window_ends.len();
+        let mut sums = vec![GroupSums::new(steps); group_count];
+        for (index, (s, &group)) in series.iter().zip(group_of).enumerate() {
+            self.check_deadline(index)?;
+            self.decode_stored(s, scratch, loaded)?;
+            let samples = std::mem::take(&mut scratch.samples);
+            let emitted = self.walk(&samples, scratch);
+            scratch.samples = samples;
+            if let Some(group_sums) = sums.get_mut(group) {
+                group_sums.add(&scratch.walked, &scratch.walked_present);
+            }
+            self.count(loaded, emitted)?;
+        }
+        Ok(sums.into_iter().map(GroupSums::into_accumulators).collect())
+    }
+
+    /// Runs `work(part, offset)` over consecutive parts of `series` (`offset`: the index of
+    /// the part's first series), one part per worker thread, the last on this thread; each
+    /// part is dropped by the thread that worked on it. The results come in series order.
+    fn spread<T: Send>(
+        &self,
+        series: Vec<Series>,
+        work: impl Fn(&[Series], usize) -> Result<T, EvalError> + Sync,
+    ) -> Vec<Result<T, EvalError>> {
+        let workers = self.workers(series.len());
+        if workers <= 1 {
+            return vec![work(&series, 0)];
+        }
+        let per_worker = series.len().div_ceil(workers).max(1);
+        let mut parts = Vec::with_capacity(workers);
+        let (mut rest, mut offset) = (series, 0);
+        while rest.len() > per_worker {
+            let tail = rest.split_off(per_worker);
+            parts.push((offset, rest));
+            offset += per_worker;
+            rest = tail;
+        }
+        parts.push((offset, rest));
+        let work = &work;
+        std::thread::scope(|scope| {
+            let mut parts = parts.into_iter();
+            let last = parts.next_back();
+            let handles: Vec<_> = parts.map(|(offset, part)| scope.spawn(move || work(&part, offset))).collect();
+            let last = last.map(|(offset, part)| work(&part, offset));
+            let mut results: Vec<Result<T, EvalError>> = handles.into_iter().map(join_worker).collect();
+            results.extend(last);
+            results
+        })
     }
 
     /// How many threads to spread `series` over.
@@ -271,13 +371,19 @@ impl RangeJob<'_> {
     /// Like [`RangeJob::values`], into `values` (cleared first).
     fn values_into(&self, samples: &[Sample], scratch: &mut Scratch, values: &mut Vec<Option<f64>>) {
         values.clear();
-        // `rate`, `increase` and `delta` take the fast path: (counter, per second).
+        // `rate`, `increase` and `delta` take the fast paths: (counter, per second).
         let extrapolation = match self.name {
             "rate" => Some((true, true)),
             "increase" => Some((true, false)),
             "delta" => Some((false, false)),
             _ => None,
         };
+        if self.walkable(scratch) {
+            self.walk(samples, scratch);
+            let present = scratch.walked_present.iter();
+            values.extend(scratch.walked.iter().zip(present).map(|(&value, &present)| present.then_some(value)));
+            return;
+        }
         let counter = matches!(extrapolation, Some((true, _)));
         if counter {
             scratch.resets.clear();
@@ -332,12 +438,27 @@ impl RangeJob<'_> {
     }
 }
 
+impl RangeJob<'_> {
+    /// Whether this job is one a [`Walk`] evaluates: `rate`, `increase` or `delta` with window
+    /// ends that never move back.
+    fn walkable(&self, scratch: &mut Scratch) -> bool {
+        scratch.walk.get_or_insert_with(|| Walk::new(self.name, self.window_ends, self.range_ms)).is_some()
+    }
+
+    /// The walk over `samples`, into `scratch.walked` and `scratch.walked_present`; returns how
+    /// many steps have a value. Nothing is computed unless [`RangeJob::walkable`] said yes.
+    fn walk(&self, samples: &[Sample], scratch: &mut Scratch) -> usize {
+        let Scratch { walk: Some(Some(walk)), walked, walked_present, .. } = scratch else { return 0 };
+        walk.run(samples, walked, walked_present)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     use tripod_storage::metrics::memory::MemoryMetrics;
-    use tripod_storage::metrics::{MetricsAppender, STALE_NAN, SeriesKey, SeriesSamples};
+    use tripod_storage::metrics::{MetricsAppender, MetricsQueryable, STALE_NAN, SeriesKey, SeriesSamples};
 
     use crate::query::promql::{EvalOptions, QueryValue, Steps, range_query};
 
@@ -405,6 +526,173 @@ mod tests {
                         assert!(close, "{op} {function} {labels} at {}: {} vs {}", a.t_ms, a.value, b.value);
                     }
                 }
+            }
+        }
+    }
+
+    /// The same value to the bit, or both NaN: which NaN arithmetic yields is not specified
+    /// (the compiler may swap the operands of an addition), and every NaN is shown as `NaN`.
+    fn same(a: Option<f64>, b: Option<f64>) -> bool {
+        match (a, b) {
+            (Some(a), Some(b)) => a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+            (a, b) => a.is_none() && b.is_none(),
+        }
+    }
+
+    /// A small deterministic generator (xorshift), so the property test needs no dependency.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    #[test]
+    fn the_walk_gives_each_window_what_the_window_function_gives() {
+        for seed in 1..600u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            // Odd seeds: samples on a regular grid and evenly spaced steps a whole number of
+            // samples apart (the walk's vectorized interior); even seeds: anything.
+            let grid = seed % 2 == 1;
+            let spacing = [1_000, 10_000, 15_000, 60_000][rng.below(4) as usize];
+            let mut t = rng.below(100_000) as i64 - 50_000;
+            let mut value = rng.below(1000) as f64 / 4.0;
+            let resets = rng.below(3) == 0;
+            let samples: Vec<Sample> = (0..rng.below(300))
+                .map(|_| {
+                    t += match rng.below(5) {
+                        _ if grid => spacing,
+                        0..=2 => 15_000,
+                        3 => 1 + rng.below(30_000) as i64,
+                        _ => 1 + rng.below(2_000_000) as i64,
+                    };
+                    value = match rng.below(if grid { 40 } else { 12 }) {
+                        0 if grid && !resets => value,
+                        0 => value / 3.0,
+                        1 => -value,
+                        2 => f64::NAN,
+                        3 => 0.0,
+                        4 => f64::INFINITY,
+                        5 => value,
+                        _ if value.is_finite() => value + rng.below(500) as f64 / 8.0,
+                        _ => rng.below(1000) as f64,
+                    };
+                    Sample { t_ms: t, value }
+                })
+                .collect();
+            let range_ms = 1 + rng.below(900_000) as i64;
+            let step_ms = if grid { spacing * (1 + rng.below(4) as i64) } else { rng.below(60_000) as i64 };
+            let mut end = -100_000 + rng.below(200_000) as i64;
+            let window_ends: Vec<i64> = (0..rng.below(400))
+                .map(|_| {
+                    end += if !grid && rng.below(10) == 0 { 0 } else { step_ms };
+                    end
+                })
+                .collect();
+            for name in ["rate", "increase", "delta"] {
+                let job = RangeJob {
+                    name,
+                    window_ends: &window_ends,
+                    eval_times: &window_ends,
+                    range_ms,
+                    params: &[],
+                    deadline: Instant::now() + Duration::from_secs(60),
+                    max_samples: usize::MAX,
+                };
+                let mut scratch = Scratch::default();
+                let mut walked = Vec::new();
+                job.values_into(&samples, &mut scratch, &mut walked);
+                assert_eq!(walked.len(), window_ends.len());
+                for (&end, walked) in window_ends.iter().zip(&walked) {
+                    let start = end.saturating_sub(range_ms);
+                    let in_window: Vec<Sample> =
+                        samples.iter().copied().filter(|s| s.t_ms > start && s.t_ms <= end).collect();
+                    let window = Window {
+                        samples: &in_window,
+                        start_ms: start,
+                        end_ms: end,
+                        eval_ms: end,
+                        no_counter_resets: false,
+                    };
+                    let expected = functions::range_function(name, &window, &[]);
+                    assert!(
+                        same(*walked, expected),
+                        "seed {seed} {name} window ending {end}: {walked:?} vs {expected:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sums_of_walked_windows_are_the_sums_of_their_values() {
+        let store = store();
+        let expr = promql_parser::parser::parse("x[5m]").unwrap();
+        let promql_parser::parser::Expr::MatrixSelector(matrix) = expr else { panic!() };
+        let matchers = crate::query::promql::selector::selector_matchers(&matrix.vs).unwrap();
+        let series = store.select(&matchers[0], tripod_storage::metrics::TimeRange::all()).unwrap();
+        let group_of: Vec<usize> = (0..series.len()).map(|i| i % 3).collect();
+        let window_ends: Vec<i64> = (0..480).map(|i| i * 15_000).collect();
+        for name in ["rate", "increase", "delta"] {
+            let job = RangeJob {
+                name,
+                window_ends: &window_ends,
+                eval_times: &window_ends,
+                range_ms: 300_000,
+                params: &[],
+                deadline: Instant::now() + Duration::from_secs(60),
+                max_samples: usize::MAX,
+            };
+            let (walked, loaded) = job.run_aggregated(series.clone(), &group_of, 3, TokenType::new(T_SUM), 0).unwrap();
+            // The same fold over each series' values, one series at a time.
+            let mut expected = vec![vec![Accumulator::default(); window_ends.len()]; 3];
+            let mut scratch = Scratch::default();
+            let mut values = Vec::new();
+            let counted = AtomicUsize::new(0);
+            for (s, &group) in series.iter().zip(&group_of) {
+                job.evaluate_stored(s, &mut scratch, &mut values, &counted).unwrap();
+                fold(&mut expected[group], &values, TokenType::new(T_SUM));
+            }
+            assert_eq!(loaded, counted.into_inner(), "{name}");
+            for (walked, expected) in walked.iter().flatten().zip(expected.iter().flatten()) {
+                let op = TokenType::new(T_SUM);
+                assert!(same(walked.result(op), expected.result(op)), "{name}: {walked:?} vs {expected:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn column_sums_add_as_the_fold_adds() {
+        let specials = [0.0, -0.0, 1e308, -1e308, f64::INFINITY, f64::NEG_INFINITY, f64::NAN, 1e-300, 3.5, -7.25];
+        for seed in 1..200u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x2545_f491_4f6c_dd1d));
+            let steps = 1 + rng.below(40) as usize;
+            let mut sums = GroupSums::new(steps);
+            let mut expected = vec![Accumulator::default(); steps];
+            for _ in 0..rng.below(30) {
+                let values: Vec<f64> = (0..steps)
+                    .map(|_| match rng.below(4) {
+                        0 => specials[rng.below(specials.len() as u64) as usize],
+                        1 => (rng.next() >> 11) as f64 * 1e-3,
+                        _ => rng.below(10_000) as f64 / 7.0 - 700.0,
+                    })
+                    .collect();
+                let present: Vec<bool> = (0..steps).map(|_| rng.below(5) != 0).collect();
+                // Absent steps hold a value the walk leaves there; it must not count.
+                let shown: Vec<f64> = values.iter().zip(&present).map(|(&v, &p)| if p { v } else { 0.0 }).collect();
+                sums.add(&shown, &present);
+                let options: Vec<Option<f64>> = values.iter().zip(&present).map(|(&v, &p)| p.then_some(v)).collect();
+                fold(&mut expected, &options, TokenType::new(T_SUM));
+            }
+            let op = TokenType::new(T_SUM);
+            for (column, expected) in sums.into_accumulators().iter().zip(&expected) {
+                assert!(same(column.result(op), expected.result(op)), "seed {seed}: {column:?} vs {expected:?}");
             }
         }
     }

@@ -84,6 +84,14 @@ impl BitWriter {
         bytes
     }
 
+    /// The bytes written so far after the first `skip`, the last one padded with zero bits.
+    pub fn bytes_after(&self, skip: usize) -> impl Iterator<Item = u8> + '_ {
+        let whole = self.bytes.get(skip..).unwrap_or_default().iter().copied();
+        let aligned = if self.pending > 0 { self.accumulator << (64 - self.pending) } else { 0 };
+        let tail = aligned.to_be_bytes().into_iter().take(self.pending.div_ceil(8) as usize);
+        whole.chain(tail)
+    }
+
     fn append_pending(&self, out: &mut Vec<u8>) {
         if self.pending > 0 {
             let aligned = self.accumulator << (64 - self.pending);
@@ -180,6 +188,59 @@ impl<'a> BitReader<'a> {
     pub fn bits_remaining(&self) -> usize {
         self.bytes.len() * 8 - self.position
     }
+
+    /// Position in bits from the start.
+    pub fn position(&self) -> usize {
+        self.position
+    }
+
+    /// Moves past `count` bits.
+    pub fn skip(&mut self, count: usize) -> Result<(), EndOfStream> {
+        if count > self.bits_remaining() {
+            return Err(EndOfStream);
+        }
+        self.position += count;
+        Ok(())
+    }
+}
+
+/// Reads `count` bits (1 to 64) at bit `position` of `bytes`, for decoders that unpack
+/// fixed-width runs whose extent they have checked: one unaligned load when eight bytes
+/// follow, bit by bit near the end. `None` past the end.
+#[inline(always)]
+pub fn bits_at(bytes: &[u8], position: usize, count: u32) -> Option<u64> {
+    if !(1..=56).contains(&count) {
+        return bits_at_slowly(bytes, position, count);
+    }
+    let byte_index = position / 8;
+    let bit_offset = (position % 8) as u32;
+    let word = match bytes.get(byte_index..).and_then(|rest| rest.first_chunk::<8>()) {
+        Some(word) => u64::from_be_bytes(*word),
+        None => last_word(bytes, position, count)?,
+    };
+    // bit_offset + count <= 63: the bits lie within the word.
+    Some((word << bit_offset) >> (64 - count))
+}
+
+/// The bytes from the one holding bit `position` to the end (fewer than eight), as the top
+/// bytes of a word, if the `count` bits are all there.
+#[inline(never)]
+fn last_word(bytes: &[u8], position: usize, count: u32) -> Option<u64> {
+    if position.checked_add(count as usize)? > bytes.len() * 8 {
+        return None;
+    }
+    let rest = bytes.get(position / 8..)?;
+    let mut word = [0u8; 8];
+    word.get_mut(..rest.len())?.copy_from_slice(rest);
+    Some(u64::from_be_bytes(word))
+}
+
+/// [`bits_at`] for 0 or more than 56 bits.
+#[cold]
+#[inline(never)]
+fn bits_at_slowly(bytes: &[u8], position: usize, count: u32) -> Option<u64> {
+    let mut reader = BitReader { bytes, position };
+    reader.read_bits(count).ok()
 }
 
 pub fn zigzag(value: i64) -> u64 {
@@ -218,6 +279,28 @@ mod tests {
         assert_eq!(reader.read_varint(), Ok(-123456789));
         assert!(reader.bits_remaining() < 8);
         assert_eq!(reader.read_bits(9), Err(EndOfStream));
+    }
+
+    #[test]
+    fn bits_at_reads_what_the_reader_reads() {
+        let mut writer = BitWriter::new();
+        let values: Vec<(u64, u32)> =
+            (0..200u64).map(|i| (i.wrapping_mul(0x2545_f491_4f6c_dd1d), 1 + (i % 64) as u32)).collect();
+        for (value, count) in &values {
+            writer.write_bits(*value, *count);
+        }
+        let bytes = writer.into_bytes();
+        let mut reader = BitReader::new(&bytes);
+        for (_, count) in &values {
+            let position = reader.position();
+            assert_eq!(bits_at(&bytes, position, *count), reader.read_bits(*count).ok(), "{count} bits at {position}");
+        }
+        assert_eq!(bits_at(&bytes, bytes.len() * 8 - 3, 4), None);
+        assert_eq!(bits_at(&bytes, bytes.len() * 8 + 100, 1), None);
+        let mut reader = BitReader::new(&bytes);
+        assert!(reader.skip(bytes.len() * 8 + 1).is_err());
+        assert!(reader.skip(bytes.len() * 8).is_ok());
+        assert_eq!(reader.bits_remaining(), 0);
     }
 
     #[test]

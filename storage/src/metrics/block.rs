@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::chunk::{self, MAX_SAMPLES_PER_CHUNK};
 use super::index::{ChunkMeta, IndexReader, encode_index};
 use super::postings;
-use super::series::SampleSource;
+use super::series::{SampleSource, ensure_sorted};
 use super::{ChunkBytes, MetricsError, Sample, Series, TimeRange};
 use crate::codec::{get_str, get_uvarint, get_varint, put_bytes, put_uvarint, put_varint};
 use crate::labels::{Labels, Matcher};
@@ -323,15 +323,23 @@ impl Block {
         postings::resolve(&self.index, matchers)
     }
 
-    /// The series matching `matchers` with chunks overlapping `range`, in label order.
-    pub fn select(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<Series>, MetricsError> {
+    /// The series matching `matchers` with chunks overlapping `range`, in label order. Each
+    /// series has room for `more_sources` sources besides its own (the head's, merged later).
+    pub fn select(
+        &self,
+        matchers: &[Matcher],
+        range: TimeRange,
+        more_sources: usize,
+    ) -> Result<Vec<Series>, MetricsError> {
         if !range.overlaps(self.meta.min_t, self.meta.max_t) {
             return Ok(Vec::new());
         }
-        let mut out = Vec::new();
-        for id in self.series_ids(matchers) {
-            let (labels, chunks) = self.index.series(id).map_err(|problem| self.corrupt(problem))?;
-            let mut sources = Vec::new();
+        let ids = self.series_ids(matchers);
+        let mut out = Vec::with_capacity(ids.len());
+        let mut chunks = Vec::new();
+        for id in ids {
+            let labels = self.index.series_into(id, &mut chunks).map_err(|problem| self.corrupt(problem))?;
+            let mut sources = Vec::with_capacity(chunks.len() + more_sources);
             for meta in chunks.iter().filter(|meta| range.overlaps(meta.min_t, meta.max_t)) {
                 sources.push(SampleSource::Chunk {
                     bytes: self.chunk(meta.offset)?,
@@ -343,6 +351,8 @@ impl Block {
                 out.push(Series::new(labels, sources, range));
             }
         }
+        // Series IDs follow label order as the writer added them; a damaged index may not.
+        ensure_sorted(&mut out);
         Ok(out)
     }
 

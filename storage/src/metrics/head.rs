@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 
 use super::chunk::XorChunk;
 use super::postings::{self, PostingsIndex};
-use super::series::SampleSource;
+use super::series::{SampleSource, compare_labels};
 use super::{ChunkBytes, Sample, Series, TimeRange};
 use crate::labels::{Label, Labels, Matcher};
 
@@ -173,7 +173,7 @@ impl SeriesState {
 
     /// Sources for a query over `range`.
     fn sources(&self, range: TimeRange) -> Vec<SampleSource> {
-        let mut sources = Vec::new();
+        let mut sources = Vec::with_capacity(self.closed.len() + 2);
         for chunk in &self.closed {
             if range.overlaps(chunk.min_t, chunk.max_t) {
                 sources.push(SampleSource::Chunk {
@@ -187,7 +187,7 @@ impl SeriesState {
             && range.overlaps(open.min_t(), open.max_t())
         {
             sources.push(SampleSource::Chunk {
-                bytes: ChunkBytes::Owned(open.to_bytes().into()),
+                bytes: ChunkBytes::Owned(open.to_shared_bytes()),
                 min_t: open.min_t(),
                 max_t: open.max_t(),
             });
@@ -560,25 +560,52 @@ impl Head {
 
     /// The series matching `matchers` with their labels, sorted by labels.
     pub fn matching(&self, matchers: &[Matcher]) -> Vec<(Labels, Arc<MemSeries>)> {
+        self.labelled(self.resolve(matchers))
+    }
+
+    /// The series matching `matchers`, without their labels (see [`Head::labelled`]): cheap
+    /// enough to learn how many there are before deciding how to read them.
+    pub fn resolve(&self, matchers: &[Matcher]) -> Vec<Arc<MemSeries>> {
         let index = self.read_index();
         let refs = postings::resolve(&*index, matchers);
-        let mut series: Vec<(Labels, Arc<MemSeries>)> = refs
-            .iter()
-            .filter_map(|r| index.series.get(r))
-            .map(|series| (index.labels_of(series), series.clone()))
+        refs.iter().filter_map(|r| index.series.get(r)).cloned().collect()
+    }
+
+    /// Series from [`Head::resolve`] with their labels, sorted by labels; those removed from
+    /// the head since (which hold no samples) are left out.
+    pub fn labelled(&self, found: Vec<Arc<MemSeries>>) -> Vec<(Labels, Arc<MemSeries>)> {
+        let index = self.read_index();
+        let mut series: Vec<(Labels, Arc<MemSeries>)> = found
+            .into_iter()
+            // Still in the index: the symbols of its labels are still held.
+            .filter(|series| index.series.get(&series.series_ref).is_some_and(|held| Arc::ptr_eq(held, series)))
+            .map(|series| (index.labels_of(&series), series))
             .collect();
         drop(index);
-        series.sort_by(|a, b| a.0.cmp(&b.0));
+        // Label sets in the head are unique, so an unstable sort gives the one order.
+        series.sort_unstable_by(|a, b| compare_labels(&a.0, &b.0));
         series
     }
 
-    /// The series matching `matchers` with samples in `range`.
-    pub fn select(&self, matchers: &[Matcher], range: TimeRange) -> Vec<Series> {
-        if !range.overlaps(self.min_t(), self.max_t()) {
-            return Vec::new();
-        }
-        let mut out = Vec::new();
-        for (labels, series) in self.matching(matchers) {
+    /// About how many sources each of `found` has over `range`, judged by the first: a
+    /// capacity hint for callers that merge them with others (at most 64).
+    pub fn sources_hint(found: &[Arc<MemSeries>], range: TimeRange) -> usize {
+        found.first().map_or(0, |series| {
+            let state = series.lock();
+            let closed = state.closed.iter().filter(|chunk| range.overlaps(chunk.min_t, chunk.max_t)).count();
+            closed.min(62) + 2
+        })
+    }
+
+    /// Whether the head may hold samples in `range`.
+    pub fn overlaps(&self, range: TimeRange) -> bool {
+        range.overlaps(self.min_t(), self.max_t())
+    }
+
+    /// The series of `found` (from [`Head::resolve`]) with samples in `range`, sorted by labels.
+    pub fn select_resolved(&self, found: Vec<Arc<MemSeries>>, range: TimeRange) -> Vec<Series> {
+        let mut out = Vec::with_capacity(found.len());
+        for (labels, series) in self.labelled(found) {
             let sources = series.lock().sources(range);
             let selected = Series::new(labels, sources, range);
             if selected.has_data() {

@@ -189,6 +189,11 @@ impl IndexReader {
             symbols.push(Arc::<str>::from(text));
             input = &input[len..];
         }
+        // The writer stores symbols sorted and unique, so that series entries can be checked
+        // for label order by comparing symbol IDs.
+        if !symbols.windows(2).all(|pair| pair[0] < pair[1]) {
+            return Err("index symbols are not sorted".into());
+        }
         let symbol_ids = symbols.iter().enumerate().map(|(id, s)| (s.clone(), id as u32)).collect();
 
         let mut input = &bytes[sections[3].0..sections[3].1];
@@ -230,6 +235,14 @@ impl IndexReader {
 
     /// Decodes series `id`: its labels and chunks.
     pub fn series(&self, id: u64) -> Result<(Labels, Vec<ChunkMeta>), String> {
+        let mut chunks = Vec::new();
+        let labels = self.series_into(id, &mut chunks)?;
+        Ok((labels, chunks))
+    }
+
+    /// Decodes series `id`: returns its labels, its chunks replace what `chunks` held.
+    pub fn series_into(&self, id: u64, chunks: &mut Vec<ChunkMeta>) -> Result<Labels, String> {
+        chunks.clear();
         if id as usize >= self.series_count {
             return Err(format!("series {id} out of range"));
         }
@@ -240,13 +253,23 @@ impl IndexReader {
         let malformed = || format!("series {id} entry is malformed");
         let label_count = get_uvarint(&mut input).ok_or_else(malformed)?;
         let mut labels = Vec::with_capacity(label_count.min(1024) as usize);
+        let mut previous_name = None;
         for _ in 0..label_count {
-            let name = self.symbol(get_uvarint(&mut input).ok_or_else(malformed)?)?;
+            let name_id = get_uvarint(&mut input).ok_or_else(malformed)?;
+            // Symbols are sorted (checked at open): names in ID order are names in label order.
+            if previous_name.is_some_and(|previous| previous >= name_id) {
+                return Err(format!("series {id}: labels are not sorted by name"));
+            }
+            previous_name = Some(name_id);
+            let name = self.symbol(name_id)?;
             let value = self.symbol(get_uvarint(&mut input).ok_or_else(malformed)?)?;
+            if name.is_empty() || value.is_empty() {
+                return Err(format!("series {id}: empty label name or value"));
+            }
             labels.push(Label { name, value });
         }
         let chunk_count = get_uvarint(&mut input).ok_or_else(malformed)?;
-        let mut chunks = Vec::with_capacity(chunk_count.min(1 << 16) as usize);
+        chunks.reserve(chunk_count.min(1 << 16) as usize);
         let (mut previous_max, mut previous_offset) = (0i64, 0u64);
         for index in 0..chunk_count {
             let min_delta = get_varint(&mut input).ok_or_else(malformed)?;
@@ -262,8 +285,7 @@ impl IndexReader {
             previous_max = max_t;
             previous_offset = offset;
         }
-        let labels = Labels::from_labels(labels).map_err(|error| format!("series {id}: {error}"))?;
-        Ok((labels, chunks))
+        Ok(Labels::from_sorted_unchecked(labels))
     }
 
     fn postings_by_ids(&self, name: u32, value: u32) -> Vec<u64> {

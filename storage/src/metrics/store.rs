@@ -20,7 +20,7 @@ use super::block::{Block, BlockWriter};
 use super::exemplars::ExemplarStore;
 use super::head::{Head, MemSeries, SeriesState};
 use super::records::{self, RefExemplar, RefSample};
-use super::series::SampleSource;
+use super::series::{SampleSource, merge_sorted};
 use super::{
     AppendCounts, AppendResult, ChunkBytes, Exemplar, MetricMetadata, MetricsAppender, MetricsError, MetricsQueryable,
     Sample, Series, SeriesExemplars, SeriesKey, SeriesSamples, TimeRange,
@@ -28,6 +28,10 @@ use super::{
 use crate::labels::{Labels, Matcher};
 use crate::record_kinds;
 use crate::wal::{RecordKind, Wal};
+
+/// From this many head series matching a select, the head's part runs on a thread of its own
+/// beside the blocks' (below, a thread costs more than it saves).
+const PARALLEL_SELECT_MIN_SERIES: usize = 2_000;
 
 /// How the metrics store behaves.
 #[derive(Debug, Clone)]
@@ -844,16 +848,30 @@ impl MetricsAppender for MetricsStore {
 
 impl MetricsQueryable for MetricsStore {
     fn select(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<Series>, MetricsError> {
-        let mut merged: BTreeMap<Labels, Vec<SampleSource>> = BTreeMap::new();
-        for block in self.blocks() {
-            for series in block.select(matchers, range)? {
-                merged.entry(series.labels).or_default().extend(series.sources);
-            }
-        }
-        for series in self.head.select(matchers, range) {
-            merged.entry(series.labels).or_default().extend(series.sources);
-        }
-        Ok(merged.into_iter().map(|(labels, sources)| Series::new(labels, sources, range)).collect())
+        // Each source answers in label order; the lists are merged in source order (blocks
+        // oldest first, then the head), which is the order samples of equal time are kept in.
+        let blocks: Vec<Arc<Block>> =
+            self.blocks().into_iter().filter(|block| range.overlaps(block.meta.min_t, block.meta.max_t)).collect();
+        let found = if self.head.overlaps(range) { self.head.resolve(matchers) } else { Vec::new() };
+        // Room in each block series for the head's chunks, so that merging does not reallocate.
+        let head_sources = Head::sources_hint(&found, range);
+        let select_blocks =
+            || blocks.iter().map(|block| block.select(matchers, range, head_sources)).collect::<Result<Vec<_>, _>>();
+        let (mut lists, head) = if blocks.is_empty() || found.len() < PARALLEL_SELECT_MIN_SERIES {
+            (select_blocks()?, self.head.select_resolved(found, range))
+        } else {
+            // Many series in both: the head's part (labels, locks, open chunks) on a thread of
+            // its own while this one reads the blocks.
+            std::thread::scope(|scope| {
+                let head = scope.spawn(|| self.head.select_resolved(found, range));
+                let blocks = select_blocks();
+                // The head's part only reads; a panic there is a bug, reported as such.
+                let head = head.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                blocks.map(|blocks| (blocks, head))
+            })?
+        };
+        lists.push(head);
+        Ok(merge_sorted(lists))
     }
 
     fn label_names(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<String>, MetricsError> {
