@@ -417,6 +417,17 @@ impl BlockWriter {
             bloom.insert(*hash);
         }
         let bloom_bytes = bloom.to_bytes();
+        if std::env::var_os("TRACES_DEBUG_SIZES").is_some() {
+            eprintln!(
+                "PAGE data {} raw {} bloom {} items {} traces {} spans {}",
+                data.len(),
+                raw.len(),
+                bloom_bytes.len(),
+                summary.hashes.len(),
+                summary.traces,
+                summary.bounds.spans
+            );
+        }
         let offset = self.offset;
         self.write(&data)?;
         self.write(&crc32c::crc32c(&data).to_le_bytes())?;

@@ -46,11 +46,15 @@ pub(crate) struct FastState {
     seed: u64,
 }
 
+/// A random seed, drawn once per process.
+pub(crate) fn process_seed() -> u64 {
+    static SEED: OnceLock<u64> = OnceLock::new();
+    *SEED.get_or_init(|| std::collections::hash_map::RandomState::new().hash_one(0x7472_6163_6573_u64))
+}
+
 impl Default for FastState {
     fn default() -> Self {
-        static SEED: OnceLock<u64> = OnceLock::new();
-        let seed = *SEED.get_or_init(|| std::collections::hash_map::RandomState::new().hash_one(0x7472_6163_6573_u64));
-        FastState { seed }
+        FastState { seed: process_seed() }
     }
 }
 

@@ -9,7 +9,6 @@
 //! Each tenant's appends and cuts are serialised by its `append` lock, so WAL order is head
 //! order and a cut takes every span appended (by sequence number) before it.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::assemble::{ResourceInfo, ScopeInfo, SpanInput, StoredSpan};
@@ -159,11 +158,18 @@ pub(crate) fn for_each_span(
     Ok(())
 }
 
-/// Resources and scopes of records, materialised once per group.
+/// A group's resource and scope, shared by its spans.
+type GroupContext = (Arc<ResourceInfo>, Arc<ScopeInfo>);
+
+/// Resources and scopes of records, materialised once per distinct content: the groups of
+/// many records usually carry the same few resources.
 #[derive(Default)]
 pub(crate) struct RecordContexts {
-    resources: HashMap<(usize, u32), Arc<ResourceInfo>>,
-    scopes: HashMap<(usize, u32), Arc<ScopeInfo>>,
+    /// By record and offset: the group's resource and scope.
+    groups: FastMap<(usize, u32, u32), GroupContext>,
+    /// By encoded bytes.
+    resources: FastMap<Vec<u8>, Arc<ResourceInfo>>,
+    scopes: FastMap<Vec<u8>, Arc<ScopeInfo>>,
 }
 
 impl RecordContexts {
@@ -179,32 +185,39 @@ impl RecordContexts {
         Ok(StoredSpan { resource, scope, span })
     }
 
-    /// The resource and scope of a group of a record, materialised once.
+    /// The resource and scope of a group of a record.
     pub fn contexts(
         &mut self,
         record: &Arc<HeadRecord>,
         resource_offset: u32,
         scope_offset: u32,
     ) -> Result<(Arc<ResourceInfo>, Arc<ScopeInfo>), MalformedRecord> {
-        let identity = Arc::as_ptr(record) as usize;
-        let resource = match self.resources.get(&(identity, resource_offset)) {
+        // The caller holds the record, so its address names it while this lives.
+        let key = (Arc::as_ptr(record) as usize, resource_offset, scope_offset);
+        if let Some((resource, scope)) = self.groups.get(&key) {
+            return Ok((resource.clone(), scope.clone()));
+        }
+        let view = records::resource_at(&record.bytes, resource_offset)?;
+        let resource = match self.resources.get(view.encoded) {
             Some(info) => info.clone(),
             None => {
-                let (resource, schema_url) = records::resource_at(&record.bytes, resource_offset)?.to_owned()?;
+                let (resource, schema_url) = view.to_owned()?;
                 let info = ResourceInfo::new(resource, schema_url);
-                self.resources.insert((identity, resource_offset), info.clone());
+                self.resources.insert(view.encoded.to_vec(), info.clone());
                 info
             }
         };
-        let scope = match self.scopes.get(&(identity, scope_offset)) {
+        let view = records::scope_at(&record.bytes, scope_offset)?;
+        let scope = match self.scopes.get(view.encoded) {
             Some(info) => info.clone(),
             None => {
-                let (scope, schema_url) = records::scope_at(&record.bytes, scope_offset)?.to_owned()?;
+                let (scope, schema_url) = view.to_owned()?;
                 let info = ScopeInfo::new(scope, schema_url);
-                self.scopes.insert((identity, scope_offset), info.clone());
+                self.scopes.insert(view.encoded.to_vec(), info.clone());
                 info
             }
         };
+        self.groups.insert(key, (resource.clone(), scope.clone()));
         Ok((resource, scope))
     }
 

@@ -189,11 +189,25 @@ impl KeyEntry {
 }
 
 /// Keys and values per scope.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct ValueIndex {
-    scopes: [FastMap<String, KeyEntry>; SCOPE_COUNT],
+    /// Per scope: key -> index into `entries`.
+    scopes: [FastMap<String, u32>; SCOPE_COUNT],
+    entries: Vec<KeyEntry>,
     pub has_events: bool,
     pub has_links: bool,
+}
+
+impl PartialEq for ValueIndex {
+    /// Equal keys with equal entries, whatever order the entries were created in.
+    fn eq(&self, other: &ValueIndex) -> bool {
+        self.has_events == other.has_events
+            && self.has_links == other.has_links
+            && (0..SCOPE_COUNT).all(|scope| {
+                self.scopes[scope].len() == other.scopes[scope].len()
+                    && self.scopes[scope].keys().all(|key| self.key(scope as u8, key) == other.key(scope as u8, key))
+            })
+    }
 }
 
 fn tag_value(value: &AttrValue) -> Option<TagValue> {
@@ -208,7 +222,8 @@ fn tag_value(value: &AttrValue) -> Option<TagValue> {
 
 impl ValueIndex {
     pub fn key(&self, scope: u8, key: &str) -> Option<&KeyEntry> {
-        self.scopes.get(usize::from(scope))?.get(key)
+        let index = self.scopes.get(usize::from(scope))?.get(key)?;
+        self.entries.get(*index as usize)
     }
 
     /// Whether attribute `key` of `side` (resource or span) may satisfy `op wanted`.
@@ -309,7 +324,8 @@ impl ValueIndex {
         out.push(u8::from(self.has_events) | (u8::from(self.has_links) << 1));
         for keys in &self.scopes {
             put_uvarint(out, keys.len() as u64);
-            let mut sorted: Vec<(&String, &KeyEntry)> = keys.iter().collect();
+            let mut sorted: Vec<(&String, &KeyEntry)> =
+                keys.iter().map(|(key, index)| (key, &self.entries[*index as usize])).collect();
             sorted.sort_by(|a, b| a.0.cmp(b.0));
             for (key, entry) in sorted {
                 put_bytes(out, key.as_bytes());
@@ -334,7 +350,7 @@ impl ValueIndex {
     pub fn decode(input: &mut &[u8]) -> Result<ValueIndex, MalformedRecord> {
         let flags = get_u8(input).ok_or(MalformedRecord)?;
         let mut index = ValueIndex { has_events: flags & 1 != 0, has_links: flags & 2 != 0, ..ValueIndex::default() };
-        for keys in &mut index.scopes {
+        for scope in 0..SCOPE_COUNT {
             let count = get_uvarint(input).ok_or(MalformedRecord)?;
             for _ in 0..count {
                 let key = get_str(input).ok_or(MalformedRecord)?.to_string();
@@ -351,7 +367,8 @@ impl ValueIndex {
                     }
                 }
                 let [min_number, max_number] = bounds;
-                keys.insert(key, KeyEntry { values, seen: HashSet64::default(), complete, min_number, max_number });
+                index.scopes[scope].insert(key, index.entries.len() as u32);
+                index.entries.push(KeyEntry { values, seen: HashSet64::default(), complete, min_number, max_number });
             }
         }
         Ok(index)
@@ -386,8 +403,16 @@ fn get_scalar(input: &mut &[u8]) -> Result<AttrValue, MalformedRecord> {
 /// attributes, its name, status message and (for a root span) root name and service, its
 /// events' attributes and names, its links' attributes. Resource and scope attributes are
 /// visited once per resource and scope by [`visit_resource`] and [`visit_scope`].
+#[cfg(test)]
 fn visit_span(span: &SpanInput<'_>, mut emit: impl FnMut(u8, &str, ValueRef<'_>)) -> Result<(), MalformedRecord> {
     span.attributes.for_each(|key, value| emit(SCOPE_SPAN, key, value))?;
+    visit_span_rest(span, emit);
+    Ok(())
+}
+
+/// [`visit_span`] without the span's attributes (for callers that read them once for several
+/// purposes).
+pub(crate) fn visit_span_rest(span: &SpanInput<'_>, mut emit: impl FnMut(u8, &str, ValueRef<'_>)) {
     emit(SCOPE_INTRINSIC, intrinsics::NAME, ValueRef::Str(span.name));
     if !span.status_message.is_empty() {
         emit(SCOPE_INTRINSIC, intrinsics::STATUS_MESSAGE, ValueRef::Str(span.status_message));
@@ -411,7 +436,6 @@ fn visit_span(span: &SpanInput<'_>, mut emit: impl FnMut(u8, &str, ValueRef<'_>)
             emit(SCOPE_LINK, key, ValueRef::from_value(value));
         }
     }
-    Ok(())
 }
 
 fn visit_resource(resource: &Resource, mut emit: impl FnMut(u8, &str, ValueRef<'_>)) {
@@ -433,7 +457,7 @@ fn visit_scope(scope: &Scope, mut emit: impl FnMut(u8, &str, ValueRef<'_>)) {
 }
 
 /// Calls `each` with a value, or with each element of an array (recursively).
-fn for_each_scalar(value: &ValueRef<'_>, each: &mut impl FnMut(&ValueRef<'_>)) {
+pub(crate) fn for_each_scalar(value: &ValueRef<'_>, each: &mut impl FnMut(&ValueRef<'_>)) {
     match value {
         ValueRef::Other(other) => match other.as_ref() {
             AttrValue::Array(elements) => {
@@ -476,96 +500,108 @@ impl IndexBuilder {
         }
     }
 
-    fn add_value(
-        values: &mut ValueIndex,
-        canonical: &mut Vec<u8>,
-        max_values_per_key: usize,
-        scope: u8,
-        key: &str,
-        value: &ValueRef<'_>,
-    ) {
-        let keys = &mut values.scopes[usize::from(scope)];
-        if !keys.contains_key(key) {
-            keys.insert(key.to_string(), KeyEntry { complete: true, ..KeyEntry::default() });
+    /// The index of the entry of `key` in `scope`, created if new.
+    pub fn entry_index(&mut self, scope: u8, key: &str) -> u32 {
+        let keys = &mut self.values.scopes[usize::from(scope)];
+        if let Some(index) = keys.get(key) {
+            return *index;
         }
-        let Some(entry) = keys.get_mut(key) else { return };
+        let index = self.values.entries.len() as u32;
+        keys.insert(key.to_string(), index);
+        self.values.entries.push(KeyEntry { complete: true, ..KeyEntry::default() });
+        index
+    }
+
+    /// Adds a scalar value to entry `entry`; `hash` is its [`value_hash`] (any hash that
+    /// equal canonical values share, the same for every value of the entry).
+    pub fn add_scalar_at(&mut self, entry: u32, scalar: &ValueRef<'_>, hash: u64) {
+        let max_values_per_key = self.max_values_per_key;
+        let Some(entry) = self.values.entries.get_mut(entry as usize) else { return };
+        let owned = || match scalar {
+            ValueRef::Str(text) => AttrValue::String((*text).to_string()),
+            ValueRef::Int(number) => AttrValue::Int(*number),
+            ValueRef::Double(number) => AttrValue::Double(*number),
+            ValueRef::Bool(flag) => AttrValue::Bool(*flag),
+            ValueRef::Other(other) => other.as_ref().clone(),
+        };
+        let number = match scalar {
+            ValueRef::Int(number) => Some(AttrValue::Int(*number)),
+            ValueRef::Double(number) if !number.is_nan() => Some(AttrValue::Double(*number)),
+            _ => None,
+        };
+        if let Some(number) = number {
+            if entry.min_number.as_ref().is_none_or(|min| compare_scalars(&number, min) == Some(Ordering::Less)) {
+                entry.min_number = Some(number.clone());
+            }
+            if entry.max_number.as_ref().is_none_or(|max| compare_scalars(&number, max) == Some(Ordering::Greater)) {
+                entry.max_number = Some(number);
+            }
+        }
+        if !entry.complete || entry.seen.contains(&hash) {
+            return;
+        }
+        let too_long = matches!(scalar, ValueRef::Str(text) if text.len() > MAX_INDEXED_STRING_BYTES);
+        if too_long || entry.values.len() >= max_values_per_key {
+            entry.complete = false;
+            entry.seen = HashSet64::default();
+            return;
+        }
+        entry.seen.insert(hash);
+        entry.values.push(owned());
+    }
+
+    fn add_value(&mut self, scope: u8, key: &str, value: &ValueRef<'_>) {
+        let entry = self.entry_index(scope, key);
+        let key_hash = key_hash(scope, key);
+        let mut canonical = std::mem::take(&mut self.canonical);
         for_each_scalar(value, &mut |scalar| {
-            if !canonical_ref(scalar, canonical) {
-                return;
+            if canonical_ref(scalar, &mut canonical) {
+                self.add_scalar_at(entry, scalar, value_hash(key_hash, &canonical));
             }
-            let owned = || match scalar {
-                ValueRef::Str(text) => AttrValue::String((*text).to_string()),
-                ValueRef::Int(number) => AttrValue::Int(*number),
-                ValueRef::Double(number) => AttrValue::Double(*number),
-                ValueRef::Bool(flag) => AttrValue::Bool(*flag),
-                ValueRef::Other(other) => other.as_ref().clone(),
-            };
-            if matches!(scalar, ValueRef::Int(_) | ValueRef::Double(_))
-                && !matches!(scalar, ValueRef::Double(x) if x.is_nan())
-            {
-                let number = owned();
-                if entry.min_number.as_ref().is_none_or(|min| compare_scalars(&number, min) == Some(Ordering::Less)) {
-                    entry.min_number = Some(number.clone());
-                }
-                if entry.max_number.as_ref().is_none_or(|max| compare_scalars(&number, max) == Some(Ordering::Greater))
-                {
-                    entry.max_number = Some(number);
-                }
-            }
-            if !entry.complete {
-                return;
-            }
-            let hash = hash_bytes(0, canonical);
-            if entry.seen.contains(&hash) {
-                return;
-            }
-            let too_long = matches!(scalar, ValueRef::Str(text) if text.len() > MAX_INDEXED_STRING_BYTES);
-            if too_long || entry.values.len() >= max_values_per_key {
-                entry.complete = false;
-                entry.seen = HashSet64::default();
-                return;
-            }
-            entry.seen.insert(hash);
-            entry.values.push(owned());
         });
+        self.canonical = canonical;
+    }
+
+    /// Adds a span without its attributes (the caller adds them with
+    /// [`IndexBuilder::add_scoped_value`]), and its resource and scope the first time they come.
+    pub fn add_span_rest(&mut self, span: &SpanInput<'_>) {
+        self.add_contexts(span);
+        visit_span_rest(span, |scope: u8, key: &str, value: ValueRef<'_>| self.add_value(scope, key, &value));
+        self.values.has_events |= !span.events.is_empty();
+        self.values.has_links |= !span.links.is_empty();
+        self.bounds.add(span.start_ns, span.end_ns, span.status_code, span.kind);
     }
 
     /// Adds a span, and its resource and scope the first time they come.
     pub fn add_input(&mut self, span: &SpanInput<'_>) -> Result<(), MalformedRecord> {
-        let IndexBuilder { max_values_per_key, values, canonical, .. } = self;
-        let max = *max_values_per_key;
-        let mut emit = |scope: u8, key: &str, value: ValueRef<'_>| {
-            IndexBuilder::add_value(values, canonical, max, scope, key, &value);
-        };
+        span.attributes.for_each(|key, value| self.add_value(SCOPE_SPAN, key, &value))?;
+        self.add_span_rest(span);
+        Ok(())
+    }
+
+    fn add_contexts(&mut self, span: &SpanInput<'_>) {
         if !self.last_resource.as_ref().is_some_and(|last| Arc::ptr_eq(last, span.resource)) {
             self.last_resource = Some(span.resource.clone());
             if !self.resources_seen.contains(&span.resource.identity) {
                 self.resources_seen.insert(span.resource.identity.clone());
-                visit_resource(&span.resource.resource, &mut emit);
+                visit_resource(&span.resource.resource, |scope, key, value| self.add_value(scope, key, &value));
             }
         }
         if !self.last_scope.as_ref().is_some_and(|last| Arc::ptr_eq(last, span.scope)) {
             self.last_scope = Some(span.scope.clone());
             if !self.scopes_seen.contains(&span.scope.identity) {
                 self.scopes_seen.insert(span.scope.identity.clone());
-                visit_scope(&span.scope.scope, &mut emit);
+                visit_scope(&span.scope.scope, |scope, key, value| self.add_value(scope, key, &value));
             }
         }
-        visit_span(span, &mut emit)?;
-        self.values.has_events |= !span.events.is_empty();
-        self.values.has_links |= !span.links.is_empty();
-        self.bounds.add(span.start_ns, span.end_ns, span.status_code, span.kind);
-        Ok(())
     }
 
     /// The bounds and the value index, values sorted.
     pub fn finish(self) -> (Bounds, ValueIndex) {
         let mut values = self.values;
-        for keys in &mut values.scopes {
-            for entry in keys.values_mut() {
-                sort_values(&mut entry.values);
-                entry.seen = HashSet64::default();
-            }
+        for entry in &mut values.entries {
+            sort_values(&mut entry.values);
+            entry.seen = HashSet64::default();
         }
         (self.bounds, values)
     }
@@ -583,16 +619,34 @@ pub(crate) struct PageSkipBuilder {
 
 impl PageSkipBuilder {
     fn emitter(&mut self) -> impl FnMut(u8, &str, ValueRef<'_>) + '_ {
+        move |scope, key, value| self.add_value(scope, key, &value)
+    }
+
+    /// Adds one value of `key` in `scope`.
+    pub fn add_value(&mut self, scope: u8, key: &str, value: &ValueRef<'_>) {
+        self.add_hashed_value(key_hash(scope, key), value);
+    }
+
+    /// Adds a hash (a key's presence or a key=value pair) directly.
+    pub fn add_hash(&mut self, hash: u64) {
+        self.hashes.insert(hash);
+    }
+
+    /// Adds one value of the key whose [`key_hash`] is given.
+    pub fn add_hashed_value(&mut self, key_hash: u64, value: &ValueRef<'_>) {
         let PageSkipBuilder { hashes, canonical, .. } = self;
-        move |scope, key, value| {
-            let key_hash = key_hash(scope, key);
-            hashes.insert(key_hash);
-            for_each_scalar(&value, &mut |scalar| {
-                if canonical_ref(scalar, canonical) {
-                    hashes.insert(value_hash(key_hash, canonical));
-                }
-            });
-        }
+        hashes.insert(key_hash);
+        for_each_scalar(value, &mut |scalar| {
+            if canonical_ref(scalar, canonical) {
+                hashes.insert(value_hash(key_hash, canonical));
+            }
+        });
+    }
+
+    /// Adds a span without its attributes (see [`PageSkipBuilder::add_value`]).
+    pub fn add_span_rest(&mut self, span: &SpanInput<'_>) {
+        visit_span_rest(span, self.emitter());
+        self.bounds.add(span.start_ns, span.end_ns, span.status_code, span.kind);
     }
 
     pub fn add_resource(&mut self, resource: &Resource) {
@@ -603,6 +657,7 @@ impl PageSkipBuilder {
         visit_scope(scope, self.emitter());
     }
 
+    #[cfg(test)]
     pub fn add_span(&mut self, span: &SpanInput<'_>) -> Result<(), MalformedRecord> {
         visit_span(span, self.emitter())?;
         self.bounds.add(span.start_ns, span.end_ns, span.status_code, span.kind);

@@ -37,10 +37,12 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 
-use super::assemble::{AttributesRef, ResourceInfo, ScopeInfo, SpanInput, StoredSpan};
-use super::hash::{FastMap, HashSet64};
+use super::assemble::{ResourceInfo, ScopeInfo, SpanInput, StoredSpan};
+use super::filter::canonical_ref;
+use super::hash::{FastMap, HashSet64, hash_bytes, process_seed};
 use super::index::{
-    Bounds, PageSkipBuilder, SCOPE_EVENT, SCOPE_INSTRUMENTATION, SCOPE_LINK, SCOPE_RESOURCE, SCOPE_SPAN,
+    Bounds, IndexBuilder, PageSkipBuilder, SCOPE_EVENT, SCOPE_INSTRUMENTATION, SCOPE_LINK, SCOPE_RESOURCE, SCOPE_SPAN,
+    for_each_scalar, key_hash, value_hash,
 };
 use super::records::{MAX_VALUE_DEPTH, MalformedRecord, ValueRef};
 use super::{
@@ -63,29 +65,84 @@ const TAG_KVLIST: u8 = 7;
 /// Owner scopes of attribute columns (the same numbers as the index scopes).
 const OWNER_SCOPES: usize = 5;
 
-/// The page's string dictionary while it is written.
-#[derive(Default)]
+/// The page's string dictionary while it is written: the encoded strings, and an
+/// open-addressing table of their indexes (no allocation per string).
 struct Strings {
-    index: FastMap<String, u32>,
     out: Vec<u8>,
-    count: u32,
+    /// Where each string's bytes sit in `out`.
+    places: Vec<(u32, u32)>,
+    /// 0: empty; otherwise a string's index + 1. A power of two, at most half full.
+    table: Vec<u32>,
+    seed: u64,
 }
 
 impl Strings {
     fn new() -> Strings {
-        let mut strings = Strings::default();
+        let mut strings = Strings { out: Vec::new(), places: Vec::new(), table: vec![0; 1024], seed: process_seed() };
         strings.intern("");
         strings
     }
 
-    fn intern(&mut self, text: &str) -> u32 {
-        if let Some(index) = self.index.get(text) {
-            return *index;
+    fn clear(&mut self) {
+        self.out.clear();
+        self.places.clear();
+        self.table.fill(0);
+        self.intern("");
+    }
+
+    fn count(&self) -> u32 {
+        self.places.len() as u32
+    }
+
+    fn bytes(&self, index: usize) -> &[u8] {
+        let (start, length) = self.places[index];
+        &self.out[start as usize..(start + length) as usize]
+    }
+
+    fn slot_of(&self, bytes: &[u8], hash: u64) -> (usize, Option<u32>) {
+        let mask = self.table.len() - 1;
+        let mut slot = hash as usize & mask;
+        loop {
+            match self.table[slot] {
+                0 => return (slot, None),
+                entry => {
+                    if self.bytes(entry as usize - 1) == bytes {
+                        return (slot, Some(entry - 1));
+                    }
+                }
+            }
+            slot = (slot + 1) & mask;
         }
-        let index = self.count;
-        self.count += 1;
-        put_bytes(&mut self.out, text.as_bytes());
-        self.index.insert(text.to_string(), index);
+    }
+
+    fn grow(&mut self) {
+        let mut table = vec![0u32; self.table.len() * 2];
+        let mask = table.len() - 1;
+        for index in 0..self.places.len() {
+            let mut slot = hash_bytes(self.seed, self.bytes(index)) as usize & mask;
+            while table[slot] != 0 {
+                slot = (slot + 1) & mask;
+            }
+            table[slot] = index as u32 + 1;
+        }
+        self.table = table;
+    }
+
+    fn intern(&mut self, text: &str) -> u32 {
+        let bytes = text.as_bytes();
+        let hash = hash_bytes(self.seed, bytes);
+        let (slot, found) = self.slot_of(bytes, hash);
+        if let Some(index) = found {
+            return index;
+        }
+        let index = self.places.len() as u32;
+        put_uvarint(&mut self.out, bytes.len() as u64);
+        self.places.push((self.out.len() as u32, bytes.len() as u32));
+        self.out.extend_from_slice(bytes);
+        self.table[slot] = index + 1;
+        if self.places.len() * 2 >= self.table.len() {
+            self.grow();
+        }
         index
     }
 }
@@ -147,6 +204,134 @@ fn put_page_value_ref(strings: &mut Strings, out: &mut Vec<u8>, value: &ValueRef
     }
 }
 
+/// The string dictionary and the attribute columns while they are written.
+struct CellWriter {
+    strings: Strings,
+    columns: Vec<AttrColumn>,
+    column_index: FastMap<(u8, u32), usize>,
+    /// For span attributes, by the key's string index: its column + 1 (0: none yet), the
+    /// bloom hash of the key and its entry in the block's index, so that the common case
+    /// costs one string lookup.
+    span_keys: Vec<SpanKey>,
+    /// Bytes in `columns`, kept as they grow so that the page size is cheap to ask.
+    column_bytes: usize,
+    value_scratch: Vec<u8>,
+}
+
+impl CellWriter {
+    fn new() -> CellWriter {
+        CellWriter {
+            strings: Strings::new(),
+            columns: Vec::new(),
+            column_index: FastMap::default(),
+            span_keys: Vec::new(),
+            column_bytes: 0,
+            value_scratch: Vec::new(),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.strings.clear();
+        self.columns.clear();
+        self.column_index.clear();
+        self.span_keys.clear();
+        self.column_bytes = 0;
+    }
+
+    fn column(&mut self, owner_scope: u8, key: u32) -> usize {
+        match self.column_index.get(&(owner_scope, key)) {
+            Some(column) => *column,
+            None => {
+                self.columns.push(AttrColumn {
+                    owner_scope,
+                    key,
+                    cells: 0,
+                    previous_owner: 0,
+                    bytes: Vec::new(),
+                    strings_seen: Vec::new(),
+                });
+                self.column_index.insert((owner_scope, key), self.columns.len() - 1);
+                self.columns.len() - 1
+            }
+        }
+    }
+
+    /// Adds a span attribute to its column; returns what the page bloom and the block index
+    /// need of its key. `new_key` is called the first time the page sees the key.
+    fn add_span_attribute(
+        &mut self,
+        owner: u32,
+        key: &str,
+        value: &ValueRef<'_>,
+        new_key: impl FnOnce(u64) -> u32,
+    ) -> (SpanKey, bool) {
+        let index = self.strings.intern(key) as usize;
+        if self.span_keys.len() <= index {
+            self.span_keys.resize(index + 1, SpanKey::default());
+        }
+        let mut found = self.span_keys[index];
+        if found.column == 0 {
+            let column = self.column(SCOPE_SPAN, index as u32);
+            let key_hash = key_hash(SCOPE_SPAN, key);
+            found = SpanKey { column: column as u32 + 1, key_hash, entry: new_key(key_hash) };
+            self.span_keys[index] = found;
+        }
+        let repeated = self.put(found.column as usize - 1, owner, value);
+        (found, repeated)
+    }
+
+    fn add(&mut self, owner_scope: u8, owner: u32, key: &str, value: &ValueRef<'_>) {
+        let key = self.strings.intern(key);
+        let column = self.column(owner_scope, key);
+        self.put(column, owner, value);
+    }
+
+    /// Writes a cell; returns whether its value is a string the column already holds.
+    fn put(&mut self, column: usize, owner: u32, value: &ValueRef<'_>) -> bool {
+        self.value_scratch.clear();
+        let mut repeated = false;
+        match value {
+            ValueRef::Str(text) => {
+                let index = self.strings.intern(text);
+                self.value_scratch.push(TAG_STRING);
+                put_uvarint(&mut self.value_scratch, u64::from(index));
+                let seen = &mut self.columns[column].strings_seen;
+                let (word, bit) = (index as usize / 64, index % 64);
+                if seen.len() <= word {
+                    seen.resize(word + 1, 0);
+                }
+                repeated = seen[word] & (1 << bit) != 0;
+                seen[word] |= 1 << bit;
+            }
+            other => put_page_value_ref(&mut self.strings, &mut self.value_scratch, other),
+        }
+        let column = &mut self.columns[column];
+        let before = column.bytes.len();
+        put_uvarint(&mut column.bytes, u64::from(owner - column.previous_owner));
+        column.previous_owner = owner;
+        column.bytes.extend_from_slice(&self.value_scratch);
+        column.cells += 1;
+        self.column_bytes += column.bytes.len() - before;
+        repeated
+    }
+
+    fn add_all(&mut self, owner_scope: u8, owner: u32, attributes: &[(String, AttrValue)]) {
+        for (key, value) in attributes {
+            self.add(owner_scope, owner, key, &ValueRef::from_value(value));
+        }
+    }
+}
+
+/// What a page caches of a span attribute key.
+#[derive(Debug, Clone, Copy, Default)]
+struct SpanKey {
+    /// The key's column + 1; 0 while the page has none.
+    column: u32,
+    key_hash: u64,
+    /// The key's entry in the block's index.
+    entry: u32,
+}
+
 /// One attribute column while it is written.
 struct AttrColumn {
     owner_scope: u8,
@@ -154,6 +339,8 @@ struct AttrColumn {
     cells: u32,
     previous_owner: u32,
     bytes: Vec<u8>,
+    /// A bit per dictionary string the column holds (whose skip data is in already).
+    strings_seen: Vec<u64>,
 }
 
 /// The span columns while they are written.
@@ -207,7 +394,7 @@ pub(crate) struct PageSummary {
 
 /// Writes one page.
 pub(crate) struct PageEncoder {
-    strings: Strings,
+    cells: CellWriter,
     traces: Vec<u8>,
     trace_count: u32,
     first_trace_id: TraceId,
@@ -231,21 +418,17 @@ pub(crate) struct PageEncoder {
     links: Vec<u8>,
     link_count: u32,
     previous_link_span: u32,
-    columns: Vec<AttrColumn>,
-    column_index: FastMap<(u8, u32), usize>,
-    /// Bytes in `columns`, kept as they grow so that the page size is cheap to ask.
-    column_bytes: usize,
     /// The page's bounds and bloom hashes.
     skip: PageSkipBuilder,
     /// Position of each span ID within the trace being added.
     positions: FastMap<SpanId, u32>,
-    value_scratch: Vec<u8>,
+    canonical: Vec<u8>,
 }
 
 impl PageEncoder {
     pub fn new() -> PageEncoder {
         PageEncoder {
-            strings: Strings::new(),
+            cells: CellWriter::new(),
             traces: Vec::new(),
             trace_count: 0,
             first_trace_id: [0; 16],
@@ -267,12 +450,9 @@ impl PageEncoder {
             links: Vec::new(),
             link_count: 0,
             previous_link_span: 0,
-            columns: Vec::new(),
-            column_index: FastMap::default(),
-            column_bytes: 0,
             skip: PageSkipBuilder::default(),
             positions: FastMap::default(),
-            value_scratch: Vec::new(),
+            canonical: Vec::new(),
         }
     }
 
@@ -282,41 +462,14 @@ impl PageEncoder {
 
     /// About the bytes the page will take uncompressed.
     pub fn raw_bytes(&self) -> usize {
-        self.strings.out.len()
+        self.cells.strings.out.len()
             + self.traces.len()
             + self.resources.len()
             + self.scopes.len()
             + self.spans.parts().iter().map(|part| part.len()).sum::<usize>()
             + self.events.len()
             + self.links.len()
-            + self.column_bytes
-    }
-
-    fn add_cell(&mut self, owner_scope: u8, owner: u32, key: &str, value: &ValueRef<'_>) {
-        let key = self.strings.intern(key);
-        let column = match self.column_index.get(&(owner_scope, key)) {
-            Some(column) => *column,
-            None => {
-                self.columns.push(AttrColumn { owner_scope, key, cells: 0, previous_owner: 0, bytes: Vec::new() });
-                self.column_index.insert((owner_scope, key), self.columns.len() - 1);
-                self.columns.len() - 1
-            }
-        };
-        self.value_scratch.clear();
-        put_page_value_ref(&mut self.strings, &mut self.value_scratch, value);
-        let column = &mut self.columns[column];
-        let before = column.bytes.len();
-        put_uvarint(&mut column.bytes, u64::from(owner - column.previous_owner));
-        column.previous_owner = owner;
-        column.bytes.extend_from_slice(&self.value_scratch);
-        column.cells += 1;
-        self.column_bytes += column.bytes.len() - before;
-    }
-
-    fn add_attributes(&mut self, owner_scope: u8, owner: u32, attributes: &[(String, AttrValue)]) {
-        for (key, value) in attributes {
-            self.add_cell(owner_scope, owner, key, &ValueRef::from_value(value));
-        }
+            + self.cells.column_bytes
     }
 
     fn resource_index(&mut self, info: &Arc<ResourceInfo>) -> u32 {
@@ -330,10 +483,10 @@ impl PageEncoder {
             None => {
                 let index = self.resource_count;
                 self.resource_count += 1;
-                let schema = self.strings.intern(&info.schema_url);
+                let schema = self.cells.strings.intern(&info.schema_url);
                 put_uvarint(&mut self.resources, u64::from(schema));
                 put_uvarint(&mut self.resources, u64::from(info.resource.dropped_attributes_count));
-                self.add_attributes(SCOPE_RESOURCE, index, &info.resource.attributes);
+                self.cells.add_all(SCOPE_RESOURCE, index, &info.resource.attributes);
                 self.skip.add_resource(&info.resource);
                 self.resource_by_identity.insert(info.identity.clone(), index);
                 index
@@ -355,11 +508,11 @@ impl PageEncoder {
                 let index = self.scope_count;
                 self.scope_count += 1;
                 for text in [&info.scope.name, &info.scope.version, &info.schema_url] {
-                    let string = self.strings.intern(text);
+                    let string = self.cells.strings.intern(text);
                     put_uvarint(&mut self.scopes, u64::from(string));
                 }
                 put_uvarint(&mut self.scopes, u64::from(info.scope.dropped_attributes_count));
-                self.add_attributes(SCOPE_INSTRUMENTATION, index, &info.scope.attributes);
+                self.cells.add_all(SCOPE_INSTRUMENTATION, index, &info.scope.attributes);
                 self.skip.add_scope(&info.scope);
                 self.scope_by_identity.insert(info.identity.clone(), index);
                 index
@@ -370,8 +523,13 @@ impl PageEncoder {
     }
 
     /// Adds a trace: its spans in (start, span ID) order, each span ID once. Traces must come
-    /// in ascending trace-ID order.
-    pub fn add_trace(&mut self, trace_id: &TraceId, spans: &[SpanInput<'_>]) -> Result<(), MalformedRecord> {
+    /// in ascending trace-ID order. The spans go into `block`'s index in the same pass.
+    pub fn add_trace(
+        &mut self,
+        trace_id: &TraceId,
+        spans: &[SpanInput<'_>],
+        block: &mut IndexBuilder,
+    ) -> Result<(), MalformedRecord> {
         if self.trace_count == 0 {
             self.first_trace_id = *trace_id;
         }
@@ -400,10 +558,10 @@ impl PageEncoder {
             }
             put_uvarint(&mut columns.resources, u64::from(resource));
             put_uvarint(&mut columns.scopes, u64::from(scope));
-            put_uvarint(&mut columns.names, u64::from(self.strings.intern(span.name)));
+            put_uvarint(&mut columns.names, u64::from(self.cells.strings.intern(span.name)));
             columns.kind_status.push(span.kind.as_u8() | (span.status_code.as_u8() << 3));
-            put_uvarint(&mut columns.status_messages, u64::from(self.strings.intern(span.status_message)));
-            put_uvarint(&mut columns.trace_states, u64::from(self.strings.intern(span.trace_state)));
+            put_uvarint(&mut columns.status_messages, u64::from(self.cells.strings.intern(span.status_message)));
+            put_uvarint(&mut columns.trace_states, u64::from(self.cells.strings.intern(span.trace_state)));
             put_uvarint(&mut columns.flags, u64::from(span.flags));
             put_varint(&mut columns.starts, span.start_ns.wrapping_sub(self.previous_start_ns));
             self.previous_start_ns = span.start_ns;
@@ -412,19 +570,33 @@ impl PageEncoder {
                 put_uvarint(&mut columns.dropped, u64::from(count));
             }
             let owner = self.span_count;
-            match span.attributes {
-                AttributesRef::Owned(attributes) => self.add_attributes(SCOPE_SPAN, owner, attributes),
-                AttributesRef::Encoded(slice) => {
-                    slice.for_each(|key, value| self.add_cell(SCOPE_SPAN, owner, key, &value))?;
+            // The attributes are read once, for the page, its bloom and the block's index; each
+            // value is hashed once for both.
+            let (cells, skip, canonical) = (&mut self.cells, &mut self.skip, &mut self.canonical);
+            span.attributes.for_each(|key, value| {
+                let (found, repeated) = cells.add_span_attribute(owner, key, &value, |key_hash| {
+                    skip.add_hash(key_hash);
+                    block.entry_index(SCOPE_SPAN, key)
+                });
+                if repeated {
+                    return;
                 }
-            }
+                for_each_scalar(&value, &mut |scalar| {
+                    if canonical_ref(scalar, canonical) {
+                        let hash = value_hash(found.key_hash, canonical);
+                        skip.add_hash(hash);
+                        block.add_scalar_at(found.entry, scalar, hash);
+                    }
+                });
+            })?;
+            block.add_span_rest(span);
             for event in span.events.iter() {
                 put_uvarint(&mut self.events, u64::from(owner - self.previous_event_span));
                 self.previous_event_span = owner;
                 put_varint(&mut self.events, event.time_ns.wrapping_sub(span.start_ns));
-                put_uvarint(&mut self.events, u64::from(self.strings.intern(&event.name)));
+                put_uvarint(&mut self.events, u64::from(self.cells.strings.intern(&event.name)));
                 put_uvarint(&mut self.events, u64::from(event.dropped_attributes_count));
-                self.add_attributes(SCOPE_EVENT, self.event_count, &event.attributes);
+                self.cells.add_all(SCOPE_EVENT, self.event_count, &event.attributes);
                 self.event_count += 1;
             }
             for link in span.links.iter() {
@@ -432,23 +604,24 @@ impl PageEncoder {
                 self.previous_link_span = owner;
                 self.links.extend_from_slice(&link.trace_id);
                 self.links.extend_from_slice(&link.span_id);
-                put_uvarint(&mut self.links, u64::from(self.strings.intern(&link.trace_state)));
+                put_uvarint(&mut self.links, u64::from(self.cells.strings.intern(&link.trace_state)));
                 put_uvarint(&mut self.links, u64::from(link.flags));
                 put_uvarint(&mut self.links, u64::from(link.dropped_attributes_count));
-                self.add_attributes(SCOPE_LINK, self.link_count, &link.attributes);
+                self.cells.add_all(SCOPE_LINK, self.link_count, &link.attributes);
                 self.link_count += 1;
             }
-            self.skip.add_span(span)?;
+            self.skip.add_span_rest(span);
             self.span_count += 1;
         }
         Ok(())
     }
 
-    /// The page's uncompressed bytes and summary.
-    pub fn finish(self) -> (Vec<u8>, PageSummary) {
+    /// The page's uncompressed bytes and summary; the encoder is left empty for the next
+    /// page (its buffers kept).
+    pub fn finish(&mut self) -> (Vec<u8>, PageSummary) {
         let mut out = Vec::with_capacity(self.raw_bytes() + 64);
-        put_uvarint(&mut out, u64::from(self.strings.count));
-        out.extend_from_slice(&self.strings.out);
+        put_uvarint(&mut out, u64::from(self.cells.strings.count()));
+        out.extend_from_slice(&self.cells.strings.out);
         put_uvarint(&mut out, u64::from(self.trace_count));
         out.extend_from_slice(&self.traces);
         put_uvarint(&mut out, u64::from(self.resource_count));
@@ -462,22 +635,64 @@ impl PageEncoder {
         out.extend_from_slice(&self.events);
         put_uvarint(&mut out, u64::from(self.link_count));
         out.extend_from_slice(&self.links);
-        put_uvarint(&mut out, self.columns.len() as u64);
-        for column in &self.columns {
+        put_uvarint(&mut out, self.cells.columns.len() as u64);
+        for column in &self.cells.columns {
             out.push(column.owner_scope);
             put_uvarint(&mut out, u64::from(column.key));
             put_uvarint(&mut out, u64::from(column.cells));
             put_uvarint(&mut out, column.bytes.len() as u64);
             out.extend_from_slice(&column.bytes);
         }
+        let skip = std::mem::take(&mut self.skip);
         let summary = PageSummary {
             traces: self.trace_count,
             first_trace_id: self.first_trace_id,
             last_trace_id: self.last_trace_id,
-            bounds: self.skip.bounds,
-            hashes: self.skip.hashes,
+            bounds: skip.bounds,
+            hashes: skip.hashes,
         };
+        self.reset();
         (out, summary)
+    }
+
+    /// Empties the encoder, keeping its buffers.
+    fn reset(&mut self) {
+        self.cells.clear();
+        self.traces.clear();
+        self.trace_count = 0;
+        self.resources.clear();
+        self.resource_count = 0;
+        self.resource_by_identity.clear();
+        self.last_resource = None;
+        self.scopes.clear();
+        self.scope_count = 0;
+        self.scope_by_identity.clear();
+        self.last_scope = None;
+        for part in [
+            &mut self.spans.span_ids,
+            &mut self.spans.parents,
+            &mut self.spans.parent_ids,
+            &mut self.spans.resources,
+            &mut self.spans.scopes,
+            &mut self.spans.names,
+            &mut self.spans.kind_status,
+            &mut self.spans.status_messages,
+            &mut self.spans.trace_states,
+            &mut self.spans.flags,
+            &mut self.spans.starts,
+            &mut self.spans.durations,
+            &mut self.spans.dropped,
+        ] {
+            part.clear();
+        }
+        self.span_count = 0;
+        self.previous_start_ns = 0;
+        self.events.clear();
+        self.event_count = 0;
+        self.previous_event_span = 0;
+        self.links.clear();
+        self.link_count = 0;
+        self.previous_link_span = 0;
     }
 }
 
@@ -1208,7 +1423,7 @@ mod tests {
         let mut encoder = PageEncoder::new();
         for (trace_id, spans) in &traces {
             let inputs: Vec<SpanInput<'_>> = spans.iter().map(SpanInput::from_stored).collect();
-            encoder.add_trace(trace_id, &inputs).unwrap();
+            encoder.add_trace(trace_id, &inputs, &mut IndexBuilder::new(10)).unwrap();
         }
         let (raw, summary) = encoder.finish();
         assert_eq!((summary.traces, summary.bounds.spans), (3, 12));

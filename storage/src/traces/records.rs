@@ -240,14 +240,14 @@ pub(crate) fn decode_header(mut input: &[u8]) -> Parsed<(u64, &str)> {
     Ok((seq, tenant))
 }
 
-/// Checks one encoded value, depth-bounded.
-fn skip_value(input: &mut &[u8], depth: u32) -> Parsed<()> {
+/// Checks one encoded value's framing (and, with `utf8`, its strings), depth-bounded.
+fn skip_value(input: &mut &[u8], depth: u32, utf8: bool) -> Parsed<()> {
     if depth > MAX_VALUE_DEPTH {
         return Err(MalformedRecord);
     }
     match need(get_u8(input))? {
         TAG_STRING => {
-            need(get_str(input))?;
+            skip_str(input, utf8)?;
         }
         TAG_FALSE | TAG_TRUE => {}
         TAG_INT => {
@@ -262,20 +262,29 @@ fn skip_value(input: &mut &[u8], depth: u32) -> Parsed<()> {
         TAG_ARRAY => {
             let count = need(get_uvarint(input))?;
             for _ in 0..count {
-                skip_value(input, depth + 1)?;
+                skip_value(input, depth + 1, utf8)?;
             }
         }
-        TAG_KVLIST => skip_attrs_inner(input, depth + 1)?,
+        TAG_KVLIST => skip_attrs_inner(input, depth + 1, utf8)?,
         _ => return Err(MalformedRecord),
     }
     Ok(())
 }
 
-fn skip_attrs_inner(input: &mut &[u8], depth: u32) -> Parsed<()> {
+fn skip_str(input: &mut &[u8], utf8: bool) -> Parsed<()> {
+    if utf8 {
+        need(get_str(input))?;
+    } else {
+        need(get_bytes(input))?;
+    }
+    Ok(())
+}
+
+fn skip_attrs_inner(input: &mut &[u8], depth: u32, utf8: bool) -> Parsed<()> {
     let count = need(get_uvarint(input))?;
     for _ in 0..count {
-        need(get_str(input))?;
-        skip_value(input, depth)?;
+        skip_str(input, utf8)?;
+        skip_value(input, depth, utf8)?;
     }
     Ok(())
 }
@@ -284,10 +293,19 @@ fn skip_attrs_inner(input: &mut &[u8], depth: u32) -> Parsed<()> {
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct AttrsSlice<'a>(&'a [u8]);
 
+/// An attribute list's slice, its framing and nesting checked; its strings are checked as
+/// they are read ([`AttrsSlice::for_each`], [`AttrsSlice::to_owned`]) or by [`walk_record`].
 fn get_attrs<'a>(input: &mut &'a [u8]) -> Parsed<AttrsSlice<'a>> {
     let start = *input;
-    skip_attrs_inner(input, 0)?;
+    skip_attrs_inner(input, 0, false)?;
     Ok(AttrsSlice(&start[..start.len() - input.len()]))
+}
+
+impl AttrsSlice<'_> {
+    /// Checks every string of the list.
+    fn check_utf8(self) -> Parsed<()> {
+        skip_attrs_inner(&mut &self.0[..], 0, true)
+    }
 }
 
 fn decode_value(input: &mut &[u8]) -> Parsed<AttrValue> {
@@ -477,6 +495,15 @@ pub(crate) fn get_span<'a>(input: &mut &'a [u8]) -> Parsed<SpanView<'a>> {
 }
 
 impl<'a> SpanView<'a> {
+    /// Checks the strings of the span's attributes, events and links (the rest were checked
+    /// when the view was made).
+    fn check_utf8(&self) -> Parsed<()> {
+        self.attributes.check_utf8()?;
+        self.events()?;
+        self.links()?;
+        Ok(())
+    }
+
     /// The events, owned (most spans have none, so nothing is allocated for them).
     pub fn events(&self) -> Parsed<Vec<SpanEvent>> {
         let mut events = Vec::with_capacity(self.event_count as usize);
@@ -534,16 +561,20 @@ impl<'a> SpanView<'a> {
 /// A resource group's resource and schema URL, borrowed and checked.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ResourceView<'a> {
+    /// The resource's bytes in the record: equal bytes, equal resource.
+    pub encoded: &'a [u8],
     pub attributes: AttrsSlice<'a>,
     pub dropped_attributes_count: u32,
     pub schema_url: &'a str,
 }
 
 fn get_resource<'a>(input: &mut &'a [u8]) -> Parsed<ResourceView<'a>> {
+    let start = *input;
     let attributes = get_attrs(input)?;
     let dropped_attributes_count = get_u32_varint(input)?;
     let schema_url = need(get_str(input))?;
-    Ok(ResourceView { attributes, dropped_attributes_count, schema_url })
+    let encoded = &start[..start.len() - input.len()];
+    Ok(ResourceView { encoded, attributes, dropped_attributes_count, schema_url })
 }
 
 impl ResourceView<'_> {
@@ -559,6 +590,8 @@ impl ResourceView<'_> {
 /// A scope group's scope and schema URL, borrowed and checked.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ScopeView<'a> {
+    /// The scope's bytes in the record.
+    pub encoded: &'a [u8],
     pub name: &'a str,
     pub version: &'a str,
     pub attributes: AttrsSlice<'a>,
@@ -567,12 +600,14 @@ pub(crate) struct ScopeView<'a> {
 }
 
 fn get_scope<'a>(input: &mut &'a [u8]) -> Parsed<ScopeView<'a>> {
+    let start = *input;
     let name = need(get_str(input))?;
     let version = need(get_str(input))?;
     let attributes = get_attrs(input)?;
     let dropped_attributes_count = get_u32_varint(input)?;
     let schema_url = need(get_str(input))?;
-    Ok(ScopeView { name, version, attributes, dropped_attributes_count, schema_url })
+    let encoded = &start[..start.len() - input.len()];
+    Ok(ScopeView { encoded, name, version, attributes, dropped_attributes_count, schema_url })
 }
 
 impl ScopeView<'_> {
@@ -616,15 +651,16 @@ pub(crate) fn walk_record(record: &[u8], mut each: impl FnMut(SpanLocation)) -> 
     let groups = need(get_uvarint(&mut input))?;
     for _ in 0..groups {
         let resource_offset = offset(input);
-        get_resource(&mut input)?;
+        get_resource(&mut input)?.attributes.check_utf8()?;
         let scopes = need(get_uvarint(&mut input))?;
         for _ in 0..scopes {
             let scope_offset = offset(input);
-            get_scope(&mut input)?;
+            get_scope(&mut input)?.attributes.check_utf8()?;
             let spans = need(get_uvarint(&mut input))?;
             for _ in 0..spans {
                 let span_offset = offset(input);
                 let span = get_span(&mut input)?;
+                span.check_utf8()?;
                 each(SpanLocation {
                     span_offset,
                     resource_offset,

@@ -288,11 +288,8 @@ struct BlockBuilder<'w> {
 
 impl BlockBuilder<'_> {
     fn add_trace(&mut self, trace_id: &TraceId, spans: &[SpanInput<'_>]) -> Result<(), TracesError> {
-        for span in spans {
-            self.index.add_input(span).map_err(head_corrupt)?;
-        }
         self.writer.note_trace(trace_id);
-        self.encoder.add_trace(trace_id, spans).map_err(head_corrupt)?;
+        self.encoder.add_trace(trace_id, spans, &mut self.index).map_err(head_corrupt)?;
         if self.encoder.raw_bytes() >= self.page_target_bytes {
             self.finish_page()?;
         }
@@ -303,7 +300,7 @@ impl BlockBuilder<'_> {
         if self.encoder.trace_count() == 0 {
             return Ok(());
         }
-        let (raw, summary) = std::mem::replace(&mut self.encoder, PageEncoder::new()).finish();
+        let (raw, summary) = self.encoder.finish();
         self.writer.add_page(&raw, &summary)
     }
 }
