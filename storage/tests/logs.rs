@@ -665,3 +665,35 @@ fn blooms_skip_chunks_with_raw_and_compressed_head_blocks() {
         assert_eq!(storage.logs().store_stats().blocks_skipped_by_bloom, 0);
     }
 }
+
+#[test]
+fn raw_head_blocks_are_compressed_in_the_background_past_the_limit() {
+    // Blocks sealed raw are compressed by a background thread once the head took
+    // `head_raw_bytes_limit` line bytes, without waiting for maintenance; answers stay the same.
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Clock::new();
+    let options = LogsOptions { head_codec: LogsCodec::None, head_raw_bytes_limit: 16 << 10, ..small(&clock) };
+    let storage = open(dir.path(), options);
+    let stream = labels(&[("job", "hdfs")]);
+    let entries = generate(1, 2000, Some(1500), "request_id=c0ffee00deadbeef");
+    push(&storage, "fake", &stream, &entries[..1000]);
+    push(&storage, "fake", &stream, &entries[1000..]);
+    let line_bytes: u64 = entries.iter().map(|entry| entry.line.len() as u64).sum();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let stats = loop {
+        let stats = storage.logs().store_stats();
+        if stats.head_memory_bytes < line_bytes / 2 || std::time::Instant::now() > deadline {
+            break stats;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    assert!(stats.head_blocks_compressed > 0, "{stats:?}");
+    assert_eq!(stats.chunks_flushed, 0, "nothing was flushed: {stats:?}");
+    assert!(stats.head_memory_bytes < line_bytes / 2, "{line_bytes} line bytes, {stats:?}");
+    let all_lines = select(&storage, "fake", &[], NsRange::all(), Direction::Forward, &[]);
+    assert_eq!(all_lines[0].1.len(), entries.len());
+    let filters = [LineFilter::Contains("request_id=c0ffee00deadbeef".into())];
+    let found = select(&storage, "fake", &[], NsRange::all(), Direction::Forward, &filters);
+    assert_eq!(found[0].1.len(), 1);
+    assert_eq!(found[0].1[0].0, entries[1500].t_ns);
+}

@@ -16,7 +16,7 @@ use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard, mpsc};
 use std::time::Instant;
 
 use super::block::{CODEC_NONE, CODEC_ZSTD, LogsCodec, SealedBlock, compress_block, decompress, for_each_line};
@@ -98,9 +98,14 @@ pub struct LogsOptions {
     /// A chunk is flushed once its stream received nothing for this long.
     pub chunk_idle_period_ns: i64,
     /// Compression of blocks sealed in the head, on the append path. `None` (the default)
-    /// leaves compression to maintenance, which compresses sealed head blocks with `codec`
-    /// on every pass: appends then only copy bytes.
+    /// leaves compression off the append path: a background thread compresses sealed head
+    /// blocks with `codec` whenever `head_raw_bytes_limit` line bytes were appended since it
+    /// last did, and maintenance does on every pass. Appends then only copy bytes.
     pub head_codec: LogsCodec,
+    /// With `head_codec` `None`: line bytes appended after which the head's raw sealed blocks
+    /// are compressed in the background, bounding the raw bytes the head holds between
+    /// maintenance passes at about this much.
+    pub head_raw_bytes_limit: u64,
     /// Compression of blocks in files and of head blocks compressed by maintenance. Blocks
     /// already compressed in the head are written as they are.
     pub codec: LogsCodec,
@@ -139,6 +144,7 @@ impl Default for LogsOptions {
             // took most of its time; level 3 gains nothing over level 1 there and compresses at
             // half the speed.
             head_codec: LogsCodec::None,
+            head_raw_bytes_limit: 64 << 20,
             codec: LogsCodec::Zstd { level: 1 },
             bloom_bits_per_gram: 3,
             bloom_bits_per_kib: 256,
@@ -177,6 +183,9 @@ pub struct LogsStats {
     pub compactions: u64,
     pub files_deleted_by_retention: u64,
     pub files_rewritten_by_retention: u64,
+    /// Sealed head blocks compressed off the append path (by the background thread and by
+    /// maintenance).
+    pub head_blocks_compressed: u64,
     /// Blocks decompressed by readers, and blocks their bloom filter let them skip.
     pub blocks_read: u64,
     pub blocks_skipped_by_bloom: u64,
@@ -210,6 +219,8 @@ struct Counters {
     replay_already_flushed: AtomicU64,
     corrupt_files: AtomicU64,
     flushed_since_checkpoint: AtomicU64,
+    /// Line bytes appended since the head's raw blocks were last handed to the compressor.
+    raw_since_compression: AtomicU64,
 }
 
 /// An accepted entry of the batch being appended: which batch item and which entry.
@@ -271,6 +282,11 @@ pub struct LogsStore {
     totals: Mutex<LogAppendCounts>,
     counters: Counters,
     read_counters: Arc<ReadCounters>,
+    /// Hands head streams to the background compressor; `None` when blocks are compressed on
+    /// the append path or not at all.
+    compressor: Option<mpsc::SyncSender<Vec<Arc<HeadStream>>>>,
+    /// Blocks compressed off the append path, shared with the compressor thread.
+    head_blocks_compressed: Arc<AtomicU64>,
 }
 
 fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
@@ -327,6 +343,10 @@ impl LogsStore {
             fs::remove_file(&file.path).map_err(io_error(format!("removing {}", file.path.display())))?;
         }
         files.sort_by(|a, b| a.id.cmp(&b.id));
+        let head_blocks_compressed = Arc::new(AtomicU64::new(0));
+        let compressor = (options.head_codec == LogsCodec::None && options.codec != LogsCodec::None)
+            .then(|| spawn_compressor(options.codec, head_blocks_compressed.clone()))
+            .transpose()?;
         let store = LogsStore {
             dir: dir.to_path_buf(),
             options,
@@ -340,6 +360,8 @@ impl LogsStore {
             totals: Mutex::new(LogAppendCounts::default()),
             counters,
             read_counters: Arc::new(ReadCounters::default()),
+            compressor,
+            head_blocks_compressed,
         };
         store.rebuild_file_chunks();
         Ok(store)
@@ -610,7 +632,26 @@ impl LogsStore {
         scratch.release_if_large();
         drop(guard);
         self.totals.lock().unwrap_or_else(|poison| poison.into_inner()).add(&counts);
+        self.note_raw_bytes(counts.line_bytes);
         Ok(counts)
+    }
+
+    /// Counts line bytes that went into raw head blocks; past the limit, hands every head
+    /// stream to the background compressor (unless it is still busy with the last batch, in
+    /// which case the next append tries again).
+    fn note_raw_bytes(&self, line_bytes: u64) {
+        let Some(compressor) = &self.compressor else { return };
+        let pending = self.counters.raw_since_compression.fetch_add(line_bytes, Ordering::Relaxed) + line_bytes;
+        if pending < self.options.head_raw_bytes_limit.max(1) {
+            return;
+        }
+        match compressor.try_send(self.head_streams()) {
+            Ok(()) => self.counters.raw_since_compression.store(0, Ordering::Relaxed),
+            Err(mpsc::TrySendError::Full(_)) => {}
+            Err(mpsc::TrySendError::Disconnected(_)) => {
+                tracing::error!("logs head compressor stopped, head blocks wait for maintenance");
+            }
+        }
     }
 
     // -----------------------------------------------------------------------------------------
@@ -780,23 +821,13 @@ impl LogsStore {
     }
 
     /// Compresses the head's raw sealed blocks with the file codec, so that memory holds raw
-    /// bytes for at most one maintenance interval. Each block is compressed outside its
-    /// stream's lock and swapped in if the stream still has it. Returns the blocks compressed.
+    /// bytes for at most one maintenance interval. Returns the blocks compressed.
     fn compress_head_blocks(&self) -> u64 {
         if self.options.codec == LogsCodec::None {
             return 0;
         }
-        let mut compressed = 0;
-        for head in self.head_streams() {
-            let raw_blocks: Vec<Arc<SealedBlock>> =
-                head.lock().sealed_blocks().filter(|block| block.codec == CODEC_NONE).cloned().collect();
-            for block in raw_blocks {
-                let Some(data) = compress_block(self.options.codec, &block.data, &block.meta) else { continue };
-                let smaller =
-                    Arc::new(SealedBlock { meta: block.meta, codec: CODEC_ZSTD, data, seq_end: block.seq_end });
-                compressed += u64::from(head.lock().replace_block(&block, smaller));
-            }
-        }
+        let compressed = compress_raw_blocks(self.options.codec, &self.head_streams());
+        self.head_blocks_compressed.fetch_add(compressed, Ordering::Relaxed);
         compressed
     }
 
@@ -1043,6 +1074,7 @@ impl LogsStore {
         stats.compactions = self.counters.compactions.load(Ordering::Relaxed);
         stats.files_deleted_by_retention = self.counters.files_deleted.load(Ordering::Relaxed);
         stats.files_rewritten_by_retention = self.counters.files_rewritten.load(Ordering::Relaxed);
+        stats.head_blocks_compressed = self.head_blocks_compressed.load(Ordering::Relaxed);
         stats.blocks_read = self.read_counters.blocks_read.load(Ordering::Relaxed);
         stats.blocks_skipped_by_bloom = self.read_counters.blocks_skipped_by_bloom.load(Ordering::Relaxed);
         stats.replay_malformed_records = self.counters.replay_malformed.load(Ordering::Relaxed);
@@ -1091,6 +1123,43 @@ impl LogsStore {
 }
 
 /// The needles of `Contains` filters long enough for a bloom filter to answer.
+/// Compresses the raw sealed blocks of `streams` with `codec`. Each block is compressed outside
+/// its stream's lock and swapped in if the stream still has it (a flush may have taken it
+/// meanwhile). Returns the blocks swapped.
+fn compress_raw_blocks(codec: LogsCodec, streams: &[Arc<HeadStream>]) -> u64 {
+    let mut compressed = 0;
+    for head in streams {
+        let raw_blocks: Vec<Arc<SealedBlock>> =
+            head.lock().sealed_blocks().filter(|block| block.codec == CODEC_NONE).cloned().collect();
+        for block in raw_blocks {
+            let Some(data) = compress_block(codec, &block.data, &block.meta) else { continue };
+            let smaller = Arc::new(SealedBlock { meta: block.meta, codec: CODEC_ZSTD, data, seq_end: block.seq_end });
+            compressed += u64::from(head.lock().replace_block(&block, smaller));
+        }
+    }
+    compressed
+}
+
+/// Starts the thread that compresses sealed head blocks off the append path. It holds only
+/// head streams, never the store, and ends when the store drops its sender.
+fn spawn_compressor(
+    codec: LogsCodec,
+    compressed: Arc<AtomicU64>,
+) -> Result<mpsc::SyncSender<Vec<Arc<HeadStream>>>, LogsError> {
+    let (sender, receiver) = mpsc::sync_channel::<Vec<Arc<HeadStream>>>(1);
+    std::thread::Builder::new()
+        .name("logs-compress".into())
+        .spawn(move || {
+            for streams in receiver {
+                let blocks = compress_raw_blocks(codec, &streams);
+                compressed.fetch_add(blocks, Ordering::Relaxed);
+                tracing::debug!(blocks, "head blocks compressed in the background");
+            }
+        })
+        .map_err(io_error("starting the logs head compressor".to_string()))?;
+    Ok(sender)
+}
+
 fn bloom_needles(filters: &[LineFilter]) -> Vec<&[u8]> {
     filters
         .iter()
