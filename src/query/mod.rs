@@ -2,3 +2,4 @@
 
 pub mod logql;
 pub mod promql;
+pub mod traceql;
