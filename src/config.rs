@@ -110,6 +110,8 @@ pub struct RawConfig {
     #[serde(default)]
     logs: RawLogs,
     #[serde(default)]
+    traces: RawTraces,
+    #[serde(default)]
     scrape: crate::scrape::manager::RawScrapeSection,
     #[serde(default)]
     otlp: RawOtlp,
@@ -149,6 +151,9 @@ struct RawRetention {
     logs_per_tenant: Option<std::collections::BTreeMap<String, ConfigDuration>>,
     /// Per-stream log retention rules, overriding both.
     logs_streams: Option<Vec<RawStreamRetention>>,
+    traces: Option<ConfigDuration>,
+    /// Per-tenant trace retention, overriding `traces`.
+    traces_per_tenant: Option<std::collections::BTreeMap<String, ConfigDuration>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -170,6 +175,18 @@ struct RawLogs {
     chunk_target_bytes: Option<u64>,
     max_chunk_age: Option<ConfigDuration>,
     chunk_idle_period: Option<ConfigDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTraces {
+    /// `zstd` (the default) or `none`.
+    codec: Option<String>,
+    block_target_bytes: Option<u64>,
+    max_head_age: Option<ConfigDuration>,
+    page_target_bytes: Option<usize>,
+    max_values_per_key: Option<usize>,
+    compaction_window: Option<ConfigDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -335,6 +352,7 @@ const DEFAULT_MAX_DECOMPRESSED_BYTES: usize = 256 << 20;
 const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_METRICS_RETENTION: Duration = Duration::from_secs(15 * 24 * 3600);
 const DEFAULT_LOGS_RETENTION: Duration = Duration::from_secs(31 * 24 * 3600);
+const DEFAULT_TRACES_RETENTION: Duration = Duration::from_secs(14 * 24 * 3600);
 const DEFAULT_OUT_OF_ORDER_WINDOW: Duration = Duration::from_secs(3600);
 const DEFAULT_BLOCK_RANGE: Duration = Duration::from_secs(2 * 3600);
 const DEFAULT_MAX_EXEMPLARS: usize = 100_000;
@@ -378,6 +396,7 @@ impl Config {
         let logs_ingest = logs_ingest_settings(&raw)?;
         let logs_query = logs_query_settings(&raw.limits)?;
         let logs = logs_options(&raw)?;
+        let traces = traces_options(&raw)?;
         let data_dir = if overrides.ephemeral {
             DataDir::Ephemeral
         } else {
@@ -516,6 +535,7 @@ impl Config {
                 wal: WalOptions { segment_size_bytes, sync },
                 metrics,
                 logs,
+                traces,
                 ..StorageOptions::default()
             },
             fsync_interval,
@@ -692,6 +712,61 @@ fn logs_options(raw: &RawConfig) -> Result<tripod_storage::logs::LogsOptions, Co
         retention_ns: (!retention.is_zero()).then(|| nanos(retention)),
         tenant_retention_ns,
         stream_retention,
+        ..defaults
+    })
+}
+
+/// The traces store's settings: retention (default and per tenant), codec, block and page
+/// sizes, how long spans stay in the head, and the compaction window.
+fn traces_options(raw: &RawConfig) -> Result<tripod_storage::traces::TracesOptions, ConfigError> {
+    use tripod_storage::traces::{TracesCodec, TracesOptions};
+    let defaults = TracesOptions::default();
+    let positive = |value: Option<ConfigDuration>, key: &str, default: i64| -> Result<i64, ConfigError> {
+        match value {
+            None => Ok(default),
+            Some(d) if d.0.is_zero() => Err(ConfigError::new(format!("traces.{key}: must be greater than 0s"))),
+            Some(d) => Ok(nanos(d.0)),
+        }
+    };
+    let retention = raw.retention.traces.map_or(DEFAULT_TRACES_RETENTION, |d| d.0);
+    let mut tenant_retention_ns = std::collections::HashMap::new();
+    for (tenant, period) in raw.retention.traces_per_tenant.iter().flatten() {
+        // 0s keeps that tenant's traces forever.
+        tenant_retention_ns.insert(tenant.clone(), if period.0.is_zero() { i64::MAX } else { nanos(period.0) });
+    }
+    let codec = match raw.traces.codec.as_deref() {
+        None | Some("zstd") => defaults.codec,
+        Some("none") => TracesCodec::None,
+        Some(other) => {
+            return Err(ConfigError::new(format!("traces.codec: unknown codec {other:?}, expected zstd or none")));
+        }
+    };
+    let page_target_bytes = raw.traces.page_target_bytes.unwrap_or(defaults.page_target_bytes);
+    if page_target_bytes < 4096 {
+        return Err(ConfigError::new("traces.page_target_bytes: must be at least 4096"));
+    }
+    let block_target_bytes = raw.traces.block_target_bytes.unwrap_or(defaults.block_target_bytes);
+    if block_target_bytes < page_target_bytes as u64 {
+        return Err(ConfigError::new("traces.block_target_bytes: must be at least traces.page_target_bytes"));
+    }
+    let max_values_per_key = raw.traces.max_values_per_key.unwrap_or(defaults.max_values_per_key);
+    if max_values_per_key == 0 {
+        return Err(ConfigError::new("traces.max_values_per_key: must be greater than 0"));
+    }
+    Ok(TracesOptions {
+        codec,
+        page_target_bytes,
+        block_target_bytes,
+        max_values_per_key,
+        max_head_age_ns: positive(raw.traces.max_head_age, "max_head_age", defaults.max_head_age_ns)?,
+        compaction_window_ns: positive(
+            raw.traces.compaction_window,
+            "compaction_window",
+            defaults.compaction_window_ns,
+        )?,
+        // 0s keeps traces forever.
+        retention_ns: (!retention.is_zero()).then(|| nanos(retention)),
+        tenant_retention_ns,
         ..defaults
     })
 }
@@ -877,5 +952,45 @@ mod tests {
         assert!(error.to_string().contains("logs.codec: unknown codec \"lz4\""), "{error}");
         let error = parse("logs:\n  chunk_idle_period: 0s\n").unwrap_err();
         assert!(error.to_string().contains("logs.chunk_idle_period: must be greater than 0s"), "{error}");
+    }
+
+    #[test]
+    fn traces_retention_and_store_settings() {
+        let config = parse(
+            "retention:\n  traces: 30d\n  traces_per_tenant: {team-a: 7d, keep: 0s}\ntraces:\n  codec: none\n  block_target_bytes: 1048576\n  page_target_bytes: 65536\n  max_head_age: 5m\n  max_values_per_key: 50\n  compaction_window: 2h\n",
+        )
+        .unwrap();
+        let traces = &config.storage.traces;
+        let day_ns = 24 * 3600 * 1_000_000_000i64;
+        assert_eq!(traces.retention_ns, Some(30 * day_ns));
+        assert_eq!(traces.tenant_retention_ns.get("team-a"), Some(&(7 * day_ns)));
+        assert_eq!(traces.tenant_retention_ns.get("keep"), Some(&i64::MAX));
+        assert_eq!(traces.codec, tripod_storage::traces::TracesCodec::None);
+        assert_eq!(traces.block_target_bytes, 1 << 20);
+        assert_eq!(traces.page_target_bytes, 64 << 10);
+        assert_eq!(traces.max_head_age_ns, 5 * 60 * 1_000_000_000);
+        assert_eq!(traces.max_values_per_key, 50);
+        assert_eq!(traces.compaction_window_ns, 2 * 3600 * 1_000_000_000);
+        let defaults = parse("").unwrap().storage.traces;
+        assert_eq!(defaults.retention_ns, Some(14 * day_ns));
+        assert_eq!(defaults.codec, tripod_storage::traces::TracesCodec::Zstd { level: 3 });
+        assert_eq!(parse("retention:\n  traces: 0s\n").unwrap().storage.traces.retention_ns, None);
+
+        for (yaml, expected) in [
+            ("traces:\n  codec: lz4\n", "traces.codec: unknown codec \"lz4\""),
+            ("traces:\n  max_head_age: 0s\n", "traces.max_head_age: must be greater than 0s"),
+            ("traces:\n  compaction_window: 0s\n", "traces.compaction_window: must be greater than 0s"),
+            ("traces:\n  page_target_bytes: 10\n", "traces.page_target_bytes: must be at least 4096"),
+            (
+                "traces:\n  block_target_bytes: 8192\n  page_target_bytes: 65536\n",
+                "traces.block_target_bytes: must be at least traces.page_target_bytes",
+            ),
+            ("traces:\n  max_values_per_key: 0\n", "traces.max_values_per_key: must be greater than 0"),
+            ("traces:\n  block_size: 1\n", "unknown field `block_size`"),
+            ("retention:\n  traces: forever\n", "invalid duration \"forever\""),
+        ] {
+            let error = parse(yaml).unwrap_err().to_string();
+            assert!(error.contains(expected), "{yaml:?}: {error}");
+        }
     }
 }

@@ -14,6 +14,7 @@ use tripod_storage::Storage;
 
 use crate::config::LogFormat;
 use crate::ingest::logs::{DiscardCount, DiscardReason, PushOutcome};
+use crate::ingest::otlp_traces::{ExportOutcome, RefusalReason};
 
 /// Installs the global tracing subscriber. `level` is a level or tracing directives, already
 /// validated by the config. Safe to call more than once (later calls do nothing), so embedded
@@ -109,6 +110,19 @@ pub mod metrics {
         LOKI_INGESTER_MEMORY_CHUNKS: Gauge, "loki_ingester_memory_chunks", "Loki's name for tripod_logs_head_chunks.";
         LOGS_QUERY_DURATION: Histogram, "tripod_logs_query_duration_seconds", "Time LogQL queries took to evaluate, by type (logs or metric).";
         LOKI_QUERY_DURATION: Histogram, "loki_query_duration_seconds", "Loki's name for tripod_logs_query_duration_seconds.";
+        TRACES_RECEIVED_SPANS: Counter, "tripod_traces_received_spans_total", "Spans received by OTLP export, stored or refused, by tenant.";
+        TRACES_RECEIVED_BYTES: Counter, "tripod_traces_received_bytes_total", "Bytes of OTLP trace exports received (protobuf size), by tenant.";
+        TRACES_CREATED: Counter, "tripod_traces_created_total", "Traces the traces head had not seen before, by tenant.";
+        TRACES_DISCARDED_SPANS: Counter, "tripod_traces_discarded_spans_total", "Spans refused by OTLP export, by tenant and reason.";
+        TRACES_HEAD_SPANS: Gauge, "tripod_traces_head_spans", "Spans in the traces head, not yet cut into blocks.";
+        TRACES_HEAD_TRACES: Gauge, "tripod_traces_head_traces", "Traces with spans in the traces head.";
+        TRACES_BLOCKS: Gauge, "tripod_traces_blocks", "Traces blocks on disk.";
+        TRACES_BLOCK_BYTES: Gauge, "tripod_traces_block_bytes", "Bytes of traces blocks on disk.";
+        TEMPO_SPANS_RECEIVED: Counter, "tempo_distributor_spans_received_total", "Tempo's name for tripod_traces_received_spans_total.";
+        TEMPO_BYTES_RECEIVED: Counter, "tempo_distributor_bytes_received_total", "Tempo's name for tripod_traces_received_bytes_total.";
+        TEMPO_TRACES_CREATED: Counter, "tempo_ingester_traces_created_total", "Tempo's name for tripod_traces_created_total.";
+        TEMPO_DISCARDED_SPANS: Counter, "tempo_discarded_spans_total", "Tempo's name for tripod_traces_discarded_spans_total.";
+        TEMPO_LIVE_TRACES: Gauge, "tempo_ingester_live_traces", "Tempo's name for tripod_traces_head_traces.";
     }
 }
 
@@ -204,6 +218,16 @@ struct TenantLogsCounters {
     discarded: [DiscardCount; DiscardReason::ALL.len()],
 }
 
+/// Per-tenant totals of the OTLP traces export path, added to once per export.
+#[derive(Debug, Clone, Default)]
+struct TenantTracesCounters {
+    received_spans: u64,
+    received_bytes: u64,
+    traces_created: u64,
+    /// Indexed by `RefusalReason`.
+    discarded: [u64; RefusalReason::ALL.len()],
+}
+
 /// Upper bounds of the query duration buckets, in seconds (Prometheus's defaults, then the
 /// default query timeout and beyond).
 const QUERY_DURATION_BUCKETS: [f64; 13] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
@@ -237,6 +261,8 @@ pub struct Telemetry {
     logs_pushes: Mutex<BTreeMap<String, TenantLogsCounters>>,
     /// LogQL query durations: log queries, then metric queries.
     logs_queries: Mutex<[DurationHistogram; 2]>,
+    /// OTLP traces export totals by tenant (sorted, so the exposition is stable).
+    traces_exports: Mutex<BTreeMap<String, TenantTracesCounters>>,
 }
 
 impl Default for Telemetry {
@@ -253,6 +279,7 @@ impl Telemetry {
             started_unix_seconds,
             logs_pushes: Mutex::new(BTreeMap::new()),
             logs_queries: Mutex::new(Default::default()),
+            traces_exports: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -319,6 +346,51 @@ impl Telemetry {
                         }
                         let value = if ours.name == LOGS_DISCARDED_ENTRIES.name { count.entries } else { count.bytes };
                         exposition.sample(desc, &[("reason", reason.as_str()), ("tenant", tenant)], value as f64);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Counts one OTLP traces export: what it received, created and refused, per reason.
+    pub fn record_traces_export(&self, outcome: &ExportOutcome) {
+        let mut exports = self.traces_exports.lock().unwrap_or_else(|poison| poison.into_inner());
+        let counters = match exports.get_mut(&outcome.tenant) {
+            Some(counters) => counters,
+            None => exports.entry(outcome.tenant.clone()).or_default(),
+        };
+        counters.received_spans += outcome.received_spans;
+        counters.received_bytes += outcome.received_bytes;
+        counters.traces_created += outcome.stored.traces_created;
+        for reason in RefusalReason::ALL {
+            counters.discarded[reason as usize] += outcome.refused(reason);
+        }
+    }
+
+    fn render_traces_exports(&self, exposition: &mut Exposition) {
+        use metrics::*;
+        let exports = self.traces_exports.lock().unwrap_or_else(|poison| poison.into_inner()).clone();
+        type Read = fn(&TenantTracesCounters) -> u64;
+        let per_tenant: [(MetricDesc, MetricDesc, Read); 3] = [
+            (TRACES_RECEIVED_SPANS, TEMPO_SPANS_RECEIVED, |c| c.received_spans),
+            (TRACES_RECEIVED_BYTES, TEMPO_BYTES_RECEIVED, |c| c.received_bytes),
+            (TRACES_CREATED, TEMPO_TRACES_CREATED, |c| c.traces_created),
+        ];
+        for (ours, tempo, value) in per_tenant {
+            for desc in [ours, tempo] {
+                exposition.family(desc);
+                for (tenant, counters) in &exports {
+                    exposition.sample(desc, &[("tenant", tenant)], value(counters) as f64);
+                }
+            }
+        }
+        for desc in [TRACES_DISCARDED_SPANS, TEMPO_DISCARDED_SPANS] {
+            exposition.family(desc);
+            for (tenant, counters) in &exports {
+                for reason in RefusalReason::ALL {
+                    let spans = counters.discarded[reason as usize];
+                    if spans > 0 {
+                        exposition.sample(desc, &[("reason", reason.as_str()), ("tenant", tenant)], spans as f64);
                     }
                 }
             }
@@ -402,9 +474,17 @@ impl Telemetry {
             exposition.single(LOKI_INGESTER_STREAMS, logs.streams as f64);
             exposition.single(LOGS_HEAD_CHUNKS, logs.memory_chunks as f64);
             exposition.single(LOKI_INGESTER_MEMORY_CHUNKS, logs.memory_chunks as f64);
+
+            let traces = storage.traces().store_stats();
+            exposition.single(TRACES_HEAD_SPANS, traces.head_spans as f64);
+            exposition.single(TRACES_HEAD_TRACES, traces.head_traces as f64);
+            exposition.single(TEMPO_LIVE_TRACES, traces.head_traces as f64);
+            exposition.single(TRACES_BLOCKS, traces.blocks as f64);
+            exposition.single(TRACES_BLOCK_BYTES, traces.block_bytes as f64);
         }
         self.render_logs_pushes(&mut exposition);
         self.render_logs_queries(&mut exposition);
+        self.render_traces_exports(&mut exposition);
         exposition.out
     }
 }
@@ -524,6 +604,33 @@ mod tests {
             assert!(text.contains(&format!("{name}_sum{{type=\"logs\"}} 120.02\n")), "{text}");
             assert!(text.contains(&format!("{name}_bucket{{type=\"metric\",le=\"0.005\"}} 1\n")), "{text}");
         }
+    }
+
+    #[test]
+    fn traces_exports_are_counted_under_both_names() {
+        let telemetry = Telemetry::new();
+        let mut outcome = ExportOutcome {
+            tenant: "single-tenant".into(),
+            received_spans: 10,
+            received_bytes: 1234,
+            ..Default::default()
+        };
+        outcome.stored.traces_created = 2;
+        outcome.refused[RefusalReason::InvalidSpanId as usize].spans = 3;
+        telemetry.record_traces_export(&outcome);
+        telemetry.record_traces_export(&outcome);
+        let text = telemetry.render(true, None);
+        for line in [
+            "tripod_traces_received_spans_total{tenant=\"single-tenant\"} 20\n",
+            "tempo_distributor_spans_received_total{tenant=\"single-tenant\"} 20\n",
+            "tempo_distributor_bytes_received_total{tenant=\"single-tenant\"} 2468\n",
+            "tempo_ingester_traces_created_total{tenant=\"single-tenant\"} 4\n",
+            "tempo_discarded_spans_total{reason=\"invalid_span_id\",tenant=\"single-tenant\"} 6\n",
+            "tripod_traces_discarded_spans_total{reason=\"invalid_span_id\",tenant=\"single-tenant\"} 6\n",
+        ] {
+            assert!(text.contains(line), "{line} missing:\n{text}");
+        }
+        assert!(!text.contains("reason=\"invalid_trace_id\""), "{text}");
     }
 
     #[test]

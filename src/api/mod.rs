@@ -10,6 +10,7 @@ pub mod loki;
 pub mod otlp;
 pub mod prometheus;
 pub mod status;
+pub mod tempo;
 pub mod wire;
 
 use std::sync::{Arc, OnceLock};
@@ -268,6 +269,7 @@ pub fn router(state: AppState, max_request_body_bytes: usize) -> Router {
         .merge(prometheus::router())
         .merge(loki::router())
         .merge(otlp::http_router())
+        .merge(tempo::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_request_body_bytes))
         .with_state(state)

@@ -6,3 +6,4 @@ pub mod logs;
 pub mod metrics;
 pub mod otlp_logs;
 pub mod otlp_metrics;
+pub mod otlp_traces;
