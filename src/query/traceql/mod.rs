@@ -21,6 +21,8 @@ mod pushdown;
 mod search;
 
 #[cfg(test)]
+mod golden;
+#[cfg(test)]
 mod tests;
 
 use std::time::Instant;

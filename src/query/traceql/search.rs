@@ -2,11 +2,14 @@
 //! met; tag values among the spans a query matches; Tempo's legacy tag search as a query.
 //!
 //! The store answers a search with at most `limit` candidate traces that have a span
-//! satisfying the pushed-down conditions. When candidates fail the exact check, the scan asks
-//! again with four times the limit (up to [`MAX_TRACES_PER_REQUEST`]); when even that leaves
-//! the range incomplete, the range is split at the median start of the candidates seen and
-//! the newer part is searched first, then the older. Candidates already evaluated are skipped,
-//! and the deadline is checked before every request and every few traces.
+//! satisfying the pushed-down conditions, and says whether that was all of them. The scan asks
+//! for the limit first (a selective query ends there), then for [`MAX_TRACES_PER_REQUEST`];
+//! while a range holds more candidates than that, it is split at the median start of the
+//! candidates seen, and the newer part is searched first. A range is evaluated only once all
+//! its candidates are in hand, and the scan stops after the range in which the limit was
+//! reached, so the answer holds the most recent matches whatever order the store found them
+//! in. Candidates already evaluated are skipped, and the deadline is checked before every
+//! request and every few traces.
 
 use std::collections::HashSet;
 use std::time::Instant;
@@ -215,7 +218,8 @@ impl<'s> Scan<'s> {
         if Instant::now() >= self.deadline { Err(TraceqlError::Timeout) } else { Ok(()) }
     }
 
-    /// Visits the candidates of `range` not seen yet; `true` once the scan should stop.
+    /// Visits the candidates of `range` not seen yet, newest part of the range first; `true`
+    /// once the scan should stop.
     fn run(
         &mut self,
         range: NsRange,
@@ -223,7 +227,9 @@ impl<'s> Scan<'s> {
         visit: &mut dyn FnMut(&SearchTrace) -> Visit,
     ) -> Result<bool, TraceqlError> {
         let cap = MAX_TRACES_PER_REQUEST.max(self.wanted);
-        let mut ask = self.wanted.saturating_sub(self.matched).clamp(1, cap);
+        // A first cheap request for the whole range: selective queries end here.
+        let mut ask = if depth == 0 { self.wanted.clamp(1, cap) } else { cap };
+        let (start, end) = (range.start_ns(), range.end_ns());
         let mut starts = Vec::new();
         loop {
             self.check_deadline()?;
@@ -234,40 +240,23 @@ impl<'s> Scan<'s> {
             self.metrics.inspected_bytes += stats.inspected_bytes;
             self.metrics.total_blocks = self.metrics.total_blocks.max(stats.blocks_total);
             self.metrics.skipped_blocks = self.metrics.skipped_blocks.max(stats.blocks_skipped);
-            starts.clear();
-            for trace in &result.traces {
-                starts.push(trace.start_ns);
-                if !self.seen.insert(trace.trace_id) {
-                    continue;
-                }
-                self.evaluated += 1;
-                if self.evaluated.is_multiple_of(DEADLINE_CHECK_EVERY) {
-                    self.check_deadline()?;
-                }
-                match visit(trace) {
-                    Visit::Matched => {
-                        self.matched += 1;
-                        if self.matched >= self.wanted {
-                            return Ok(true);
-                        }
+            // Candidates of an incomplete answer are the store's pick, not the newest: they are
+            // visited only when the range cannot be split any further.
+            if result.complete || (ask >= cap && start >= end) {
+                for trace in &result.traces {
+                    if self.visit(trace, visit)? {
+                        return Ok(true);
                     }
-                    Visit::Skipped => {}
-                    Visit::Stop => return Ok(true),
                 }
-            }
-            if result.complete {
-                return Ok(false);
+                return Ok(self.matched >= self.wanted);
             }
             if ask >= cap {
+                starts.extend(result.traces.iter().map(|trace| trace.start_ns));
                 break;
             }
-            ask = ask.saturating_mul(4).min(cap);
+            ask = cap;
         }
         // Too many candidates for one request: split at the median start seen, newer part first.
-        let (start, end) = (range.start_ns(), range.end_ns());
-        if start >= end {
-            return Ok(false);
-        }
         starts.sort_unstable();
         let median = starts.get(starts.len() / 2).copied().unwrap_or(end);
         // The median keeps both parts busy; past a few levels, halving bounds the recursion.
@@ -284,6 +273,29 @@ impl<'s> Scan<'s> {
             }
         }
         Ok(false)
+    }
+
+    /// Visits one candidate unless seen; `true` once the scan should stop.
+    fn visit(
+        &mut self,
+        trace: &SearchTrace,
+        visit: &mut dyn FnMut(&SearchTrace) -> Visit,
+    ) -> Result<bool, TraceqlError> {
+        if !self.seen.insert(trace.trace_id) {
+            return Ok(false);
+        }
+        self.evaluated += 1;
+        if self.evaluated.is_multiple_of(DEADLINE_CHECK_EVERY) {
+            self.check_deadline()?;
+        }
+        Ok(match visit(trace) {
+            Visit::Matched => {
+                self.matched += 1;
+                false
+            }
+            Visit::Skipped => false,
+            Visit::Stop => true,
+        })
     }
 }
 
