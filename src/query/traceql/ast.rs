@@ -607,6 +607,7 @@ impl fmt::Display for Static {
         match self {
             Static::Nil => f.write_str("nil"),
             Static::Bool(value) => write!(f, "{value}"),
+            Static::Int(i64::MIN) => f.write_str("minInt"),
             Static::Int(value) => write!(f, "{value}"),
             Static::Float(value) => {
                 if value.is_finite() && value.fract() == 0.0 && value.abs() < 1e15 {
