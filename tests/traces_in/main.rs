@@ -8,6 +8,9 @@
 #![allow(clippy::type_complexity)]
 
 mod clients;
+mod crash;
+mod fuzz;
+mod load;
 mod otlp;
 mod support;
 mod trace_by_id;

@@ -18,6 +18,10 @@
 //! (Traefik access lines, app JSON logs with trace ids, syslog lines) as Loki protobuf, Loki JSON
 //! or OTLP; see [`logs`].
 //!
+//! `tripod-load traces --url http://127.0.0.1:4317` sends realistic OTLP trace traffic (a shop's
+//! services calling each other, about ten spans a trace and twenty attributes a span, errors,
+//! slow spans and events) over gRPC or HTTP (protobuf or JSON); see [`traces`].
+//!
 //! `tripod-load query --url http://127.0.0.1:9090 --query '...' --start S --end E --step 15s`
 //! runs a range query (`POST /api/v1/query_range`) a few times to warm up, then `--runs` times
 //! one after the other, checks that every answer is a non-empty matrix, and reports min, p50,
@@ -25,6 +29,7 @@
 //! figure covers evaluation and JSON encoding but not gzip.
 
 mod logs;
+mod traces;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,6 +56,8 @@ enum Command {
     Query(Query),
     /// Log traffic: Loki protobuf or JSON, or OTLP.
     Logs(logs::Logs),
+    /// OTLP trace traffic over gRPC or HTTP (protobuf or JSON).
+    Traces(traces::Traces),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -724,6 +731,7 @@ fn main() -> std::process::ExitCode {
             Command::Backfill(options) => backfill(options).await,
             Command::Query(options) => query(options).await,
             Command::Logs(options) => logs::run(options).await,
+            Command::Traces(options) => traces::run(options).await,
         }
     });
     match result {
