@@ -17,6 +17,8 @@
 //!     span db root api/otel 1ms 5ms client error:"timeout" "SELECT"
 //!     event db 2ms "exception" exception.message="boom"   # time relative to the span's start
 //!     link db t2:root ref="follows"                        # a link to another trace's span
+//!   traces 1500 small at=2000s step=1s                     # small0, small1, ... 1s apart; the
+//!     span r - api 0ms 1ms server unset "small"            # lines below apply to each
 //!
 //! search [start=0s] [end=1h] [limit=20] [spss=3]
 //!   query: { status = error }
@@ -29,7 +31,7 @@
 //!   max: 1s
 //!   t1 root
 //!
-//! search_fail
+//! search_fail                                              # or with tags:, min:, max:
 //!   query: { .a = }
 //!   error: parse error at line 1, col 8                    # must be part of the message
 //!
@@ -257,6 +259,8 @@ struct Load {
     resources: HashMap<String, Resource>,
     scopes: HashMap<String, Scope>,
     traces: Vec<TraceLoad>,
+    /// How many of the last traces the next span, event and link lines apply to.
+    group: usize,
 }
 
 impl Load {
@@ -265,14 +269,19 @@ impl Load {
         self.traces.iter().find(|trace| trace.name == name).map_or_else(|| derived_trace_id(name), |trace| trace.id)
     }
 
-    fn span_mut(&mut self, alias: &str, number: usize) -> &mut Span {
-        let trace = self.traces.last_mut().unwrap_or_else(|| panic!("line {number}: no trace before this line"));
-        trace
-            .spans
-            .iter_mut()
-            .find(|(_, _, _, name)| name == alias)
-            .map(|(_, _, span, _)| span)
-            .unwrap_or_else(|| panic!("line {number}: no span {alias} in this trace"))
+    /// Applies `change` to the span `alias` of every trace of the current group.
+    fn each_span(&mut self, alias: &str, number: usize, change: impl Fn(&mut Span)) {
+        assert!(self.group > 0, "line {number}: no trace before this line");
+        let first = self.traces.len() - self.group;
+        for trace in &mut self.traces[first..] {
+            let span = trace
+                .spans
+                .iter_mut()
+                .find(|(_, _, _, name)| name == alias)
+                .map(|(_, _, span, _)| span)
+                .unwrap_or_else(|| panic!("line {number}: no span {alias} in this trace"));
+            change(span);
+        }
     }
 
     fn line(&mut self, words: &[String], number: usize) {
@@ -313,6 +322,21 @@ impl Load {
                     }
                 }
                 self.traces.push(TraceLoad { name, id, at_ns, spans: Vec::new() });
+                self.group = 1;
+            }
+            "traces" => {
+                // traces <count> <prefix> at=<time> step=<duration>: prefix0, prefix1, ...
+                assert!(words.len() == 5, "line {number}: traces <count> <prefix> at=<time> step=<duration>");
+                let count: usize = words[1].parse().unwrap_or_else(|_| panic!("line {number}: bad count"));
+                let (_, at) = key_value(&words[3], number);
+                let (_, step) = key_value(&words[4], number);
+                let (at_ns, step_ns) = (duration_ns(&at, number), duration_ns(&step, number));
+                for i in 0..count {
+                    let name = format!("{}{i}", words[2]);
+                    let id = derived_trace_id(&name);
+                    self.traces.push(TraceLoad { name, id, at_ns: at_ns + i as i64 * step_ns, spans: Vec::new() });
+                }
+                self.group = count;
             }
             "span" => self.span(words, number),
             "event" => {
@@ -320,12 +344,13 @@ impl Load {
                 let offset = duration_ns(&words[2], number);
                 let name = unquote(&words[3], number);
                 let attributes = attributes(&words[4..], number);
-                let span = self.span_mut(&words[1], number);
-                span.events.push(SpanEvent {
-                    time_ns: span.start_ns + offset,
-                    name,
-                    attributes,
-                    dropped_attributes_count: 0,
+                self.each_span(&words[1], number, |span| {
+                    span.events.push(SpanEvent {
+                        time_ns: span.start_ns + offset,
+                        name: name.clone(),
+                        attributes: attributes.clone(),
+                        dropped_attributes_count: 0,
+                    })
                 });
             }
             "link" => {
@@ -335,11 +360,13 @@ impl Load {
                 let trace_id = self.trace_id(trace);
                 let span_id = derived_span_id(trace, target);
                 let attributes = attributes(&words[3..], number);
-                self.span_mut(&words[1], number).links.push(SpanLink {
-                    trace_id,
-                    span_id,
-                    attributes,
-                    ..SpanLink::default()
+                self.each_span(&words[1], number, |span| {
+                    span.links.push(SpanLink {
+                        trace_id,
+                        span_id,
+                        attributes: attributes.clone(),
+                        ..SpanLink::default()
+                    })
                 });
             }
             other => panic!("line {number}: unknown load line {other:?}"),
@@ -369,26 +396,29 @@ impl Load {
             .into_iter()
             .find(|status| status.keyword() == code)
             .unwrap_or_else(|| panic!("line {number}: unknown status {code}"));
-        let trace = self.traces.last_mut().unwrap_or_else(|| panic!("line {number}: span before any trace"));
-        let alias = words[1].clone();
-        assert!(
-            trace.spans.iter().all(|(_, _, _, existing)| *existing != alias),
-            "line {number}: span {alias} twice in one trace"
-        );
-        let start_ns = trace.at_ns + duration_ns(&words[4], number);
-        let span = Span {
-            trace_id: trace.id,
-            span_id: derived_span_id(&trace.name, &alias),
-            parent_span_id: (words[2] != "-").then(|| derived_span_id(&trace.name, &words[2])),
-            name: unquote(&words[8], number),
-            kind,
-            start_ns,
-            end_ns: start_ns + duration_ns(&words[5], number),
-            status: SpanStatus { code, message },
-            attributes: attributes(&words[9..], number),
-            ..Span::default()
-        };
-        trace.spans.push((resource, scope, span, alias));
+        assert!(self.group > 0, "line {number}: span before any trace");
+        let first = self.traces.len() - self.group;
+        for trace in &mut self.traces[first..] {
+            let alias = words[1].clone();
+            assert!(
+                trace.spans.iter().all(|(_, _, _, existing)| *existing != alias),
+                "line {number}: span {alias} twice in one trace"
+            );
+            let start_ns = trace.at_ns + duration_ns(&words[4], number);
+            let span = Span {
+                trace_id: trace.id,
+                span_id: derived_span_id(&trace.name, &alias),
+                parent_span_id: (words[2] != "-").then(|| derived_span_id(&trace.name, &words[2])),
+                name: unquote(&words[8], number),
+                kind,
+                start_ns,
+                end_ns: start_ns + duration_ns(&words[5], number),
+                status: SpanStatus { code, message: message.clone() },
+                attributes: attributes(&words[9..], number),
+                ..Span::default()
+            };
+            trace.spans.push((resource.clone(), scope.clone(), span, alias));
+        }
     }
 
     /// Groups spans as OTLP does: by resource, then by scope.
@@ -487,7 +517,7 @@ enum Phase {
 
 enum What {
     Search { query: Option<String>, tags: Option<String>, min: Option<String>, max: Option<String> },
-    Fail { query: String, error: String },
+    Fail { query: Option<String>, tags: Option<String>, min: Option<String>, max: Option<String>, error: String },
     TagValues { tag: TagRef, query: Option<String> },
 }
 
@@ -677,7 +707,10 @@ fn parse_script(text: &str) -> Vec<Section> {
                         What::Search { query, tags, min, max }
                     }
                     "search_fail" => What::Fail {
-                        query: query.unwrap_or_else(|| panic!("line {number}: search_fail without query")),
+                        query,
+                        tags,
+                        min,
+                        max,
                         error: error.unwrap_or_else(|| panic!("line {number}: search_fail without error")),
                     },
                     _ => What::TagValues { tag: tag.unwrap_or_else(|| unreachable!()), query },
@@ -705,8 +738,12 @@ fn check_canonical(query: &str) -> Result<(), String> {
 fn run(storage: &Storage, names: &Names, case: &Case) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     match &case.what {
-        What::Fail { query, error } => {
-            let outcome = parse(query).map_err(|e| e.to_string()).and_then(|parsed| {
+        What::Fail { query, tags, min, max, error } => {
+            let parsed = match query {
+                Some(text) => parse(text),
+                None => query_from_tags(tags.as_deref().unwrap_or(""), min.as_deref(), max.as_deref()),
+            };
+            let outcome = parsed.map_err(|e| e.to_string()).and_then(|parsed| {
                 let request =
                     SearchRequest { range: case.range, limit: case.limit, spans_per_spanset: case.spss, deadline };
                 search(storage.traces(), TENANT, &parsed, &request).map_err(|e| e.to_string())

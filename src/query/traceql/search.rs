@@ -24,8 +24,12 @@ use super::lexer::{ParseError, Position, error, parse_duration_ns};
 use super::pushdown::span_filter;
 use super::{SearchMetrics, SearchRequest, SearchResponse, SpanMatch, SpanSetMatch, TraceMatch, TraceqlError};
 
-/// The most candidate traces one store request may return (each comes whole).
-const MAX_TRACES_PER_REQUEST: usize = 1000;
+/// The most candidate traces one store request may return (each comes whole). Unit tests use
+/// a small number so that a few hundred traces make the scan split ranges.
+#[cfg(not(test))]
+const MAX_TRACES_PER_REQUEST: usize = 500;
+#[cfg(test)]
+const MAX_TRACES_PER_REQUEST: usize = 64;
 
 /// The most matching traces a filtered tag-values request inspects.
 const TAG_VALUES_MAX_TRACES: usize = 5000;
