@@ -242,34 +242,69 @@ pub(crate) fn decompress(codec: u8, data: &[u8], raw_bytes: u32, out: &mut Vec<u
     }
     match codec {
         CODEC_NONE => out.extend_from_slice(data),
-        CODEC_ZSTD => {
-            // One decompression context per thread, reused. The output is capped at the size
-            // the block's meta states, itself capped above; every frame is decompressed.
-            thread_local! {
-                static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
-                    const { std::cell::RefCell::new(None) };
-            }
-            out.reserve(raw_bytes as usize);
-            DECOMPRESSOR.with(|cell| {
-                let mut slot = cell.borrow_mut();
-                if slot.is_none() {
-                    *slot = Some(zstd::bulk::Decompressor::new().map_err(|error| error.to_string())?);
-                }
-                match slot.as_mut() {
-                    Some(decompressor) => decompressor
-                        .decompress_to_buffer(data, out)
-                        .map(|_| ())
-                        .map_err(|error| format!("zstd decompression failed: {error}")),
-                    None => Err("no zstd decompression context".to_string()),
-                }
-            })?;
-        }
+        // The output is capped at the size the block's meta states, itself capped above;
+        // every frame is decompressed.
+        CODEC_ZSTD => zstd_decompress(data, raw_bytes as usize, out)?,
         other => return Err(format!("unknown codec {other}")),
     }
     if out.len() != raw_bytes as usize {
         return Err(format!("block decompressed to {} bytes, expected {raw_bytes}", out.len()));
     }
     Ok(())
+}
+
+/// Decompresses the zstd frames of `data` into `out`, at most `capacity` bytes, with one
+/// reused decompression context per thread.
+fn zstd_decompress(data: &[u8], capacity: usize, out: &mut Vec<u8>) -> Result<(), String> {
+    thread_local! {
+        static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    out.reserve(capacity);
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new().map_err(|error| error.to_string())?);
+        }
+        match slot.as_mut() {
+            Some(decompressor) => decompressor
+                .decompress_to_buffer(data, out)
+                .map(|_| ())
+                .map_err(|error| format!("zstd decompression failed: {error}")),
+            None => Err("no zstd decompression context".to_string()),
+        }
+    })
+}
+
+/// Whether some line of the block may contain every one of `needles`: `false` only when one
+/// of them occurs nowhere in the block's lines section, so that no line holds it. Looks at the
+/// lines section alone: for a compressed block only its first frame is decompressed (into
+/// `scratch`), the columns are never touched. A needle found across two lines only makes the
+/// answer a `true` the caller then checks line by line.
+pub(crate) fn lines_may_contain_all(
+    codec: u8,
+    data: &[u8],
+    meta: &BlockMeta,
+    needles: &[memchr::memmem::Finder<'_>],
+    scratch: &mut Vec<u8>,
+) -> Result<bool, String> {
+    let lines: &[u8] = match codec {
+        // The lines section is the block's prefix; the rest can only add false positives.
+        CODEC_NONE => data,
+        CODEC_ZSTD => {
+            let frame = zstd::zstd_safe::find_frame_compressed_size(data)
+                .map_err(|code| format!("lines frame: {}", zstd::zstd_safe::get_error_name(code)))?;
+            let capacity = meta.line_bytes.saturating_add(u64::from(meta.entries));
+            if capacity > MAX_BLOCK_RAW_BYTES || frame > data.len() {
+                return Err("lines frame claims more than the block holds".into());
+            }
+            scratch.clear();
+            zstd_decompress(&data[..frame], capacity as usize, scratch)?;
+            scratch
+        }
+        other => return Err(format!("unknown codec {other}")),
+    };
+    Ok(needles.iter().all(|needle| needle.find(lines).is_some()))
 }
 
 /// One entry of a decoded block: its time and where its line and metadata are.
@@ -372,7 +407,9 @@ impl DecodedBlock {
     /// Materialises an entry.
     pub fn entry(&self, slot: &EntrySlot) -> Result<LogEntry, String> {
         // Checked to be UTF-8 by `parse`.
-        let line = String::from_utf8_lossy(self.line(slot)).into_owned();
+        let bytes = self.line(slot);
+        let line =
+            std::str::from_utf8(bytes).map_or_else(|_| String::from_utf8_lossy(bytes).into_owned(), str::to_owned);
         let metadata = get_labels(&mut self.metadata(slot)).map_err(|_| "entry metadata is malformed".to_string())?;
         Ok(LogEntry { t_ns: slot.t_ns, line, metadata })
     }
@@ -496,5 +533,43 @@ mod tests {
         assert!(DecodedBlock::parse(raw.clone(), &wrong_count).is_err());
         let wrong_bounds = BlockMeta { max_t_ns: meta.max_t_ns + 1, ..meta };
         assert!(DecodedBlock::parse(raw, &wrong_bounds).is_err());
+    }
+
+    #[test]
+    fn the_lines_section_alone_rules_blocks_out() {
+        let lines: Vec<(i64, String, bool)> =
+            (0..200i64).map(|i| (i, format!("GET /api/items/{i} status={}", 200 + i % 3), true)).collect();
+        let (raw, meta) = encode(&lines);
+        let compressed = compress_block(LogsCodec::Zstd { level: 1 }, &raw, &meta).unwrap();
+        let finders = |needles: &[&'static str]| -> Vec<memchr::memmem::Finder<'static>> {
+            needles.iter().map(|needle| memchr::memmem::Finder::new(needle.as_bytes())).collect()
+        };
+        let cases: [(&[&'static str], bool); 6] = [
+            (&["items/199 "], true),
+            (&["items/17 ", "status=202"], true),
+            (&["items/200"], false),
+            (&["status=203"], false),
+            (&["status=200", "nowhere"], false),
+            // Only in the metadata column: no line holds it, so the block is ruled out.
+            (&["0af7651916cd43dd"], false),
+        ];
+        for (codec, data) in [(CODEC_ZSTD, &compressed), (CODEC_NONE, &raw)] {
+            for (needles, expected) in cases {
+                let found = lines_may_contain_all(codec, data, &meta, &finders(needles), &mut Vec::new()).unwrap();
+                // Raw blocks are searched whole, columns included: a metadata match may pass.
+                if codec == CODEC_NONE && needles == ["0af7651916cd43dd"] {
+                    continue;
+                }
+                assert_eq!(found, expected, "codec {codec}, {needles:?}");
+            }
+        }
+        // A damaged or cut frame is an error, never a panic.
+        for cut in [0, 1, 5, compressed.len() / 3] {
+            let _ = lines_may_contain_all(CODEC_ZSTD, &compressed[..cut], &meta, &finders(&["x"]), &mut Vec::new());
+        }
+        let small_meta = BlockMeta { line_bytes: 10, entries: 1, ..meta };
+        assert!(
+            lines_may_contain_all(CODEC_ZSTD, &compressed, &small_meta, &finders(&["x"]), &mut Vec::new()).is_err()
+        );
     }
 }

@@ -8,7 +8,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::block::{DecodedBlock, SealedBlock, decompress};
+use memchr::memmem::Finder;
+
+use super::block::{DecodedBlock, SealedBlock, decompress, lines_may_contain_all};
 use super::file::LogFile;
 use super::{Direction, LineFilter, LogEntry, LogsError, NsRange};
 
@@ -71,10 +73,19 @@ impl Opened {
     }
 }
 
+/// A line filter with its searcher built once.
+struct CompiledFilter {
+    finder: Finder<'static>,
+    /// The line must not contain the needle.
+    negated: bool,
+}
+
 pub(crate) struct MergeCursor {
     direction: Direction,
     range: NsRange,
-    filters: Vec<LineFilter>,
+    filters: Vec<CompiledFilter>,
+    /// The needles every passing line contains, to rule out a block from its lines section.
+    required: Vec<Finder<'static>>,
     /// Sources not opened yet; the next to open is last.
     pending: Vec<Source>,
     active: Vec<Opened>,
@@ -99,10 +110,26 @@ impl MergeCursor {
             Direction::Forward => sources.sort_by_key(|source| std::cmp::Reverse(source.min_t_ns)),
             Direction::Backward => sources.sort_by_key(|source| source.max_t_ns),
         }
+        let compile = |needle: &str| Finder::new(needle.as_bytes()).into_owned();
+        let required = filters
+            .iter()
+            .filter_map(|filter| match filter {
+                LineFilter::Contains(needle) if !needle.is_empty() => Some(compile(needle)),
+                _ => None,
+            })
+            .collect();
+        let filters = filters
+            .iter()
+            .map(|filter| match filter {
+                LineFilter::Contains(needle) => CompiledFilter { finder: compile(needle), negated: false },
+                LineFilter::NotContains(needle) => CompiledFilter { finder: compile(needle), negated: true },
+            })
+            .collect();
         MergeCursor {
             direction,
             range,
             filters,
+            required,
             pending: sources,
             active: Vec::new(),
             last: None,
@@ -116,13 +143,16 @@ impl MergeCursor {
         if !self.range.contains(t_ns) {
             return false;
         }
-        if self.filters.is_empty() {
-            return true;
+        // Block lines are checked to be UTF-8 when the block is parsed.
+        self.filters.iter().all(|filter| filter.finder.find(line).is_some() != filter.negated)
+    }
+
+    /// Whether a stored block may hold a passing line, judged from its lines section alone.
+    fn may_pass(&mut self, codec: u8, data: &[u8], meta: &super::block::BlockMeta) -> Result<bool, String> {
+        if self.required.is_empty() {
+            return Ok(true);
         }
-        match std::str::from_utf8(line) {
-            Ok(line) => self.filters.iter().all(|filter| filter.matches(line)),
-            Err(_) => false,
-        }
+        lines_may_contain_all(codec, data, meta, &self.required, &mut self.scratch)
     }
 
     fn open(&mut self, source: Source) -> Result<Option<Opened>, LogsError> {
@@ -136,20 +166,30 @@ impl MergeCursor {
                 let peeked = entries.next();
                 return Ok(peeked.is_some().then_some(Opened::Entries { entries, peeked }));
             }
-            SourceKind::Head(block) => decompress(block.codec, &block.data, block.meta.raw_bytes, &mut self.scratch)
-                .and_then(|()| DecodedBlock::parse(std::mem::take(&mut self.scratch), &block.meta))
-                .map_err(|problem| LogsError::Corrupt { file: "head block".into(), problem })?,
+            SourceKind::Head(block) => {
+                let corrupt = |problem| LogsError::Corrupt { file: "head block".into(), problem };
+                self.counters.blocks_read.fetch_add(1, Ordering::Relaxed);
+                if !self.may_pass(block.codec, &block.data, &block.meta).map_err(corrupt)? {
+                    return Ok(None);
+                }
+                decompress(block.codec, &block.data, block.meta.raw_bytes, &mut self.scratch)
+                    .and_then(|()| DecodedBlock::parse(std::mem::take(&mut self.scratch), &block.meta))
+                    .map_err(corrupt)?
+            }
             SourceKind::File { file, block } => {
-                file.read_block(block, &mut self.scratch)?;
-                DecodedBlock::parse(std::mem::take(&mut self.scratch), &file.blocks[block as usize].meta).map_err(
-                    |problem| LogsError::Corrupt {
-                        file: file.path.display().to_string(),
-                        problem: format!("block {block}: {problem}"),
-                    },
-                )?
+                let corrupt = |problem| LogsError::Corrupt {
+                    file: file.path.display().to_string(),
+                    problem: format!("block {block}: {problem}"),
+                };
+                self.counters.blocks_read.fetch_add(1, Ordering::Relaxed);
+                let (stored, data) = file.block_data(block)?;
+                if !self.may_pass(stored.codec, data, &stored.meta).map_err(corrupt)? {
+                    return Ok(None);
+                }
+                decompress(stored.codec, data, stored.meta.raw_bytes, &mut self.scratch).map_err(corrupt)?;
+                DecodedBlock::parse(std::mem::take(&mut self.scratch), &stored.meta).map_err(corrupt)?
             }
         };
-        self.counters.blocks_read.fetch_add(1, Ordering::Relaxed);
         let mut positions: Vec<u32> = Vec::new();
         for (index, slot) in block.slots.iter().enumerate() {
             if self.passes(slot.t_ns, block.line(slot)) {

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::LogsError;
-use super::block::{BlockMeta, MAX_BLOCK_RAW_BYTES, decompress};
+use super::block::{BlockMeta, MAX_BLOCK_RAW_BYTES};
 use super::bloom::Bloom;
 use super::records::{get_labels, put_labels};
 use crate::codec::{get_str, get_u8, get_uvarint, get_varint, put_bytes, put_uvarint, put_varint};
@@ -206,13 +206,6 @@ impl LogFile {
             return Err(self.corrupt(format!("block {index} checksum mismatch")));
         }
         Ok((block, data))
-    }
-
-    /// Decompresses block `index` into `out`.
-    pub fn read_block(&self, index: u32, out: &mut Vec<u8>) -> Result<(), LogsError> {
-        let (block, data) = self.block_data(index)?;
-        decompress(block.codec, data, block.meta.raw_bytes, out)
-            .map_err(|problem| self.corrupt(format!("block {index}: {problem}")))
     }
 
     /// The stored bytes of a chunk's bloom filter, checksum verified; `None` if it has none.
