@@ -52,7 +52,10 @@ pub fn evaluate(
     params: &QueryParams<'_>,
 ) -> Result<Vec<StepSeries>, EvalError> {
     let unwrap = range.unwrap().is_some();
-    let pipeline = Pipeline::new(&range.log.stages, unwrap)?;
+    let mut pipeline = Pipeline::new(&range.log.stages, unwrap)?;
+    if let Some(grouping) = grouping.filter(|grouping| !grouping.without) {
+        pipeline.restrict_output(&grouping.labels);
+    }
     let (Some(&first), Some(&last)) = (steps.first(), steps.last()) else { return Ok(Vec::new()) };
     let window_ns = range.range_ns;
     let ends: Vec<i64> = steps.iter().map(|t| t.saturating_sub(range.offset_ns)).collect();
@@ -65,6 +68,10 @@ pub fn evaluate(
     let mut state = PipelineState::default();
     let mut windows: Vec<Window> = Vec::new();
     let mut index: HashMap<Labels, usize> = HashMap::new();
+    // With `by`: the grouped values of an entry, as text, to its window (no label set built
+    // for entries of a group already seen).
+    let mut by_values: HashMap<String, usize> = HashMap::new();
+    let mut key = String::new();
     // absent_over_time: every sample's time, whatever its series.
     let mut any: VecDeque<i64> = VecDeque::new();
     let mut absent = vec![None; steps.len()];
@@ -110,6 +117,23 @@ pub fn evaluate(
         if state.labels.error().is_some() {
             return Err(pipeline_error(&state.labels.labels()));
         }
+        if let Some(grouping) = grouping.filter(|grouping| !grouping.without) {
+            key.clear();
+            for name in &grouping.labels {
+                match state.labels.get(name) {
+                    Some(value) => {
+                        key.push('\u{1}');
+                        key.push_str(value);
+                    }
+                    None => key.push('\u{2}'),
+                }
+            }
+            if let Some(&slot) = by_values.get(key.as_str()) {
+                windows[slot].samples.push_back((entry.t_ns, sample));
+                any.push_back(entry.t_ns);
+                continue;
+            }
+        }
         let labels = match grouping {
             // `by`: only the named labels, read straight from the builder.
             Some(grouping) if !grouping.without => {
@@ -140,6 +164,9 @@ pub fn evaluate(
                 windows.len() - 1
             }
         };
+        if grouping.is_some_and(|grouping| !grouping.without) {
+            by_values.insert(key.clone(), slot);
+        }
         windows[slot].samples.push_back((entry.t_ns, sample));
         any.push_back(entry.t_ns);
     }

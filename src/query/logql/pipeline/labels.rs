@@ -37,11 +37,21 @@ pub const ERROR_DETAILS_LABEL: &str = "__error_details__";
 impl LabelsBuilder {
     /// Starts an entry: the stream's labels, then structured metadata.
     pub fn reset(&mut self, stream: &Labels, metadata: &Labels) {
-        self.labels.clear();
         self.error = None;
         self.error_details = None;
-        for label in stream.iter() {
-            self.labels.push((label.name.clone(), label.value.to_string(), Category::Stream));
+        // Entries of one stream follow each other: keep its labels when the last entry left
+        // them as they were, rather than copying them again.
+        let kept = stream.len() <= self.labels.len()
+            && stream.iter().zip(&self.labels).all(|(label, (name, value, category))| {
+                *category == Category::Stream && Arc::ptr_eq(name, &label.name) && *value == *label.value
+            });
+        if kept {
+            self.labels.truncate(stream.len());
+        } else {
+            self.labels.clear();
+            for label in stream.iter() {
+                self.labels.push((label.name.clone(), label.value.to_string(), Category::Stream));
+            }
         }
         for label in metadata.iter() {
             self.set(label.name.clone(), label.value.to_string(), Category::Metadata);

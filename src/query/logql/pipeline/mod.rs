@@ -169,6 +169,21 @@ impl LabelTest {
         })
     }
 
+    /// Adds the names of the labels the test reads to `names`.
+    fn label_names(&self, names: &mut Vec<String>) {
+        match self {
+            LabelTest::And(left, right) | LabelTest::Or(left, right) => {
+                left.label_names(names);
+                right.label_names(names);
+            }
+            LabelTest::Match(matcher) => names.push(matcher.name().to_string()),
+            LabelTest::Number { name, .. }
+            | LabelTest::Duration { name, .. }
+            | LabelTest::Bytes { name, .. }
+            | LabelTest::Ip { name, .. } => names.push(name.clone()),
+        }
+    }
+
     /// Whether the entry passes; a value that does not convert sets the error and passes.
     fn test(&self, labels: &mut LabelsBuilder) -> bool {
         match self {
@@ -235,7 +250,12 @@ enum Step {
         negated: bool,
         tests: Vec<LineTest>,
     },
-    Json(Option<Vec<(String, Vec<JsonStep>)>>),
+    /// `json` without parameters; `wanted`: the only labels later stages read, when known.
+    JsonAll {
+        wanted: Option<Vec<String>>,
+    },
+    /// `json name="path", ...`.
+    JsonFields(Vec<(String, Vec<JsonStep>)>),
     Logfmt {
         strict: bool,
         keep_empty: bool,
@@ -287,6 +307,8 @@ pub struct PipelineState {
     pub value: Option<f64>,
     /// Scratch for templates.
     scratch: String,
+    /// Scratch for parsers: the fields of the current line.
+    fields: Vec<(String, String)>,
 }
 
 impl PipelineState {
@@ -327,7 +349,7 @@ impl Pipeline {
         for stage in stages {
             steps.push(match stage {
                 Stage::LineFilter(filter) => compile_line_filter(filter.op, &filter.values)?,
-                Stage::Parser(Parser::Json(params)) if params.is_empty() => Step::Json(None),
+                Stage::Parser(Parser::Json(params)) if params.is_empty() => Step::JsonAll { wanted: None },
                 Stage::Parser(Parser::Json(params)) => {
                     let mut fields = Vec::with_capacity(params.len());
                     for (name, expression) in params {
@@ -335,7 +357,7 @@ impl Pipeline {
                             .ok_or_else(|| PipelineError(format!("invalid json expression {expression:?}")))?;
                         fields.push((name.clone(), path));
                     }
-                    Step::Json(Some(fields))
+                    Step::JsonFields(fields)
                 }
                 Stage::Parser(Parser::Logfmt { strict, keep_empty, params }) => Step::Logfmt {
                     strict: *strict,
@@ -377,6 +399,41 @@ impl Pipeline {
         }
         let only_line_filters = steps.iter().all(|step| matches!(step, Step::Line { .. }));
         Ok(Pipeline { steps, only_line_filters })
+    }
+
+    /// Tells the parsers that only the labels `names` (and `__error__`) are read after the
+    /// pipeline, as when a range aggregation groups `by` them: a parser may then skip fields
+    /// no later stage reads. Stages that read labels widen the set; a template, which may read
+    /// any label, keeps every parser before it whole.
+    pub fn restrict_output(&mut self, names: &[String]) {
+        let mut wanted: Option<Vec<String>> = Some(names.to_vec());
+        for step in self.steps.iter_mut().rev() {
+            match step {
+                Step::JsonAll { wanted: restriction } => *restriction = wanted.clone(),
+                Step::Labels(test) => {
+                    if let Some(names) = &mut wanted {
+                        test.label_names(names);
+                    }
+                }
+                Step::Unwrap(unwrap) => {
+                    if let Some(names) = &mut wanted {
+                        names.push(unwrap.label.clone());
+                    }
+                }
+                Step::LineFormat(_) | Step::LabelFormat(_) => wanted = None,
+                // Dropping or keeping labels reads none beyond those it names, which matter
+                // only if wanted anyway; parsers and line stages read no labels.
+                Step::Line { .. }
+                | Step::JsonFields(_)
+                | Step::Logfmt { .. }
+                | Step::Regexp(_)
+                | Step::Pattern(_)
+                | Step::Unpack
+                | Step::Drop(_)
+                | Step::Keep(_)
+                | Step::Decolorize => {}
+            }
+        }
     }
 
     /// Whether every stage is a line filter (labels stay the stream's).
@@ -427,8 +484,10 @@ impl Pipeline {
                         return Outcome::Dropped;
                     }
                 }
-                Step::Json(None) => parsers::json_all(current, &mut state.labels),
-                Step::Json(Some(fields)) => parsers::json_fields(current, fields, &mut state.labels),
+                Step::JsonAll { wanted } => {
+                    parsers::json_flatten(current, wanted.as_deref(), &mut state.labels, &mut state.fields)
+                }
+                Step::JsonFields(fields) => parsers::json_fields(current, fields, &mut state.labels),
                 Step::Logfmt { strict, keep_empty, params } => {
                     parsers::logfmt(current, *strict, *keep_empty, params.as_deref(), &mut state.labels)
                 }

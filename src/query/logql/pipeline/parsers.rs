@@ -2,6 +2,9 @@
 //! into labels. A line a parser cannot read gets `__error__` (`JSONParserErr`,
 //! `LogfmtParserErr`, ...) and keeps its labels, so queries can filter on the error.
 
+use std::fmt;
+
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 use super::labels::LabelsBuilder;
@@ -38,6 +41,194 @@ fn json_label_value(value: &Value) -> String {
 /// `json`: every field, nested objects flattened with `_` (`a.b` is `a_b`); arrays are left
 /// out, as Loki does.
 pub fn json_all(line: &str, labels: &mut LabelsBuilder) {
+    json_flatten(line, None, labels, &mut Vec::new());
+}
+
+/// `json` without parameters, reading the line in one pass without building a JSON tree. With
+/// `wanted`, only fields that become one of those labels (or, where the stream has the name,
+/// its `_extracted` form) are kept: a later stage reads no other. The whole line is checked
+/// either way, so a line that is not a JSON object gets the same error. `found` is scratch
+/// reused from line to line.
+pub fn json_flatten(
+    line: &str,
+    wanted: Option<&[String]>,
+    labels: &mut LabelsBuilder,
+    found: &mut Vec<(String, String)>,
+) {
+    found.clear();
+    let streamed = line.trim_start().starts_with('{') && {
+        let mut deserializer = serde_json::Deserializer::from_str(line);
+        let mut prefix = String::new();
+        let fields = Fields { prefix: &mut prefix, wanted, found };
+        deserializer.deserialize_map(fields).is_ok() && deserializer.end().is_ok()
+    };
+    if !streamed {
+        // Not an object, or not JSON: parsed whole, which words the error.
+        found.clear();
+        return json_tree(line, labels);
+    }
+    for (name, value) in found.drain(..) {
+        labels.set_parsed(&name, value);
+    }
+}
+
+/// Whether a label of this name, or of a name under it (`name_...`), is wanted.
+fn may_want(wanted: Option<&[String]>, name: &str) -> bool {
+    wanted.is_none_or(|wanted| {
+        wanted
+            .iter()
+            .any(|label| label.starts_with(name) && matches!(label.as_bytes().get(name.len()), None | Some(b'_')))
+    })
+}
+
+/// Visits an object's fields, appending each key (sanitised) to `prefix`.
+struct Fields<'a> {
+    prefix: &'a mut String,
+    wanted: Option<&'a [String]>,
+    found: &'a mut Vec<(String, String)>,
+}
+
+impl<'de> Visitor<'de> for Fields<'_> {
+    type Value = ();
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a json object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        loop {
+            let length = self.prefix.len();
+            if map.next_key_seed(Key { prefix: &mut *self.prefix })?.is_none() {
+                return Ok(());
+            }
+            if may_want(self.wanted, self.prefix) {
+                map.next_value_seed(Field { prefix: &mut *self.prefix, wanted: self.wanted, found: &mut *self.found })?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+            self.prefix.truncate(length);
+        }
+    }
+}
+
+/// Appends a key to the prefix as a label name: `_` between levels, then the sanitised key.
+struct Key<'a> {
+    prefix: &'a mut String,
+}
+
+impl<'de> DeserializeSeed<'de> for Key<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key<'_> {
+    type Value = ();
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a key")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<(), E> {
+        if !self.prefix.is_empty() {
+            self.prefix.push('_');
+        }
+        if key.starts_with(|c: char| c.is_ascii_digit()) {
+            self.prefix.push('_');
+        }
+        if key.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'_') {
+            self.prefix.push_str(key);
+        } else {
+            self.prefix.extend(key.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }));
+        }
+        Ok(())
+    }
+}
+
+/// One field's value: a scalar becomes a label named by the prefix, an object is flattened
+/// under it, an array is skipped.
+struct Field<'a> {
+    prefix: &'a mut String,
+    wanted: Option<&'a [String]>,
+    found: &'a mut Vec<(String, String)>,
+}
+
+impl Field<'_> {
+    fn keep(self, value: String) {
+        let exact = self.wanted.is_none_or(|wanted| {
+            wanted.iter().any(|label| label == self.prefix || label.strip_suffix("_extracted") == Some(self.prefix))
+        });
+        if exact {
+            self.found.push((self.prefix.clone(), value));
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Field<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Field<'_> {
+    type Value = ();
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a json value")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<(), E> {
+        self.keep(text.to_string());
+        Ok(())
+    }
+
+    fn visit_string<E: serde::de::Error>(self, text: String) -> Result<(), E> {
+        self.keep(text);
+        Ok(())
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, flag: bool) -> Result<(), E> {
+        self.keep(flag.to_string());
+        Ok(())
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, number: i64) -> Result<(), E> {
+        self.keep(number.to_string());
+        Ok(())
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, number: u64) -> Result<(), E> {
+        self.keep(number.to_string());
+        Ok(())
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, number: f64) -> Result<(), E> {
+        // Written as a JSON tree would write it.
+        self.keep(serde_json::Number::from_f64(number).map(|number| number.to_string()).unwrap_or_default());
+        Ok(())
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        self.keep(String::new());
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        Fields { prefix: self.prefix, wanted: self.wanted, found: self.found }.visit_map(map)
+    }
+}
+
+/// `json` through a whole JSON tree: the error wording for lines that are not a JSON object.
+fn json_tree(line: &str, labels: &mut LabelsBuilder) {
     let value: Value = match serde_json::from_str(line) {
         Ok(value) => value,
         Err(error) => {

@@ -287,3 +287,76 @@ fn store_filters_are_the_leading_substring_filters() {
     assert!(Pipeline::new(&log.stages, false).is_ok());
     let Expr::Metric(_) = parse(r#"sum_over_time({a="b"} | json | unwrap x [1m])"#).unwrap() else { panic!() };
 }
+
+#[test]
+fn restricted_parsers_give_grouped_labels_as_whole_ones() {
+    // A pipeline told which labels are read after it (a range aggregation's `by`) must give
+    // those labels, the error and the drop decision exactly as the whole pipeline does.
+    let lines = [
+        JSON_LINE,
+        r#"{"level":"info","nested":{"status":"200","deep":{"a-b":1.5e3}},"list":[1,{"x":2}],"n":null,"ok":true}"#,
+        r#"{"level":"warn","level":"debug","2xx":"yes","status.code":404,"big":18446744073709551615}"#,
+        r#"{"app":"from-json","esc\"aped":"a\u00e9\n","nested":{"status":"x"},"nested_status":"flat"}"#,
+        r#"  {"status":"500" , "duration":"250ms"}  "#,
+        r#"{"status":"500"} trailing"#,
+        r#"[1,2,3]"#,
+        r#""just a string""#,
+        "not json at all",
+        r#"{"unterminated":"#,
+        "",
+    ];
+    let pipelines: [(&str, &[&str]); 9] = [
+        ("| json", &["status"]),
+        ("| json", &["level", "nested_status"]),
+        ("| json", &["nested_deep_a_b", "_2xx", "status_code"]),
+        ("| json", &["app_extracted", "esc_aped"]),
+        ("| json", &["n", "ok", "big", "list"]),
+        (r#"| json | level="error""#, &["status"]),
+        (r#"| json | duration > 1s or status =~ "5.." "#, &["path"]),
+        (r#"| json | line_format "{{.status}}" | json"#, &["status"]),
+        ("| json | __error__=\"\"", &["status"]),
+    ];
+    let stream = Labels::from_pairs([("app", "api"), ("level", "stream")]).unwrap();
+    for (stages, by) in pipelines {
+        let query = format!(r#"{{app="api"}} {stages}"#);
+        let Expr::Log(log) = parse(&query).unwrap() else { panic!() };
+        let whole = Pipeline::new(&log.stages, false).unwrap();
+        let mut restricted = Pipeline::new(&log.stages, false).unwrap();
+        let names: Vec<String> = by.iter().map(|name| name.to_string()).collect();
+        restricted.restrict_output(&names);
+        for line in lines {
+            let outcome = |pipeline: &Pipeline| {
+                let mut state = PipelineState::default();
+                let outcome = pipeline.process(1, line, &stream, &Labels::empty(), &mut state);
+                let grouped: Vec<(String, Option<String>)> =
+                    by.iter().map(|name| (name.to_string(), state.labels.get(name).map(str::to_string))).collect();
+                (outcome, grouped, state.labels.error(), state.labels.get("__error_details__").map(str::to_string))
+            };
+            assert_eq!(outcome(&restricted), outcome(&whole), "{stages} by {by:?} over {line:?}");
+        }
+    }
+}
+
+#[test]
+fn json_flattens_in_one_pass_as_a_tree_would() {
+    check(&[
+        Case {
+            stages: "| json",
+            line: r#"{"a":{"b":{"c":"deep"}},"n":1.5,"i":-3,"t":true,"z":null,"arr":[1,2],"x-y":"v","9lives":"cat"}"#,
+            metadata: &[],
+            expected: Some((
+                r#"{"a":{"b":{"c":"deep"}},"n":1.5,"i":-3,"t":true,"z":null,"arr":[1,2],"x-y":"v","9lives":"cat"}"#,
+                "_9lives=cat a_b_c=deep app=api i=-3 level=stream n=1.5 t=true x_y=v z=",
+            )),
+        },
+        Case {
+            stages: "| json",
+            line: r#"{"level":"info","app":"other"}"#,
+            metadata: &[],
+            expected: Some((
+                r#"{"level":"info","app":"other"}"#,
+                "app=api app_extracted=other level=stream level_extracted=info",
+            )),
+        },
+    ]);
+}
