@@ -902,3 +902,32 @@ fn golden_scripts() {
     assert!(cases >= 10, "only {cases} cases");
     eprintln!("traceql golden scripts: {cases} cases in {} files passed, from the head, blocks and both", files.len());
 }
+
+#[test]
+fn a_passed_deadline_stops_the_search_and_work_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = open_storage(dir.path());
+    let mut load = Load::default();
+    for (number, line) in
+        ["resource api service.name=\"api\"", "trace t at=10s", "span root - api 0ms 10ms server unset \"GET /\""]
+            .into_iter()
+            .enumerate()
+    {
+        load.line(&words(line, number + 1), number + 1);
+    }
+    load.store(&storage, Phase::Blocks);
+    let query = parse("{ }").unwrap();
+    let mut request =
+        SearchRequest { range: NsRange::all(), limit: 20, spans_per_spanset: 3, deadline: Instant::now() };
+    let outcome = search(storage.traces(), TENANT, &query, &request);
+    assert!(matches!(outcome, Err(super::TraceqlError::Timeout)), "{outcome:?}");
+    request.deadline = Instant::now() + Duration::from_secs(60);
+    let response = search(storage.traces(), TENANT, &query, &request).unwrap();
+    assert_eq!(response.traces.len(), 1);
+    let metrics = response.metrics;
+    assert!(
+        metrics.inspected_traces >= 1 && metrics.inspected_spans >= 1 && metrics.inspected_bytes > 0,
+        "{metrics:?}"
+    );
+    assert_eq!(metrics.total_blocks, 1, "{metrics:?}");
+}

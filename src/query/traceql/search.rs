@@ -53,7 +53,7 @@ pub fn search(
         return Ok(response);
     }
     let fields = output_fields(query);
-    let mut scan = Scan::new(store, tenant, span_filter(query), request.deadline, request.limit);
+    let mut scan = Scan::new(store, tenant, span_filter(query), request.deadline, request.limit, request.limit);
     let mut matches = Vec::new();
     scan.run(request.range, 0, &mut |trace| {
         let view = TraceView::new(trace, request.range);
@@ -96,7 +96,8 @@ pub fn tag_values(
     }
     let mut values: Vec<TagValue> = Vec::new();
     let mut distinct = 0;
-    let mut scan = Scan::new(store, tenant, span_filter(query), deadline, TAG_VALUES_MAX_TRACES);
+    let mut scan =
+        Scan::new(store, tenant, span_filter(query), deadline, TAG_VALUES_MAX_TRACES, MAX_TRACES_PER_REQUEST);
     scan.run(range, 0, &mut |trace| {
         let view = TraceView::new(trace, range);
         let sets = evaluate(&view, &query.root);
@@ -191,6 +192,10 @@ struct Scan<'s> {
     deadline: Instant,
     /// Matches after which the scan stops.
     wanted: usize,
+    /// The first request's limit: the limit of a search (a selective query ends there).
+    first_ask: usize,
+    /// The most traces one request asks for.
+    cap: usize,
     matched: usize,
     evaluated: usize,
     seen: HashSet<TraceId>,
@@ -204,13 +209,17 @@ impl<'s> Scan<'s> {
         filter: SpanFilter,
         deadline: Instant,
         wanted: usize,
+        first_ask: usize,
     ) -> Scan<'s> {
+        let cap = MAX_TRACES_PER_REQUEST.max(first_ask);
         Scan {
             store,
             tenant,
             filter,
             deadline,
             wanted,
+            first_ask: first_ask.clamp(1, cap),
+            cap,
             matched: 0,
             evaluated: 0,
             seen: HashSet::new(),
@@ -230,9 +239,8 @@ impl<'s> Scan<'s> {
         depth: u32,
         visit: &mut dyn FnMut(&SearchTrace) -> Visit,
     ) -> Result<bool, TraceqlError> {
-        let cap = MAX_TRACES_PER_REQUEST.max(self.wanted);
-        // A first cheap request for the whole range: selective queries end here.
-        let mut ask = if depth == 0 { self.wanted.clamp(1, cap) } else { cap };
+        let cap = self.cap;
+        let mut ask = if depth == 0 { self.first_ask } else { cap };
         let (start, end) = (range.start_ns(), range.end_ns());
         let mut starts = Vec::new();
         loop {
@@ -395,6 +403,8 @@ fn output_value(view: &TraceView<'_>, field: &Field, index: usize) -> Option<Att
         Field::Attribute { scope: AttrScope::Span, name } => find(&span.span.attributes, name),
         Field::Attribute { scope: AttrScope::Resource, name } => find(&span.resource.resource.attributes, name),
         Field::Attribute { scope: AttrScope::Instrumentation, name } => find(&span.scope.scope.attributes, name),
+        // A span without a status message has none to show.
+        Field::Intrinsic(Intrinsic::StatusMessage) if span.span.status.message.is_empty() => None,
         _ => view.field(field, index).to_attr(),
     }
 }
