@@ -931,3 +931,172 @@ fn a_passed_deadline_stops_the_search_and_work_is_reported() {
     );
     assert_eq!(metrics.total_blocks, 1, "{metrics:?}");
 }
+
+/// A small xorshift generator, for the randomised comparison below.
+struct Random(u64);
+
+impl Random {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len())]
+    }
+}
+
+fn random_condition(random: &mut Random) -> String {
+    let value = random.pick(&["0", "1", "2", "3", "1.5", "\"1\"", "true", "-1"]);
+    let op = random.pick(&["=", "!=", ">", ">=", "<", "<="]);
+    match random.below(14) {
+        0 => format!(".a {op} {value}"),
+        1 => format!("span.a {op} {value}"),
+        2 => format!("resource.r {op} {}", random.below(4)),
+        3 => format!(".r {op} {value}"),
+        4 => format!("name {} \"{}\"", random.pick(&["=", "!=", "=~", "!~"]), random.pick(&["a", "b", "a|b", "c.*"])),
+        5 => format!("status {} {}", random.pick(&["=", "!="]), random.pick(&["error", "ok", "unset"])),
+        6 => format!("kind {} {}", random.pick(&["=", "!="]), random.pick(&["server", "client", "internal"])),
+        7 => format!("duration {op} {}ms", random.below(100)),
+        8 => format!(".arr {op} {value}"),
+        9 => format!(".a {} nil", random.pick(&["=", "!="])),
+        10 => "span.flag".to_string(),
+        11 => format!("resource.service.name = \"s{}\"", random.below(3)),
+        12 => format!("traceDuration {op} {}ms", random.below(3000)),
+        _ => format!(".missing {op} {value}"),
+    }
+}
+
+fn random_expression(random: &mut Random, depth: usize) -> String {
+    if depth == 0 || random.below(3) == 0 {
+        return random_condition(random);
+    }
+    match random.below(3) {
+        0 => format!("({} && {})", random_expression(random, depth - 1), random_expression(random, depth - 1)),
+        1 => format!("({} || {})", random_expression(random, depth - 1), random_expression(random, depth - 1)),
+        _ => format!("!({})", random_expression(random, depth - 1)),
+    }
+}
+
+fn random_spanset(random: &mut Random, depth: usize) -> String {
+    if depth == 0 || random.below(3) == 0 {
+        return if random.below(8) == 0 { "{ }".into() } else { format!("{{ {} }}", random_expression(random, 2)) };
+    }
+    let op = random
+        .pick(&["&&", "||", ">", ">>", "<", "<<", "~", "!>", "!>>", "!<", "!<<", "!~", "&>", "&>>", "&<", "&<<", "&~"]);
+    format!("({} {op} {})", random_spanset(random, depth - 1), random_spanset(random, depth - 1))
+}
+
+/// Every query finds, through the store's push-down and the scan, exactly the traces that
+/// evaluating it over every stored trace finds: pushed-down conditions never lose a match.
+#[test]
+fn push_down_never_loses_a_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = open_storage(dir.path());
+    let mut random = Random(0x2545_f491_4f6c_dd1d);
+    let resources: Vec<Resource> = (0..3)
+        .map(|i| Resource {
+            attributes: vec![
+                ("service.name".into(), AttrValue::String(format!("s{i}"))),
+                ("r".into(), AttrValue::Int(i as i64)),
+            ],
+            dropped_attributes_count: 0,
+        })
+        .collect();
+    let values = [
+        AttrValue::Int(0),
+        AttrValue::Int(1),
+        AttrValue::Int(2),
+        AttrValue::Double(1.5),
+        AttrValue::String("1".into()),
+        AttrValue::Bool(true),
+    ];
+    for t in 0..80u64 {
+        let mut trace_id = [0u8; 16];
+        trace_id[..8].copy_from_slice(&(t + 1).to_be_bytes());
+        let count = 1 + random.below(6);
+        let mut batch: Vec<ResourceSpans> = Vec::new();
+        for i in 0..count {
+            let mut attributes = Vec::new();
+            if random.below(3) > 0 {
+                attributes.push(("a".to_string(), values[random.below(values.len())].clone()));
+            }
+            if random.below(3) == 0 {
+                let elements = (0..random.below(3)).map(|_| AttrValue::Int(random.below(4) as i64)).collect();
+                attributes.push(("arr".to_string(), AttrValue::Array(elements)));
+            }
+            if random.below(2) == 0 {
+                attributes.push(("flag".to_string(), AttrValue::Bool(random.below(2) == 0)));
+            }
+            let start_ns = 1_000_000_000_000 + t as i64 * 1_000_000_000 + random.below(50) as i64 * 1_000_000;
+            let span = Span {
+                trace_id,
+                span_id: ((t << 8) + i as u64 + 1).to_be_bytes(),
+                parent_span_id: (i > 0 && random.below(5) > 0)
+                    .then(|| ((t << 8) + random.below(i) as u64 + 1).to_be_bytes()),
+                name: random.pick(&["a", "b", "c"]).to_string(),
+                kind: [SpanKind::Server, SpanKind::Client, SpanKind::Internal][random.below(3)],
+                start_ns,
+                end_ns: start_ns + random.below(100) as i64 * 1_000_000,
+                status: SpanStatus { code: StatusCode::ALL[random.below(3)], message: String::new() },
+                attributes,
+                ..Span::default()
+            };
+            let resource = resources[random.below(3)].clone();
+            match batch.iter_mut().find(|group| group.resource == resource) {
+                Some(group) => group.scope_spans[0].spans.push(span),
+                None => batch.push(ResourceSpans {
+                    resource,
+                    schema_url: String::new(),
+                    scope_spans: vec![ScopeSpans { spans: vec![span], ..ScopeSpans::default() }],
+                }),
+            }
+        }
+        storage.traces().append(TENANT, &batch).unwrap();
+        if t == 40 {
+            storage.traces().flush_all().unwrap();
+        }
+    }
+    use tripod_storage::traces::{SpanFilter, TracesQueryable};
+    let everything = storage.traces().search(TENANT, &SpanFilter::default(), NsRange::all(), 10_000).unwrap();
+    assert!(everything.complete && everything.traces.len() == 80);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (mut checked, mut partial) = (0, 0);
+    for round in 0..200 {
+        let text = random_spanset(&mut random, 2);
+        let text = match random.below(4) {
+            0 => format!("{text} | count() > 1"),
+            1 => format!("{text} | by(.a) | count() >= 2"),
+            _ => text,
+        };
+        let Ok(query) = parse(&text) else { continue };
+        let range =
+            if round % 3 == 0 { NsRange::new(1_020_000_000_000, 1_050_000_000_000).unwrap() } else { NsRange::all() };
+        let mut expected: Vec<TraceId> = everything
+            .traces
+            .iter()
+            .filter(|trace| !super::eval::evaluate(&super::eval::TraceView::new(trace, range), &query.root).is_empty())
+            .map(|trace| trace.trace_id)
+            .collect();
+        expected.sort();
+        let request = SearchRequest { range, limit: 10_000, spans_per_spanset: 3, deadline };
+        let mut got: Vec<TraceId> = search(storage.traces(), TENANT, &query, &request)
+            .unwrap()
+            .traces
+            .iter()
+            .map(|trace| trace.trace_id)
+            .collect();
+        got.sort();
+        assert_eq!(got, expected, "{text}");
+        checked += 1;
+        partial += usize::from(!expected.is_empty() && expected.len() < everything.traces.len());
+    }
+    assert!(checked > 150, "only {checked} random queries parsed");
+    assert!(partial > 50, "only {partial} random queries matched some traces but not all");
+}

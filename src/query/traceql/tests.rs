@@ -285,3 +285,81 @@ fn conditions_pushed_down() {
     // Event, link and instrumentation attributes have no store condition.
     assert_eq!(conditions(r#"{ event.x = 1 && link.y = 2 && instrumentation.z = 3 }"#), vec![]);
 }
+
+#[test]
+fn arbitrary_input_never_panics() {
+    // Fragments of TraceQL glued at random: every result is a query or a positioned error.
+    const FRAGMENTS: [&str; 48] = [
+        "{",
+        "}",
+        "(",
+        ")",
+        " ",
+        ".a",
+        "span.b",
+        "resource.\"c d\"",
+        "span:id",
+        "trace:duration",
+        "name",
+        "status",
+        "=",
+        "!=",
+        ">",
+        ">=",
+        "<",
+        "<=",
+        "=~",
+        "!~",
+        "&&",
+        "||",
+        "!",
+        ">>",
+        "<<",
+        "~",
+        "&>",
+        "!<",
+        "|",
+        "count()",
+        "avg(duration)",
+        "by(.a)",
+        "select(.a)",
+        "coalesce()",
+        "1",
+        "-2.5",
+        "100ms",
+        "\"x\"",
+        "`y`",
+        "nil",
+        "error",
+        "server",
+        "true",
+        "+",
+        "*",
+        "^",
+        "minInt",
+        "\"",
+    ];
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..20_000 {
+        let length = 1 + next() % 12;
+        let mut query = String::new();
+        for _ in 0..length {
+            query.push_str(FRAGMENTS[(next() % FRAGMENTS.len() as u64) as usize]);
+        }
+        match parse(&query) {
+            Ok(parsed) => {
+                let printed = parsed.to_string();
+                let again = parse(&printed).unwrap_or_else(|problem| panic!("{query} printed as {printed}: {problem}"));
+                assert_eq!(again.to_string(), printed, "{query}");
+                let _ = span_filter(&parsed);
+            }
+            Err(problem) => assert!(problem.to_string().starts_with("parse error at line "), "{query}: {problem}"),
+        }
+    }
+}
