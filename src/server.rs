@@ -470,6 +470,9 @@ async fn run_storage(
                             blocks_cut = report.metrics_blocks_cut,
                             compactions = report.metrics_compactions,
                             blocks_deleted = report.metrics_blocks_deleted,
+                            traces_blocks_cut = report.traces_blocks_cut,
+                            traces_compactions = report.traces_compactions,
+                            traces_blocks_deleted = report.traces_blocks_deleted,
                             wal_segments_removed = report.wal_segments_removed,
                             "storage maintenance done"
                         );

@@ -13,8 +13,7 @@
 //! count; an empty value inside an array or map becomes the empty string.
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
-use opentelemetry_proto::tonic::trace::v1 as otlp;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use tripod_storage::traces::{
     AttrValue, Attributes, DEFAULT_TENANT, Resource, ResourceSpans, Scope, ScopeSpans, Span, SpanEvent, SpanId,
     SpanKind, SpanLink, SpanStatus, StatusCode, TraceId, TracesAppendCounts, TracesAppender, TracesError,
@@ -175,194 +174,333 @@ fn attributes_of(attributes: Vec<KeyValue>) -> Option<(Attributes, u32)> {
     Some((out, dropped))
 }
 
-fn kind_of(kind: i32) -> SpanKind {
+/// OTLP's span kind number in the store's model (an unknown number is unspecified).
+pub fn kind_of(kind: i32) -> SpanKind {
     u8::try_from(kind).ok().and_then(SpanKind::from_u8).unwrap_or_default()
 }
 
-fn status_of(status: Option<otlp::Status>) -> SpanStatus {
-    match status {
-        Some(status) => SpanStatus {
-            code: u8::try_from(status.code).ok().and_then(StatusCode::from_u8).unwrap_or_default(),
-            message: status.message,
-        },
-        None => SpanStatus::default(),
-    }
+/// OTLP's status code number in the store's model (an unknown number is unset).
+pub fn status_code_of(code: i32) -> StatusCode {
+    u8::try_from(code).ok().and_then(StatusCode::from_u8).unwrap_or_default()
 }
 
-/// One span in the store's model, or why it is refused.
-fn span_of(span: otlp::Span, translation: &mut Translation) -> Option<Span> {
-    let described = |span: &otlp::Span, problem: String| {
-        format!("{problem} (trace id {:?}, span id {:?})", hex(&span.trace_id), hex(&span.span_id))
-    };
-    if let Some(problem) = id_problem::<16>("trace id", &span.trace_id) {
-        translation.refuse(RefusalReason::InvalidTraceId, || described(&span, problem));
-        return None;
-    }
-    if let Some(problem) = id_problem::<8>("span id", &span.span_id) {
-        translation.refuse(RefusalReason::InvalidSpanId, || described(&span, problem));
-        return None;
-    }
-    let parent_span_id: Option<SpanId> = match span.parent_span_id.len() {
-        0 => None,
-        8 => Some(span.parent_span_id.as_slice().try_into().unwrap_or_default()).filter(|id| *id != [0; 8]),
-        length => {
-            let problem = format!("parent span id is {length} bytes, expected 8 or none");
-            translation.refuse(RefusalReason::InvalidParentSpanId, || described(&span, problem));
-            return None;
+/// Converted attributes: `None` when a value nests deeper than [`MAX_VALUE_DEPTH`]; the count
+/// includes the attributes dropped for having no value.
+pub type Converted = Option<(Attributes, u32)>;
+
+/// A link as sent, its attributes converted.
+#[derive(Debug)]
+pub struct LinkParts<'a> {
+    pub trace_id: &'a [u8],
+    pub span_id: &'a [u8],
+    pub trace_state: String,
+    pub attributes: Converted,
+    pub dropped_attributes_count: u32,
+    pub flags: u32,
+}
+
+/// An event as sent, its attributes converted.
+#[derive(Debug)]
+pub struct EventParts {
+    pub time_unix_nano: u64,
+    pub name: String,
+    pub attributes: Converted,
+    pub dropped_attributes_count: u32,
+}
+
+/// A span as sent (IDs still raw bytes), its attributes converted: what both decoders (OTLP's
+/// types, and the wire format read directly) hand to [`BatchBuilder::add_span`].
+#[derive(Debug, Default)]
+pub struct SpanParts<'a> {
+    pub trace_id: &'a [u8],
+    pub span_id: &'a [u8],
+    pub parent_span_id: &'a [u8],
+    pub trace_state: String,
+    pub name: String,
+    pub kind: i32,
+    pub start_time_unix_nano: u64,
+    pub end_time_unix_nano: u64,
+    pub attributes: Converted,
+    pub dropped_attributes_count: u32,
+    pub events: Vec<EventParts>,
+    pub dropped_events_count: u32,
+    pub links: Vec<LinkParts<'a>>,
+    pub dropped_links_count: u32,
+    pub status_message: String,
+    pub status_code: i32,
+    pub flags: u32,
+}
+
+/// Builds a [`Translation`] group by group and span by span, judging each span. Both decoders
+/// drive it in the order of the request, so they refuse the same spans with the same messages.
+#[derive(Debug, Default)]
+pub struct BatchBuilder {
+    translation: Translation,
+    /// The resource group being filled; `None` inside a resource refused for its attributes.
+    resource: Option<ResourceSpans>,
+    /// The scope group being filled; `None` inside a scope refused for its attributes.
+    scope: Option<ScopeSpans>,
+    /// Why spans of the current resource or scope are refused whatever they hold.
+    refused_owner: Option<&'static str>,
+}
+
+impl BatchBuilder {
+    /// Starts a resource group; `attributes` `None` refuses every span in it.
+    pub fn start_resource(&mut self, attributes: Converted, dropped_attributes_count: u32, schema_url: String) {
+        self.end_resource();
+        match attributes {
+            Some((attributes, dropped)) => {
+                self.refused_owner = None;
+                self.resource = Some(ResourceSpans {
+                    resource: Resource {
+                        attributes,
+                        dropped_attributes_count: dropped_attributes_count.saturating_add(dropped),
+                    },
+                    schema_url,
+                    scope_spans: Vec::new(),
+                });
+            }
+            None => self.refused_owner = Some("resource "),
         }
-    };
-    // Both lengths were checked above.
-    let trace_id: TraceId = span.trace_id.as_slice().try_into().unwrap_or_default();
-    let span_id: SpanId = span.span_id.as_slice().try_into().unwrap_or_default();
-    let too_deep = |translation: &mut Translation| {
-        translation.refuse(RefusalReason::AttributesTooDeep, || {
-            format!(
-                "attribute values nest deeper than {MAX_VALUE_DEPTH} levels (trace id {:?}, span id {:?})",
-                hex(&trace_id),
-                hex(&span_id)
-            )
-        });
-    };
-
-    let Some((attributes, dropped_attributes)) = attributes_of(span.attributes) else {
-        too_deep(translation);
-        return None;
-    };
-    let mut events = Vec::with_capacity(span.events.len());
-    for event in span.events {
-        let Some((event_attributes, dropped)) = attributes_of(event.attributes) else {
-            too_deep(translation);
-            return None;
-        };
-        events.push(SpanEvent {
-            time_ns: nanos(event.time_unix_nano),
-            name: event.name,
-            attributes: event_attributes,
-            dropped_attributes_count: event.dropped_attributes_count.saturating_add(dropped),
-        });
     }
-    let mut links = Vec::with_capacity(span.links.len());
-    let mut dropped_links = 0u32;
-    for link in span.links {
-        let (Ok(link_trace_id), Ok(link_span_id)) =
-            (TraceId::try_from(link.trace_id.as_slice()), SpanId::try_from(link.span_id.as_slice()))
-        else {
-            dropped_links = dropped_links.saturating_add(1);
-            translation.dropped_links += 1;
-            if translation.dropped_link_example.is_none() {
-                translation.dropped_link_example = Some(format!(
-                    "a link's trace id {:?} or span id {:?} is not 16 and 8 bytes (trace id {:?}, span id {:?})",
-                    hex(&link.trace_id),
-                    hex(&link.span_id),
-                    hex(&trace_id),
-                    hex(&span_id)
-                ));
+
+    /// Starts a scope group within the current resource; `attributes` `None` refuses every span
+    /// in it.
+    pub fn start_scope(
+        &mut self,
+        name: String,
+        version: String,
+        attributes: Converted,
+        dropped_attributes_count: u32,
+        schema_url: String,
+    ) {
+        self.end_scope();
+        if self.resource.is_none() {
+            return;
+        }
+        match attributes {
+            Some((attributes, dropped)) => {
+                self.refused_owner = None;
+                self.scope = Some(ScopeSpans {
+                    scope: Scope {
+                        name,
+                        version,
+                        attributes,
+                        dropped_attributes_count: dropped_attributes_count.saturating_add(dropped),
+                    },
+                    schema_url,
+                    spans: Vec::new(),
+                });
             }
-            continue;
-        };
-        let Some((link_attributes, dropped)) = attributes_of(link.attributes) else {
-            too_deep(translation);
-            return None;
-        };
-        links.push(SpanLink {
-            trace_id: link_trace_id,
-            span_id: link_span_id,
-            trace_state: link.trace_state,
-            attributes: link_attributes,
-            dropped_attributes_count: link.dropped_attributes_count.saturating_add(dropped),
-            flags: link.flags,
-        });
+            None => self.refused_owner = Some("scope "),
+        }
     }
-    Some(Span {
-        trace_id,
-        span_id,
-        parent_span_id,
-        trace_state: span.trace_state,
-        name: span.name,
-        kind: kind_of(span.kind),
-        start_ns: nanos(span.start_time_unix_nano),
-        end_ns: nanos(span.end_time_unix_nano),
-        status: status_of(span.status),
-        attributes,
-        events,
-        links,
-        flags: span.flags,
-        dropped_attributes_count: span.dropped_attributes_count.saturating_add(dropped_attributes),
-        dropped_events_count: span.dropped_events_count,
-        dropped_links_count: span.dropped_links_count.saturating_add(dropped_links),
-    })
-}
 
-fn scope_of(scope: Option<InstrumentationScope>) -> Option<Scope> {
-    let Some(scope) = scope else { return Some(Scope::default()) };
-    let (attributes, dropped) = attributes_of(scope.attributes)?;
-    Some(Scope {
-        name: scope.name,
-        version: scope.version,
-        attributes,
-        dropped_attributes_count: scope.dropped_attributes_count.saturating_add(dropped),
-    })
-}
+    fn end_scope(&mut self) {
+        if let Some(scope) = self.scope.take()
+            && !scope.spans.is_empty()
+            && let Some(resource) = &mut self.resource
+        {
+            resource.scope_spans.push(scope);
+        }
+    }
 
-/// Takes a request apart into the store's model, judging each span.
-pub fn translate(request: ExportTraceServiceRequest) -> Translation {
-    let mut translation = Translation::default();
-    let mut batch = Vec::with_capacity(request.resource_spans.len());
-    for resource_spans in request.resource_spans {
-        let spans_in = |scopes: &[otlp::ScopeSpans]| scopes.iter().map(|scope| scope.spans.len() as u64).sum::<u64>();
-        translation.received_spans += spans_in(&resource_spans.scope_spans);
-        let resource = match resource_spans.resource {
-            Some(resource) => attributes_of(resource.attributes).map(|(attributes, dropped)| Resource {
+    fn end_resource(&mut self) {
+        self.end_scope();
+        if let Some(resource) = self.resource.take()
+            && !resource.scope_spans.is_empty()
+        {
+            self.translation.batch.push(resource);
+        }
+        self.refused_owner = None;
+    }
+
+    /// Judges one span of the current scope: stored, or refused under its reason.
+    pub fn add_span(&mut self, parts: SpanParts<'_>) {
+        self.translation.received_spans += 1;
+        let translation = &mut self.translation;
+        let described =
+            |problem: &str| format!("{problem} (trace id {:?}, span id {:?})", hex(parts.trace_id), hex(parts.span_id));
+        let Some(scope) = self.scope.as_mut() else {
+            let owner = self.refused_owner.unwrap_or("");
+            translation.refuse(RefusalReason::AttributesTooDeep, || {
+                described(&format!("{owner}attribute values nest deeper than {MAX_VALUE_DEPTH} levels"))
+            });
+            return;
+        };
+        if let Some(problem) = id_problem::<16>("trace id", parts.trace_id) {
+            translation.refuse(RefusalReason::InvalidTraceId, || described(&problem));
+            return;
+        }
+        if let Some(problem) = id_problem::<8>("span id", parts.span_id) {
+            translation.refuse(RefusalReason::InvalidSpanId, || described(&problem));
+            return;
+        }
+        let parent_span_id: Option<SpanId> = match parts.parent_span_id.len() {
+            0 => None,
+            8 => SpanId::try_from(parts.parent_span_id).ok().filter(|id| *id != [0; 8]),
+            length => {
+                let problem = format!("parent span id is {length} bytes, expected 8 or none");
+                translation.refuse(RefusalReason::InvalidParentSpanId, || described(&problem));
+                return;
+            }
+        };
+        // Links whose IDs cannot be kept are dropped, so their attributes do not count.
+        let kept_link = |link: &LinkParts<'_>| link.trace_id.len() == 16 && link.span_id.len() == 8;
+        let too_deep = parts.attributes.is_none()
+            || parts.events.iter().any(|event| event.attributes.is_none())
+            || parts.links.iter().any(|link| kept_link(link) && link.attributes.is_none());
+        if too_deep {
+            translation.refuse(RefusalReason::AttributesTooDeep, || {
+                described(&format!("attribute values nest deeper than {MAX_VALUE_DEPTH} levels"))
+            });
+            return;
+        }
+        // Every length was checked above.
+        let trace_id = TraceId::try_from(parts.trace_id).unwrap_or_default();
+        let span_id = SpanId::try_from(parts.span_id).unwrap_or_default();
+        let (attributes, dropped_attributes) = parts.attributes.unwrap_or_default();
+        let mut events = Vec::with_capacity(parts.events.len());
+        for event in parts.events {
+            let (attributes, dropped) = event.attributes.unwrap_or_default();
+            events.push(SpanEvent {
+                time_ns: nanos(event.time_unix_nano),
+                name: event.name,
                 attributes,
-                dropped_attributes_count: resource.dropped_attributes_count.saturating_add(dropped),
-            }),
-            None => Some(Resource::default()),
-        };
-        let Some(resource) = resource else {
-            // Every span of the resource is refused with it.
-            for scope in &resource_spans.scope_spans {
-                for span in &scope.spans {
-                    translation.refuse(RefusalReason::AttributesTooDeep, || {
-                        format!(
-                            "resource attribute values nest deeper than {MAX_VALUE_DEPTH} levels (trace id {:?}, span id {:?})",
-                            hex(&span.trace_id),
-                            hex(&span.span_id)
-                        )
-                    });
-                }
-            }
-            continue;
-        };
-        let mut scope_spans = Vec::with_capacity(resource_spans.scope_spans.len());
-        for otlp_scope in resource_spans.scope_spans {
-            let Some(scope) = scope_of(otlp_scope.scope) else {
-                for span in &otlp_scope.spans {
-                    translation.refuse(RefusalReason::AttributesTooDeep, || {
-                        format!(
-                            "scope attribute values nest deeper than {MAX_VALUE_DEPTH} levels (trace id {:?}, span id {:?})",
-                            hex(&span.trace_id),
-                            hex(&span.span_id)
-                        )
-                    });
+                dropped_attributes_count: event.dropped_attributes_count.saturating_add(dropped),
+            });
+        }
+        let mut links = Vec::with_capacity(parts.links.len());
+        let mut dropped_links = 0u32;
+        for link in parts.links {
+            let (Ok(link_trace_id), Ok(link_span_id)) =
+                (TraceId::try_from(link.trace_id), SpanId::try_from(link.span_id))
+            else {
+                dropped_links = dropped_links.saturating_add(1);
+                translation.dropped_links += 1;
+                if translation.dropped_link_example.is_none() {
+                    translation.dropped_link_example = Some(format!(
+                        "a link's trace id {:?} or span id {:?} is not 16 and 8 bytes (trace id {:?}, span id {:?})",
+                        hex(link.trace_id),
+                        hex(link.span_id),
+                        hex(&trace_id),
+                        hex(&span_id)
+                    ));
                 }
                 continue;
             };
-            let mut spans = Vec::with_capacity(otlp_scope.spans.len());
-            for span in otlp_scope.spans {
-                if let Some(span) = span_of(span, &mut translation) {
-                    spans.push(span);
-                }
-            }
-            if !spans.is_empty() {
-                scope_spans.push(ScopeSpans { scope, schema_url: otlp_scope.schema_url, spans });
-            }
+            let (attributes, dropped) = link.attributes.unwrap_or_default();
+            links.push(SpanLink {
+                trace_id: link_trace_id,
+                span_id: link_span_id,
+                trace_state: link.trace_state,
+                attributes,
+                dropped_attributes_count: link.dropped_attributes_count.saturating_add(dropped),
+                flags: link.flags,
+            });
         }
-        if !scope_spans.is_empty() {
-            batch.push(ResourceSpans { resource, schema_url: resource_spans.schema_url, scope_spans });
+        scope.spans.push(Span {
+            trace_id,
+            span_id,
+            parent_span_id,
+            trace_state: parts.trace_state,
+            name: parts.name,
+            kind: kind_of(parts.kind),
+            start_ns: nanos(parts.start_time_unix_nano),
+            end_ns: nanos(parts.end_time_unix_nano),
+            status: SpanStatus { code: status_code_of(parts.status_code), message: parts.status_message },
+            attributes,
+            events,
+            links,
+            flags: parts.flags,
+            dropped_attributes_count: parts.dropped_attributes_count.saturating_add(dropped_attributes),
+            dropped_events_count: parts.dropped_events_count,
+            dropped_links_count: parts.dropped_links_count.saturating_add(dropped_links),
+        });
+    }
+
+    /// The translation, once every group is added.
+    pub fn finish(mut self) -> Translation {
+        self.end_resource();
+        self.translation
+    }
+}
+
+/// Takes a request in OTLP's types apart into the store's model, judging each span.
+pub fn translate(request: ExportTraceServiceRequest) -> Translation {
+    let mut builder = BatchBuilder::default();
+    builder.translation.batch.reserve(request.resource_spans.len());
+    for resource_spans in request.resource_spans {
+        let (attributes, dropped) = match resource_spans.resource {
+            Some(resource) => (attributes_of(resource.attributes), resource.dropped_attributes_count),
+            None => (Some((Vec::new(), 0)), 0),
+        };
+        builder.start_resource(attributes, dropped, resource_spans.schema_url);
+        for scope_spans in resource_spans.scope_spans {
+            let scope = scope_spans.scope.unwrap_or_default();
+            builder.start_scope(
+                scope.name,
+                scope.version,
+                attributes_of(scope.attributes),
+                scope.dropped_attributes_count,
+                scope_spans.schema_url,
+            );
+            for span in scope_spans.spans {
+                let status = span.status.unwrap_or_default();
+                let events = span
+                    .events
+                    .into_iter()
+                    .map(|event| EventParts {
+                        time_unix_nano: event.time_unix_nano,
+                        name: event.name,
+                        attributes: attributes_of(event.attributes),
+                        dropped_attributes_count: event.dropped_attributes_count,
+                    })
+                    .collect();
+                // The links' IDs are moved out first, so that the parts can borrow them.
+                let mut link_ids = Vec::with_capacity(span.links.len());
+                let mut link_rest = Vec::with_capacity(span.links.len());
+                for link in span.links {
+                    link_ids.push((link.trace_id, link.span_id));
+                    link_rest.push((link.trace_state, link.attributes, link.dropped_attributes_count, link.flags));
+                }
+                let links = link_rest
+                    .into_iter()
+                    .zip(&link_ids)
+                    .map(|((trace_state, attributes, dropped_attributes_count, flags), (trace_id, span_id))| {
+                        LinkParts {
+                            trace_id,
+                            span_id,
+                            trace_state,
+                            attributes: attributes_of(attributes),
+                            dropped_attributes_count,
+                            flags,
+                        }
+                    })
+                    .collect();
+                builder.add_span(SpanParts {
+                    trace_id: &span.trace_id,
+                    span_id: &span.span_id,
+                    parent_span_id: &span.parent_span_id,
+                    trace_state: span.trace_state,
+                    name: span.name,
+                    kind: span.kind,
+                    start_time_unix_nano: span.start_time_unix_nano,
+                    end_time_unix_nano: span.end_time_unix_nano,
+                    attributes: attributes_of(span.attributes),
+                    dropped_attributes_count: span.dropped_attributes_count,
+                    events,
+                    dropped_events_count: span.dropped_events_count,
+                    links,
+                    dropped_links_count: span.dropped_links_count,
+                    status_message: status.message,
+                    status_code: status.code,
+                    flags: span.flags,
+                });
+            }
         }
     }
-    translation.batch = batch;
-    translation
+    builder.finish()
 }
 
 /// What became of an export.
@@ -423,17 +561,15 @@ impl ExportOutcome {
     }
 }
 
-/// Translates a request and appends what can be stored. `received_bytes` is the request's size
-/// as protobuf when the caller knows it (else it is computed). Errors are the store's: nothing
-/// of the request was stored.
+/// Appends what a translated request can store. `received_bytes` is the request's size as
+/// protobuf. Errors are the store's: nothing of the request was stored.
 pub fn export(
     store: &dyn TracesAppender,
     tenant: &str,
-    request: ExportTraceServiceRequest,
-    received_bytes: Option<usize>,
+    translation: Translation,
+    received_bytes: usize,
 ) -> Result<ExportOutcome, TracesError> {
-    let received_bytes = received_bytes.unwrap_or_else(|| prost::Message::encoded_len(&request)) as u64;
-    let translation = translate(request);
+    let received_bytes = received_bytes as u64;
     let stored = if translation.batch.is_empty() {
         TracesAppendCounts::default()
     } else {
@@ -459,8 +595,9 @@ pub fn export(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry_proto::tonic::common::v1::{ArrayValue, KeyValueList};
+    use opentelemetry_proto::tonic::common::v1::{ArrayValue, InstrumentationScope, KeyValueList};
     use opentelemetry_proto::tonic::resource::v1::Resource as OtlpResource;
+    use opentelemetry_proto::tonic::trace::v1 as otlp;
 
     fn any(value: any_value::Value) -> Option<AnyValue> {
         Some(AnyValue { value: Some(value) })

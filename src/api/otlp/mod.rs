@@ -7,6 +7,7 @@
 pub mod logs;
 pub mod metrics;
 pub mod traces;
+pub mod traces_wire;
 
 use axum::Router;
 use axum::routing::post;

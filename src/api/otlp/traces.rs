@@ -22,19 +22,37 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use prost::Message;
 
 use super::metrics::{Encoding, OtlpHttpError, decode_body, encoding_of};
+use super::traces_wire::decode_export;
 use crate::api::AppState;
 use crate::api::error::{ApiError, ErrorKind};
 use crate::api::loki::push::{ORG_ID_HEADER, body_or_error};
 use crate::ingest::logs::TenantError;
-use crate::ingest::otlp_traces::{self, ExportOutcome, resolve_traces_tenant};
+use crate::ingest::otlp_traces::{self, ExportOutcome, Translation, resolve_traces_tenant};
 
-pub fn decode_request(bytes: &[u8], encoding: Encoding) -> Result<ExportTraceServiceRequest, ApiError> {
+/// A request in the store's model, and its size as protobuf (what Tempo counts as received).
+#[derive(Debug)]
+pub struct DecodedExport {
+    pub translation: Translation,
+    pub protobuf_bytes: usize,
+}
+
+/// Decodes a body: protobuf straight into the store's model, JSON through OTLP's types.
+pub fn decode_request(bytes: &[u8], encoding: Encoding) -> Result<DecodedExport, ApiError> {
     match encoding {
-        Encoding::Protobuf => ExportTraceServiceRequest::decode(bytes)
-            .map_err(|error| ApiError::bad_data(format!("body is not an OTLP traces protobuf message: {error}"))),
-        Encoding::Json => serde_json::from_slice(bytes)
-            .map_err(|error| ApiError::bad_data(format!("body is not OTLP traces JSON: {error}"))),
+        Encoding::Protobuf => decode_protobuf(bytes),
+        Encoding::Json => {
+            let request: ExportTraceServiceRequest = serde_json::from_slice(bytes)
+                .map_err(|error| ApiError::bad_data(format!("body is not OTLP traces JSON: {error}")))?;
+            let protobuf_bytes = request.encoded_len();
+            Ok(DecodedExport { translation: otlp_traces::translate(request), protobuf_bytes })
+        }
     }
+}
+
+fn decode_protobuf(bytes: &[u8]) -> Result<DecodedExport, ApiError> {
+    let translation = decode_export(bytes)
+        .map_err(|error| ApiError::bad_data(format!("body is not an OTLP traces protobuf message: {error}")))?;
+    Ok(DecodedExport { translation, protobuf_bytes: bytes.len() })
 }
 
 /// The tenant a write goes to, from `X-Scope-OrgID` when multi-tenancy is on.
@@ -46,18 +64,14 @@ pub fn write_tenant(state: &AppState, org_id: Option<&str>) -> Result<String, Ap
 }
 
 /// Translates and stores a request off the async runtime, and counts it.
-async fn export(
-    state: &AppState,
-    tenant: String,
-    request: ExportTraceServiceRequest,
-    received_bytes: Option<usize>,
-) -> Result<ExportOutcome, ApiError> {
+async fn export(state: &AppState, tenant: String, decoded: DecodedExport) -> Result<ExportOutcome, ApiError> {
     let storage = state.storage()?.clone();
-    let outcome =
-        tokio::task::spawn_blocking(move || otlp_traces::export(storage.traces(), &tenant, request, received_bytes))
-            .await
-            .map_err(|error| ApiError::internal(format!("otlp traces export task failed: {error}")))?
-            .map_err(|error| ApiError::internal(format!("storing otlp traces: {error}")))?;
+    let outcome = tokio::task::spawn_blocking(move || {
+        otlp_traces::export(storage.traces(), &tenant, decoded.translation, decoded.protobuf_bytes)
+    })
+    .await
+    .map_err(|error| ApiError::internal(format!("otlp traces export task failed: {error}")))?
+    .map_err(|error| ApiError::internal(format!("storing otlp traces: {error}")))?;
     state.telemetry().record_traces_export(&outcome);
     if outcome.rejected_spans() > 0 {
         tracing::debug!(
@@ -104,12 +118,13 @@ pub async fn http_export(
         let tenant = write_tenant(&state, org_id)?;
         let encoding = encoding_of(&headers)?;
         let body = body_or_error(&state, body)?;
-        let bytes = decode_body(&headers, &body, state.limits().max_decompressed_bytes)?;
+        let decoded = if is_identity(&headers) {
+            decode_request(&body, encoding)?
+        } else {
+            decode_request(&decode_body(&headers, &body, state.limits().max_decompressed_bytes)?, encoding)?
+        };
         drop(body);
-        let request = decode_request(&bytes, encoding)?;
-        let received_bytes = (encoding == Encoding::Protobuf).then_some(bytes.len());
-        drop(bytes);
-        let outcome = export(&state, tenant, request, received_bytes).await?;
+        let outcome = export(&state, tenant, decoded).await?;
         let response = response_of(&outcome);
         let body = match encoding {
             Encoding::Protobuf => response.encode_to_vec(),
@@ -121,6 +136,15 @@ pub async fn http_export(
     }
     .await;
     result.unwrap_or_else(|error| OtlpHttpError::new(error, encoding).into_response())
+}
+
+/// Whether the body is sent as is (no `Content-Encoding`, or `identity`), so it is read in
+/// place rather than copied.
+fn is_identity(headers: &HeaderMap) -> bool {
+    headers.get(header::CONTENT_ENCODING).and_then(|value| value.to_str().ok()).is_none_or(|value| {
+        let value = value.trim();
+        value.is_empty() || value.eq_ignore_ascii_case("identity")
+    })
 }
 
 /// The gRPC codec of `Export`: protobuf both ways. A request that does not decode is answered
@@ -136,7 +160,7 @@ pub struct ExportDecoder;
 
 impl tonic::codec::Codec for ExportCodec {
     type Encode = ExportTraceServiceResponse;
-    type Decode = ExportTraceServiceRequest;
+    type Decode = DecodedExport;
     type Encoder = ExportEncoder;
     type Decoder = ExportDecoder;
 
@@ -159,13 +183,13 @@ impl tonic::codec::Encoder for ExportEncoder {
 }
 
 impl tonic::codec::Decoder for ExportDecoder {
-    type Item = ExportTraceServiceRequest;
+    type Item = DecodedExport;
     type Error = tonic::Status;
 
     fn decode(&mut self, buffer: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Self::Item>, tonic::Status> {
-        ExportTraceServiceRequest::decode(buffer).map(Some).map_err(|error| {
-            tonic::Status::invalid_argument(format!("body is not an OTLP traces protobuf message: {error}"))
-        })
+        // The message is one contiguous buffer in practice, so this does not copy.
+        let bytes = bytes::Buf::copy_to_bytes(buffer, bytes::Buf::remaining(buffer));
+        decode_protobuf(&bytes).map(Some).map_err(tonic::Status::from)
     }
 }
 
@@ -174,16 +198,16 @@ struct ExportMethod {
     state: AppState,
 }
 
-impl tonic::server::UnaryService<ExportTraceServiceRequest> for ExportMethod {
+impl tonic::server::UnaryService<DecodedExport> for ExportMethod {
     type Response = ExportTraceServiceResponse;
     type Future = tonic::codegen::BoxFuture<tonic::Response<ExportTraceServiceResponse>, tonic::Status>;
 
-    fn call(&mut self, request: tonic::Request<ExportTraceServiceRequest>) -> Self::Future {
+    fn call(&mut self, request: tonic::Request<DecodedExport>) -> Self::Future {
         let state = self.state.clone();
         Box::pin(async move {
             let org_id = request.metadata().get(ORG_ID_HEADER).map(|value| value.to_str().unwrap_or("\u{fffd}"));
             let tenant = write_tenant(&state, org_id)?;
-            let outcome = export(&state, tenant, request.into_inner(), None).await?;
+            let outcome = export(&state, tenant, request.into_inner()).await?;
             Ok(tonic::Response::new(response_of(&outcome)))
         })
     }
