@@ -30,7 +30,12 @@ fn malformed(what: &str, error: WireError) -> ApiError {
 /// Text from the body: borrowed when it is valid UTF-8, else with each invalid sequence
 /// replaced by U+FFFD (a log line is kept, not refused, for a stray byte).
 fn text(bytes: &[u8]) -> Cow<'_, str> {
-    String::from_utf8_lossy(bytes)
+    // The strict check is the fast path (whole words of ASCII at a time); the lossy scan runs
+    // only for the rare line that needs replacements.
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
 }
 
 /// A label string must be exact: invalid UTF-8 there is an error, not a replacement.
