@@ -384,7 +384,8 @@ impl Lexer {
         let word = self.take_while(|c| c.is_alphanumeric() || c == '_');
         match self.peek(0) {
             Some('.') => {
-                let Some(scope) = ScopeWord::from_word(&word).filter(|scope| *scope != ScopeWord::Trace) else {
+                // `trace.x` is a token, refused by the parser: the trace scope has intrinsics only.
+                let Some(scope) = ScopeWord::from_word(&word) else {
                     return Err(error(
                         start,
                         format!(

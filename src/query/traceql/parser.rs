@@ -705,7 +705,11 @@ impl Parser {
                     Some(ScopeWord::Link) => AttrScope::Link,
                     Some(ScopeWord::Instrumentation) => AttrScope::Instrumentation,
                     Some(ScopeWord::Trace) => {
-                        return Err(error(position, "the trace scope has intrinsics only (trace:duration, ...)"));
+                        return Err(error(
+                            position,
+                            "the trace scope has intrinsics only (trace:id, trace:duration, trace:rootName, \
+                             trace:rootService), no attributes",
+                        ));
                     }
                 };
                 Ok(Typed {

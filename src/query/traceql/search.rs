@@ -4,8 +4,8 @@
 //! The store answers a search with at most `limit` candidate traces that have a span
 //! satisfying the pushed-down conditions, and says whether that was all of them. The scan asks
 //! for the limit first (a selective query ends there), then for [`MAX_TRACES_PER_REQUEST`];
-//! while a range holds more candidates than that, it is split at the median start of the
-//! candidates seen, and the newer part is searched first. A range is evaluated only once all
+//! while a range holds more candidates than that, it is halved (from the earliest candidate
+//! seen to its end) and the newer half is searched first. A range is evaluated only once all
 //! its candidates are in hand, and the scan stops after the range in which the limit was
 //! reached, so the answer holds the most recent matches whatever order the store found them
 //! in. Candidates already evaluated are skipped, and the deadline is checked before every
@@ -34,9 +34,6 @@ const MAX_TRACES_PER_REQUEST: usize = 64;
 /// The most matching traces a filtered tag-values request inspects.
 const TAG_VALUES_MAX_TRACES: usize = 5000;
 
-/// Range splits at the median candidate start before splits fall back to halving.
-const MEDIAN_SPLITS: u32 = 24;
-
 /// Traces evaluated between two deadline checks.
 const DEADLINE_CHECK_EVERY: usize = 32;
 
@@ -55,7 +52,7 @@ pub fn search(
     let fields = output_fields(query);
     let mut scan = Scan::new(store, tenant, span_filter(query), request.deadline, request.limit, request.limit);
     let mut matches = Vec::new();
-    scan.run(request.range, 0, &mut |trace| {
+    scan.run(request.range, 0, None, &mut |trace| {
         let view = TraceView::new(trace, request.range);
         let sets = evaluate(&view, &query.root);
         if sets.is_empty() {
@@ -98,7 +95,7 @@ pub fn tag_values(
     let mut distinct = 0;
     let mut scan =
         Scan::new(store, tenant, span_filter(query), deadline, TAG_VALUES_MAX_TRACES, MAX_TRACES_PER_REQUEST);
-    scan.run(range, 0, &mut |trace| {
+    scan.run(range, 0, None, &mut |trace| {
         let view = TraceView::new(trace, range);
         let sets = evaluate(&view, &query.root);
         if sets.is_empty() {
@@ -176,6 +173,14 @@ fn refuse_metrics(query: &Query) -> Result<(), TraceqlError> {
 // ---------------------------------------------------------------------------------------------
 // The scan
 
+/// How a range's scan ended.
+enum Flow {
+    /// Nothing more is needed.
+    Stop,
+    /// Every candidate of the range was visited; this many (counting each range's once).
+    Done { candidates: usize },
+}
+
 /// What a visitor made of a candidate trace.
 enum Visit {
     /// The trace matched; it counts towards the wanted number.
@@ -231,60 +236,74 @@ impl<'s> Scan<'s> {
         if Instant::now() >= self.deadline { Err(TraceqlError::Timeout) } else { Ok(()) }
     }
 
-    /// Visits the candidates of `range` not seen yet, newest part of the range first; `true`
-    /// once the scan should stop.
+    /// Visits the candidates of `range` not seen yet, newest part of the range first.
+    /// `known_large` says the range is known to hold more candidates than one request may
+    /// return, with the starts of some of them.
     fn run(
         &mut self,
         range: NsRange,
         depth: u32,
+        known_large: Option<Vec<i64>>,
         visit: &mut dyn FnMut(&SearchTrace) -> Visit,
-    ) -> Result<bool, TraceqlError> {
+    ) -> Result<Flow, TraceqlError> {
         let cap = self.cap;
-        let mut ask = if depth == 0 { self.first_ask } else { cap };
         let (start, end) = (range.start_ns(), range.end_ns());
-        let mut starts = Vec::new();
-        loop {
-            self.check_deadline()?;
-            let result = self.store.search(self.tenant, &self.filter, range, ask)?;
-            let stats = result.stats;
-            self.metrics.inspected_traces += stats.inspected_traces;
-            self.metrics.inspected_spans += stats.inspected_spans;
-            self.metrics.inspected_bytes += stats.inspected_bytes;
-            self.metrics.total_blocks = self.metrics.total_blocks.max(stats.blocks_total);
-            self.metrics.skipped_blocks = self.metrics.skipped_blocks.max(stats.blocks_skipped);
-            // Candidates of an incomplete answer are the store's pick, not the newest: they are
-            // visited only when the range cannot be split any further.
-            if result.complete || (ask >= cap && start >= end) {
-                for trace in &result.traces {
-                    if self.visit(trace, visit)? {
-                        return Ok(true);
+        let starts = match known_large {
+            Some(starts) if start < end => starts,
+            _ => {
+                let mut ask = if depth == 0 { self.first_ask } else { cap };
+                loop {
+                    self.check_deadline()?;
+                    let result = self.store.search(self.tenant, &self.filter, range, ask)?;
+                    let stats = result.stats;
+                    self.metrics.inspected_traces += stats.inspected_traces;
+                    self.metrics.inspected_spans += stats.inspected_spans;
+                    self.metrics.inspected_bytes += stats.inspected_bytes;
+                    self.metrics.total_blocks = self.metrics.total_blocks.max(stats.blocks_total);
+                    self.metrics.skipped_blocks = self.metrics.skipped_blocks.max(stats.blocks_skipped);
+                    // Candidates of an incomplete answer are the store's pick, not the newest:
+                    // they are visited only when the range cannot be split any further.
+                    if result.complete || (ask >= cap && start >= end) {
+                        for trace in &result.traces {
+                            if self.visit(trace, visit)? {
+                                return Ok(Flow::Stop);
+                            }
+                        }
+                        if self.matched >= self.wanted {
+                            return Ok(Flow::Stop);
+                        }
+                        return Ok(Flow::Done { candidates: result.traces.len() });
                     }
+                    if ask >= cap {
+                        break result.traces.iter().map(|trace| trace.start_ns).collect::<Vec<i64>>();
+                    }
+                    ask = cap;
                 }
-                return Ok(self.matched >= self.wanted);
             }
-            if ask >= cap {
-                starts.extend(result.traces.iter().map(|trace| trace.start_ns));
-                break;
-            }
-            ask = cap;
-        }
-        // Too many candidates for one request: split at the median start seen, newer part first.
-        starts.sort_unstable();
-        let median = starts.get(starts.len() / 2).copied().unwrap_or(end);
-        // The median keeps both parts busy; past a few levels, halving bounds the recursion.
-        let split = if depth < MEDIAN_SPLITS && median > start && median <= end {
-            median
-        } else {
-            ((i128::from(start) + i128::from(end)) / 2 + 1) as i64
         };
-        let newer = NsRange::new(split, end);
-        let older = NsRange::new(start, split - 1);
-        for part in [newer, older].into_iter().flatten() {
-            if self.run(part, depth + 1, visit)? {
-                return Ok(true);
+        // Too many candidates for one request: halve the range, newer half first. The earliest
+        // candidate seen makes a better lower end than the range's (an open range starts at the
+        // dawn of time); either way both parts are smaller than the range, and every candidate
+        // is in one of them.
+        let low = starts.iter().min().map_or(start, |&earliest| earliest.max(start));
+        let low = if low < end { low } else { start };
+        let split = ((i128::from(low) + i128::from(end)) / 2 + 1) as i64;
+        let mut candidates = 0;
+        if let Some(newer) = NsRange::new(split, end) {
+            match self.run(newer, depth + 1, None, visit)? {
+                Flow::Stop => return Ok(Flow::Stop),
+                Flow::Done { candidates: found } => candidates = found,
             }
         }
-        Ok(false)
+        let Some(older) = NsRange::new(start, split - 1) else {
+            return Ok(Flow::Done { candidates });
+        };
+        // With nothing in the newer half, the older one holds every candidate: no need to ask.
+        let older_large = (candidates == 0).then(|| starts.into_iter().filter(|&at| at < split).collect());
+        match self.run(older, depth + 1, older_large, visit)? {
+            Flow::Stop => Ok(Flow::Stop),
+            Flow::Done { candidates: found } => Ok(Flow::Done { candidates: candidates + found }),
+        }
     }
 
     /// Visits one candidate unless seen; `true` once the scan should stop.
