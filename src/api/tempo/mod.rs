@@ -6,6 +6,8 @@
 //! a store call off the async runtime under the query deadline ([`run_query`]). Errors are
 //! answered as Tempo answers them: plain text, through [`TempoError`].
 
+pub mod search;
+pub mod tags;
 pub mod trace;
 
 use std::time::Duration;
@@ -34,6 +36,11 @@ pub fn router() -> Router<AppState> {
         .route("/api/status/buildinfo", get(buildinfo))
         .route("/api/traces/{id}", get(trace::trace_v1))
         .route("/api/v2/traces/{id}", get(trace::trace_v2))
+        .route("/api/search", get(search::search).post(search::search))
+        .route("/api/search/tags", get(tags::tag_names_v1).post(tags::tag_names_v1))
+        .route("/api/v2/search/tags", get(tags::tag_names_v2).post(tags::tag_names_v2))
+        .route("/api/search/tag/{tag}/values", get(tags::tag_values_v1).post(tags::tag_values_v1))
+        .route("/api/v2/search/tag/{tag}/values", get(tags::tag_values_v2).post(tags::tag_values_v2))
 }
 
 /// `GET /api/echo`: Grafana's health check for the datasource.
