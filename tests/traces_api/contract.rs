@@ -598,6 +598,10 @@ async fn tag_values_in_both_versions() {
     assert_eq!(values_v2(&server, "span:name", &[]).await, values_v2(&server, "name", &[]).await);
     assert_eq!(values_v2(&server, "rootServiceName", &[]).await, strings(&["checkout", "frontend"]));
     assert_eq!(values_v2(&server, "trace:rootName", &[]).await, strings(&["GET /", "GET /cart", "POST /pay"]));
+    assert_eq!(values_v2(&server, "event:name", &[]).await, strings(&["exception"]));
+    assert_eq!(values_v2(&server, "instrumentation:name", &[]).await, strings(&["tripod-tests"]));
+    assert_eq!(values_v2(&server, "instrumentation:version", &range).await, strings(&["1.0"]));
+    assert_eq!(values_v2(&server, "statusMessage", &[]).await, NO_VALUES);
     let keywords = |values: &[&str]| values.iter().map(|value| typed("keyword", value)).collect::<Vec<_>>();
     assert_eq!(values_v2(&server, "status", &range).await, keywords(&["error", "ok", "unset"]));
     assert_eq!(
