@@ -201,7 +201,13 @@ impl IntoResponse for LokiError {
 
 impl IntoResponse for TempoError {
     fn into_response(self) -> Response {
-        plain_text(self.0)
+        // Tempo, like Loki, answers a query past its deadline with 504.
+        let timed_out = self.0.kind == ErrorKind::Timeout;
+        let mut response = plain_text(self.0);
+        if timed_out {
+            *response.status_mut() = StatusCode::GATEWAY_TIMEOUT;
+        }
+        response
     }
 }
 
@@ -256,6 +262,8 @@ mod tests {
         assert_eq!(content_type, "text/plain; charset=utf-8");
         assert_eq!(body, "parse error at line 1, col 5: syntax error\n");
         let (status, _, _) = body_of(LokiError(ApiError::new(ErrorKind::Timeout, "too slow")).into_response()).await;
+        assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+        let (status, _, _) = body_of(TempoError(ApiError::new(ErrorKind::Timeout, "too slow")).into_response()).await;
         assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
         let (status, _, body) = body_of(TempoError(ApiError::not_found("trace not found")).into_response()).await;
         assert_eq!((status, body.as_str()), (StatusCode::NOT_FOUND, "trace not found\n"));

@@ -28,7 +28,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
@@ -133,15 +133,10 @@ pub(super) fn deadline(state: &AppState) -> Instant {
     Instant::now() + query_timeout(state)
 }
 
-/// Turns a handler's result into Tempo's answer: the response, or the error as plain text, a
-/// query past its deadline as 504 (Tempo's answer to an exceeded deadline).
+/// Turns a handler's result into Tempo's answer: the response, or the error as plain text (a
+/// query past its deadline as 504, as Tempo answers an exceeded deadline).
 pub(super) fn answer(result: Result<Response, ApiError>) -> Response {
-    let timed_out = matches!(&result, Err(error) if error.kind() == ErrorKind::Timeout);
-    let mut response = super::respond(result);
-    if timed_out {
-        *response.status_mut() = StatusCode::GATEWAY_TIMEOUT;
-    }
-    response
+    super::respond(result)
 }
 
 pub(super) fn json(value: &impl Serialize) -> Response {
