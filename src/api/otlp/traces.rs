@@ -63,15 +63,21 @@ pub fn write_tenant(state: &AppState, org_id: Option<&str>) -> Result<String, Ap
     })
 }
 
-/// Translates and stores a request off the async runtime, and counts it.
-async fn export(state: &AppState, tenant: String, decoded: DecodedExport) -> Result<ExportOutcome, ApiError> {
+/// Decodes (`decode`: decompress, decode, translate) and stores a request off the async
+/// runtime, and counts it.
+async fn export(
+    state: &AppState,
+    tenant: String,
+    decode: impl FnOnce() -> Result<DecodedExport, ApiError> + Send + 'static,
+) -> Result<ExportOutcome, ApiError> {
     let storage = state.storage()?.clone();
     let outcome = tokio::task::spawn_blocking(move || {
+        let decoded = decode()?;
         otlp_traces::export(storage.traces(), &tenant, decoded.translation, decoded.protobuf_bytes)
+            .map_err(|error| ApiError::internal(format!("storing otlp traces: {error}")))
     })
     .await
-    .map_err(|error| ApiError::internal(format!("otlp traces export task failed: {error}")))?
-    .map_err(|error| ApiError::internal(format!("storing otlp traces: {error}")))?;
+    .map_err(|error| ApiError::internal(format!("otlp traces export task failed: {error}")))??;
     state.telemetry().record_traces_export(&outcome);
     if outcome.rejected_spans() > 0 {
         tracing::debug!(
@@ -118,13 +124,15 @@ pub async fn http_export(
         let tenant = write_tenant(&state, org_id)?;
         let encoding = encoding_of(&headers)?;
         let body = body_or_error(&state, body)?;
-        let decoded = if is_identity(&headers) {
-            decode_request(&body, encoding)?
-        } else {
-            decode_request(&decode_body(&headers, &body, state.limits().max_decompressed_bytes)?, encoding)?
-        };
-        drop(body);
-        let outcome = export(&state, tenant, decoded).await?;
+        let max_decompressed_bytes = state.limits().max_decompressed_bytes;
+        let outcome = export(&state, tenant, move || {
+            if is_identity(&headers) {
+                decode_request(&body, encoding)
+            } else {
+                decode_request(&decode_body(&headers, &body, max_decompressed_bytes)?, encoding)
+            }
+        })
+        .await?;
         let response = response_of(&outcome);
         let body = match encoding {
             Encoding::Protobuf => response.encode_to_vec(),
@@ -147,8 +155,9 @@ fn is_identity(headers: &HeaderMap) -> bool {
     })
 }
 
-/// The gRPC codec of `Export`: protobuf both ways. A request that does not decode is answered
-/// `INVALID_ARGUMENT`, naming the problem, where the generated codec would answer `INTERNAL`.
+/// The gRPC codec of `Export`: the request's bytes as they came (decoded off the async runtime,
+/// so that one that does not decode is answered `INVALID_ARGUMENT` naming the problem, where the
+/// generated codec would answer `INTERNAL`), the response as protobuf.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ExportCodec;
 
@@ -160,7 +169,7 @@ pub struct ExportDecoder;
 
 impl tonic::codec::Codec for ExportCodec {
     type Encode = ExportTraceServiceResponse;
-    type Decode = DecodedExport;
+    type Decode = Bytes;
     type Encoder = ExportEncoder;
     type Decoder = ExportDecoder;
 
@@ -183,13 +192,13 @@ impl tonic::codec::Encoder for ExportEncoder {
 }
 
 impl tonic::codec::Decoder for ExportDecoder {
-    type Item = DecodedExport;
+    type Item = Bytes;
     type Error = tonic::Status;
 
+    /// The message's bytes, decoded later off the async runtime. The message is one
+    /// contiguous buffer in practice, so this does not copy.
     fn decode(&mut self, buffer: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Self::Item>, tonic::Status> {
-        // The message is one contiguous buffer in practice, so this does not copy.
-        let bytes = bytes::Buf::copy_to_bytes(buffer, bytes::Buf::remaining(buffer));
-        decode_protobuf(&bytes).map(Some).map_err(tonic::Status::from)
+        Ok(Some(bytes::Buf::copy_to_bytes(buffer, bytes::Buf::remaining(buffer))))
     }
 }
 
@@ -198,16 +207,17 @@ struct ExportMethod {
     state: AppState,
 }
 
-impl tonic::server::UnaryService<DecodedExport> for ExportMethod {
+impl tonic::server::UnaryService<Bytes> for ExportMethod {
     type Response = ExportTraceServiceResponse;
     type Future = tonic::codegen::BoxFuture<tonic::Response<ExportTraceServiceResponse>, tonic::Status>;
 
-    fn call(&mut self, request: tonic::Request<DecodedExport>) -> Self::Future {
+    fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
         let state = self.state.clone();
         Box::pin(async move {
             let org_id = request.metadata().get(ORG_ID_HEADER).map(|value| value.to_str().unwrap_or("\u{fffd}"));
             let tenant = write_tenant(&state, org_id)?;
-            let outcome = export(&state, tenant, request.into_inner()).await?;
+            let body = request.into_inner();
+            let outcome = export(&state, tenant, move || decode_protobuf(&body)).await?;
             Ok(tonic::Response::new(response_of(&outcome)))
         })
     }
