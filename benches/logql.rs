@@ -22,6 +22,10 @@ use tripod_storage::logs::{Direction, LogEntry, LogsAppender, LogsOptions, Strea
 use tripod_storage::wal::{SyncPolicy, WalOptions};
 use tripod_storage::{Storage, StorageOptions};
 
+/// The server's allocator, so that figures are the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// 2024-01-01T00:00:00Z.
 const START_NS: i64 = 1_704_067_200_000_000_000;
 const HOUR_NS: i64 = 3_600_000_000_000;

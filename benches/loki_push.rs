@@ -19,6 +19,10 @@ use tripod_storage::logs::{LogAppendCounts, LogsAppender, LogsError, StreamEntri
 use tripod_storage::wal::{SyncPolicy, WalOptions};
 use tripod_storage::{Storage, StorageOptions};
 
+/// The server's allocator, so that figures are the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Lines per request and streams they are spread over: a promtail-sized batch of about 1 MB.
 const LINES: usize = 5000;
 const STREAMS: usize = 20;

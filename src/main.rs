@@ -8,6 +8,11 @@ use clap::Parser;
 use tripod::config::{Config, FsyncMode, ListenerName, LogFormat, Overrides};
 use tripod::{Server, telemetry};
 
+/// Ingest decodes many small strings per entry and span; mimalloc's per-thread free lists make
+/// those allocations and frees a fraction of what the system allocator costs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// One process that serves the Loki, Prometheus and Tempo APIs. With no arguments it keeps its
 /// data in ./data and listens on 3100, 9090, 3200, 4317 and 4318.
 #[derive(Debug, Parser)]
