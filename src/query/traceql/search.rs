@@ -489,7 +489,12 @@ pub fn query_from_tags(
     max_duration: Option<&str>,
 ) -> Result<Query, ParseError> {
     let mut conditions = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for (key, value, at) in logfmt(tags_logfmt)? {
+        // A tag given twice cannot hold both values on one span: refused, as Tempo does.
+        if !seen.insert(key.clone()) {
+            return Err(error(at, format!("invalid tags: tag {key} has been set twice")));
+        }
         conditions.push(tag_condition(&key, &value).map_err(|message| error(at, message))?);
     }
     for (parameter, text, op) in
