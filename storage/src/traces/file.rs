@@ -3,18 +3,21 @@
 //! directory synced; never modified afterwards.
 //!
 //! ```text
-//! header       "TTRC", version u8 = 1, 3 reserved bytes
-//! pages        per page: data, crc32c(data) u32, bloom, crc32c(bloom) u32
+//! header       "TTRC", version u8 = 2, 3 reserved bytes
+//! pages        per page: directory, frames, bloom, crc32c(bloom) u32
 //! trace bloom  bloom filter over the trace IDs; then crc32c u32
 //! meta         ids, tenant, level, sources, sequence number, counts, bounds, value index,
-//!              page table with each page's first and last trace ID (varints)
+//!              page table with each page's first and last trace ID
 //! footer       meta offset u64, meta length u64, crc32c(meta) u32, crc32c(footer) u32, "TTRF"
 //! ```
 //!
-//! Pages hold traces in ascending ID order, each trace in one page, so the page of a trace is
-//! found by a binary search of the pages' ID ranges (kept in memory), after the trace bloom
-//! said the block may hold it. At open the footer, meta and trace bloom are checked; a page and
-//! its bloom are checked each time they are read. Every integer is little-endian; layout in
+//! A page is stored as frames compressed one by one (its header, then its groups; see `page`),
+//! behind a directory that gives each frame's codec, sizes and checksum, so that a reader
+//! checks and decompresses only the frames it needs. Pages hold traces in ascending ID order,
+//! each trace in one page, so the page of a trace is found by a binary search of the pages' ID
+//! ranges (kept in memory), after the trace bloom said the block may hold it. At open the
+//! footer, meta and trace bloom are checked; a page's directory, its frames and its bloom are
+//! checked each time they are read. Every integer is little-endian; layout in
 //! `docs/format/trace-blocks.md`.
 
 use std::fs::{self, File};
@@ -28,12 +31,14 @@ use super::TracesError;
 use super::codec::{self, MAX_PAGE_RAW_BYTES, TracesCodec};
 use super::hash::{Bloom, hash_bytes, stored_may_contain};
 use super::index::{Bounds, ValueIndex, bloom_may_match};
-use super::page::PageSummary;
+use super::page::EncodedPage;
 use crate::codec::{get_array, get_str, get_u8, get_u32, get_u64, get_uvarint, put_bytes, put_uvarint};
 
 const HEADER_MAGIC: [u8; 4] = *b"TTRC";
 const FOOTER_MAGIC: [u8; 4] = *b"TTRF";
-pub(crate) const FORMAT_VERSION: u8 = 1;
+/// 2: pages stored as separately compressed frames (a header and groups of traces) behind a
+/// directory. Files of another version are not read.
+pub(crate) const FORMAT_VERSION: u8 = 2;
 const HEADER_LEN: usize = 8;
 const FOOTER_LEN: usize = 28;
 
@@ -60,9 +65,10 @@ pub(crate) fn trace_hash(trace_id: &TraceId) -> u64 {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PageEntry {
     pub offset: u64,
+    /// Stored bytes of the directory and frames.
     pub data_len: u32,
+    /// Uncompressed bytes of the frames.
     pub raw_len: u32,
-    pub codec: u8,
     pub traces: u32,
     /// The smallest and largest trace ID of the page.
     pub first_trace_id: TraceId,
@@ -74,11 +80,11 @@ pub(crate) struct PageEntry {
 
 impl PageEntry {
     fn bloom_offset(&self) -> u64 {
-        self.offset + u64::from(self.data_len) + 4
+        self.offset + u64::from(self.data_len)
     }
 
     fn stored_bytes(&self) -> u64 {
-        u64::from(self.data_len) + 4 + Bloom::byte_len(self.bloom_bits_log2) as u64 + 4
+        u64::from(self.data_len) + Bloom::byte_len(self.bloom_bits_log2) as u64 + 4
     }
 }
 
@@ -155,7 +161,6 @@ fn decode_meta(mut input: &[u8]) -> Result<Meta, String> {
         let data_len =
             get_uvarint(input).and_then(|v| u32::try_from(v).ok()).ok_or_else(|| malformed("page length"))?;
         let raw_len = get_uvarint(input).and_then(|v| u32::try_from(v).ok()).ok_or_else(|| malformed("page size"))?;
-        let codec = get_u8(input).ok_or_else(|| malformed("page codec"))?;
         let traces = get_uvarint(input).and_then(|v| u32::try_from(v).ok()).ok_or_else(|| malformed("page traces"))?;
         let first_trace_id = get_array::<16>(input).ok_or_else(|| malformed("page first trace"))?;
         let last_trace_id = get_array::<16>(input).ok_or_else(|| malformed("page last trace"))?;
@@ -166,7 +171,6 @@ fn decode_meta(mut input: &[u8]) -> Result<Meta, String> {
             offset,
             data_len,
             raw_len,
-            codec,
             traces,
             first_trace_id,
             last_trace_id,
@@ -199,7 +203,7 @@ impl BlockFile {
         TracesError::Corrupt { file: self.path.display().to_string(), problem }
     }
 
-    /// Opens a block file, checking its header, footer, meta, trace table and trace bloom.
+    /// Opens a block file, checking its header, footer, meta, page table and trace bloom.
     pub fn open(path: &Path) -> Result<BlockFile, TracesError> {
         let corrupt = |problem: String| TracesError::Corrupt { file: path.display().to_string(), problem };
         let file = File::open(path).map_err(io_error(format!("opening {}", path.display())))?;
@@ -248,7 +252,7 @@ impl BlockFile {
         // Every part lies between the header and the meta, in order.
         let mut expected = HEADER_LEN as u64;
         for (index, page) in meta.pages.iter().enumerate() {
-            if page.offset != expected || u64::from(page.raw_len) > MAX_PAGE_RAW_BYTES {
+            if page.offset != expected {
                 return Err(corrupt(format!("page {index} is out of place")));
             }
             if !Bloom::parts_valid(page.bloom_bits_log2, page.bloom_hashes) {
@@ -304,16 +308,21 @@ impl BlockFile {
         (page.first_trace_id <= *trace_id).then_some(index as u32)
     }
 
-    /// Decompresses page `index` into `out`, checksum verified.
-    pub fn read_page(&self, index: u32, out: &mut Vec<u8>) -> Result<(), TracesError> {
+    /// The directory of page `index` (checksum verified): its frames, ready to be read.
+    pub fn page(&self, index: u32) -> Result<PageFrames<'_>, TracesError> {
         let page = self.pages.get(index as usize).ok_or_else(|| self.corrupt(format!("no page {index}")))?;
-        let data = match crc_at(&self.map, page.offset as usize, page.data_len as usize) {
-            Some((data, true)) => data,
-            Some(_) => return Err(self.corrupt(format!("page {index} checksum mismatch"))),
-            None => return Err(self.corrupt(format!("page {index} out of bounds"))),
-        };
-        codec::decompress(page.codec, data, u64::from(page.raw_len), out)
-            .map_err(|problem| self.corrupt(format!("page {index}: {problem}")))
+        let start = page.offset as usize;
+        let data = start
+            .checked_add(page.data_len as usize)
+            .and_then(|end| self.map.get(start..end))
+            .ok_or_else(|| self.corrupt(format!("page {index} out of bounds")))?;
+        let (frames, body) =
+            parse_directory(data).map_err(|problem| self.corrupt(format!("page {index} directory: {problem}")))?;
+        let raw_total: u64 = frames.iter().map(|frame| u64::from(frame.raw_len)).sum();
+        if raw_total != u64::from(page.raw_len) {
+            return Err(self.corrupt(format!("page {index} directory does not match the page table")));
+        }
+        Ok(PageFrames { block: self, page: index, frames, body })
     }
 
     /// Whether page `index` may hold a span satisfying `conditions`, by its bloom filter
@@ -329,13 +338,112 @@ impl BlockFile {
         }
     }
 
-    /// Checks every page's and bloom's checksum.
+    /// Checks every page's directory, frames and bloom.
     pub fn verify(&self) -> Result<(), TracesError> {
+        let mut raw = Vec::new();
         for index in 0..self.pages.len() as u32 {
-            self.read_page(index, &mut Vec::new())?;
+            let page = self.page(index)?;
+            for frame in 0..page.frame_count() {
+                page.read(frame, &mut raw)?;
+            }
             self.page_bloom_may_match(index, &[])?;
         }
         Ok(())
+    }
+}
+
+/// A frame of a page as its directory describes it.
+#[derive(Debug, Clone, Copy)]
+struct FrameEntry {
+    codec: u8,
+    /// Where its stored bytes start in the page's frames.
+    start: u32,
+    stored_len: u32,
+    raw_len: u32,
+    crc: u32,
+}
+
+/// Parses a page's directory; returns the frames and the bytes they are stored in, which
+/// must be exactly the rest of the page.
+fn parse_directory(data: &[u8]) -> Result<(Vec<FrameEntry>, &[u8]), String> {
+    let mut input = data;
+    let malformed = || "malformed".to_string();
+    let count = get_uvarint(&mut input).ok_or_else(malformed)?;
+    // A frame takes at least 7 bytes of directory.
+    if count == 0 || count > input.len() as u64 / 7 {
+        return Err(malformed());
+    }
+    let mut frames = Vec::with_capacity(count as usize);
+    let mut start = 0u64;
+    for _ in 0..count {
+        let codec = get_u8(&mut input).ok_or_else(malformed)?;
+        let stored_len = get_uvarint(&mut input).and_then(|v| u32::try_from(v).ok()).ok_or_else(malformed)?;
+        let raw_len = get_uvarint(&mut input).and_then(|v| u32::try_from(v).ok()).ok_or_else(malformed)?;
+        let crc = get_u32(&mut input).ok_or_else(malformed)?;
+        if u64::from(raw_len) > MAX_PAGE_RAW_BYTES {
+            return Err(format!("a frame claims {raw_len} uncompressed bytes, over the limit"));
+        }
+        frames.push(FrameEntry { codec, start: start as u32, stored_len, raw_len, crc });
+        start += u64::from(stored_len);
+        if start > u64::from(u32::MAX) {
+            return Err(malformed());
+        }
+    }
+    let directory_len = data.len() - input.len();
+    let stored_crc = get_u32(&mut input).ok_or_else(malformed)?;
+    if crc32c::crc32c(&data[..directory_len]) != stored_crc {
+        return Err("checksum mismatch".into());
+    }
+    if input.len() as u64 != start {
+        return Err("frames do not fill the page".into());
+    }
+    Ok((frames, input))
+}
+
+/// Writes a page's directory for frames stored as `frames` (codec, stored bytes, raw length).
+fn put_directory(out: &mut Vec<u8>, frames: &[(u8, Vec<u8>, usize)]) {
+    let start = out.len();
+    put_uvarint(out, frames.len() as u64);
+    for (codec, data, raw_len) in frames {
+        out.push(*codec);
+        put_uvarint(out, data.len() as u64);
+        put_uvarint(out, *raw_len as u64);
+        out.extend_from_slice(&crc32c::crc32c(data).to_le_bytes());
+    }
+    let crc = crc32c::crc32c(&out[start..]);
+    out.extend_from_slice(&crc.to_le_bytes());
+}
+
+/// The frames of one page of a block (the header is frame 0, group `g` frame `g + 1`).
+pub(crate) struct PageFrames<'f> {
+    block: &'f BlockFile,
+    page: u32,
+    frames: Vec<FrameEntry>,
+    body: &'f [u8],
+}
+
+impl PageFrames<'_> {
+    pub fn frame_count(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// Decompresses frame `frame` into `out`, checksum verified.
+    pub fn read(&self, frame: usize, out: &mut Vec<u8>) -> Result<(), TracesError> {
+        let page = self.page;
+        let entry =
+            self.frames.get(frame).ok_or_else(|| self.block.corrupt(format!("page {page} has no frame {frame}")))?;
+        let start = entry.start as usize;
+        let data = &self.body[start..start + entry.stored_len as usize];
+        if crc32c::crc32c(data) != entry.crc {
+            return Err(self.block.corrupt(format!("page {page} frame {frame} checksum mismatch")));
+        }
+        codec::decompress(entry.codec, data, u64::from(entry.raw_len), out)
+            .map_err(|problem| self.block.corrupt(format!("page {page} frame {frame}: {problem}")))
+    }
+
+    /// The error for a page whose content does not decode.
+    pub fn damaged(&self, problem: String) -> TracesError {
+        self.block.corrupt(format!("page {}: {problem}", self.page))
     }
 }
 
@@ -409,35 +517,42 @@ impl BlockWriter {
         self.trace_hashes.push(trace_hash(trace_id));
     }
 
-    /// Compresses and writes a page with its bloom filter.
-    pub fn add_page(&mut self, raw: &[u8], summary: &PageSummary) -> Result<(), TracesError> {
-        let (codec_byte, data) = codec::compress(self.codec, raw);
+    /// Compresses and writes a page (its directory and frames) with its bloom filter.
+    pub fn add_page(&mut self, page: &EncodedPage) -> Result<(), TracesError> {
+        let summary = &page.summary;
+        let frames: Vec<(u8, Vec<u8>, usize)> = page
+            .frames
+            .iter()
+            .map(|raw| {
+                let (codec_byte, data) = codec::compress(self.codec, raw);
+                (codec_byte, data, raw.len())
+            })
+            .collect();
+        let mut data = Vec::with_capacity(frames.iter().map(|(_, data, _)| data.len() + 16).sum::<usize>() + 8);
+        put_directory(&mut data, &frames);
+        for (_, bytes, _) in &frames {
+            data.extend_from_slice(bytes);
+        }
+        let raw_len: usize = page.frames.iter().map(Vec::len).sum();
         let mut bloom = Bloom::for_items(summary.hashes.len(), PAGE_BLOOM_BITS_PER_ITEM, PAGE_BLOOM_HASHES);
         for hash in &summary.hashes {
             bloom.insert(*hash);
         }
         let bloom_bytes = bloom.to_bytes();
-        if std::env::var_os("TRACES_DEBUG_SIZES").is_some() {
-            eprintln!(
-                "PAGE data {} raw {} bloom {} items {} traces {} spans {}",
-                data.len(),
-                raw.len(),
-                bloom_bytes.len(),
-                summary.hashes.len(),
-                summary.traces,
-                summary.bounds.spans
-            );
-        }
+        let too_big = |what: &str| TracesError::Io {
+            context: format!("writing {}", self.temp_path.display()),
+            source: std::io::Error::other(format!("page {what} over 4 GiB")),
+        };
+        let data_len = u32::try_from(data.len()).map_err(|_| too_big("data"))?;
+        let raw_len = u32::try_from(raw_len).map_err(|_| too_big("content"))?;
         let offset = self.offset;
         self.write(&data)?;
-        self.write(&crc32c::crc32c(&data).to_le_bytes())?;
         self.write(&bloom_bytes)?;
         self.write(&crc32c::crc32c(&bloom_bytes).to_le_bytes())?;
         self.pages.push(PageEntry {
             offset,
-            data_len: u32::try_from(data.len()).unwrap_or(u32::MAX),
-            raw_len: u32::try_from(raw.len()).unwrap_or(u32::MAX),
-            codec: codec_byte,
+            data_len,
+            raw_len,
             traces: summary.traces,
             first_trace_id: summary.first_trace_id,
             last_trace_id: summary.last_trace_id,
@@ -448,7 +563,7 @@ impl BlockWriter {
         Ok(())
     }
 
-    /// Writes the trace table, trace bloom, meta and footer; syncs, renames into place and
+    /// Writes the trace bloom, meta and footer; syncs, renames into place and
     /// syncs the directory. Returns `None` (and removes the temporary file) when no page was
     /// added.
     pub fn finish(
@@ -491,7 +606,6 @@ impl BlockWriter {
             put_uvarint(&mut meta, page.offset);
             put_uvarint(&mut meta, u64::from(page.data_len));
             put_uvarint(&mut meta, u64::from(page.raw_len));
-            meta.push(page.codec);
             put_uvarint(&mut meta, u64::from(page.traces));
             meta.extend_from_slice(&page.first_trace_id);
             meta.extend_from_slice(&page.last_trace_id);

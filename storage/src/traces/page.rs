@@ -1,33 +1,51 @@
-//! Pages: the unit of compression and of reading in a block. A page holds whole traces (all
-//! the block has of each), in trace-ID order, laid out column by column so that zstd sees
-//! long runs of alike bytes: a string dictionary, the traces, the resources and scopes, one
-//! column per span field, events and links, and one column per attribute key (per scope) with
-//! the values of that key for every span, resource, scope, event or link that has it.
+//! Pages: the unit of a block's page table, of its bloom filters and of search skipping. A page
+//! holds whole traces (all the block has of each), in trace-ID order, cut into groups of traces
+//! of about `group_target_bytes`, and is stored as frames that are compressed one by one: a
+//! header frame, then one frame per group. A lookup by trace ID decompresses the header and the
+//! one group that holds the trace; a search or a compaction reads every frame.
 //!
-//! Uncompressed layout (integers are varints unless stated; `idx` is an index into the page's
-//! string dictionary, whose entry 0 is the empty string):
+//! Inside a frame, data is laid out column by column so that zstd sees long runs of alike
+//! bytes: a group holds one column per span field, its events and links, and one column per
+//! attribute key (per scope) with the values of that key for every span, event or link of the
+//! group that has it. Strings are kept once per page and referred to by index: a string that
+//! only one group uses is stored in that group's frame, one used by several groups or by the
+//! header (resources and scopes) is stored in the header, so the header stays small.
+//!
+//! Uncompressed layouts (integers are varints unless stated; `idx` is a page-wide string
+//! index: strings are numbered in the order the page met them, entry 0 is the empty string):
 //!
 //! ```text
-//! strings     count, then per string: length, UTF-8 bytes
-//! traces      count, then per trace: trace ID (16 bytes), span count
-//! resources   count, then per resource: schema URL idx, dropped attributes count
-//! scopes      count, then per scope: name idx, version idx, schema URL idx, dropped count
-//! spans       n = the sum of the traces' span counts; each column holds n entries:
-//!               span ID (8 bytes), parent code (0 none, 1 in `parent IDs`, k+2: the trace's
-//!               span k), resource, scope, name idx, kind | status << 3 (1 byte), status
-//!               message idx, trace state idx, flags, start - previous span's start (signed),
-//!               end - start (signed), dropped attributes, events and links counts (3 varints)
-//! parent IDs  8 bytes per parent code 1
-//! events      count, then per event: span - previous event's span, time - span start
-//!             (signed), name idx, dropped attributes count
-//! links       count, then per link: span - previous link's span, trace ID (16), span ID (8),
-//!             trace state idx, flags, dropped attributes count
-//! attributes  column count, then per column: owner scope (1 byte: 0 resource, 1 span,
-//!             2 scope, 3 event, 4 link), key idx, cell count, byte length, then per cell:
-//!             owner - previous cell's owner, value
-//! value       tag (1 byte), then: 0 string idx | 1 false | 2 true | 3 int (signed) |
-//!             4 double (8 bytes LE) | 5 bytes (length, bytes) | 6 array (count, values) |
-//!             7 key/value list (count, then key idx and value)
+//! header frame
+//!   shared strings  count, then per string (in index order): length, UTF-8 bytes
+//!   string map      total string count t, then ceil(t / 8) bytes: bit i (LSB first) set when
+//!                   string i is a shared one
+//!   groups          count, then per group: trace count, index of the first string met in it
+//!                   (non-decreasing, at most t)
+//!   traces          count (the groups' sum), then per trace: trace ID (16 bytes), span count
+//!   resources       count, then per resource: schema URL idx, dropped attributes count
+//!   scopes          count, then per scope: name idx, version idx, schema URL idx, dropped count
+//!   attributes      columns of owner scopes 0 and 2 (below)
+//! group frame (group g: its strings are those met first in g, [first(g), first(g + 1)))
+//!   local strings   count, then per string of the group's range that is not shared, in order:
+//!                   length, UTF-8 bytes
+//!   spans           n = the sum of the group's traces' span counts; each column holds n
+//!                   entries: span ID (8 bytes), parent code (0 none, 1 in `parent IDs`, k+2:
+//!                   the trace's span k), resource, scope, name idx, kind | status << 3 (1 byte),
+//!                   status message idx, trace state idx, flags, start - previous span's start
+//!                   (signed, the first from 0), end - start (signed), dropped attributes,
+//!                   events and links counts (3 varints)
+//!   parent IDs      8 bytes per parent code 1
+//!   events          count, then per event: span - previous event's span, time - span start
+//!                   (signed), name idx, dropped attributes count
+//!   links           count, then per link: span - previous link's span, trace ID (16), span ID
+//!                   (8), trace state idx, flags, dropped attributes count
+//!   attributes      columns of owner scopes 1, 3 and 4
+//! attributes        column count, then per column: owner scope (1 byte: 0 resource, 1 span,
+//!                   2 scope, 3 event, 4 link), key idx, cell count, byte length, then per
+//!                   cell: owner - previous cell's owner, value
+//! value             tag (1 byte), then: 0 string idx | 1 false | 2 true | 3 int (signed) |
+//!                   4 double (8 bytes LE) | 5 bytes (length, bytes) | 6 array (count, values) |
+//!                   7 key/value list (count, then key idx and value)
 //! ```
 //!
 //! Spans of a trace are in (start, span ID) order. Readers check every index and count, so a
@@ -49,9 +67,7 @@ use super::{
     AttrValue, Attributes, Resource, Scope, Span, SpanEvent, SpanId, SpanKind, SpanLink, SpanStatus, StatusCode,
     TraceId,
 };
-use crate::codec::{
-    get_array, get_bytes, get_u8, get_u64, get_uvarint, get_varint, put_bytes, put_uvarint, put_varint,
-};
+use crate::codec::{get_array, get_bytes, get_u8, get_u64, get_uvarint, put_bytes, put_uvarint, put_varint};
 
 const TAG_STRING: u8 = 0;
 const TAG_FALSE: u8 = 1;
@@ -65,12 +81,21 @@ const TAG_KVLIST: u8 = 7;
 /// Owner scopes of attribute columns (the same numbers as the index scopes).
 const OWNER_SCOPES: usize = 5;
 
-/// The page's string dictionary while it is written: the encoded strings, and an
-/// open-addressing table of their indexes (no allocation per string).
+/// The user of a string that makes it a shared one: the header.
+const SHARED: u32 = u32::MAX;
+
+// ---------------------------------------------------------------------------------------------
+// Encoding
+
+/// The page's strings while it is written: their bytes, and an open-addressing table of their
+/// indexes (no allocation per string). Each string remembers the one group that uses it, or
+/// that it is shared (used by the header or by more than one group).
 struct Strings {
-    out: Vec<u8>,
-    /// Where each string's bytes sit in `out`.
+    bytes: Vec<u8>,
+    /// Where each string's bytes sit in `bytes`.
     places: Vec<(u32, u32)>,
+    /// Per string: the group that uses it, or [`SHARED`].
+    users: Vec<u32>,
     /// 0: empty; otherwise a string's index + 1. A power of two, at most half full.
     table: Vec<u32>,
     seed: u64,
@@ -78,25 +103,32 @@ struct Strings {
 
 impl Strings {
     fn new() -> Strings {
-        let mut strings = Strings { out: Vec::new(), places: Vec::new(), table: vec![0; 1024], seed: process_seed() };
-        strings.intern("");
+        let mut strings = Strings {
+            bytes: Vec::new(),
+            places: Vec::new(),
+            users: Vec::new(),
+            table: vec![0; 1024],
+            seed: process_seed(),
+        };
+        strings.intern("", SHARED);
         strings
     }
 
     fn clear(&mut self) {
-        self.out.clear();
+        self.bytes.clear();
         self.places.clear();
+        self.users.clear();
         self.table.fill(0);
-        self.intern("");
+        self.intern("", SHARED);
     }
 
     fn count(&self) -> u32 {
         self.places.len() as u32
     }
 
-    fn bytes(&self, index: usize) -> &[u8] {
+    fn get(&self, index: usize) -> &[u8] {
         let (start, length) = self.places[index];
-        &self.out[start as usize..(start + length) as usize]
+        &self.bytes[start as usize..(start + length) as usize]
     }
 
     fn slot_of(&self, bytes: &[u8], hash: u64) -> (usize, Option<u32>) {
@@ -106,7 +138,7 @@ impl Strings {
             match self.table[slot] {
                 0 => return (slot, None),
                 entry => {
-                    if self.bytes(entry as usize - 1) == bytes {
+                    if self.get(entry as usize - 1) == bytes {
                         return (slot, Some(entry - 1));
                     }
                 }
@@ -119,7 +151,7 @@ impl Strings {
         let mut table = vec![0u32; self.table.len() * 2];
         let mask = table.len() - 1;
         for index in 0..self.places.len() {
-            let mut slot = hash_bytes(self.seed, self.bytes(index)) as usize & mask;
+            let mut slot = hash_bytes(self.seed, self.get(index)) as usize & mask;
             while table[slot] != 0 {
                 slot = (slot + 1) & mask;
             }
@@ -128,30 +160,59 @@ impl Strings {
         self.table = table;
     }
 
-    fn intern(&mut self, text: &str) -> u32 {
+    /// The index of `text`, added if new; `user` is the group that uses it (or [`SHARED`]).
+    fn intern(&mut self, text: &str, user: u32) -> u32 {
         let bytes = text.as_bytes();
         let hash = hash_bytes(self.seed, bytes);
         let (slot, found) = self.slot_of(bytes, hash);
         if let Some(index) = found {
+            if self.users[index as usize] != user {
+                self.users[index as usize] = SHARED;
+            }
             return index;
         }
         let index = self.places.len() as u32;
-        put_uvarint(&mut self.out, bytes.len() as u64);
-        self.places.push((self.out.len() as u32, bytes.len() as u32));
-        self.out.extend_from_slice(bytes);
+        self.places.push((self.bytes.len() as u32, bytes.len() as u32));
+        self.users.push(user);
+        self.bytes.extend_from_slice(bytes);
         self.table[slot] = index + 1;
         if self.places.len() * 2 >= self.table.len() {
             self.grow();
         }
         index
     }
+
+    /// Writes the strings of `range` that are shared (`shared`) or not: count, then each.
+    fn put_section(&self, out: &mut Vec<u8>, range: Range<u32>, shared: bool) {
+        let chosen = |index: &u32| (self.users[*index as usize] == SHARED) == shared;
+        put_uvarint(out, range.clone().filter(chosen).count() as u64);
+        for index in range.filter(chosen) {
+            let bytes = self.get(index as usize);
+            put_uvarint(out, bytes.len() as u64);
+            out.extend_from_slice(bytes);
+        }
+    }
+
+    /// The string map: the count, then a bit per string, set for the shared ones.
+    fn put_map(&self, out: &mut Vec<u8>) {
+        put_uvarint(out, u64::from(self.count()));
+        for chunk in self.users.chunks(8) {
+            let mut byte = 0u8;
+            for (bit, user) in chunk.iter().enumerate() {
+                if *user == SHARED {
+                    byte |= 1 << bit;
+                }
+            }
+            out.push(byte);
+        }
+    }
 }
 
-fn put_page_value(strings: &mut Strings, out: &mut Vec<u8>, value: &AttrValue) {
+fn put_page_value(strings: &mut Strings, user: u32, out: &mut Vec<u8>, value: &AttrValue) {
     match value {
         AttrValue::String(text) => {
             out.push(TAG_STRING);
-            put_uvarint(out, u64::from(strings.intern(text)));
+            put_uvarint(out, u64::from(strings.intern(text, user)));
         }
         AttrValue::Bool(false) => out.push(TAG_FALSE),
         AttrValue::Bool(true) => out.push(TAG_TRUE),
@@ -171,25 +232,25 @@ fn put_page_value(strings: &mut Strings, out: &mut Vec<u8>, value: &AttrValue) {
             out.push(TAG_ARRAY);
             put_uvarint(out, values.len() as u64);
             for value in values {
-                put_page_value(strings, out, value);
+                put_page_value(strings, user, out, value);
             }
         }
         AttrValue::KvList(pairs) => {
             out.push(TAG_KVLIST);
             put_uvarint(out, pairs.len() as u64);
             for (key, value) in pairs {
-                put_uvarint(out, u64::from(strings.intern(key)));
-                put_page_value(strings, out, value);
+                put_uvarint(out, u64::from(strings.intern(key, user)));
+                put_page_value(strings, user, out, value);
             }
         }
     }
 }
 
-fn put_page_value_ref(strings: &mut Strings, out: &mut Vec<u8>, value: &ValueRef<'_>) {
+fn put_page_value_ref(strings: &mut Strings, user: u32, out: &mut Vec<u8>, value: &ValueRef<'_>) {
     match value {
         ValueRef::Str(text) => {
             out.push(TAG_STRING);
-            put_uvarint(out, u64::from(strings.intern(text)));
+            put_uvarint(out, u64::from(strings.intern(text, user)));
         }
         ValueRef::Int(number) => {
             out.push(TAG_INT);
@@ -200,136 +261,26 @@ fn put_page_value_ref(strings: &mut Strings, out: &mut Vec<u8>, value: &ValueRef
             out.extend_from_slice(&number.to_bits().to_le_bytes());
         }
         ValueRef::Bool(flag) => out.push(if *flag { TAG_TRUE } else { TAG_FALSE }),
-        ValueRef::Other(other) => put_page_value(strings, out, other),
+        ValueRef::Other(other) => put_page_value(strings, user, out, other),
     }
 }
 
-/// The string dictionary and the attribute columns while they are written.
-struct CellWriter {
-    strings: Strings,
-    columns: Vec<AttrColumn>,
-    column_index: FastMap<(u8, u32), usize>,
-    /// For span attributes, by the key's string index: its column + 1 (0: none yet), the
-    /// bloom hash of the key and its entry in the block's index, so that the common case
-    /// costs one string lookup.
-    span_keys: Vec<SpanKey>,
-    /// Bytes in `columns`, kept as they grow so that the page size is cheap to ask.
-    column_bytes: usize,
-    value_scratch: Vec<u8>,
-}
+/// How a column's values are stored: each with its tag, or all of one kind without tags.
+const KIND_MIXED: u8 = 0;
+const KIND_STRING: u8 = 1;
+const KIND_INT: u8 = 2;
+const KIND_DOUBLE: u8 = 3;
+const KIND_BOOL: u8 = 4;
 
-impl CellWriter {
-    fn new() -> CellWriter {
-        CellWriter {
-            strings: Strings::new(),
-            columns: Vec::new(),
-            column_index: FastMap::default(),
-            span_keys: Vec::new(),
-            column_bytes: 0,
-            value_scratch: Vec::new(),
-        }
+/// The column kind of a value with tag `tag`.
+fn kind_of(tag: u8) -> u8 {
+    match tag {
+        TAG_STRING => KIND_STRING,
+        TAG_INT => KIND_INT,
+        TAG_DOUBLE => KIND_DOUBLE,
+        TAG_FALSE | TAG_TRUE => KIND_BOOL,
+        _ => KIND_MIXED,
     }
-
-    fn clear(&mut self) {
-        self.strings.clear();
-        self.columns.clear();
-        self.column_index.clear();
-        self.span_keys.clear();
-        self.column_bytes = 0;
-    }
-
-    fn column(&mut self, owner_scope: u8, key: u32) -> usize {
-        match self.column_index.get(&(owner_scope, key)) {
-            Some(column) => *column,
-            None => {
-                self.columns.push(AttrColumn {
-                    owner_scope,
-                    key,
-                    cells: 0,
-                    previous_owner: 0,
-                    bytes: Vec::new(),
-                    strings_seen: Vec::new(),
-                });
-                self.column_index.insert((owner_scope, key), self.columns.len() - 1);
-                self.columns.len() - 1
-            }
-        }
-    }
-
-    /// Adds a span attribute to its column; returns what the page bloom and the block index
-    /// need of its key. `new_key` is called the first time the page sees the key.
-    fn add_span_attribute(
-        &mut self,
-        owner: u32,
-        key: &str,
-        value: &ValueRef<'_>,
-        new_key: impl FnOnce(u64) -> u32,
-    ) -> (SpanKey, bool) {
-        let index = self.strings.intern(key) as usize;
-        if self.span_keys.len() <= index {
-            self.span_keys.resize(index + 1, SpanKey::default());
-        }
-        let mut found = self.span_keys[index];
-        if found.column == 0 {
-            let column = self.column(SCOPE_SPAN, index as u32);
-            let key_hash = key_hash(SCOPE_SPAN, key);
-            found = SpanKey { column: column as u32 + 1, key_hash, entry: new_key(key_hash) };
-            self.span_keys[index] = found;
-        }
-        let repeated = self.put(found.column as usize - 1, owner, value);
-        (found, repeated)
-    }
-
-    fn add(&mut self, owner_scope: u8, owner: u32, key: &str, value: &ValueRef<'_>) {
-        let key = self.strings.intern(key);
-        let column = self.column(owner_scope, key);
-        self.put(column, owner, value);
-    }
-
-    /// Writes a cell; returns whether its value is a string the column already holds.
-    fn put(&mut self, column: usize, owner: u32, value: &ValueRef<'_>) -> bool {
-        self.value_scratch.clear();
-        let mut repeated = false;
-        match value {
-            ValueRef::Str(text) => {
-                let index = self.strings.intern(text);
-                self.value_scratch.push(TAG_STRING);
-                put_uvarint(&mut self.value_scratch, u64::from(index));
-                let seen = &mut self.columns[column].strings_seen;
-                let (word, bit) = (index as usize / 64, index % 64);
-                if seen.len() <= word {
-                    seen.resize(word + 1, 0);
-                }
-                repeated = seen[word] & (1 << bit) != 0;
-                seen[word] |= 1 << bit;
-            }
-            other => put_page_value_ref(&mut self.strings, &mut self.value_scratch, other),
-        }
-        let column = &mut self.columns[column];
-        let before = column.bytes.len();
-        put_uvarint(&mut column.bytes, u64::from(owner - column.previous_owner));
-        column.previous_owner = owner;
-        column.bytes.extend_from_slice(&self.value_scratch);
-        column.cells += 1;
-        self.column_bytes += column.bytes.len() - before;
-        repeated
-    }
-
-    fn add_all(&mut self, owner_scope: u8, owner: u32, attributes: &[(String, AttrValue)]) {
-        for (key, value) in attributes {
-            self.add(owner_scope, owner, key, &ValueRef::from_value(value));
-        }
-    }
-}
-
-/// What a page caches of a span attribute key.
-#[derive(Debug, Clone, Copy, Default)]
-struct SpanKey {
-    /// The key's column + 1; 0 while the page has none.
-    column: u32,
-    key_hash: u64,
-    /// The key's entry in the block's index.
-    entry: u32,
 }
 
 /// One attribute column while it is written.
@@ -338,12 +289,184 @@ struct AttrColumn {
     key: u32,
     cells: u32,
     previous_owner: u32,
-    bytes: Vec<u8>,
-    /// A bit per dictionary string the column holds (whose skip data is in already).
-    strings_seen: Vec<u64>,
+    /// Every cell's owner so far is its position (0, 1, 2, ...): no owner needs writing.
+    dense: bool,
+    /// Owner deltas, once the column is not dense.
+    owners: Vec<u8>,
+    /// The kind of every value so far: values are then stored without their tag. Once two
+    /// kinds meet, `KIND_MIXED`: each value with its tag.
+    kind: u8,
+    values: Vec<u8>,
 }
 
-/// The span columns while they are written.
+impl AttrColumn {
+    fn new(owner_scope: u8, key: u32) -> AttrColumn {
+        AttrColumn {
+            owner_scope,
+            key,
+            cells: 0,
+            previous_owner: 0,
+            dense: true,
+            owners: Vec::new(),
+            kind: KIND_MIXED,
+            values: Vec::new(),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.owners.len() + self.values.len()
+    }
+
+    /// Rewrites the values stored so far with their tags.
+    fn make_mixed(&mut self) {
+        let mut input = self.values.as_slice();
+        let mut tagged = Vec::with_capacity(self.values.len() + self.cells as usize);
+        while !input.is_empty() {
+            match self.kind {
+                KIND_BOOL => {
+                    tagged.push(if input[0] == 0 { TAG_FALSE } else { TAG_TRUE });
+                    input = &input[1..];
+                }
+                KIND_DOUBLE => {
+                    tagged.push(TAG_DOUBLE);
+                    tagged.extend_from_slice(&input[..8]);
+                    input = &input[8..];
+                }
+                _ => {
+                    tagged.push(if self.kind == KIND_STRING { TAG_STRING } else { TAG_INT });
+                    let length = input.iter().position(|byte| *byte < 0x80).map_or(input.len(), |end| end + 1);
+                    tagged.extend_from_slice(&input[..length]);
+                    input = &input[length..];
+                }
+            }
+        }
+        self.values = tagged;
+        self.kind = KIND_MIXED;
+    }
+
+    /// Appends a cell; `value` is the encoded value, its tag first.
+    fn put(&mut self, owner: u32, value: &[u8]) {
+        let (tag, payload) = match value.split_first() {
+            Some((tag, payload)) => (*tag, payload),
+            None => return,
+        };
+        let kind = kind_of(tag);
+        if self.cells == 0 {
+            self.kind = kind;
+        } else if self.kind != kind && self.kind != KIND_MIXED {
+            self.make_mixed();
+        }
+        match self.kind {
+            KIND_MIXED => self.values.extend_from_slice(value),
+            KIND_BOOL => self.values.push(u8::from(tag == TAG_TRUE)),
+            _ => self.values.extend_from_slice(payload),
+        }
+        if self.dense && owner != self.cells {
+            self.dense = false;
+            for cell in 0..self.cells {
+                self.owners.push(u8::from(cell > 0));
+            }
+        }
+        if !self.dense {
+            put_uvarint(&mut self.owners, u64::from(owner - self.previous_owner));
+        }
+        self.previous_owner = owner;
+        self.cells += 1;
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(self.owner_scope);
+        put_uvarint(out, u64::from(self.key));
+        put_uvarint(out, u64::from(self.cells));
+        out.push(u8::from(self.dense) | (self.kind << 1));
+        if !self.dense {
+            put_uvarint(out, self.owners.len() as u64);
+            out.extend_from_slice(&self.owners);
+        }
+        put_uvarint(out, self.values.len() as u64);
+        out.extend_from_slice(&self.values);
+    }
+}
+
+/// Attribute columns of one frame (the header's or a group's) while they are written.
+#[derive(Default)]
+struct Columns {
+    columns: Vec<AttrColumn>,
+    index: FastMap<(u8, u32), usize>,
+    /// Bytes in `columns`, kept as they grow so that sizes are cheap to ask.
+    bytes: usize,
+}
+
+impl Columns {
+    fn clear(&mut self) {
+        self.columns.clear();
+        self.index.clear();
+        self.bytes = 0;
+    }
+
+    fn column(&mut self, owner_scope: u8, key: u32) -> usize {
+        match self.index.get(&(owner_scope, key)) {
+            Some(column) => *column,
+            None => {
+                self.columns.push(AttrColumn::new(owner_scope, key));
+                self.index.insert((owner_scope, key), self.columns.len() - 1);
+                self.columns.len() - 1
+            }
+        }
+    }
+
+    /// Appends a cell whose encoded value (tag first) is `value`.
+    fn put(&mut self, column: usize, owner: u32, value: &[u8]) {
+        let column = &mut self.columns[column];
+        let before = column.bytes();
+        column.put(owner, value);
+        self.bytes = self.bytes + column.bytes() - before;
+    }
+
+    /// Adds an attribute list of one owner; strings are interned for `user`.
+    fn add_all(
+        &mut self,
+        strings: &mut Strings,
+        user: u32,
+        scratch: &mut Vec<u8>,
+        owner_scope: u8,
+        owner: u32,
+        attributes: &[(String, AttrValue)],
+    ) {
+        for (key, value) in attributes {
+            let key = strings.intern(key, user);
+            let column = self.column(owner_scope, key);
+            scratch.clear();
+            put_page_value(strings, user, scratch, value);
+            self.put(column, owner, scratch);
+        }
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        put_uvarint(out, self.columns.len() as u64);
+        for column in &self.columns {
+            column.encode(out);
+        }
+    }
+}
+
+/// What a page keeps of a span attribute key, by the key's string index, so that the common
+/// case costs one string lookup.
+#[derive(Debug, Clone, Copy, Default)]
+struct SpanKey {
+    /// The key's column + 1 in group `group`; 0 while that group has none.
+    column: u32,
+    group: u32,
+    /// Whether the page has met the key (the rest of the fields are then set).
+    known: bool,
+    key_hash: u64,
+    /// The key's entry in the block's index.
+    entry: u32,
+    /// Its set in `PageEncoder::key_values_seen`.
+    seen: u32,
+}
+
+/// The span columns of a group while they are written.
 #[derive(Default)]
 struct SpanColumns {
     span_ids: Vec<u8>,
@@ -380,6 +503,98 @@ impl SpanColumns {
             &self.parent_ids,
         ]
     }
+
+    fn clear(&mut self) {
+        for part in [
+            &mut self.span_ids,
+            &mut self.parents,
+            &mut self.parent_ids,
+            &mut self.resources,
+            &mut self.scopes,
+            &mut self.names,
+            &mut self.kind_status,
+            &mut self.status_messages,
+            &mut self.trace_states,
+            &mut self.flags,
+            &mut self.starts,
+            &mut self.durations,
+            &mut self.dropped,
+        ] {
+            part.clear();
+        }
+    }
+}
+
+/// The group being written.
+#[derive(Default)]
+struct GroupWriter {
+    /// The string count when the group started: its strings are numbered from here.
+    first_string: u32,
+    first_trace_id: TraceId,
+    traces: u32,
+    /// Per trace: ID, span count.
+    trace_table: Vec<u8>,
+    spans: SpanColumns,
+    span_count: u32,
+    /// The start of the group's first span, and of the span before the one being added.
+    first_start_ns: i64,
+    previous_start_ns: i64,
+    events: Vec<u8>,
+    event_count: u32,
+    previous_event_span: u32,
+    links: Vec<u8>,
+    link_count: u32,
+    previous_link_span: u32,
+    columns: Columns,
+}
+
+impl GroupWriter {
+    fn bytes(&self) -> usize {
+        self.trace_table.len()
+            + self.spans.parts().iter().map(|part| part.len()).sum::<usize>()
+            + self.events.len()
+            + self.links.len()
+            + self.columns.bytes
+    }
+
+    /// Everything of the group but its strings, as the group frame lays it out.
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.trace_table);
+        for part in self.spans.parts() {
+            out.extend_from_slice(part);
+        }
+        put_uvarint(out, u64::from(self.event_count));
+        out.extend_from_slice(&self.events);
+        put_uvarint(out, u64::from(self.link_count));
+        out.extend_from_slice(&self.links);
+        self.columns.encode(out);
+    }
+
+    fn clear(&mut self, first_string: u32) {
+        self.first_string = first_string;
+        self.traces = 0;
+        self.trace_table.clear();
+        self.spans.clear();
+        self.span_count = 0;
+        self.first_start_ns = 0;
+        self.previous_start_ns = 0;
+        self.events.clear();
+        self.event_count = 0;
+        self.previous_event_span = 0;
+        self.links.clear();
+        self.link_count = 0;
+        self.previous_link_span = 0;
+        self.columns.clear();
+    }
+}
+
+/// A closed group, waiting for the page to end (its local strings are known only then).
+struct ClosedGroup {
+    first_string: u32,
+    first_trace_id: TraceId,
+    traces: u32,
+    /// The group frame after its strings.
+    body: Vec<u8>,
 }
 
 /// What a finished page says about itself, for the block's page table.
@@ -392,10 +607,16 @@ pub(crate) struct PageSummary {
     pub hashes: HashSet64,
 }
 
+/// A finished page: its frames uncompressed (the header first) and its summary.
+pub(crate) struct EncodedPage {
+    pub frames: Vec<Vec<u8>>,
+    pub summary: PageSummary,
+}
+
 /// Writes one page.
 pub(crate) struct PageEncoder {
-    cells: CellWriter,
-    traces: Vec<u8>,
+    group_target_bytes: usize,
+    strings: Strings,
     trace_count: u32,
     first_trace_id: TraceId,
     last_trace_id: TraceId,
@@ -409,27 +630,30 @@ pub(crate) struct PageEncoder {
     scope_count: u32,
     scope_by_identity: FastMap<Vec<u8>, u32>,
     last_scope: Option<(Arc<ScopeInfo>, u32)>,
-    spans: SpanColumns,
-    span_count: u32,
-    previous_start_ns: i64,
-    events: Vec<u8>,
-    event_count: u32,
-    previous_event_span: u32,
-    links: Vec<u8>,
-    link_count: u32,
-    previous_link_span: u32,
+    /// Attribute columns of the resources and scopes (the header's).
+    context_columns: Columns,
+    closed: Vec<ClosedGroup>,
+    closed_bytes: usize,
+    group: GroupWriter,
+    /// Span attribute keys met, by string index.
+    span_keys: Vec<SpanKey>,
+    /// Per span attribute key: a bit per string index whose value (with this key) is in the
+    /// page's bloom and the block's index already.
+    key_values_seen: Vec<Vec<u64>>,
     /// The page's bounds and bloom hashes.
     skip: PageSkipBuilder,
     /// Position of each span ID within the trace being added.
     positions: FastMap<SpanId, u32>,
     canonical: Vec<u8>,
+    value_scratch: Vec<u8>,
 }
 
 impl PageEncoder {
-    pub fn new() -> PageEncoder {
+    /// An encoder that closes a group once its columns reach `group_target_bytes`.
+    pub fn new(group_target_bytes: usize) -> PageEncoder {
         PageEncoder {
-            cells: CellWriter::new(),
-            traces: Vec::new(),
+            group_target_bytes: group_target_bytes.max(1),
+            strings: Strings::new(),
             trace_count: 0,
             first_trace_id: [0; 16],
             last_trace_id: [0; 16],
@@ -441,18 +665,16 @@ impl PageEncoder {
             scope_count: 0,
             scope_by_identity: FastMap::default(),
             last_scope: None,
-            spans: SpanColumns::default(),
-            span_count: 0,
-            previous_start_ns: 0,
-            events: Vec::new(),
-            event_count: 0,
-            previous_event_span: 0,
-            links: Vec::new(),
-            link_count: 0,
-            previous_link_span: 0,
+            context_columns: Columns::default(),
+            closed: Vec::new(),
+            closed_bytes: 0,
+            group: GroupWriter { first_string: 1, ..GroupWriter::default() },
+            span_keys: Vec::new(),
+            key_values_seen: Vec::new(),
             skip: PageSkipBuilder::default(),
             positions: FastMap::default(),
             canonical: Vec::new(),
+            value_scratch: Vec::new(),
         }
     }
 
@@ -462,14 +684,18 @@ impl PageEncoder {
 
     /// About the bytes the page will take uncompressed.
     pub fn raw_bytes(&self) -> usize {
-        self.cells.strings.out.len()
-            + self.traces.len()
+        self.strings.bytes.len()
+            + self.strings.places.len()
             + self.resources.len()
             + self.scopes.len()
-            + self.spans.parts().iter().map(|part| part.len()).sum::<usize>()
-            + self.events.len()
-            + self.links.len()
-            + self.cells.column_bytes
+            + self.context_columns.bytes
+            + self.closed_bytes
+            + self.group.bytes()
+    }
+
+    /// The number of the group being written.
+    fn group_number(&self) -> u32 {
+        self.closed.len() as u32
     }
 
     fn resource_index(&mut self, info: &Arc<ResourceInfo>) -> u32 {
@@ -483,10 +709,17 @@ impl PageEncoder {
             None => {
                 let index = self.resource_count;
                 self.resource_count += 1;
-                let schema = self.cells.strings.intern(&info.schema_url);
+                let schema = self.strings.intern(&info.schema_url, SHARED);
                 put_uvarint(&mut self.resources, u64::from(schema));
                 put_uvarint(&mut self.resources, u64::from(info.resource.dropped_attributes_count));
-                self.cells.add_all(SCOPE_RESOURCE, index, &info.resource.attributes);
+                self.context_columns.add_all(
+                    &mut self.strings,
+                    SHARED,
+                    &mut self.value_scratch,
+                    SCOPE_RESOURCE,
+                    index,
+                    &info.resource.attributes,
+                );
                 self.skip.add_resource(&info.resource);
                 self.resource_by_identity.insert(info.identity.clone(), index);
                 index
@@ -508,11 +741,18 @@ impl PageEncoder {
                 let index = self.scope_count;
                 self.scope_count += 1;
                 for text in [&info.scope.name, &info.scope.version, &info.schema_url] {
-                    let string = self.cells.strings.intern(text);
+                    let string = self.strings.intern(text, SHARED);
                     put_uvarint(&mut self.scopes, u64::from(string));
                 }
                 put_uvarint(&mut self.scopes, u64::from(info.scope.dropped_attributes_count));
-                self.cells.add_all(SCOPE_INSTRUMENTATION, index, &info.scope.attributes);
+                self.context_columns.add_all(
+                    &mut self.strings,
+                    SHARED,
+                    &mut self.value_scratch,
+                    SCOPE_INSTRUMENTATION,
+                    index,
+                    &info.scope.attributes,
+                );
                 self.skip.add_scope(&info.scope);
                 self.scope_by_identity.insert(info.identity.clone(), index);
                 index
@@ -520,6 +760,66 @@ impl PageEncoder {
         };
         self.last_scope = Some((info.clone(), index));
         index
+    }
+
+    /// Adds a span attribute to the group's column of its key. Its (key, value) goes into
+    /// the page's bloom and `block`'s index unless the page already holds that string value
+    /// for the key.
+    fn add_span_attribute(&mut self, owner: u32, key: &str, value: &ValueRef<'_>, block: &mut IndexBuilder) {
+        let group = self.group_number();
+        let key_index = self.strings.intern(key, group) as usize;
+        if self.span_keys.len() <= key_index {
+            self.span_keys.resize(key_index + 1, SpanKey::default());
+        }
+        let mut found = self.span_keys[key_index];
+        if !found.known {
+            let key_hash = key_hash(SCOPE_SPAN, key);
+            self.skip.add_hash(key_hash);
+            found = SpanKey {
+                column: 0,
+                group,
+                known: true,
+                key_hash,
+                entry: block.entry_index(SCOPE_SPAN, key),
+                seen: self.key_values_seen.len() as u32,
+            };
+            self.key_values_seen.push(Vec::new());
+        }
+        if found.column == 0 || found.group != group {
+            found.column = self.group.columns.column(SCOPE_SPAN, key_index as u32) as u32 + 1;
+            found.group = group;
+        }
+        self.span_keys[key_index] = found;
+
+        self.value_scratch.clear();
+        let mut repeated = false;
+        match value {
+            ValueRef::Str(text) => {
+                let index = self.strings.intern(text, group);
+                self.value_scratch.push(TAG_STRING);
+                put_uvarint(&mut self.value_scratch, u64::from(index));
+                let seen = &mut self.key_values_seen[found.seen as usize];
+                let (word, bit) = (index as usize / 64, index % 64);
+                if seen.len() <= word {
+                    seen.resize(word + 1, 0);
+                }
+                repeated = seen[word] & (1 << bit) != 0;
+                seen[word] |= 1 << bit;
+            }
+            other => put_page_value_ref(&mut self.strings, group, &mut self.value_scratch, other),
+        }
+        self.group.columns.put(found.column as usize - 1, owner, &self.value_scratch);
+        if repeated {
+            return;
+        }
+        let (skip, canonical) = (&mut self.skip, &mut self.canonical);
+        for_each_scalar(value, &mut |scalar| {
+            if canonical_ref(scalar, canonical) {
+                let hash = value_hash(found.key_hash, canonical);
+                skip.add_hash(hash);
+                block.add_scalar_at(found.entry, scalar, hash);
+            }
+        });
     }
 
     /// Adds a trace: its spans in (start, span ID) order, each span ID once. Traces must come
@@ -534,17 +834,37 @@ impl PageEncoder {
             self.first_trace_id = *trace_id;
         }
         self.last_trace_id = *trace_id;
-        self.traces.extend_from_slice(trace_id);
-        put_uvarint(&mut self.traces, spans.len() as u64);
         self.trace_count += 1;
+        if self.group.traces == 0 {
+            self.group.first_trace_id = *trace_id;
+        }
+        self.group.traces += 1;
+        self.group.trace_table.extend_from_slice(trace_id);
+        put_uvarint(&mut self.group.trace_table, spans.len() as u64);
         self.positions.clear();
         for (position, span) in spans.iter().enumerate() {
             self.positions.insert(span.span_id, position as u32);
         }
-        for span in spans {
+        let group = self.group_number();
+        for (position, span) in spans.iter().enumerate() {
             let resource = self.resource_index(span.resource);
             let scope = self.scope_index(span.scope);
-            let columns = &mut self.spans;
+            let name = self.strings.intern(span.name, group);
+            let status_message = self.strings.intern(span.status_message, group);
+            let trace_state = self.strings.intern(span.trace_state, group);
+            // The group's first span from 0, the first span of a trace from the group's first,
+            // the others from the span before them.
+            let writer = &mut self.group;
+            let from = match (writer.span_count, position) {
+                (0, _) => 0,
+                (_, 0) => writer.first_start_ns,
+                _ => writer.previous_start_ns,
+            };
+            if writer.span_count == 0 {
+                writer.first_start_ns = span.start_ns;
+            }
+            writer.previous_start_ns = span.start_ns;
+            let columns = &mut writer.spans;
             columns.span_ids.extend_from_slice(&span.span_id);
             match span.parent_span_id {
                 None => columns.parents.push(0),
@@ -558,90 +878,111 @@ impl PageEncoder {
             }
             put_uvarint(&mut columns.resources, u64::from(resource));
             put_uvarint(&mut columns.scopes, u64::from(scope));
-            put_uvarint(&mut columns.names, u64::from(self.cells.strings.intern(span.name)));
+            put_uvarint(&mut columns.names, u64::from(name));
             columns.kind_status.push(span.kind.as_u8() | (span.status_code.as_u8() << 3));
-            put_uvarint(&mut columns.status_messages, u64::from(self.cells.strings.intern(span.status_message)));
-            put_uvarint(&mut columns.trace_states, u64::from(self.cells.strings.intern(span.trace_state)));
+            put_uvarint(&mut columns.status_messages, u64::from(status_message));
+            put_uvarint(&mut columns.trace_states, u64::from(trace_state));
             put_uvarint(&mut columns.flags, u64::from(span.flags));
-            put_varint(&mut columns.starts, span.start_ns.wrapping_sub(self.previous_start_ns));
-            self.previous_start_ns = span.start_ns;
+            put_varint(&mut columns.starts, span.start_ns.wrapping_sub(from));
             put_varint(&mut columns.durations, span.end_ns.wrapping_sub(span.start_ns));
             for count in span.dropped {
                 put_uvarint(&mut columns.dropped, u64::from(count));
             }
-            let owner = self.span_count;
-            // The attributes are read once, for the page, its bloom and the block's index; each
-            // value is hashed once for both.
-            let (cells, skip, canonical) = (&mut self.cells, &mut self.skip, &mut self.canonical);
-            span.attributes.for_each(|key, value| {
-                let (found, repeated) = cells.add_span_attribute(owner, key, &value, |key_hash| {
-                    skip.add_hash(key_hash);
-                    block.entry_index(SCOPE_SPAN, key)
-                });
-                if repeated {
-                    return;
-                }
-                for_each_scalar(&value, &mut |scalar| {
-                    if canonical_ref(scalar, canonical) {
-                        let hash = value_hash(found.key_hash, canonical);
-                        skip.add_hash(hash);
-                        block.add_scalar_at(found.entry, scalar, hash);
-                    }
-                });
-            })?;
+            let owner = self.group.span_count;
+            // The attributes are read once, for the page, its bloom and the block's index.
+            span.attributes.for_each(|key, value| self.add_span_attribute(owner, key, &value, block))?;
             block.add_span_rest(span);
             for event in span.events.iter() {
-                put_uvarint(&mut self.events, u64::from(owner - self.previous_event_span));
-                self.previous_event_span = owner;
-                put_varint(&mut self.events, event.time_ns.wrapping_sub(span.start_ns));
-                put_uvarint(&mut self.events, u64::from(self.cells.strings.intern(&event.name)));
-                put_uvarint(&mut self.events, u64::from(event.dropped_attributes_count));
-                self.cells.add_all(SCOPE_EVENT, self.event_count, &event.attributes);
-                self.event_count += 1;
+                let writer = &mut self.group;
+                put_uvarint(&mut writer.events, u64::from(owner - writer.previous_event_span));
+                writer.previous_event_span = owner;
+                put_varint(&mut writer.events, event.time_ns.wrapping_sub(span.start_ns));
+                put_uvarint(&mut writer.events, u64::from(self.strings.intern(&event.name, group)));
+                put_uvarint(&mut writer.events, u64::from(event.dropped_attributes_count));
+                writer.columns.add_all(
+                    &mut self.strings,
+                    group,
+                    &mut self.value_scratch,
+                    SCOPE_EVENT,
+                    writer.event_count,
+                    &event.attributes,
+                );
+                writer.event_count += 1;
             }
             for link in span.links.iter() {
-                put_uvarint(&mut self.links, u64::from(owner - self.previous_link_span));
-                self.previous_link_span = owner;
-                self.links.extend_from_slice(&link.trace_id);
-                self.links.extend_from_slice(&link.span_id);
-                put_uvarint(&mut self.links, u64::from(self.cells.strings.intern(&link.trace_state)));
-                put_uvarint(&mut self.links, u64::from(link.flags));
-                put_uvarint(&mut self.links, u64::from(link.dropped_attributes_count));
-                self.cells.add_all(SCOPE_LINK, self.link_count, &link.attributes);
-                self.link_count += 1;
+                let writer = &mut self.group;
+                put_uvarint(&mut writer.links, u64::from(owner - writer.previous_link_span));
+                writer.previous_link_span = owner;
+                writer.links.extend_from_slice(&link.trace_id);
+                writer.links.extend_from_slice(&link.span_id);
+                put_uvarint(&mut writer.links, u64::from(self.strings.intern(&link.trace_state, group)));
+                put_uvarint(&mut writer.links, u64::from(link.flags));
+                put_uvarint(&mut writer.links, u64::from(link.dropped_attributes_count));
+                writer.columns.add_all(
+                    &mut self.strings,
+                    group,
+                    &mut self.value_scratch,
+                    SCOPE_LINK,
+                    writer.link_count,
+                    &link.attributes,
+                );
+                writer.link_count += 1;
             }
             self.skip.add_span_rest(span);
-            self.span_count += 1;
+            self.group.span_count += 1;
+        }
+        if self.group.bytes() >= self.group_target_bytes {
+            self.close_group();
         }
         Ok(())
     }
 
-    /// The page's uncompressed bytes and summary; the encoder is left empty for the next
-    /// page (its buffers kept).
-    pub fn finish(&mut self) -> (Vec<u8>, PageSummary) {
-        let mut out = Vec::with_capacity(self.raw_bytes() + 64);
-        put_uvarint(&mut out, u64::from(self.cells.strings.count()));
-        out.extend_from_slice(&self.cells.strings.out);
-        put_uvarint(&mut out, u64::from(self.trace_count));
-        out.extend_from_slice(&self.traces);
-        put_uvarint(&mut out, u64::from(self.resource_count));
-        out.extend_from_slice(&self.resources);
-        put_uvarint(&mut out, u64::from(self.scope_count));
-        out.extend_from_slice(&self.scopes);
-        for part in self.spans.parts() {
-            out.extend_from_slice(part);
+    /// Closes the group being written (if it has a trace); the next trace starts a new one.
+    fn close_group(&mut self) {
+        if self.group.traces == 0 {
+            return;
         }
-        put_uvarint(&mut out, u64::from(self.event_count));
-        out.extend_from_slice(&self.events);
-        put_uvarint(&mut out, u64::from(self.link_count));
-        out.extend_from_slice(&self.links);
-        put_uvarint(&mut out, self.cells.columns.len() as u64);
-        for column in &self.cells.columns {
-            out.push(column.owner_scope);
-            put_uvarint(&mut out, u64::from(column.key));
-            put_uvarint(&mut out, u64::from(column.cells));
-            put_uvarint(&mut out, column.bytes.len() as u64);
-            out.extend_from_slice(&column.bytes);
+        let mut body = Vec::with_capacity(self.group.bytes() + 16);
+        self.group.encode(&mut body);
+        self.closed_bytes += body.len();
+        self.closed.push(ClosedGroup {
+            first_string: self.group.first_string,
+            first_trace_id: self.group.first_trace_id,
+            traces: self.group.traces,
+            body,
+        });
+        self.group.clear(self.strings.count());
+    }
+
+    /// The page's frames and summary; the encoder is left empty for the next page (its
+    /// buffers kept).
+    pub fn finish(&mut self) -> EncodedPage {
+        self.close_group();
+        let string_count = self.strings.count();
+        let mut header = Vec::with_capacity(self.raw_bytes() / 4 + 64);
+        self.strings.put_section(&mut header, 0..string_count, true);
+        self.strings.put_map(&mut header);
+        put_uvarint(&mut header, self.closed.len() as u64);
+        for group in &self.closed {
+            header.extend_from_slice(&group.first_trace_id);
+            put_uvarint(&mut header, u64::from(group.traces));
+            put_uvarint(&mut header, u64::from(group.first_string));
+        }
+        put_uvarint(&mut header, u64::from(self.resource_count));
+        header.extend_from_slice(&self.resources);
+        put_uvarint(&mut header, u64::from(self.scope_count));
+        header.extend_from_slice(&self.scopes);
+        self.context_columns.encode(&mut header);
+
+        let mut frames = Vec::with_capacity(self.closed.len() + 1);
+        frames.push(header);
+        let closed = std::mem::take(&mut self.closed);
+        for (number, group) in closed.iter().enumerate() {
+            let end = closed.get(number + 1).map_or(string_count, |next| next.first_string);
+            let mut frame = Vec::with_capacity(group.body.len() + 1024);
+            self.strings.put_section(&mut frame, group.first_string..end, false);
+            frame.extend_from_slice(&group.body);
+            frames.push(frame);
         }
         let skip = std::mem::take(&mut self.skip);
         let summary = PageSummary {
@@ -652,13 +993,12 @@ impl PageEncoder {
             hashes: skip.hashes,
         };
         self.reset();
-        (out, summary)
+        EncodedPage { frames, summary }
     }
 
     /// Empties the encoder, keeping its buffers.
     fn reset(&mut self) {
-        self.cells.clear();
-        self.traces.clear();
+        self.strings.clear();
         self.trace_count = 0;
         self.resources.clear();
         self.resource_count = 0;
@@ -668,44 +1008,35 @@ impl PageEncoder {
         self.scope_count = 0;
         self.scope_by_identity.clear();
         self.last_scope = None;
-        for part in [
-            &mut self.spans.span_ids,
-            &mut self.spans.parents,
-            &mut self.spans.parent_ids,
-            &mut self.spans.resources,
-            &mut self.spans.scopes,
-            &mut self.spans.names,
-            &mut self.spans.kind_status,
-            &mut self.spans.status_messages,
-            &mut self.spans.trace_states,
-            &mut self.spans.flags,
-            &mut self.spans.starts,
-            &mut self.spans.durations,
-            &mut self.spans.dropped,
-        ] {
-            part.clear();
-        }
-        self.span_count = 0;
-        self.previous_start_ns = 0;
-        self.events.clear();
-        self.event_count = 0;
-        self.previous_event_span = 0;
-        self.links.clear();
-        self.link_count = 0;
-        self.previous_link_span = 0;
+        self.context_columns.clear();
+        self.closed.clear();
+        self.closed_bytes = 0;
+        self.group.clear(self.strings.count());
+        self.span_keys.clear();
+        self.key_values_seen.clear();
     }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Decoding
 
-/// A trace of a decoded page: its spans are `first_span..first_span + span_count` of the
-/// decoded rows.
+/// A trace of a group: its spans are `first_span..first_span + span_count` of the group's
+/// rows (in a [`DecodedGroup`], of the rows kept).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PageTrace {
     pub trace_id: TraceId,
     pub first_span: u32,
     pub span_count: u32,
+}
+
+/// A group as the header describes it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GroupEntry {
+    pub first_trace_id: TraceId,
+    pub traces: u32,
+    /// Its strings: those numbered `first_string..end_string` that are not shared.
+    first_string: u32,
+    end_string: u32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -741,10 +1072,12 @@ struct LinkRow {
     dropped: u32,
 }
 
-/// One attribute of an owner: its key and its encoded value (checked).
+/// One attribute of an owner: its key and its encoded value (checked), stored as its
+/// column's kind says.
 #[derive(Debug, Clone, Copy)]
 struct Cell<'a> {
     key: u32,
+    kind: u8,
     value: &'a [u8],
 }
 
@@ -756,46 +1089,38 @@ struct OwnerCells {
     order: Vec<u32>,
 }
 
-/// What to decode of a page.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum PageSelection<'t> {
-    /// Every trace.
-    All,
-    /// One trace: only its rows and cells are kept, and columns are read only as far as they
-    /// reach it.
-    Trace(&'t TraceId),
-}
-
-/// A page parsed into rows (strings borrowed, checked as they are used), from which spans are
-/// materialised on demand.
-#[derive(Debug)]
-pub(crate) struct DecodedPage<'a> {
-    raw: &'a [u8],
-    /// Each dictionary string's offset and length in `raw`.
-    strings: Vec<(u32, u32)>,
-    /// The traces kept.
-    pub traces: Vec<PageTrace>,
-    resources: Vec<(u32, u32)>,
-    scopes: Vec<[u32; 4]>,
-    /// The rows of the spans kept.
-    spans: Vec<SpanRow>,
-    events: Vec<EventRow>,
-    /// Events of kept span `s`: `event_offsets[s]..event_offsets[s + 1]` (of the kept events).
-    event_offsets: Vec<u32>,
-    links: Vec<LinkRow>,
-    link_offsets: Vec<u32>,
-    cells: Vec<Cell<'a>>,
-    owners: [OwnerCells; OWNER_SCOPES],
-}
-
 type Problem = String;
 
 fn malformed(what: &str) -> Problem {
     format!("page is malformed ({what})")
 }
 
+/// A varint, with the one- and two-byte cases (nearly all of a page's) inline.
+#[inline]
+fn uvarint(input: &mut &[u8]) -> Option<u64> {
+    let bytes: &[u8] = input;
+    match bytes {
+        [first, rest @ ..] if *first < 0x80 => {
+            *input = rest;
+            Some(u64::from(*first))
+        }
+        [first, second, rest @ ..] if *second < 0x80 => {
+            *input = rest;
+            Some(u64::from(first & 0x7f) | (u64::from(*second) << 7))
+        }
+        _ => get_uvarint(input),
+    }
+}
+
+#[inline]
+fn varint(input: &mut &[u8]) -> Option<i64> {
+    let raw = uvarint(input)?;
+    Some(((raw >> 1) as i64) ^ -((raw & 1) as i64))
+}
+
+#[inline]
 fn varint_u32(input: &mut &[u8], what: &str) -> Result<u32, Problem> {
-    get_uvarint(input).and_then(|value| u32::try_from(value).ok()).ok_or_else(|| malformed(what))
+    uvarint(input).and_then(|value| u32::try_from(value).ok()).ok_or_else(|| malformed(what))
 }
 
 /// A count read from the page, bounded by what the rest of the page could hold (each item
@@ -808,54 +1133,201 @@ fn count(input: &mut &[u8], min_item_bytes: usize, what: &str) -> Result<u32, Pr
     Ok(value)
 }
 
-fn skip_page_value(input: &mut &[u8], strings: usize, depth: u32) -> Result<(), Problem> {
-    if depth > MAX_VALUE_DEPTH {
-        return Err(malformed("value nesting"));
+/// A strings section: each string's offset (in `raw`) and length.
+fn strings_section(raw: &[u8], input: &mut &[u8], what: &str) -> Result<Vec<(u32, u32)>, Problem> {
+    let string_count = count(input, 1, what)?;
+    let mut places = Vec::with_capacity(string_count as usize);
+    for _ in 0..string_count {
+        let length = varint_u32(input, what)?;
+        if length as usize > input.len() {
+            return Err(malformed(what));
+        }
+        places.push(((raw.len() - input.len()) as u32, length));
+        *input = &input[length as usize..];
     }
-    match get_u8(input).ok_or_else(|| malformed("value tag"))? {
+    Ok(places)
+}
+
+/// The string numbering of a page: which strings are shared (in the header), and where.
+#[derive(Debug)]
+struct StringMap {
+    total: u32,
+    /// A bit per string, set for the shared ones.
+    bits: Vec<u64>,
+    /// Shared strings before each word of `bits`.
+    rank: Vec<u32>,
+    /// The shared strings' places in the header frame.
+    shared: Vec<(u32, u32)>,
+}
+
+impl StringMap {
+    fn is_shared(&self, index: u32) -> bool {
+        self.bits.get(index as usize / 64).is_some_and(|word| word & (1 << (index % 64)) != 0)
+    }
+
+    /// Shared strings numbered below `index` (at most `total`).
+    fn shared_below(&self, index: u32) -> u32 {
+        let word = index as usize / 64;
+        let Some(bits) = self.bits.get(word) else { return self.shared.len() as u32 };
+        let below = bits & ((1u64 << (index % 64)) - 1);
+        self.rank[word] + below.count_ones()
+    }
+}
+
+/// Strings of the page as one part of it sees them: the shared ones, and a group's own.
+#[derive(Clone, Copy)]
+struct Texts<'p> {
+    header_raw: &'p [u8],
+    map: &'p StringMap,
+    /// The group frame and its strings, when the part is a group.
+    group: Option<(&'p [u8], &'p LocalStrings)>,
+}
+
+/// A group's own strings: their range in the page's numbering and their places in its frame.
+#[derive(Debug)]
+struct LocalStrings {
+    first: u32,
+    end: u32,
+    places: Vec<(u32, u32)>,
+}
+
+impl<'p> Texts<'p> {
+    fn bytes(&self, index: u32) -> Result<&'p [u8], Problem> {
+        let (raw, place) = if index < self.map.total && self.map.is_shared(index) {
+            (self.header_raw, self.map.shared.get(self.map.shared_below(index) as usize))
+        } else {
+            match self.group {
+                Some((raw, local)) if (local.first..local.end).contains(&index) => {
+                    let position =
+                        (index - local.first) - (self.map.shared_below(index) - self.map.shared_below(local.first));
+                    (raw, local.places.get(position as usize))
+                }
+                _ => return Err(malformed("string index")),
+            }
+        };
+        let (offset, length) = *place.ok_or_else(|| malformed("string index"))?;
+        raw.get(offset as usize..offset as usize + length as usize).ok_or_else(|| malformed("string"))
+    }
+
+    fn string(&self, index: u32) -> Result<String, Problem> {
+        std::str::from_utf8(self.bytes(index)?).map(str::to_string).map_err(|_| malformed("string is not utf-8"))
+    }
+
+    fn value(&self, input: &mut &[u8]) -> Result<AttrValue, Problem> {
+        Ok(match get_u8(input).ok_or_else(|| malformed("value tag"))? {
+            TAG_STRING => AttrValue::String(self.string(varint_u32(input, "string value")?)?),
+            TAG_FALSE => AttrValue::Bool(false),
+            TAG_TRUE => AttrValue::Bool(true),
+            TAG_INT => AttrValue::Int(varint(input).ok_or_else(|| malformed("int value"))?),
+            TAG_DOUBLE => AttrValue::Double(f64::from_bits(get_u64(input).ok_or_else(|| malformed("double value"))?)),
+            TAG_BYTES => AttrValue::Bytes(get_bytes(input).ok_or_else(|| malformed("bytes value"))?.to_vec()),
+            TAG_ARRAY => {
+                let items = varint_u32(input, "array")?;
+                let mut values = Vec::with_capacity((items as usize).min(input.len()));
+                for _ in 0..items {
+                    values.push(self.value(input)?);
+                }
+                AttrValue::Array(values)
+            }
+            TAG_KVLIST => {
+                let items = varint_u32(input, "key/value list")?;
+                let mut pairs = Vec::with_capacity((items as usize).min(input.len()));
+                for _ in 0..items {
+                    let key = self.string(varint_u32(input, "list key")?)?;
+                    pairs.push((key, self.value(input)?));
+                }
+                AttrValue::KvList(pairs)
+            }
+            _ => return Err(malformed("value tag")),
+        })
+    }
+
+    /// The value of a cell.
+    fn cell_value(&self, cell: &Cell<'_>) -> Result<AttrValue, Problem> {
+        let mut input = cell.value;
+        Ok(match cell.kind {
+            KIND_STRING => AttrValue::String(self.string(varint_u32(&mut input, "string value")?)?),
+            KIND_INT => AttrValue::Int(varint(&mut input).ok_or_else(|| malformed("int value"))?),
+            KIND_DOUBLE => {
+                AttrValue::Double(f64::from_bits(get_u64(&mut input).ok_or_else(|| malformed("double value"))?))
+            }
+            KIND_BOOL => AttrValue::Bool(input.first().is_some_and(|byte| *byte != 0)),
+            _ => self.value(&mut input)?,
+        })
+    }
+
+    /// The attributes of an owner, sorted by key (stable: repeated keys keep their order).
+    fn attributes(&self, cells: &[Cell<'_>], owners: &OwnerCells, owner: u32) -> Result<Attributes, Problem> {
+        let (Some(start), Some(end)) = (owners.offsets.get(owner as usize), owners.offsets.get(owner as usize + 1))
+        else {
+            return Ok(Vec::new());
+        };
+        let mut attributes = Vec::with_capacity((end - start) as usize);
+        for cell in &owners.order[*start as usize..*end as usize] {
+            let cell = &cells[*cell as usize];
+            attributes.push((self.string(cell.key)?, self.cell_value(cell)?));
+        }
+        attributes.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(attributes)
+    }
+}
+
+/// Skips a value, checking its string indexes with `valid`. Scalars (nearly every value) are
+/// handled inline; arrays and lists by [`skip_nested_value`].
+#[inline]
+fn skip_page_value(input: &mut &[u8], valid: &impl Fn(u32) -> bool, depth: u32) -> Result<(), Problem> {
+    let (&tag, rest) = input.split_first().ok_or_else(|| malformed("value tag"))?;
+    *input = rest;
+    match tag {
         TAG_STRING => {
-            let index = varint_u32(input, "string value")?;
-            if index as usize >= strings {
+            if !valid(varint_u32(input, "string value")?) {
                 return Err(malformed("string value index"));
             }
         }
         TAG_FALSE | TAG_TRUE => {}
         TAG_INT => {
-            get_varint(input).ok_or_else(|| malformed("int value"))?;
+            uvarint(input).ok_or_else(|| malformed("int value"))?;
         }
         TAG_DOUBLE => {
-            get_u64(input).ok_or_else(|| malformed("double value"))?;
+            *input = input.get(8..).ok_or_else(|| malformed("double value"))?;
         }
         TAG_BYTES => {
             get_bytes(input).ok_or_else(|| malformed("bytes value"))?;
         }
-        TAG_ARRAY => {
-            let items = count(input, 1, "array")?;
-            for _ in 0..items {
-                skip_page_value(input, strings, depth + 1)?;
-            }
-        }
-        TAG_KVLIST => {
-            let items = count(input, 2, "key/value list")?;
-            for _ in 0..items {
-                let key = varint_u32(input, "list key")?;
-                if key as usize >= strings {
-                    return Err(malformed("list key index"));
-                }
-                skip_page_value(input, strings, depth + 1)?;
-            }
-        }
+        TAG_ARRAY | TAG_KVLIST => skip_nested_value(tag, input, valid, depth)?,
         _ => return Err(malformed("value tag")),
     }
     Ok(())
 }
 
-/// Groups kept cells by owner (a counting sort); `owners_of` gives each cell's owner relative
-/// to the first kept owner, `limit` the number of kept owners.
-fn group_by_owner(cell_owners: &[(u8, u32)], scope: usize, limit: usize) -> OwnerCells {
+/// The items of an array or key/value list (the tag read).
+fn skip_nested_value(tag: u8, input: &mut &[u8], valid: &impl Fn(u32) -> bool, depth: u32) -> Result<(), Problem> {
+    if depth >= MAX_VALUE_DEPTH {
+        return Err(malformed("value nesting"));
+    }
+    if tag == TAG_ARRAY {
+        let items = count(input, 1, "array")?;
+        for _ in 0..items {
+            skip_page_value(input, valid, depth + 1)?;
+        }
+    } else {
+        let items = count(input, 2, "key/value list")?;
+        for _ in 0..items {
+            if !valid(varint_u32(input, "list key")?) {
+                return Err(malformed("list key index"));
+            }
+            skip_page_value(input, valid, depth + 1)?;
+        }
+    }
+    Ok(())
+}
+
+/// Groups kept cells by owner (a counting sort); each cell's owner is relative to the first
+/// kept owner, `limit` the number of kept owners.
+fn group_by_owner(cell_owners: &[(u8, u32)], scope: u8, limit: usize) -> OwnerCells {
     let mut offsets = vec![0u32; limit + 1];
     for (owner_scope, owner) in cell_owners {
-        if usize::from(*owner_scope) == scope {
+        if *owner_scope == scope {
             offsets[*owner as usize + 1] += 1;
         }
     }
@@ -865,7 +1337,7 @@ fn group_by_owner(cell_owners: &[(u8, u32)], scope: usize, limit: usize) -> Owne
     let mut next = offsets.clone();
     let mut order = vec![0u32; offsets[limit] as usize];
     for (cell, (owner_scope, owner)) in cell_owners.iter().enumerate() {
-        if usize::from(*owner_scope) == scope {
+        if *owner_scope == scope {
             order[next[*owner as usize] as usize] = cell as u32;
             next[*owner as usize] += 1;
         }
@@ -885,39 +1357,411 @@ fn offsets_by_span(owners: &[u32], spans: usize) -> Vec<u32> {
     offsets
 }
 
-impl<'a> DecodedPage<'a> {
-    /// Parses a page, or the part of it that `selection` asks for; `None` when the selected
-    /// trace is not in the page. Counts, indexes and strings of what is kept are checked.
-    pub fn parse(raw: &'a [u8], selection: PageSelection<'_>) -> Result<Option<DecodedPage<'a>>, Problem> {
-        let mut input = raw;
-        let string_count = count(&mut input, 1, "string count")?;
-        let mut strings = Vec::with_capacity(string_count as usize);
-        for _ in 0..string_count {
-            let length = varint_u32(&mut input, "string length")?;
-            if length as usize > input.len() {
-                return Err(malformed("string"));
-            }
-            strings.push(((raw.len() - input.len()) as u32, length));
-            input = &input[length as usize..];
+/// Skips `count` varints.
+#[inline]
+fn skip_varints(input: &mut &[u8], count: usize) -> Option<()> {
+    let bytes: &[u8] = input;
+    let mut left = count;
+    let mut position = 0;
+    // Eight bytes at a time while they end fewer varints than are left to skip.
+    while left > 8 && position + 8 <= bytes.len() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&bytes[position..position + 8]);
+        let ends = (!u64::from_le_bytes(word) & 0x8080_8080_8080_8080).count_ones() as usize;
+        left -= ends;
+        position += 8;
+    }
+    while left > 0 {
+        if *bytes.get(position)? < 0x80 {
+            left -= 1;
         }
-        let string_index = |input: &mut &[u8], what: &str| -> Result<u32, Problem> {
+        position += 1;
+    }
+    *input = &bytes[position..];
+    Some(())
+}
+
+/// Skips `count` values of a column of kind `kind`, unchecked.
+fn skip_values(input: &mut &[u8], kind: u8, count: usize) -> Result<(), Problem> {
+    let fixed = |input: &mut &[u8], size: usize| -> Result<(), Problem> {
+        *input =
+            count.checked_mul(size).and_then(|bytes| input.get(bytes..)).ok_or_else(|| malformed("column values"))?;
+        Ok(())
+    };
+    match kind {
+        KIND_STRING | KIND_INT => skip_varints(input, count).ok_or_else(|| malformed("column values")),
+        KIND_DOUBLE => fixed(input, 8),
+        KIND_BOOL => fixed(input, 1),
+        _ => {
+            for _ in 0..count {
+                skip_page_value(input, &|_| true, 0)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Reads one value of a column of kind `kind`, checked; returns its bytes.
+fn read_value<'a>(input: &mut &'a [u8], kind: u8, valid: &impl Fn(u32) -> bool) -> Result<&'a [u8], Problem> {
+    let start = *input;
+    match kind {
+        KIND_STRING => {
+            if !valid(varint_u32(input, "string value")?) {
+                return Err(malformed("string value index"));
+            }
+        }
+        KIND_INT => {
+            uvarint(input).ok_or_else(|| malformed("int value"))?;
+        }
+        KIND_DOUBLE => *input = input.get(8..).ok_or_else(|| malformed("double value"))?,
+        KIND_BOOL => match input.split_first() {
+            Some((0 | 1, rest)) => *input = rest,
+            _ => return Err(malformed("bool value")),
+        },
+        _ => skip_page_value(input, valid, 0)?,
+    }
+    Ok(&start[..start.len() - input.len()])
+}
+
+/// A byte length read from the page, and the bytes it covers.
+fn section<'a>(input: &mut &'a [u8], what: &str) -> Result<&'a [u8], Problem> {
+    let length = varint_u32(input, what)? as usize;
+    if length > input.len() {
+        return Err(malformed(what));
+    }
+    let (bytes, rest) = input.split_at(length);
+    *input = rest;
+    Ok(bytes)
+}
+
+/// Cells read from attribute columns, and each one's owner scope and owner.
+type ColumnCells<'a> = (Vec<Cell<'a>>, Vec<(u8, u32)>);
+
+/// Reads attribute columns: per column, the cells whose owners fall in `wanted[scope]` (for
+/// the owner scopes `allowed`, each owner below `limits[scope]`), with their owner relative
+/// to the first wanted one. Owners never decrease within a column, so the cells wanted are
+/// consecutive: the values before them are skipped without being read, and those after
+/// them are not looked at unless `whole` asks for every column to be checked to its end.
+fn read_columns<'a>(
+    input: &mut &'a [u8],
+    allowed: &[u8],
+    limits: &[u32; OWNER_SCOPES],
+    wanted: &[Range<u32>; OWNER_SCOPES],
+    whole: bool,
+    valid: &impl Fn(u32) -> bool,
+) -> Result<ColumnCells<'a>, Problem> {
+    let column_count = count(input, 4, "column count")?;
+    let mut cells = Vec::new();
+    let mut cell_owners: Vec<(u8, u32)> = Vec::new();
+    for _ in 0..column_count {
+        let owner_scope = get_u8(input).ok_or_else(|| malformed("column scope"))?;
+        if !allowed.contains(&owner_scope) {
+            return Err(malformed("column scope"));
+        }
+        let limit = limits[usize::from(owner_scope)];
+        let wanted = &wanted[usize::from(owner_scope)];
+        let key = varint_u32(input, "column key")?;
+        if !valid(key) {
+            return Err(malformed("column key"));
+        }
+        let cell_count = count(input, 1, "column cell count")?;
+        let layout = get_u8(input).ok_or_else(|| malformed("column layout"))?;
+        let (dense, kind) = (layout & 1 != 0, layout >> 1);
+        if kind > KIND_BOOL {
+            return Err(malformed("column layout"));
+        }
+        let mut owners = if dense { &[][..] } else { section(input, "column owners")? };
+        let mut values = section(input, "column values")?;
+
+        // The cells wanted: `first..end`, with their owners.
+        let (first, end) = if dense {
+            if cell_count > limit {
+                return Err(malformed("cell owner"));
+            }
+            let first = wanted.start.min(cell_count);
+            let end = wanted.end.min(cell_count);
+            for owner in first..end {
+                cell_owners.push((owner_scope, owner - wanted.start));
+            }
+            (first, end)
+        } else {
+            let (mut owner, mut first, mut end) = (0u32, None, None);
+            for cell in 0..cell_count {
+                owner =
+                    owner.checked_add(varint_u32(&mut owners, "cell owner")?).ok_or_else(|| malformed("cell owner"))?;
+                if owner >= limit {
+                    return Err(malformed("cell owner"));
+                }
+                if owner >= wanted.end {
+                    end.get_or_insert(cell);
+                    if !whole {
+                        break;
+                    }
+                } else if owner >= wanted.start {
+                    first.get_or_insert(cell);
+                    cell_owners.push((owner_scope, owner - wanted.start));
+                }
+            }
+            if whole && !owners.is_empty() {
+                return Err(malformed("column owners trailing bytes"));
+            }
+            let end = end.unwrap_or(cell_count);
+            (first.unwrap_or(end), end)
+        };
+        skip_values(&mut values, kind, first as usize)?;
+        for _ in first..end {
+            cells.push(Cell { key, kind, value: read_value(&mut values, kind, valid)? });
+        }
+        if cells.len() != cell_owners.len() {
+            return Err(malformed("column cells"));
+        }
+        if whole {
+            skip_values(&mut values, kind, (cell_count - end) as usize)?;
+            if !values.is_empty() {
+                return Err(malformed("column values trailing bytes"));
+            }
+        }
+    }
+    Ok((cells, cell_owners))
+}
+
+/// A page's header frame, parsed: the strings every group may use, the groups, the
+/// resources and scopes.
+#[derive(Debug)]
+pub(crate) struct PageHeader<'a> {
+    raw: &'a [u8],
+    strings: StringMap,
+    /// The groups, in trace-ID order.
+    pub groups: Vec<GroupEntry>,
+    resources: Vec<(u32, u32)>,
+    scopes: Vec<[u32; 4]>,
+    cells: Vec<Cell<'a>>,
+    /// Cells of the resources and of the scopes.
+    owners: [OwnerCells; 2],
+}
+
+impl<'a> PageHeader<'a> {
+    /// Parses a header frame, checking its counts, indexes and order.
+    pub fn parse(raw: &'a [u8]) -> Result<PageHeader<'a>, Problem> {
+        let mut input = raw;
+        let shared = strings_section(raw, &mut input, "shared strings")?;
+        let total = varint_u32(&mut input, "string count")?;
+        let map_bytes = (total as usize).div_ceil(8);
+        if map_bytes > input.len() {
+            return Err(malformed("string map"));
+        }
+        let (map, rest) = input.split_at(map_bytes);
+        input = rest;
+        let mut bits = vec![0u64; (total as usize).div_ceil(64)];
+        for (index, byte) in map.iter().enumerate() {
+            bits[index / 8] |= u64::from(*byte) << ((index % 8) * 8);
+        }
+        if total % 8 != 0 && map.last().is_some_and(|last| last >> (total % 8) != 0) {
+            return Err(malformed("string map"));
+        }
+        let mut rank = Vec::with_capacity(bits.len());
+        let mut running = 0u32;
+        for word in &bits {
+            rank.push(running);
+            running += word.count_ones();
+        }
+        if running as usize != shared.len() {
+            return Err(malformed("shared string count"));
+        }
+        let strings = StringMap { total, bits, rank, shared };
+
+        let group_count = count(&mut input, 18, "group count")?;
+        if group_count == 0 {
+            return Err(malformed("group count"));
+        }
+        let mut groups: Vec<GroupEntry> = Vec::with_capacity(group_count as usize);
+        for _ in 0..group_count {
+            let first_trace_id = get_array::<16>(&mut input).ok_or_else(|| malformed("group first trace"))?;
+            let traces = varint_u32(&mut input, "group trace count")?;
+            let first_string = varint_u32(&mut input, "group strings")?;
+            if traces == 0
+                || first_string > total
+                || groups
+                    .last()
+                    .is_some_and(|last| last.first_string > first_string || last.first_trace_id >= first_trace_id)
+            {
+                return Err(malformed("group"));
+            }
+            groups.push(GroupEntry { first_trace_id, traces, first_string, end_string: total });
+        }
+        for index in 1..groups.len() {
+            groups[index - 1].end_string = groups[index].first_string;
+        }
+
+        let shared_only = |index: u32| index < strings.total && strings.is_shared(index);
+        let shared_index = |input: &mut &[u8], what: &str| -> Result<u32, Problem> {
             let index = varint_u32(input, what)?;
-            if index >= string_count {
+            if !shared_only(index) {
                 return Err(malformed(what));
             }
             Ok(index)
         };
+        let resource_count = count(&mut input, 2, "resource count")?;
+        let mut resources = Vec::with_capacity(resource_count as usize);
+        for _ in 0..resource_count {
+            let schema = shared_index(&mut input, "resource schema url")?;
+            let dropped = varint_u32(&mut input, "resource dropped count")?;
+            resources.push((schema, dropped));
+        }
+        let scope_count = count(&mut input, 4, "scope count")?;
+        let mut scopes = Vec::with_capacity(scope_count as usize);
+        for _ in 0..scope_count {
+            let name = shared_index(&mut input, "scope name")?;
+            let version = shared_index(&mut input, "scope version")?;
+            let schema = shared_index(&mut input, "scope schema url")?;
+            let dropped = varint_u32(&mut input, "scope dropped count")?;
+            scopes.push([name, version, schema, dropped]);
+        }
+        let mut limits = [0u32; OWNER_SCOPES];
+        limits[usize::from(SCOPE_RESOURCE)] = resource_count;
+        limits[usize::from(SCOPE_INSTRUMENTATION)] = scope_count;
+        let wanted = limits.map(|limit| 0..limit);
+        let (cells, cell_owners) =
+            read_columns(&mut input, &[SCOPE_RESOURCE, SCOPE_INSTRUMENTATION], &limits, &wanted, true, &shared_only)?;
+        if !input.is_empty() {
+            return Err(malformed("header trailing bytes"));
+        }
+        let owners = [
+            group_by_owner(&cell_owners, SCOPE_RESOURCE, resource_count as usize),
+            group_by_owner(&cell_owners, SCOPE_INSTRUMENTATION, scope_count as usize),
+        ];
+        Ok(PageHeader { raw, strings, groups, resources, scopes, cells, owners })
+    }
 
-        let trace_count = count(&mut input, 17, "trace count")?;
-        let mut all_traces = Vec::with_capacity(trace_count as usize);
+    /// The group that holds a trace if the page does: the last group starting at or before it.
+    pub fn find_group(&self, trace_id: &TraceId) -> Option<usize> {
+        self.groups.partition_point(|group| group.first_trace_id <= *trace_id).checked_sub(1)
+    }
+
+    fn texts(&self) -> Texts<'_> {
+        Texts { header_raw: self.raw, map: &self.strings, group: None }
+    }
+
+    fn resource(&self, index: u32) -> Result<Arc<ResourceInfo>, Problem> {
+        let (schema, dropped) = *self.resources.get(index as usize).ok_or_else(|| malformed("resource index"))?;
+        let texts = self.texts();
+        let resource = Resource {
+            attributes: texts.attributes(&self.cells, &self.owners[0], index)?,
+            dropped_attributes_count: dropped,
+        };
+        Ok(ResourceInfo::new(resource, texts.string(schema)?))
+    }
+
+    fn scope(&self, index: u32) -> Result<Arc<ScopeInfo>, Problem> {
+        let [name, version, schema, dropped] =
+            *self.scopes.get(index as usize).ok_or_else(|| malformed("scope index"))?;
+        let texts = self.texts();
+        let scope = Scope {
+            name: texts.string(name)?,
+            version: texts.string(version)?,
+            attributes: texts.attributes(&self.cells, &self.owners[1], index)?,
+            dropped_attributes_count: dropped,
+        };
+        Ok(ScopeInfo::new(scope, texts.string(schema)?))
+    }
+}
+
+/// What to decode of a group.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum GroupSelection<'t> {
+    /// Every trace.
+    All,
+    /// One trace: only its rows and cells are kept, and what lies before and after them in
+    /// each column is skipped unread.
+    Trace(&'t TraceId),
+}
+
+/// A group frame parsed into rows (strings borrowed, checked as they are used), from which
+/// spans are materialised on demand.
+pub(crate) struct DecodedGroup<'p> {
+    header: &'p PageHeader<'p>,
+    raw: &'p [u8],
+    local: LocalStrings,
+    /// The traces kept, their spans counted among the kept rows.
+    pub traces: Vec<PageTrace>,
+    /// The rows of the spans kept.
+    spans: Vec<SpanRow>,
+    events: Vec<EventRow>,
+    /// Events of kept span `s`: `event_offsets[s]..event_offsets[s + 1]` (of the kept events).
+    event_offsets: Vec<u32>,
+    links: Vec<LinkRow>,
+    link_offsets: Vec<u32>,
+    cells: Vec<Cell<'p>>,
+    /// Cells of the kept spans, events and links.
+    owners: [OwnerCells; 3],
+}
+
+/// Reads a column of `n` varints of which only the entries `kept` are wanted: the others are
+/// skipped unread; `each` gets the kept entries (counted from the first kept).
+fn varint_column(
+    input: &mut &[u8],
+    n: usize,
+    kept: &Range<usize>,
+    what: &str,
+    mut each: impl FnMut(usize, u64) -> Result<(), Problem>,
+) -> Result<(), Problem> {
+    skip_varints(input, kept.start).ok_or_else(|| malformed(what))?;
+    for index in 0..kept.len() {
+        each(index, uvarint(input).ok_or_else(|| malformed(what))?)?;
+    }
+    skip_varints(input, n - kept.end).ok_or_else(|| malformed(what))
+}
+
+fn zigzag(raw: u64) -> i64 {
+    ((raw >> 1) as i64) ^ -((raw & 1) as i64)
+}
+
+impl<'p> DecodedGroup<'p> {
+    /// Parses group `group` of a page (its frame is `raw`), or the part of it that `selection`
+    /// asks for; `None` when the selected trace is not in the group. Counts and indexes of
+    /// what is kept are checked.
+    pub fn parse(
+        header: &'p PageHeader<'p>,
+        group: usize,
+        raw: &'p [u8],
+        selection: GroupSelection<'_>,
+    ) -> Result<Option<DecodedGroup<'p>>, Problem> {
+        let entry = *header.groups.get(group).ok_or_else(|| malformed("group index"))?;
+        let mut input = raw;
+        let map = &header.strings;
+        let places = strings_section(raw, &mut input, "group strings")?;
+        let expected = (entry.end_string - entry.first_string)
+            - (map.shared_below(entry.end_string) - map.shared_below(entry.first_string));
+        if places.len() != expected as usize {
+            return Err(malformed("group string count"));
+        }
+        let local = LocalStrings { first: entry.first_string, end: entry.end_string, places };
+        let valid =
+            |index: u32| index < map.total && (map.is_shared(index) || (local.first..local.end).contains(&index));
+        let check_string = |index: u64, what: &str| -> Result<u32, Problem> {
+            match u32::try_from(index) {
+                Ok(index) if valid(index) => Ok(index),
+                _ => Err(malformed(what)),
+            }
+        };
+
+        if entry.traces as usize > input.len() / 17 {
+            return Err(malformed("group trace count"));
+        }
+        let mut all_traces = Vec::with_capacity(entry.traces as usize);
         let mut span_total = 0u32;
-        for _ in 0..trace_count {
+        for _ in 0..entry.traces {
             let trace_id = get_array::<16>(&mut input).ok_or_else(|| malformed("trace id"))?;
             let span_count = varint_u32(&mut input, "trace span count")?;
+            if span_count == 0 {
+                return Err(malformed("trace span count"));
+            }
             all_traces.push(PageTrace { trace_id, first_span: span_total, span_count });
             span_total = span_total.checked_add(span_count).ok_or_else(|| malformed("span count"))?;
         }
-        if all_traces.windows(2).any(|pair| pair[0].trace_id >= pair[1].trace_id) {
+        if all_traces.first().map(|trace| trace.trace_id) != Some(entry.first_trace_id)
+            || all_traces.windows(2).any(|pair| pair[0].trace_id >= pair[1].trace_id)
+        {
             return Err(malformed("traces out of order"));
         }
         if span_total as usize > input.len() / 8 {
@@ -925,45 +1769,27 @@ impl<'a> DecodedPage<'a> {
         }
         // The spans kept: all, or the selected trace's.
         let (traces, kept): (Vec<PageTrace>, Range<u32>) = match selection {
-            PageSelection::All => (all_traces, 0..span_total),
-            PageSelection::Trace(trace_id) => {
+            GroupSelection::All => (all_traces, 0..span_total),
+            GroupSelection::Trace(trace_id) => {
                 let Ok(index) = all_traces.binary_search_by(|trace| trace.trace_id.cmp(trace_id)) else {
                     return Ok(None);
                 };
                 let trace = all_traces[index];
-                let range = trace.first_span..trace.first_span + trace.span_count;
-                (vec![PageTrace { first_span: 0, ..trace }], range)
+                (vec![PageTrace { first_span: 0, ..trace }], trace.first_span..trace.first_span + trace.span_count)
             }
         };
         let base = kept.start;
         let kept_count = (kept.end - kept.start) as usize;
+        let kept_rows = kept.start as usize..kept.end as usize;
+        let resource_count = header.resources.len() as u32;
+        let scope_count = header.scopes.len() as u32;
 
-        let resource_count = count(&mut input, 2, "resource count")?;
-        let mut resources = Vec::with_capacity(resource_count as usize);
-        for _ in 0..resource_count {
-            let schema = string_index(&mut input, "resource schema url")?;
-            let dropped = varint_u32(&mut input, "resource dropped count")?;
-            resources.push((schema, dropped));
-        }
-        let scope_count = count(&mut input, 4, "scope count")?;
-        let mut scopes = Vec::with_capacity(scope_count as usize);
-        for _ in 0..scope_count {
-            let name = string_index(&mut input, "scope name")?;
-            let version = string_index(&mut input, "scope version")?;
-            let schema = string_index(&mut input, "scope schema url")?;
-            let dropped = varint_u32(&mut input, "scope dropped count")?;
-            scopes.push([name, version, schema, dropped]);
-        }
-
-        // Span columns: every entry is read (they are varints), only the kept ones stored.
+        // Span columns: what lies outside the kept rows is skipped.
         let n = span_total as usize;
-        let ids_len = n * 8;
-        if input.len() < ids_len {
-            return Err(malformed("span ids"));
-        }
-        let (ids, rest) = input.split_at(ids_len);
+        let (ids, rest) = input.split_at(n * 8);
         input = rest;
-        let mut spans: Vec<SpanRow> = (kept.start as usize..kept.end as usize)
+        let mut spans: Vec<SpanRow> = kept_rows
+            .clone()
             .map(|index| {
                 let mut span_id = [0u8; 8];
                 span_id.copy_from_slice(&ids[index * 8..index * 8 + 8]);
@@ -984,8 +1810,7 @@ impl<'a> DecodedPage<'a> {
                 }
             })
             .collect();
-        let in_kept = |index: usize| index >= kept.start as usize && index < kept.end as usize;
-        // Parent codes, and how many explicit parents there are, and before the kept spans.
+        // Parent codes: every one is read, to count the explicit parents before the kept spans.
         let mut parent_codes = Vec::with_capacity(kept_count);
         let mut explicit_before = 0usize;
         let mut explicit_total = 0usize;
@@ -993,90 +1818,88 @@ impl<'a> DecodedPage<'a> {
             let code = varint_u32(&mut input, "parent")?;
             if code == 1 {
                 explicit_total += 1;
-                if index < kept.start as usize {
+                if index < kept_rows.start {
                     explicit_before += 1;
                 }
             }
-            if in_kept(index) {
+            if kept_rows.contains(&index) {
                 parent_codes.push(code);
             }
         }
-        for index in 0..n {
-            let value = varint_u32(&mut input, "span resource")?;
-            if value >= resource_count {
-                return Err(malformed("span resource"));
+        varint_column(&mut input, n, &kept_rows, "span resource", |index, value| {
+            spans[index].resource = u32::try_from(value)
+                .ok()
+                .filter(|value| *value < resource_count)
+                .ok_or_else(|| malformed("span resource"))?;
+            Ok(())
+        })?;
+        varint_column(&mut input, n, &kept_rows, "span scope", |index, value| {
+            spans[index].scope = u32::try_from(value)
+                .ok()
+                .filter(|value| *value < scope_count)
+                .ok_or_else(|| malformed("span scope"))?;
+            Ok(())
+        })?;
+        varint_column(&mut input, n, &kept_rows, "span name", |index, value| {
+            spans[index].name = check_string(value, "span name")?;
+            Ok(())
+        })?;
+        if input.len() < n {
+            return Err(malformed("kind and status"));
+        }
+        let (kinds, rest) = input.split_at(n);
+        input = rest;
+        for (row, byte) in spans.iter_mut().zip(&kinds[kept_rows.clone()]) {
+            row.kind = SpanKind::from_u8(byte & 7).ok_or_else(|| malformed("span kind"))?;
+            row.status = StatusCode::from_u8(byte >> 3).ok_or_else(|| malformed("span status"))?;
+        }
+        varint_column(&mut input, n, &kept_rows, "status message", |index, value| {
+            spans[index].status_message = check_string(value, "status message")?;
+            Ok(())
+        })?;
+        varint_column(&mut input, n, &kept_rows, "trace state", |index, value| {
+            spans[index].trace_state = check_string(value, "trace state")?;
+            Ok(())
+        })?;
+        varint_column(&mut input, n, &kept_rows, "span flags", |index, value| {
+            spans[index].flags = u32::try_from(value).map_err(|_| malformed("span flags"))?;
+            Ok(())
+        })?;
+        // Starts: the group's first from 0, a trace's first from the group's first, the others
+        // from the span before them.
+        let first_start = zigzag(uvarint(&mut input).ok_or_else(|| malformed("span start"))?);
+        let mut read = 1usize;
+        let mut previous = first_start;
+        for trace in &traces {
+            let first = (base + trace.first_span) as usize;
+            if first > read {
+                skip_varints(&mut input, first - read).ok_or_else(|| malformed("span start"))?;
+                read = first;
             }
-            if in_kept(index) {
-                spans[index - base as usize].resource = value;
+            for position in 0..trace.span_count as usize {
+                let index = first + position;
+                let start = if index == 0 {
+                    first_start
+                } else {
+                    let delta = zigzag(uvarint(&mut input).ok_or_else(|| malformed("span start"))?);
+                    read = index + 1;
+                    if position == 0 { first_start.wrapping_add(delta) } else { previous.wrapping_add(delta) }
+                };
+                spans[index - base as usize].start_ns = start;
+                previous = start;
             }
         }
-        for index in 0..n {
-            let value = varint_u32(&mut input, "span scope")?;
-            if value >= scope_count {
-                return Err(malformed("span scope"));
-            }
-            if in_kept(index) {
-                spans[index - base as usize].scope = value;
-            }
-        }
-        for index in 0..n {
-            let value = string_index(&mut input, "span name")?;
-            if in_kept(index) {
-                spans[index - base as usize].name = value;
-            }
-        }
-        for index in 0..n {
-            let byte = get_u8(&mut input).ok_or_else(|| malformed("kind and status"))?;
-            let kind = SpanKind::from_u8(byte & 7).ok_or_else(|| malformed("span kind"))?;
-            let status = StatusCode::from_u8(byte >> 3).ok_or_else(|| malformed("span status"))?;
-            if in_kept(index) {
-                let row = &mut spans[index - base as usize];
-                row.kind = kind;
-                row.status = status;
-            }
-        }
-        for index in 0..n {
-            let value = string_index(&mut input, "status message")?;
-            if in_kept(index) {
-                spans[index - base as usize].status_message = value;
-            }
-        }
-        for index in 0..n {
-            let value = string_index(&mut input, "trace state")?;
-            if in_kept(index) {
-                spans[index - base as usize].trace_state = value;
-            }
-        }
-        for index in 0..n {
-            let value = varint_u32(&mut input, "span flags")?;
-            if in_kept(index) {
-                spans[index - base as usize].flags = value;
-            }
-        }
-        let mut previous_start = 0i64;
-        for index in 0..n {
-            previous_start =
-                previous_start.wrapping_add(get_varint(&mut input).ok_or_else(|| malformed("span start"))?);
-            if in_kept(index) {
-                spans[index - base as usize].start_ns = previous_start;
-            }
-        }
-        for index in 0..n {
-            let duration = get_varint(&mut input).ok_or_else(|| malformed("span duration"))?;
-            if in_kept(index) {
-                let row = &mut spans[index - base as usize];
-                row.end_ns = row.start_ns.wrapping_add(duration);
-            }
-        }
-        for index in 0..n {
-            let mut dropped = [0u32; 3];
-            for slot in &mut dropped {
-                *slot = varint_u32(&mut input, "dropped counts")?;
-            }
-            if in_kept(index) {
-                spans[index - base as usize].dropped = dropped;
-            }
-        }
+        skip_varints(&mut input, n - read).ok_or_else(|| malformed("span start"))?;
+        varint_column(&mut input, n, &kept_rows, "span duration", |index, value| {
+            let row = &mut spans[index];
+            row.end_ns = row.start_ns.wrapping_add(zigzag(value));
+            Ok(())
+        })?;
+        let dropped_rows = kept_rows.start * 3..kept_rows.end * 3;
+        varint_column(&mut input, n * 3, &dropped_rows, "dropped counts", |index, value| {
+            spans[index / 3].dropped[index % 3] = u32::try_from(value).map_err(|_| malformed("dropped counts"))?;
+            Ok(())
+        })?;
         // Explicit parent IDs, in span order: the kept spans' start after those before them.
         let explicit_bytes = explicit_total * 8;
         if input.len() < explicit_bytes {
@@ -1112,8 +1935,8 @@ impl<'a> DecodedPage<'a> {
             if owner >= span_total {
                 return Err(malformed("event span"));
             }
-            let delta = get_varint(&mut input).ok_or_else(|| malformed("event time"))?;
-            let name = string_index(&mut input, "event name")?;
+            let delta = varint(&mut input).ok_or_else(|| malformed("event time"))?;
+            let name = varint_u32(&mut input, "event name")?;
             let dropped = varint_u32(&mut input, "event dropped count")?;
             if kept.contains(&owner) {
                 if events.is_empty() {
@@ -1121,6 +1944,7 @@ impl<'a> DecodedPage<'a> {
                 }
                 kept_events.end = event + 1;
                 let relative = owner - base;
+                check_string(u64::from(name), "event name")?;
                 events.push(EventRow { time_ns: spans[relative as usize].start_ns.wrapping_add(delta), name, dropped });
                 event_spans.push(relative);
             }
@@ -1137,7 +1961,7 @@ impl<'a> DecodedPage<'a> {
             }
             let trace_id = get_array::<16>(&mut input).ok_or_else(|| malformed("link trace id"))?;
             let span_id = get_array::<8>(&mut input).ok_or_else(|| malformed("link span id"))?;
-            let trace_state = string_index(&mut input, "link trace state")?;
+            let trace_state = varint_u32(&mut input, "link trace state")?;
             let flags = varint_u32(&mut input, "link flags")?;
             let dropped = varint_u32(&mut input, "link dropped count")?;
             if kept.contains(&owner) {
@@ -1145,70 +1969,38 @@ impl<'a> DecodedPage<'a> {
                     kept_links = link..link;
                 }
                 kept_links.end = link + 1;
+                check_string(u64::from(trace_state), "link trace state")?;
                 links.push(LinkRow { trace_id, span_id, trace_state, flags, dropped });
                 link_spans.push(owner - base);
             }
         }
 
-        // Attribute columns: cells of kept owners; a column is left as soon as its owners
-        // pass the kept ones (owners never decrease within a column).
-        let owner_limits = [resource_count, span_total, scope_count, event_count, link_count];
-        let kept_owners: [Range<u32>; OWNER_SCOPES] =
-            [0..resource_count, kept.clone(), 0..scope_count, kept_events.clone(), kept_links.clone()];
-        let column_count = count(&mut input, 4, "column count")?;
-        let mut cells = Vec::new();
-        let mut cell_owners: Vec<(u8, u32)> = Vec::new();
-        for _ in 0..column_count {
-            let owner_scope = get_u8(&mut input).ok_or_else(|| malformed("column scope"))?;
-            let limit = *owner_limits.get(usize::from(owner_scope)).ok_or_else(|| malformed("column scope"))?;
-            let wanted = &kept_owners[usize::from(owner_scope)];
-            let key = string_index(&mut input, "column key")?;
-            let cell_count = count(&mut input, 2, "column cell count")?;
-            let byte_len = varint_u32(&mut input, "column length")? as usize;
-            if byte_len > input.len() {
-                return Err(malformed("column length"));
-            }
-            let (mut column, rest) = input.split_at(byte_len);
-            input = rest;
-            let mut owner = 0u32;
-            let mut read = 0;
-            for _ in 0..cell_count {
-                owner =
-                    owner.checked_add(varint_u32(&mut column, "cell owner")?).ok_or_else(|| malformed("cell owner"))?;
-                if owner >= limit {
-                    return Err(malformed("cell owner"));
-                }
-                if owner >= wanted.end {
-                    break;
-                }
-                let start = column;
-                skip_page_value(&mut column, strings.len(), 0)?;
-                read += 1;
-                if owner >= wanted.start {
-                    cells.push(Cell { key, value: &start[..start.len() - column.len()] });
-                    cell_owners.push((owner_scope, owner - wanted.start));
-                }
-            }
-            if read == cell_count && !column.is_empty() {
-                return Err(malformed("column trailing bytes"));
-            }
-        }
-        if !input.is_empty() {
+        let mut limits = [0u32; OWNER_SCOPES];
+        limits[usize::from(SCOPE_SPAN)] = span_total;
+        limits[usize::from(SCOPE_EVENT)] = event_count;
+        limits[usize::from(SCOPE_LINK)] = link_count;
+        let mut wanted: [Range<u32>; OWNER_SCOPES] = Default::default();
+        wanted[usize::from(SCOPE_SPAN)] = kept.clone();
+        wanted[usize::from(SCOPE_EVENT)] = kept_events.clone();
+        wanted[usize::from(SCOPE_LINK)] = kept_links.clone();
+        let whole = matches!(selection, GroupSelection::All);
+        let (cells, cell_owners) =
+            read_columns(&mut input, &[SCOPE_SPAN, SCOPE_EVENT, SCOPE_LINK], &limits, &wanted, whole, &valid)?;
+        if whole && !input.is_empty() {
             return Err(malformed("trailing bytes"));
         }
-
-        let owners = std::array::from_fn(|scope| {
-            let range = &kept_owners[scope];
-            group_by_owner(&cell_owners, scope, (range.end - range.start) as usize)
-        });
+        let owners = [
+            group_by_owner(&cell_owners, SCOPE_SPAN, kept_count),
+            group_by_owner(&cell_owners, SCOPE_EVENT, kept_events.len()),
+            group_by_owner(&cell_owners, SCOPE_LINK, kept_links.len()),
+        ];
         let event_offsets = offsets_by_span(&event_spans, kept_count);
         let link_offsets = offsets_by_span(&link_spans, kept_count);
-        Ok(Some(DecodedPage {
+        Ok(Some(DecodedGroup {
+            header,
             raw,
-            strings,
+            local,
             traces,
-            resources,
-            scopes,
             spans,
             events,
             event_offsets,
@@ -1218,90 +2010,22 @@ impl<'a> DecodedPage<'a> {
             owners,
         }))
     }
-}
 
-impl DecodedPage<'_> {
-    fn string(&self, index: u32) -> Result<String, Problem> {
-        let (offset, length) = *self.strings.get(index as usize).ok_or_else(|| malformed("string index"))?;
-        let bytes = self.raw.get(offset as usize..(offset + length) as usize).ok_or_else(|| malformed("string"))?;
-        std::str::from_utf8(bytes).map(str::to_string).map_err(|_| malformed("string is not utf-8"))
-    }
-
-    fn value(&self, input: &mut &[u8]) -> Result<AttrValue, Problem> {
-        Ok(match get_u8(input).ok_or_else(|| malformed("value tag"))? {
-            TAG_STRING => AttrValue::String(self.string(varint_u32(input, "string value")?)?),
-            TAG_FALSE => AttrValue::Bool(false),
-            TAG_TRUE => AttrValue::Bool(true),
-            TAG_INT => AttrValue::Int(get_varint(input).ok_or_else(|| malformed("int value"))?),
-            TAG_DOUBLE => AttrValue::Double(f64::from_bits(get_u64(input).ok_or_else(|| malformed("double value"))?)),
-            TAG_BYTES => AttrValue::Bytes(get_bytes(input).ok_or_else(|| malformed("bytes value"))?.to_vec()),
-            TAG_ARRAY => {
-                let items = varint_u32(input, "array")?;
-                let mut values = Vec::with_capacity((items as usize).min(input.len()));
-                for _ in 0..items {
-                    values.push(self.value(input)?);
-                }
-                AttrValue::Array(values)
-            }
-            TAG_KVLIST => {
-                let items = varint_u32(input, "key/value list")?;
-                let mut pairs = Vec::with_capacity((items as usize).min(input.len()));
-                for _ in 0..items {
-                    let key = self.string(varint_u32(input, "list key")?)?;
-                    pairs.push((key, self.value(input)?));
-                }
-                AttrValue::KvList(pairs)
-            }
-            _ => return Err(malformed("value tag")),
-        })
-    }
-
-    /// The attributes of a kept owner, sorted by key (stable: repeated keys keep their order).
-    fn attributes(&self, owner_scope: u8, owner: u32) -> Result<Attributes, Problem> {
-        let owners = &self.owners[usize::from(owner_scope)];
-        let (Some(start), Some(end)) = (owners.offsets.get(owner as usize), owners.offsets.get(owner as usize + 1))
-        else {
-            return Ok(Vec::new());
-        };
-        let mut attributes = Vec::with_capacity((end - start) as usize);
-        for cell in &owners.order[*start as usize..*end as usize] {
-            let cell = &self.cells[*cell as usize];
-            let mut value = cell.value;
-            attributes.push((self.string(cell.key)?, self.value(&mut value)?));
-        }
-        attributes.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(attributes)
-    }
-
-    pub fn resource(&self, index: u32) -> Result<Arc<ResourceInfo>, Problem> {
-        let (schema, dropped) = *self.resources.get(index as usize).ok_or_else(|| malformed("resource index"))?;
-        let resource =
-            Resource { attributes: self.attributes(SCOPE_RESOURCE, index)?, dropped_attributes_count: dropped };
-        Ok(ResourceInfo::new(resource, self.string(schema)?))
-    }
-
-    pub fn scope(&self, index: u32) -> Result<Arc<ScopeInfo>, Problem> {
-        let [name, version, schema, dropped] =
-            *self.scopes.get(index as usize).ok_or_else(|| malformed("scope index"))?;
-        let scope = Scope {
-            name: self.string(name)?,
-            version: self.string(version)?,
-            attributes: self.attributes(SCOPE_INSTRUMENTATION, index)?,
-            dropped_attributes_count: dropped,
-        };
-        Ok(ScopeInfo::new(scope, self.string(schema)?))
+    fn texts(&self) -> Texts<'_> {
+        Texts { header_raw: self.header.raw, map: &self.header.strings, group: Some((self.raw, &self.local)) }
     }
 
     /// Kept span `index`, materialised.
     fn span(&self, trace_id: &TraceId, index: usize) -> Result<Span, Problem> {
+        let texts = self.texts();
         let row = &self.spans[index];
         let mut events = Vec::new();
         for event in self.event_offsets[index]..self.event_offsets[index + 1] {
             let e = &self.events[event as usize];
             events.push(SpanEvent {
                 time_ns: e.time_ns,
-                name: self.string(e.name)?,
-                attributes: self.attributes(SCOPE_EVENT, event)?,
+                name: texts.string(e.name)?,
+                attributes: texts.attributes(&self.cells, &self.owners[1], event)?,
                 dropped_attributes_count: e.dropped,
             });
         }
@@ -1311,8 +2035,8 @@ impl DecodedPage<'_> {
             links.push(SpanLink {
                 trace_id: l.trace_id,
                 span_id: l.span_id,
-                trace_state: self.string(l.trace_state)?,
-                attributes: self.attributes(SCOPE_LINK, link)?,
+                trace_state: texts.string(l.trace_state)?,
+                attributes: texts.attributes(&self.cells, &self.owners[2], link)?,
                 dropped_attributes_count: l.dropped,
                 flags: l.flags,
             });
@@ -1321,13 +2045,13 @@ impl DecodedPage<'_> {
             trace_id: *trace_id,
             span_id: row.span_id,
             parent_span_id: row.parent,
-            trace_state: self.string(row.trace_state)?,
-            name: self.string(row.name)?,
+            trace_state: texts.string(row.trace_state)?,
+            name: texts.string(row.name)?,
             kind: row.kind,
             start_ns: row.start_ns,
             end_ns: row.end_ns,
-            status: SpanStatus { code: row.status, message: self.string(row.status_message)? },
-            attributes: self.attributes(SCOPE_SPAN, index as u32)?,
+            status: SpanStatus { code: row.status, message: texts.string(row.status_message)? },
+            attributes: texts.attributes(&self.cells, &self.owners[0], index as u32)?,
             events,
             links,
             flags: row.flags,
@@ -1344,8 +2068,8 @@ impl DecodedPage<'_> {
         let mut out = Vec::with_capacity(trace.span_count as usize);
         for index in trace.first_span..trace.first_span + trace.span_count {
             let row = &self.spans[index as usize];
-            let resource = cache.resource(self, row.resource)?;
-            let scope = cache.scope(self, row.scope)?;
+            let resource = cache.resource(self.header, row.resource)?;
+            let scope = cache.scope(self.header, row.scope)?;
             out.push(StoredSpan { resource, scope, span: self.span(&trace.trace_id, index as usize)? });
         }
         Ok(out)
@@ -1360,20 +2084,20 @@ pub(crate) struct PageContexts {
 }
 
 impl PageContexts {
-    fn resource(&mut self, page: &DecodedPage<'_>, index: u32) -> Result<Arc<ResourceInfo>, Problem> {
+    fn resource(&mut self, header: &PageHeader<'_>, index: u32) -> Result<Arc<ResourceInfo>, Problem> {
         if let Some(info) = self.resources.get(&index) {
             return Ok(info.clone());
         }
-        let info = page.resource(index)?;
+        let info = header.resource(index)?;
         self.resources.insert(index, info.clone());
         Ok(info)
     }
 
-    fn scope(&mut self, page: &DecodedPage<'_>, index: u32) -> Result<Arc<ScopeInfo>, Problem> {
+    fn scope(&mut self, header: &PageHeader<'_>, index: u32) -> Result<Arc<ScopeInfo>, Problem> {
         if let Some(info) = self.scopes.get(&index) {
             return Ok(info.clone());
         }
-        let info = page.scope(index)?;
+        let info = header.scope(index)?;
         self.scopes.insert(index, info.clone());
         Ok(info)
     }
@@ -1385,18 +2109,22 @@ mod tests {
     use crate::traces::assemble::TraceCollector;
     use crate::traces::records::tests::full_span;
 
-    #[test]
-    fn pages_round_trip_every_field() {
-        let resource = ResourceInfo::new(
-            Resource {
-                attributes: vec![
-                    ("host.name".into(), AttrValue::String("h1".into())),
-                    ("service.name".into(), AttrValue::String("api".into())),
-                ],
-                dropped_attributes_count: 2,
-            },
-            "https://schema/r".into(),
-        );
+    /// Eight traces of four spans over two resources; each trace has a string of its own.
+    /// Columns are dense (a value for every span) or sparse, of one kind or mixed.
+    fn traces() -> Vec<(TraceId, Vec<StoredSpan>)> {
+        let resource = |name: &str| {
+            ResourceInfo::new(
+                Resource {
+                    attributes: vec![
+                        ("host.name".into(), AttrValue::String("h1".into())),
+                        ("service.name".into(), AttrValue::String(name.into())),
+                    ],
+                    dropped_attributes_count: 2,
+                },
+                "https://schema/r".into(),
+            )
+        };
+        let resources = [resource("api"), resource("db")];
         let scope = ScopeInfo::new(
             Scope {
                 name: "lib".into(),
@@ -1407,55 +2135,151 @@ mod tests {
             "https://schema/s".into(),
         );
         let mut traces = Vec::new();
-        for trace in 1..4u8 {
+        for trace in 1..9u8 {
             let mut collector = TraceCollector::default();
             for span in 1..5u8 {
                 let mut value = full_span(trace, span, if span == 1 { None } else { Some(span - 1) });
+                value.attributes.push(("request.id".into(), AttrValue::String(format!("req-{trace}"))));
+                // A column of booleans some spans lack, and one whose values change kind.
+                if span % 2 == 0 {
+                    value.attributes.push(("sparse".into(), AttrValue::Bool(span == 2)));
+                }
+                if span == 3 && trace % 3 == 0 {
+                    value.attributes[0].1 = AttrValue::String("seven".into());
+                }
                 value.attributes.sort_by(|a, b| a.0.cmp(&b.0));
                 if span == 4 {
                     // A parent that lives in another block.
                     value.parent_span_id = Some([0xee; 8]);
                 }
-                collector.add(StoredSpan { resource: resource.clone(), scope: scope.clone(), span: value });
+                let resource = resources[usize::from(span % 2)].clone();
+                collector.add(StoredSpan { resource, scope: scope.clone(), span: value });
             }
             traces.push(([trace; 16], collector.into_sorted()));
         }
-        let mut encoder = PageEncoder::new();
-        for (trace_id, spans) in &traces {
+        traces
+    }
+
+    fn encode(traces: &[(TraceId, Vec<StoredSpan>)], group_target_bytes: usize) -> EncodedPage {
+        let mut encoder = PageEncoder::new(group_target_bytes);
+        for (trace_id, spans) in traces {
             let inputs: Vec<SpanInput<'_>> = spans.iter().map(SpanInput::from_stored).collect();
             encoder.add_trace(trace_id, &inputs, &mut IndexBuilder::new(10)).unwrap();
         }
-        let (raw, summary) = encoder.finish();
-        assert_eq!((summary.traces, summary.bounds.spans), (3, 12));
-        assert_eq!((summary.first_trace_id, summary.last_trace_id), ([1; 16], [3; 16]));
-        let page = DecodedPage::parse(&raw, PageSelection::All).unwrap().unwrap();
-        let mut cache = PageContexts::default();
-        for (index, (trace_id, spans)) in traces.iter().enumerate() {
-            let whole = page.trace_spans(index, &mut cache).unwrap();
-            // The same trace, decoded alone.
-            let alone = DecodedPage::parse(&raw, PageSelection::Trace(trace_id)).unwrap().unwrap();
-            let single = alone.trace_spans(0, &mut PageContexts::default()).unwrap();
-            for decoded in [whole, single] {
-                assert_eq!(decoded.len(), spans.len());
-                for (got, want) in decoded.iter().zip(spans) {
-                    assert_eq!(got.span, want.span);
-                    assert_eq!(got.resource.as_ref(), want.resource.as_ref());
-                    assert_eq!(got.scope.as_ref(), want.scope.as_ref());
+        encoder.finish()
+    }
+
+    fn assert_same(decoded: &[StoredSpan], spans: &[StoredSpan]) {
+        assert_eq!(decoded.len(), spans.len());
+        for (got, want) in decoded.iter().zip(spans) {
+            assert_eq!(got.span, want.span);
+            assert_eq!(got.resource.as_ref(), want.resource.as_ref());
+            assert_eq!(got.scope.as_ref(), want.scope.as_ref());
+        }
+    }
+
+    #[test]
+    fn pages_round_trip_every_field_in_groups() {
+        let traces = traces();
+        // One group for the whole page, a group per two or three traces, a group per trace.
+        for (target, groups) in [(1 << 20, 1), (800, 3), (1, 8)] {
+            let page = encode(&traces, target);
+            assert_eq!(page.frames.len(), groups + 1, "group target {target}");
+            assert_eq!((page.summary.traces, page.summary.bounds.spans), (8, 32));
+            assert_eq!((page.summary.first_trace_id, page.summary.last_trace_id), ([1; 16], [8; 16]));
+            let header = PageHeader::parse(&page.frames[0]).unwrap();
+            assert_eq!(header.groups.len(), groups);
+            let mut contexts = PageContexts::default();
+            let mut whole = Vec::new();
+            for group in 0..groups {
+                let decoded =
+                    DecodedGroup::parse(&header, group, &page.frames[group + 1], GroupSelection::All).unwrap().unwrap();
+                for index in 0..decoded.traces.len() {
+                    whole.push((decoded.traces[index].trace_id, decoded.trace_spans(index, &mut contexts).unwrap()));
                 }
             }
+            assert_eq!(whole.len(), traces.len());
+            for ((got_id, got), (want_id, want)) in whole.iter().zip(&traces) {
+                assert_eq!(got_id, want_id);
+                assert_same(got, want);
+            }
+            // Each trace alone, from its own group.
+            for (trace_id, spans) in &traces {
+                let group = header.find_group(trace_id).unwrap();
+                let selection = GroupSelection::Trace(trace_id);
+                let alone = DecodedGroup::parse(&header, group, &page.frames[group + 1], selection).unwrap().unwrap();
+                assert_eq!(alone.traces.len(), 1);
+                assert_same(&alone.trace_spans(0, &mut PageContexts::default()).unwrap(), spans);
+                if groups > 1 {
+                    // Another group does not have it.
+                    let other = (group + 1) % groups;
+                    let elsewhere = DecodedGroup::parse(&header, other, &page.frames[other + 1], selection);
+                    assert!(elsewhere.unwrap().is_none());
+                }
+            }
+            assert!(header.find_group(&[0; 16]).is_none());
+            let last = header.find_group(&[9; 16]).unwrap();
+            let absent = DecodedGroup::parse(&header, last, &page.frames[last + 1], GroupSelection::Trace(&[9; 16]));
+            assert!(absent.unwrap().is_none());
+            // Strings one group uses are in its frame, not in the header; shared ones (the
+            // resources', the span names) are in the header.
+            let contains = |frame: &[u8], text: &str| frame.windows(text.len()).any(|w| w == text.as_bytes());
+            assert!(contains(&page.frames[0], "https://schema/r") && contains(&page.frames[0], "service.name"));
+            if groups == 8 {
+                for trace in 1..9 {
+                    let text = format!("req-{trace}");
+                    assert!(!contains(&page.frames[0], &text));
+                    assert!(contains(&page.frames[trace], &text));
+                }
+                assert!(contains(&page.frames[0], "op-1") && !contains(&page.frames[1], "op-1"));
+            }
         }
-        assert!(DecodedPage::parse(&raw, PageSelection::Trace(&[9; 16])).unwrap().is_none());
-        for cut in 0..raw.len() {
-            assert!(DecodedPage::parse(&raw[..cut], PageSelection::All).is_err(), "cut at {cut}");
+    }
+
+    #[test]
+    fn damaged_pages_are_errors_never_panics() {
+        let traces = traces();
+        let page = encode(&traces, 1200);
+        let header = PageHeader::parse(&page.frames[0]).unwrap();
+        for cut in 0..page.frames[0].len() {
+            assert!(PageHeader::parse(&page.frames[0][..cut]).is_err(), "header cut at {cut}");
         }
-        let mut flipped = raw.clone();
-        for position in (0..raw.len()).step_by(7) {
+        for cut in 0..page.frames[1].len() {
+            assert!(DecodedGroup::parse(&header, 0, &page.frames[1][..cut], GroupSelection::All).is_err());
+            // A lookup reads only what it needs: a cut is an error or, past the trace's rows,
+            // may go unnoticed, never a panic.
+            let _ = DecodedGroup::parse(&header, 0, &page.frames[1][..cut], GroupSelection::Trace(&[1; 16]));
+        }
+        // A flipped byte is an error or another page, never a panic: in the header...
+        let mut flipped = page.frames[0].clone();
+        for position in 0..flipped.len() {
             flipped[position] ^= 0x5a;
-            // Damage is an error or a different page, never a panic.
-            for selection in [PageSelection::All, PageSelection::Trace(&[2; 16])] {
-                if let Ok(Some(page)) = DecodedPage::parse(&flipped, selection) {
-                    for index in 0..page.traces.len() {
-                        let _ = page.trace_spans(index, &mut PageContexts::default());
+            if let Ok(header) = PageHeader::parse(&flipped) {
+                for group in 0..header.groups.len().min(page.frames.len() - 1) {
+                    for selection in
+                        [GroupSelection::All, GroupSelection::Trace(&[1; 16]), GroupSelection::Trace(&[6; 16])]
+                    {
+                        if let Ok(Some(decoded)) =
+                            DecodedGroup::parse(&header, group, &page.frames[group + 1], selection)
+                        {
+                            for index in 0..decoded.traces.len() {
+                                let _ = decoded.trace_spans(index, &mut PageContexts::default());
+                            }
+                        }
+                    }
+                }
+            }
+            flipped[position] ^= 0x5a;
+        }
+        // ...and in a group.
+        let mut flipped = page.frames[2].clone();
+        for position in 0..flipped.len() {
+            flipped[position] ^= 0x5a;
+            let first = header.groups[1].first_trace_id;
+            for selection in [GroupSelection::All, GroupSelection::Trace(&first)] {
+                if let Ok(Some(decoded)) = DecodedGroup::parse(&header, 1, &flipped, selection) {
+                    for index in 0..decoded.traces.len() {
+                        let _ = decoded.trace_spans(index, &mut PageContexts::default());
                     }
                 }
             }

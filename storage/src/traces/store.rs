@@ -22,11 +22,11 @@ use std::time::Instant;
 
 use super::assemble::{self, SpanInput, StoredSpan, TraceCollector};
 use super::codec::TracesCodec;
-use super::file::{self, BlockFile, BlockWriter};
+use super::file::{self, BlockFile, BlockWriter, PageFrames};
 use super::filter::span_matches;
 use super::head::{HeadRecord, HeadSegment, RecordContexts, SpanRef, TenantHead, for_each_span};
 use super::index::{Bounds, IndexBuilder, span_extent};
-use super::page::{DecodedPage, PageContexts, PageEncoder, PageSelection};
+use super::page::{DecodedGroup, GroupSelection, PageContexts, PageEncoder, PageHeader};
 use super::records::{self, MAX_VALUE_DEPTH, MalformedRecord};
 use super::{
     AttrValue, NsRange, ResourceSpans, ScopedTagNames, SearchResult, SearchStats, Span, SpanFilter, TagRef, TagScope,
@@ -89,6 +89,9 @@ pub struct TracesOptions {
     pub max_head_age_ns: i64,
     /// Pages are closed once their uncompressed bytes reach this size.
     pub page_target_bytes: usize,
+    /// Within a page, a group of traces is closed (and compressed on its own) once its
+    /// uncompressed columns reach this size: a lookup by trace ID decompresses one group.
+    pub group_target_bytes: usize,
     /// Compression of pages.
     pub codec: TracesCodec,
     /// Distinct values kept per attribute key and block for tag values and exact skipping; a
@@ -120,6 +123,7 @@ impl Default for TracesOptions {
             block_target_bytes: 128 << 20,
             max_head_age_ns: 10 * MINUTE_NS,
             page_target_bytes: 512 << 10,
+            group_target_bytes: 64 << 10,
             codec: TracesCodec::Zstd { level: 3 },
             max_values_per_key: 1000,
             retention_ns: Some(14 * 24 * HOUR_NS),
@@ -247,31 +251,98 @@ fn span_overlaps(span: &Span, range: NsRange) -> bool {
     range.overlaps(low, high)
 }
 
+/// Reads every trace of a page, in ID order, with its spans materialised; `header_raw` and
+/// `group_raw` are buffers to reuse.
+fn read_page_traces(
+    page: &PageFrames<'_>,
+    header_raw: &mut Vec<u8>,
+    group_raw: &mut Vec<u8>,
+    mut each: impl FnMut(TraceId, Vec<StoredSpan>),
+) -> Result<(), TracesError> {
+    page.read(0, header_raw)?;
+    let header = PageHeader::parse(header_raw).map_err(|problem| page.damaged(problem))?;
+    if page.frame_count() != header.groups.len() + 1 {
+        return Err(page.damaged("the frames do not match the groups".into()));
+    }
+    let mut contexts = PageContexts::default();
+    for group in 0..header.groups.len() {
+        page.read(group + 1, group_raw)?;
+        let decoded = DecodedGroup::parse(&header, group, group_raw, GroupSelection::All)
+            .map_err(|problem| page.damaged(problem))?
+            .ok_or_else(|| page.damaged("a group did not decode".into()))?;
+        for index in 0..decoded.traces.len() {
+            let spans = decoded.trace_spans(index, &mut contexts).map_err(|problem| page.damaged(problem))?;
+            each(decoded.traces[index].trace_id, spans);
+        }
+    }
+    Ok(())
+}
+
+/// Buffers for the frames a trace lookup decompresses.
+#[derive(Default)]
+struct FrameBuffers {
+    header: Vec<u8>,
+    group: Vec<u8>,
+}
+
+impl FrameBuffers {
+    /// Lets go of buffers a very large trace grew, rather than keep them for the thread's life.
+    fn release_if_large(&mut self) {
+        if self.header.capacity() + self.group.capacity() > 16 << 20 {
+            *self = FrameBuffers::default();
+        }
+    }
+}
+
+thread_local! {
+    /// Each thread's lookup buffers: a lookup then allocates no page-sized buffer.
+    static FRAME_BUFFERS: std::cell::RefCell<FrameBuffers> = std::cell::RefCell::new(FrameBuffers::default());
+}
+
+/// Adds the spans a block holds of a trace to `collector`: the trace bloom and the pages'
+/// ID ranges find the page, its header the group, and only that group is decompressed.
+fn trace_from_block(
+    block: &BlockFile,
+    trace_id: &TraceId,
+    buffers: &mut FrameBuffers,
+    collector: &mut TraceCollector,
+) -> Result<(), TracesError> {
+    let Some(page_index) = block.find_trace(trace_id) else { return Ok(()) };
+    let page = block.page(page_index)?;
+    page.read(0, &mut buffers.header)?;
+    let header = PageHeader::parse(&buffers.header).map_err(|problem| page.damaged(problem))?;
+    let Some(group) = header.find_group(trace_id) else { return Ok(()) };
+    page.read(group + 1, &mut buffers.group)?;
+    // `None`: the bloom let through a trace the page does not have.
+    let Some(decoded) = DecodedGroup::parse(&header, group, &buffers.group, GroupSelection::Trace(trace_id))
+        .map_err(|problem| page.damaged(problem))?
+    else {
+        return Ok(());
+    };
+    for stored in decoded.trace_spans(0, &mut PageContexts::default()).map_err(|problem| page.damaged(problem))? {
+        collector.add(stored);
+    }
+    Ok(())
+}
+
 /// A block's traces in ID order, page by page, for a compaction.
 struct BlockStream<'a> {
     file: &'a BlockFile,
     next_page: u32,
     queue: VecDeque<(TraceId, Vec<StoredSpan>)>,
-    raw: Vec<u8>,
+    header_raw: Vec<u8>,
+    group_raw: Vec<u8>,
 }
 
 impl BlockStream<'_> {
     /// The next trace ID of the block, loading pages as needed.
     fn front(&mut self) -> Result<Option<TraceId>, TracesError> {
         while self.queue.is_empty() && (self.next_page as usize) < self.file.pages.len() {
-            self.file.read_page(self.next_page, &mut self.raw)?;
-            let corrupt = |problem: String| TracesError::Corrupt {
-                file: self.file.path.display().to_string(),
-                problem: format!("page {}: {problem}", self.next_page),
-            };
-            let page = DecodedPage::parse(&self.raw, PageSelection::All)
-                .map_err(corrupt)?
-                .ok_or_else(|| corrupt("page did not decode".into()))?;
-            let mut contexts = PageContexts::default();
-            for index in 0..page.traces.len() {
-                let spans = page.trace_spans(index, &mut contexts).map_err(corrupt)?;
-                self.queue.push_back((page.traces[index].trace_id, spans));
-            }
+            let page = self.file.page(self.next_page)?;
+            let queue = &mut self.queue;
+            read_page_traces(&page, &mut self.header_raw, &mut self.group_raw, |trace_id, spans| {
+                queue.push_back((trace_id, spans));
+            })?;
             self.next_page += 1;
         }
         Ok(self.queue.front().map(|(trace_id, _)| *trace_id))
@@ -300,8 +371,8 @@ impl BlockBuilder<'_> {
         if self.encoder.trace_count() == 0 {
             return Ok(());
         }
-        let (raw, summary) = self.encoder.finish();
-        self.writer.add_page(&raw, &summary)
+        let page = self.encoder.finish();
+        self.writer.add_page(&page)
     }
 }
 
@@ -526,30 +597,28 @@ impl TracesStore {
         let head_spans = self.head_spans(tenant, trace_id);
         let files = self.tenant_files(tenant);
         let mut collector = TraceCollector::default();
-        let mut raw = Vec::new();
-        for block in &files {
-            if known.as_ref().is_some_and(|(id, _)| *id == block.id)
-                && let Some((_, spans)) = known.take()
-            {
-                for stored in spans {
-                    collector.add(stored);
+        FRAME_BUFFERS.with(|cell| {
+            // Buffers of this thread, or new ones if they are in use further up the stack.
+            let mut own = FrameBuffers::default();
+            let mut borrowed = cell.try_borrow_mut();
+            let buffers = match borrowed.as_deref_mut() {
+                Ok(buffers) => buffers,
+                Err(_) => &mut own,
+            };
+            for block in &files {
+                if known.as_ref().is_some_and(|(id, _)| *id == block.id)
+                    && let Some((_, spans)) = known.take()
+                {
+                    for stored in spans {
+                        collector.add(stored);
+                    }
+                    continue;
                 }
-                continue;
+                trace_from_block(block, trace_id, buffers, &mut collector)?;
             }
-            let Some(page_index) = block.find_trace(trace_id) else { continue };
-            block.read_page(page_index, &mut raw)?;
-            let corrupt = |problem: String| TracesError::Corrupt {
-                file: block.path.display().to_string(),
-                problem: format!("page {page_index}: {problem}"),
-            };
-            // `None`: the bloom let through a trace the page does not have.
-            let Some(page) = DecodedPage::parse(&raw, PageSelection::Trace(trace_id)).map_err(corrupt)? else {
-                continue;
-            };
-            for stored in page.trace_spans(0, &mut PageContexts::default()).map_err(corrupt)? {
-                collector.add(stored);
-            }
-        }
+            buffers.release_if_large();
+            Ok::<(), TracesError>(())
+        })?;
         let mut contexts = RecordContexts::default();
         for span in &head_spans {
             collector.add(contexts.resolve(span).map_err(head_corrupt)?);
@@ -619,7 +688,7 @@ impl TracesStore {
                 stats.inspected_traces += traces_seen.len() as u64;
                 stats.inspected_bytes += segment.bytes;
             }
-            let mut raw = Vec::new();
+            let (mut header_raw, mut group_raw) = (Vec::new(), Vec::new());
             for block in files.iter().rev() {
                 if !block.bounds.overlaps(range) {
                     continue;
@@ -643,33 +712,43 @@ impl TracesStore {
                         continue;
                     }
                     read_any = true;
-                    block.read_page(page_index, &mut raw)?;
-                    let corrupt = |problem: String| TracesError::Corrupt {
-                        file: block.path.display().to_string(),
-                        problem: format!("page {page_index}: {problem}"),
-                    };
-                    let decoded = DecodedPage::parse(&raw, PageSelection::All)
-                        .map_err(corrupt)?
-                        .ok_or_else(|| corrupt("page did not decode".into()))?;
+                    let page = block.page(page_index)?;
+                    page.read(0, &mut header_raw)?;
+                    let header = PageHeader::parse(&header_raw).map_err(|problem| page.damaged(problem))?;
+                    if page.frame_count() != header.groups.len() + 1 {
+                        return Err(page.damaged("the frames do not match the groups".into()));
+                    }
                     stats.pages_read += 1;
-                    stats.inspected_bytes += raw.len() as u64;
-                    stats.inspected_traces += decoded.traces.len() as u64;
+                    stats.inspected_bytes += header_raw.len() as u64;
                     let mut contexts = PageContexts::default();
-                    for trace_index in 0..decoded.traces.len() {
-                        let trace_id = decoded.traces[trace_index].trace_id;
-                        if seen.contains(&trace_id) {
-                            continue;
+                    for group in 0..header.groups.len() {
+                        if found.len() >= wanted {
+                            break 'scan;
                         }
-                        let spans = decoded.trace_spans(trace_index, &mut contexts).map_err(corrupt)?;
-                        stats.inspected_spans += spans.len() as u64;
-                        let matches = spans.iter().any(|stored| {
-                            span_overlaps(&stored.span, range)
-                                && span_matches(conditions, &stored.resource.resource, &stored.span)
-                        });
-                        if matches && found.len() < wanted {
-                            seen.insert(trace_id);
-                            found.push(trace_id);
-                            from_pages.insert(trace_id, (block.id.clone(), spans));
+                        page.read(group + 1, &mut group_raw)?;
+                        let decoded = DecodedGroup::parse(&header, group, &group_raw, GroupSelection::All)
+                            .map_err(|problem| page.damaged(problem))?
+                            .ok_or_else(|| page.damaged("a group did not decode".into()))?;
+                        stats.inspected_bytes += group_raw.len() as u64;
+                        stats.inspected_traces += decoded.traces.len() as u64;
+                        for trace_index in 0..decoded.traces.len() {
+                            let trace_id = decoded.traces[trace_index].trace_id;
+                            if seen.contains(&trace_id) {
+                                continue;
+                            }
+                            let spans = decoded
+                                .trace_spans(trace_index, &mut contexts)
+                                .map_err(|problem| page.damaged(problem))?;
+                            stats.inspected_spans += spans.len() as u64;
+                            let matches = spans.iter().any(|stored| {
+                                span_overlaps(&stored.span, range)
+                                    && span_matches(conditions, &stored.resource.resource, &stored.span)
+                            });
+                            if matches && found.len() < wanted {
+                                seen.insert(trace_id);
+                                found.push(trace_id);
+                                from_pages.insert(trace_id, (block.id.clone(), spans));
+                            }
                         }
                     }
                 }
@@ -876,7 +955,7 @@ impl TracesStore {
         let mut builder = BlockBuilder {
             writer: &mut writer,
             index: IndexBuilder::new(self.options.max_values_per_key),
-            encoder: PageEncoder::new(),
+            encoder: PageEncoder::new(self.options.group_target_bytes),
             page_target_bytes: self.options.page_target_bytes,
         };
         let filled = feed(&mut builder).and_then(|()| builder.finish_page());
@@ -932,7 +1011,13 @@ impl TracesStore {
         let seq_end = inputs.iter().map(|block| block.seq_end).max().unwrap_or(0);
         let mut streams: Vec<BlockStream<'_>> = inputs
             .iter()
-            .map(|block| BlockStream { file: block, next_page: 0, queue: VecDeque::new(), raw: Vec::new() })
+            .map(|block| BlockStream {
+                file: block,
+                next_page: 0,
+                queue: VecDeque::new(),
+                header_raw: Vec::new(),
+                group_raw: Vec::new(),
+            })
             .collect();
         let output = self.write_block(tenant, level, sources.clone(), seq_end, |builder| {
             loop {
