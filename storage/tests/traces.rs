@@ -52,6 +52,8 @@ fn small(clock: &Clock) -> TracesOptions {
     TracesOptions {
         head_segment_bytes: 8 << 10,
         page_target_bytes: 4 << 10,
+        // Several groups of traces a page.
+        group_target_bytes: 1 << 10,
         max_values_per_key: 5,
         codec: TracesCodec::Zstd { level: 3 },
         retention_ns: None,
@@ -851,8 +853,9 @@ fn one_block(dir: &Path, clock: &Clock, expected: &mut Expected) -> PathBuf {
 
 #[test]
 fn damaged_block_files_are_reported_never_used() {
-    // A flipped byte in the meta, the footer, the trace bloom, or a truncation: moved aside.
-    for damage in ["meta", "footer", "bloom", "truncate"] {
+    // A flipped byte in the meta, the footer, the trace bloom, a truncation, or a file of
+    // another format version: moved aside.
+    for damage in ["meta", "footer", "bloom", "truncate", "version"] {
         let dir = tempfile::tempdir().unwrap();
         let clock = Clock::new();
         let mut expected = Expected::default();
@@ -867,6 +870,7 @@ fn damaged_block_files_are_reported_never_used() {
                 let meta_offset = u64::from_le_bytes(bytes[len - 28..len - 20].try_into().unwrap()) as usize;
                 bytes[meta_offset - 10] ^= 0x01;
             }
+            "version" => bytes[4] = 1,
             _ => bytes.truncate(len - 7),
         }
         fs::write(&path, &bytes).unwrap();
@@ -878,31 +882,77 @@ fn damaged_block_files_are_reported_never_used() {
         assert!(storage.traces().trace(TENANT, trace_id, None).unwrap().is_none(), "{damage}");
     }
 
-    // A flipped byte in a page: reads of it fail with an error naming the file.
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Clock::new();
-    let mut expected = Expected::default();
-    let path = one_block(dir.path(), &clock, &mut expected);
-    let mut bytes = fs::read(&path).unwrap();
-    bytes[20] ^= 0x01;
-    fs::write(&path, &bytes).unwrap();
-    let storage = open(dir.path(), small(&clock));
-    assert_eq!(storage.traces().store_stats().corrupt_files, 0);
-    let mut errors = 0;
-    for trace_id in expected.traces.keys() {
-        match storage.traces().trace(TENANT, trace_id, None) {
-            Err(TracesError::Corrupt { file, .. }) => {
-                assert!(file.ends_with(".ttrc"), "{file}");
-                errors += 1;
-            }
-            Ok(Some(_)) => {}
-            other => panic!("unexpected answer {other:?}"),
+    // A flipped byte in the first page's directory, its header frame or one of its groups:
+    // reads that need it fail with an error naming the file, the other reads succeed.
+    for damage in ["directory", "header", "group"] {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Clock::new();
+        let mut expected = Expected::default();
+        let path = one_block(dir.path(), &clock, &mut expected);
+        let mut bytes = fs::read(&path).unwrap();
+        let frames = first_page_frames(&bytes);
+        assert!(frames.len() >= 3, "the first page has {} frames", frames.len());
+        match damage {
+            "directory" => bytes[9] ^= 0x01,
+            "header" => bytes[frames[0].0 + frames[0].1 / 2] ^= 0x01,
+            _ => bytes[frames[2].0 + frames[2].1 / 2] ^= 0x01,
         }
+        fs::write(&path, &bytes).unwrap();
+        let storage = open(dir.path(), small(&clock));
+        assert_eq!(storage.traces().store_stats().corrupt_files, 0, "{damage}");
+        let (mut errors, mut found) = (0, 0);
+        for (trace_id, spans) in &expected.traces {
+            match storage.traces().trace(TENANT, trace_id, None) {
+                Err(TracesError::Corrupt { file, problem }) => {
+                    assert!(file.ends_with(".ttrc"), "{file}");
+                    assert!(problem.contains("page 0"), "{problem}");
+                    errors += 1;
+                }
+                Ok(Some(trace)) => {
+                    assert_eq!(flatten(&trace), *spans, "{damage}");
+                    found += 1;
+                }
+                other => panic!("unexpected answer {other:?}"),
+            }
+        }
+        assert!(errors > 0 && found > 0, "{damage}: {errors} errors, {found} found");
+        let search = storage.traces().search(TENANT, &SpanFilter::default(), NsRange::all(), 1000);
+        assert!(matches!(search, Err(TracesError::Corrupt { .. })), "{damage}: {search:?}");
+        assert!(storage.traces().verify_files().is_err(), "{damage}");
     }
-    assert!(errors > 0);
-    let search = storage.traces().search(TENANT, &SpanFilter::default(), NsRange::all(), 1000);
-    assert!(matches!(search, Err(TracesError::Corrupt { .. })), "{search:?}");
-    assert!(storage.traces().verify_files().is_err());
+}
+
+/// Where the first page's frames sit in a block file: (offset, stored length) of each, the
+/// page header first (see docs/format/trace-blocks.md).
+fn first_page_frames(bytes: &[u8]) -> Vec<(usize, usize)> {
+    let varint = |position: &mut usize| -> usize {
+        let (mut value, mut shift) = (0usize, 0);
+        loop {
+            let byte = bytes[*position];
+            *position += 1;
+            value |= usize::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                return value;
+            }
+            shift += 7;
+        }
+    };
+    let mut position = 8;
+    let count = varint(&mut position);
+    let mut lengths = Vec::new();
+    for _ in 0..count {
+        position += 1;
+        lengths.push(varint(&mut position));
+        varint(&mut position);
+        position += 4;
+    }
+    position += 4;
+    let mut frames = Vec::new();
+    for length in lengths {
+        frames.push((position, length));
+        position += length;
+    }
+    frames
 }
 
 #[test]

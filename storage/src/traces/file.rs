@@ -44,7 +44,7 @@ const FOOTER_LEN: usize = 28;
 
 /// The seed of trace-ID hashes in the trace bloom.
 const TRACE_BLOOM_SEED: u64 = 0x7472_6163_6569_6421;
-/// Bits per trace ID in the trace bloom (rounded up to a power of two), and hashes per ID:
+/// Bits per trace ID in the trace bloom (rounded up to a whole word), and hashes per ID:
 /// under 1% false positives.
 const TRACE_BLOOM_BITS_PER_ID: u32 = 12;
 const TRACE_BLOOM_HASHES: u8 = 6;
@@ -74,7 +74,7 @@ pub(crate) struct PageEntry {
     pub first_trace_id: TraceId,
     pub last_trace_id: TraceId,
     pub bounds: Bounds,
-    pub bloom_bits_log2: u8,
+    pub bloom_words: u32,
     pub bloom_hashes: u8,
 }
 
@@ -84,7 +84,7 @@ impl PageEntry {
     }
 
     fn stored_bytes(&self) -> u64 {
-        u64::from(self.data_len) + Bloom::byte_len(self.bloom_bits_log2) as u64 + 4
+        u64::from(self.data_len) + Bloom::byte_len(self.bloom_words) as u64 + 4
     }
 }
 
@@ -129,7 +129,7 @@ struct Meta {
     seq_end: u64,
     trace_count: u64,
     trace_bloom_offset: u64,
-    trace_bloom_bits_log2: u8,
+    trace_bloom_words: u32,
     trace_bloom_hashes: u8,
     bounds: Bounds,
     index: ValueIndex,
@@ -150,7 +150,8 @@ fn decode_meta(mut input: &[u8]) -> Result<Meta, String> {
     let seq_end = get_uvarint(input).ok_or_else(|| malformed("sequence number"))?;
     let trace_count = get_uvarint(input).ok_or_else(|| malformed("trace count"))?;
     let trace_bloom_offset = get_uvarint(input).ok_or_else(|| malformed("trace bloom"))?;
-    let trace_bloom_bits_log2 = get_u8(input).ok_or_else(|| malformed("trace bloom"))?;
+    let trace_bloom_words =
+        get_uvarint(input).and_then(|v| u32::try_from(v).ok()).ok_or_else(|| malformed("trace bloom"))?;
     let trace_bloom_hashes = get_u8(input).ok_or_else(|| malformed("trace bloom"))?;
     let bounds = Bounds::decode(input).ok_or_else(|| malformed("bounds"))?;
     let index = ValueIndex::decode(input).map_err(|_| malformed("value index"))?;
@@ -165,7 +166,8 @@ fn decode_meta(mut input: &[u8]) -> Result<Meta, String> {
         let first_trace_id = get_array::<16>(input).ok_or_else(|| malformed("page first trace"))?;
         let last_trace_id = get_array::<16>(input).ok_or_else(|| malformed("page last trace"))?;
         let page_bounds = Bounds::decode(input).ok_or_else(|| malformed("page bounds"))?;
-        let bloom_bits_log2 = get_u8(input).ok_or_else(|| malformed("page bloom"))?;
+        let bloom_words =
+            get_uvarint(input).and_then(|v| u32::try_from(v).ok()).ok_or_else(|| malformed("page bloom"))?;
         let bloom_hashes = get_u8(input).ok_or_else(|| malformed("page bloom"))?;
         pages.push(PageEntry {
             offset,
@@ -175,7 +177,7 @@ fn decode_meta(mut input: &[u8]) -> Result<Meta, String> {
             first_trace_id,
             last_trace_id,
             bounds: page_bounds,
-            bloom_bits_log2,
+            bloom_words,
             bloom_hashes,
         });
     }
@@ -190,7 +192,7 @@ fn decode_meta(mut input: &[u8]) -> Result<Meta, String> {
         seq_end,
         trace_count,
         trace_bloom_offset,
-        trace_bloom_bits_log2,
+        trace_bloom_words,
         trace_bloom_hashes,
         bounds,
         index,
@@ -255,7 +257,7 @@ impl BlockFile {
             if page.offset != expected {
                 return Err(corrupt(format!("page {index} is out of place")));
             }
-            if !Bloom::parts_valid(page.bloom_bits_log2, page.bloom_hashes) {
+            if !Bloom::parts_valid(page.bloom_words, page.bloom_hashes) {
                 return Err(corrupt(format!("page {index} bloom is malformed")));
             }
             expected += page.stored_bytes();
@@ -266,15 +268,15 @@ impl BlockFile {
         {
             return Err(corrupt("page table trace ranges are malformed".into()));
         }
-        if !Bloom::parts_valid(meta.trace_bloom_bits_log2, meta.trace_bloom_hashes) {
+        if !Bloom::parts_valid(meta.trace_bloom_words, meta.trace_bloom_hashes) {
             return Err(corrupt("trace bloom is malformed".into()));
         }
-        let bloom_len = Bloom::byte_len(meta.trace_bloom_bits_log2);
+        let bloom_len = Bloom::byte_len(meta.trace_bloom_words);
         if meta.trace_bloom_offset != expected || expected.checked_add(bloom_len as u64 + 4) != Some(meta_offset) {
             return Err(corrupt("trace bloom is out of place".into()));
         }
         let trace_bloom = match crc_at(&map, meta.trace_bloom_offset as usize, bloom_len) {
-            Some((bits, true)) => Bloom::from_parts(meta.trace_bloom_bits_log2, meta.trace_bloom_hashes, bits)
+            Some((bits, true)) => Bloom::from_parts(meta.trace_bloom_words, meta.trace_bloom_hashes, bits)
                 .ok_or_else(|| corrupt("trace bloom is malformed".into()))?,
             _ => return Err(corrupt("trace bloom checksum mismatch".into())),
         };
@@ -329,11 +331,11 @@ impl BlockFile {
     /// (checksum verified).
     pub fn page_bloom_may_match(&self, index: u32, conditions: &[SpanCondition]) -> Result<bool, TracesError> {
         let page = self.pages.get(index as usize).ok_or_else(|| self.corrupt(format!("no page {index}")))?;
-        let len = Bloom::byte_len(page.bloom_bits_log2);
+        let len = Bloom::byte_len(page.bloom_words);
         match crc_at(&self.map, page.bloom_offset() as usize, len) {
-            Some((bits, true)) => Ok(bloom_may_match(conditions, |hash| {
-                stored_may_contain(page.bloom_bits_log2, page.bloom_hashes, bits, hash)
-            })),
+            Some((bits, true)) => {
+                Ok(bloom_may_match(conditions, |hash| stored_may_contain(page.bloom_hashes, bits, hash)))
+            }
             _ => Err(self.corrupt(format!("bloom of page {index} checksum mismatch"))),
         }
     }
@@ -557,7 +559,7 @@ impl BlockWriter {
             first_trace_id: summary.first_trace_id,
             last_trace_id: summary.last_trace_id,
             bounds: summary.bounds,
-            bloom_bits_log2: bloom.bits_log2(),
+            bloom_words: bloom.word_count(),
             bloom_hashes: bloom.hashes(),
         });
         Ok(())
@@ -597,7 +599,7 @@ impl BlockWriter {
         put_uvarint(&mut meta, seq_end);
         put_uvarint(&mut meta, self.trace_hashes.len() as u64);
         put_uvarint(&mut meta, bloom_offset);
-        meta.push(bloom.bits_log2());
+        put_uvarint(&mut meta, u64::from(bloom.word_count()));
         meta.push(bloom.hashes());
         bounds.encode(&mut meta);
         index.encode(&mut meta);
@@ -610,7 +612,7 @@ impl BlockWriter {
             meta.extend_from_slice(&page.first_trace_id);
             meta.extend_from_slice(&page.last_trace_id);
             page.bounds.encode(&mut meta);
-            meta.push(page.bloom_bits_log2);
+            put_uvarint(&mut meta, u64::from(page.bloom_words));
             meta.push(page.bloom_hashes);
         }
         let meta_offset = self.offset;

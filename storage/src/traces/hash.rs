@@ -130,39 +130,48 @@ impl Hasher for HashedHasher {
 /// A set of hashes.
 pub(crate) type HashSet64 = HashSet<u64, HashedState>;
 
-/// Smallest and largest filters, in bits (powers of two).
-const MIN_BITS_LOG2: u8 = 6;
-const MAX_BITS_LOG2: u8 = 32;
+/// Largest filter, in 64-bit words (256 MiB).
+const MAX_WORDS: u32 = 1 << 25;
+
+/// The second hash of double hashing, from the first: a full 64-bit odd step, so that the
+/// positions differ in their high bits (which pick the bit).
+fn step_of(hash: u64) -> u64 {
+    let mixed = (hash ^ (hash >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    (mixed ^ (mixed >> 33)) | 1
+}
+
+/// Bit `i` of a hash in a filter of `bits` bits: `(h + i * step) * bits >> 64`, a range
+/// reduction that needs no power-of-two size.
+#[inline]
+fn position(hash: u64, step: u64, i: u64, bits: u64) -> usize {
+    let h = hash.wrapping_add(i.wrapping_mul(step));
+    ((u128::from(h) * u128::from(bits)) >> 64) as usize
+}
 
 /// A bloom filter of 64-bit hashes: `hashes` bit positions per item, derived from the one
-/// hash by double hashing.
+/// hash by double hashing, over a whole number of 64-bit words.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Bloom {
-    bits_log2: u8,
     hashes: u8,
     words: Vec<u64>,
 }
 
 impl Bloom {
-    /// An empty filter sized for `items` at `bits_per_item` bits each (rounded up to a power
-    /// of two).
+    /// An empty filter sized for `items` at `bits_per_item` bits each (rounded up to a word).
     pub fn for_items(items: usize, bits_per_item: u32, hashes: u8) -> Bloom {
-        let wanted = (items as u64).saturating_mul(u64::from(bits_per_item)).max(1);
-        let bits_log2 = (64 - (wanted - 1).leading_zeros() as u8).clamp(MIN_BITS_LOG2, MAX_BITS_LOG2);
-        Bloom { bits_log2, hashes: hashes.clamp(1, 16), words: vec![0; (1usize << bits_log2) / 64] }
+        let bits = (items as u64).saturating_mul(u64::from(bits_per_item)).max(64);
+        let words = bits.div_ceil(64).min(u64::from(MAX_WORDS)) as usize;
+        Bloom { hashes: hashes.clamp(1, 16), words: vec![0; words] }
     }
 
-    /// Whether a filter of `2^bits_log2` bits and `hashes` hashes is one this code writes.
-    pub fn parts_valid(bits_log2: u8, hashes: u8) -> bool {
-        (MIN_BITS_LOG2..=MAX_BITS_LOG2).contains(&bits_log2) && (1..=16).contains(&hashes)
+    /// Whether a filter of `words` words and `hashes` hashes is one this code writes.
+    pub fn parts_valid(words: u32, hashes: u8) -> bool {
+        (1..=MAX_WORDS).contains(&words) && (1..=16).contains(&hashes)
     }
 
     /// Rebuilds a filter read from a file; `None` if the parts do not fit together.
-    pub fn from_parts(bits_log2: u8, hashes: u8, bytes: &[u8]) -> Option<Bloom> {
-        if !Bloom::parts_valid(bits_log2, hashes) {
-            return None;
-        }
-        if bytes.len() as u64 != (1u64 << bits_log2) / 8 {
+    pub fn from_parts(words: u32, hashes: u8, bytes: &[u8]) -> Option<Bloom> {
+        if !Bloom::parts_valid(words, hashes) || bytes.len() != Bloom::byte_len(words) {
             return None;
         }
         let words = bytes
@@ -173,16 +182,16 @@ impl Bloom {
                 u64::from_le_bytes(word)
             })
             .collect();
-        Some(Bloom { bits_log2, hashes, words })
+        Some(Bloom { hashes, words })
     }
 
-    /// The length in bytes of a filter of `2^bits_log2` bits.
-    pub fn byte_len(bits_log2: u8) -> usize {
-        (1usize << bits_log2) / 8
+    /// The length in bytes of a filter of `words` words.
+    pub fn byte_len(words: u32) -> usize {
+        words as usize * 8
     }
 
-    pub fn bits_log2(&self) -> u8 {
-        self.bits_log2
+    pub fn word_count(&self) -> u32 {
+        self.words.len() as u32
     }
 
     pub fn hashes(&self) -> u8 {
@@ -198,35 +207,30 @@ impl Bloom {
         out
     }
 
-    #[inline]
-    fn positions(&self, hash: u64) -> impl Iterator<Item = usize> {
-        let mask = (1u64 << self.bits_log2) - 1;
-        let step = (hash >> 32) | 1;
-        (0..u64::from(self.hashes)).map(move |i| (hash.wrapping_add(i.wrapping_mul(step)) & mask) as usize)
-    }
-
     pub fn insert(&mut self, hash: u64) {
-        let mask = (1u64 << self.bits_log2) - 1;
-        let step = (hash >> 32) | 1;
+        let (step, bits) = (step_of(hash), self.words.len() as u64 * 64);
         for i in 0..u64::from(self.hashes) {
-            let bit = (hash.wrapping_add(i.wrapping_mul(step)) & mask) as usize;
+            let bit = position(hash, step, i, bits);
             self.words[bit / 64] |= 1 << (bit % 64);
         }
     }
 
     /// `false` is certain; `true` may be chance.
     pub fn may_contain(&self, hash: u64) -> bool {
-        self.positions(hash).all(|bit| self.words[bit / 64] & (1 << (bit % 64)) != 0)
+        let (step, bits) = (step_of(hash), self.words.len() as u64 * 64);
+        (0..u64::from(self.hashes)).all(|i| {
+            let bit = position(hash, step, i, bits);
+            self.words[bit / 64] & (1 << (bit % 64)) != 0
+        })
     }
 }
 
-/// Whether a stored filter (its bits as they sit in a file) may contain `hash`, without copying
-/// it. `bits` must be `2^bits_log2 / 8` bytes long.
-pub(crate) fn stored_may_contain(bits_log2: u8, hashes: u8, bits: &[u8], hash: u64) -> bool {
-    let mask = (1u64 << bits_log2) - 1;
-    let step = (hash >> 32) | 1;
+/// Whether a stored filter (its bits as they sit in a file, little-endian words) may contain
+/// `hash`, without copying it.
+pub(crate) fn stored_may_contain(hashes: u8, bits: &[u8], hash: u64) -> bool {
+    let (step, count) = (step_of(hash), (bits.len() / 8) as u64 * 64);
     (0..u64::from(hashes)).all(|i| {
-        let bit = (hash.wrapping_add(i.wrapping_mul(step)) & mask) as usize;
+        let bit = position(hash, step, i, count);
         bits.get(bit / 8).is_some_and(|byte| byte & (1 << (bit % 8)) != 0)
     })
 }
@@ -251,14 +255,26 @@ mod tests {
         }
         let false_positives = (1000..101_000u64).filter(|i| bloom.may_contain(hash_bytes(1, &i.to_le_bytes()))).count();
         assert!(false_positives < 2_000, "{false_positives} of 100000");
+        // Sized exactly: 1000 items at 10 bits are 157 words.
+        assert_eq!(bloom.word_count(), 157);
         let bytes = bloom.to_bytes();
-        let copy = Bloom::from_parts(bloom.bits_log2(), bloom.hashes(), &bytes).unwrap();
+        let copy = Bloom::from_parts(bloom.word_count(), bloom.hashes(), &bytes).unwrap();
         assert_eq!(copy, bloom);
         for i in 0..2000u64 {
             let hash = hash_bytes(1, &i.to_le_bytes());
-            assert_eq!(stored_may_contain(bloom.bits_log2(), bloom.hashes(), &bytes, hash), bloom.may_contain(hash));
+            assert_eq!(stored_may_contain(bloom.hashes(), &bytes, hash), bloom.may_contain(hash));
         }
-        assert!(Bloom::from_parts(bloom.bits_log2() + 1, 6, &bytes).is_none());
-        assert!(Bloom::from_parts(bloom.bits_log2(), 0, &bytes).is_none());
+        assert!(Bloom::from_parts(bloom.word_count() + 1, 6, &bytes).is_none());
+        assert!(Bloom::from_parts(bloom.word_count(), 0, &bytes).is_none());
+        assert!(Bloom::from_parts(0, 6, &[]).is_none());
+        // Positions of one hash differ (the step moves the high bits).
+        let hash = hash_bytes(2, b"x");
+        let positions: std::collections::BTreeSet<usize> =
+            (0..6).map(|i| position(hash, step_of(hash), i, 157 * 64)).collect();
+        assert_eq!(positions.len(), 6);
+        // Stored in files: bit positions must never change either.
+        let known = hash_bytes(7, b"service.name");
+        let bits: Vec<usize> = (0..3).map(|i| position(known, step_of(known), i, 6400)).collect();
+        assert_eq!(bits, [2710, 1292, 6274]);
     }
 }

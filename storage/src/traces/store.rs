@@ -123,7 +123,7 @@ impl Default for TracesOptions {
             block_target_bytes: 128 << 20,
             max_head_age_ns: 10 * MINUTE_NS,
             page_target_bytes: 512 << 10,
-            group_target_bytes: 64 << 10,
+            group_target_bytes: 32 << 10,
             codec: TracesCodec::Zstd { level: 3 },
             max_values_per_key: 1000,
             retention_ns: Some(14 * 24 * HOUR_NS),
