@@ -433,6 +433,8 @@ fn holds(condition: &SpanCondition, resource: &Resource, span: &Span) -> bool {
                     (AttrValue::String(a), AttrValue::String(b)) => match op {
                         CompareOp::Eq => a == b,
                         CompareOp::Ne => a != b,
+                        CompareOp::Lt => a.as_bytes() < b.as_bytes(),
+                        CompareOp::Ge => a.as_bytes() >= b.as_bytes(),
                         _ => unreachable!("not generated"),
                     },
                     (AttrValue::Bool(a), AttrValue::Bool(b)) => match op {
@@ -474,7 +476,7 @@ fn holds(condition: &SpanCondition, resource: &Resource, span: &Span) -> bool {
 
 fn random_condition(rng: &mut Rng) -> SpanCondition {
     let attribute = |scope, key: &str, op, value| SpanCondition::Attribute { scope, key: key.into(), op, value };
-    match rng.below(14) {
+    match rng.below(15) {
         0 => SpanCondition::ServiceName(rng.pick(&["api", "db", "cache", "web", "absent"]).into()),
         1 => SpanCondition::Name(rng.pick(&NAMES).into()),
         2 => SpanCondition::Status(if rng.below(2) == 0 { StatusCode::Error } else { StatusCode::Ok }),
@@ -508,6 +510,13 @@ fn random_condition(rng: &mut Rng) -> SpanCondition {
         ),
         11 => attribute(AttributeScope::Any, "tags", CompareOp::Eq, string(rng.pick(&["b", "c", "d"]))),
         12 => attribute(AttributeScope::Span, "ratio", CompareOp::Lt, AttrValue::Double(0.3)),
+        // Strings ordered by bytes, and `Ne`, which needs the attribute present.
+        13 => attribute(
+            [AttributeScope::Span, AttributeScope::Any][rng.below(2) as usize],
+            "user.id",
+            [CompareOp::Lt, CompareOp::Ge, CompareOp::Ne][rng.below(3) as usize],
+            AttrValue::String(format!("user-{}", rng.below(60))),
+        ),
         _ => SpanCondition::Exists {
             scope: [AttributeScope::Span, AttributeScope::Resource][rng.below(2) as usize],
             key: rng.pick(&["tags", "host.name", "nope"]).into(),

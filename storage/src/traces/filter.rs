@@ -60,7 +60,11 @@ pub(crate) fn value_satisfies(value: &AttrValue, op: CompareOp, wanted: &AttrVal
         return false;
     }
     // `None` only for NaN, which is unequal to every number and orders with none.
-    let ordering = compare_scalars(value, wanted);
+    ordering_satisfies(compare_scalars(value, wanted), op, wanted)
+}
+
+/// Whether two values of kinds that compare, ordered as `ordering`, satisfy `op`.
+fn ordering_satisfies(ordering: Option<Ordering>, op: CompareOp, wanted: &AttrValue) -> bool {
     match op {
         CompareOp::Eq => ordering == Some(Ordering::Equal),
         CompareOp::Ne => ordering != Some(Ordering::Equal),
@@ -69,6 +73,14 @@ pub(crate) fn value_satisfies(value: &AttrValue, op: CompareOp, wanted: &AttrVal
         CompareOp::Le => matches!(ordering, Some(Ordering::Less | Ordering::Equal)),
         CompareOp::Gt => ordering == Some(Ordering::Greater),
         CompareOp::Ge => matches!(ordering, Some(Ordering::Greater | Ordering::Equal)),
+    }
+}
+
+/// [`value_satisfies`] for a string value given as its bytes (no copy).
+pub(crate) fn str_satisfies(value: &[u8], op: CompareOp, wanted: &AttrValue) -> bool {
+    match wanted {
+        AttrValue::String(text) => ordering_satisfies(Some(value.cmp(text.as_bytes())), op, wanted),
+        _ => false,
     }
 }
 
@@ -118,6 +130,24 @@ pub(crate) fn condition_holds(condition: &SpanCondition, resource: &Resource, sp
                 AttributeScope::Any => on_span() || on_resource(),
             }
         }
+    }
+}
+
+/// Whether a resource satisfies the part of a condition that looks at the resource: all of
+/// `ServiceName`, the resource half of an unscoped attribute; `false` for a condition that
+/// looks at the span only.
+pub(crate) fn resource_side_holds(condition: &SpanCondition, resource: &Resource) -> bool {
+    match condition {
+        SpanCondition::ServiceName(name) => {
+            attributes_satisfy(&resource.attributes, SERVICE_NAME, CompareOp::Eq, &AttrValue::String(name.clone()))
+        }
+        SpanCondition::Attribute { scope: AttributeScope::Resource | AttributeScope::Any, key, op, value } => {
+            attributes_satisfy(&resource.attributes, key, *op, value)
+        }
+        SpanCondition::Exists { scope: AttributeScope::Resource | AttributeScope::Any, key } => {
+            resource.attributes.iter().any(|(name, _)| name == key)
+        }
+        _ => false,
     }
 }
 
@@ -214,6 +244,17 @@ mod tests {
         ];
         for (value, op, wanted, expected) in cases {
             assert_eq!(value_satisfies(value, *op, wanted), *expected, "{value:?} {op:?} {wanted:?}");
+            // Strings compared where they lie in a page answer the same.
+            if let AttrValue::String(text) = value {
+                assert_eq!(str_satisfies(text.as_bytes(), *op, wanted), *expected, "{value:?} {op:?} {wanted:?}");
+            }
+        }
+        for op in [Eq, Ne, Lt, Le, Gt, Ge] {
+            for (left, right) in [("abc", "abd"), ("b", "b"), ("", "a"), ("ü", "u")] {
+                let wanted = s(right);
+                assert_eq!(str_satisfies(left.as_bytes(), op, &wanted), value_satisfies(&s(left), op, &wanted));
+                assert!(!str_satisfies(left.as_bytes(), op, &Int(1)));
+            }
         }
     }
 

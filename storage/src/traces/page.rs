@@ -56,7 +56,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use super::assemble::{ResourceInfo, ScopeInfo, SpanInput, StoredSpan};
-use super::filter::canonical_ref;
+use super::filter::{canonical_ref, str_satisfies, value_satisfies};
 use super::hash::{FastMap, HashSet64, hash_bytes, process_seed};
 use super::index::{
     Bounds, IndexBuilder, PageSkipBuilder, SCOPE_EVENT, SCOPE_INSTRUMENTATION, SCOPE_LINK, SCOPE_RESOURCE, SCOPE_SPAN,
@@ -64,8 +64,8 @@ use super::index::{
 };
 use super::records::{MAX_VALUE_DEPTH, MalformedRecord, ValueRef};
 use super::{
-    AttrValue, Attributes, Resource, Scope, Span, SpanEvent, SpanId, SpanKind, SpanLink, SpanStatus, StatusCode,
-    TraceId,
+    AttrValue, AttributeScope, Attributes, CompareOp, Resource, Scope, Span, SpanCondition, SpanEvent, SpanId,
+    SpanKind, SpanLink, SpanStatus, StatusCode, TraceId,
 };
 use crate::codec::{get_array, get_bytes, get_u8, get_u64, get_uvarint, put_bytes, put_uvarint, put_varint};
 
@@ -2061,6 +2061,100 @@ impl<'p> DecodedGroup<'p> {
         })
     }
 
+    /// The resource (an index into the header's) and the time extent of kept span `index`.
+    pub fn span_resource_and_extent(&self, index: usize) -> (u32, i64, i64) {
+        let row = &self.spans[index];
+        (row.resource, row.start_ns.min(row.end_ns), row.start_ns.max(row.end_ns))
+    }
+
+    /// Whether kept span `index` satisfies every condition, read from its row and cells
+    /// without materialising it; `resource_sides[c]` says whether its resource satisfies the
+    /// resource side of condition `c` (see [`resource_side_holds`]). The same answer as
+    /// `span_matches` on the materialised span.
+    ///
+    /// [`resource_side_holds`]: super::filter::resource_side_holds
+    pub fn span_satisfies(
+        &self,
+        index: usize,
+        conditions: &[SpanCondition],
+        resource_sides: &[bool],
+    ) -> Result<bool, Problem> {
+        let texts = self.texts();
+        let row = &self.spans[index];
+        for (number, condition) in conditions.iter().enumerate() {
+            let on_resource = resource_sides.get(number).copied().unwrap_or(false);
+            let holds = match condition {
+                SpanCondition::ServiceName(_) => on_resource,
+                SpanCondition::Name(name) => texts.bytes(row.name)? == name.as_bytes(),
+                SpanCondition::Status(code) => row.status == *code,
+                SpanCondition::Kind(kind) => row.kind == *kind,
+                SpanCondition::Duration { min_ns, max_ns } => {
+                    let duration = row.end_ns.saturating_sub(row.start_ns);
+                    min_ns.is_none_or(|min| duration >= min) && max_ns.is_none_or(|max| duration <= max)
+                }
+                SpanCondition::Attribute { scope, key, op, value } => match scope {
+                    AttributeScope::Resource => on_resource,
+                    AttributeScope::Span => self.attribute_satisfies(&texts, index, key, *op, value)?,
+                    AttributeScope::Any => on_resource || self.attribute_satisfies(&texts, index, key, *op, value)?,
+                },
+                SpanCondition::Exists { scope, key } => match scope {
+                    AttributeScope::Resource => on_resource,
+                    AttributeScope::Span => self.has_attribute(&texts, index, key)?,
+                    AttributeScope::Any => on_resource || self.has_attribute(&texts, index, key)?,
+                },
+            };
+            if !holds {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The cells of kept span `index`.
+    fn span_cells(&self, index: usize) -> &[u32] {
+        let owners = &self.owners[0];
+        match (owners.offsets.get(index), owners.offsets.get(index + 1)) {
+            (Some(start), Some(end)) => &owners.order[*start as usize..*end as usize],
+            _ => &[],
+        }
+    }
+
+    fn has_attribute(&self, texts: &Texts<'_>, index: usize, key: &str) -> Result<bool, Problem> {
+        for cell in self.span_cells(index) {
+            if texts.bytes(self.cells[*cell as usize].key)? == key.as_bytes() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Whether an attribute `key` of kept span `index` satisfies `op wanted`.
+    fn attribute_satisfies(
+        &self,
+        texts: &Texts<'_>,
+        index: usize,
+        key: &str,
+        op: CompareOp,
+        wanted: &AttrValue,
+    ) -> Result<bool, Problem> {
+        for cell in self.span_cells(index) {
+            let cell = &self.cells[*cell as usize];
+            if texts.bytes(cell.key)? != key.as_bytes() {
+                continue;
+            }
+            let mut input = cell.value;
+            // Strings are compared where they lie; other scalars cost no allocation.
+            let satisfied = match cell.kind {
+                KIND_STRING => str_satisfies(texts.bytes(varint_u32(&mut input, "string value")?)?, op, wanted),
+                _ => value_satisfies(&texts.cell_value(cell)?, op, wanted),
+            };
+            if satisfied {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// The spans of kept trace `trace_index`, with their resources and scopes (materialised
     /// once per page through `cache`).
     pub fn trace_spans(&self, trace_index: usize, cache: &mut PageContexts) -> Result<Vec<StoredSpan>, Problem> {
@@ -2084,7 +2178,7 @@ pub(crate) struct PageContexts {
 }
 
 impl PageContexts {
-    fn resource(&mut self, header: &PageHeader<'_>, index: u32) -> Result<Arc<ResourceInfo>, Problem> {
+    pub fn resource(&mut self, header: &PageHeader<'_>, index: u32) -> Result<Arc<ResourceInfo>, Problem> {
         if let Some(info) = self.resources.get(&index) {
             return Ok(info.clone());
         }

@@ -23,7 +23,7 @@ use std::time::Instant;
 use super::assemble::{self, SpanInput, StoredSpan, TraceCollector};
 use super::codec::TracesCodec;
 use super::file::{self, BlockFile, BlockWriter, PageFrames};
-use super::filter::span_matches;
+use super::filter::{resource_side_holds, span_matches};
 use super::head::{HeadRecord, HeadSegment, RecordContexts, SpanRef, TenantHead, for_each_span};
 use super::index::{Bounds, IndexBuilder, span_extent};
 use super::page::{DecodedGroup, GroupSelection, PageContexts, PageEncoder, PageHeader};
@@ -721,6 +721,8 @@ impl TracesStore {
                     stats.pages_read += 1;
                     stats.inspected_bytes += header_raw.len() as u64;
                     let mut contexts = PageContexts::default();
+                    // Per resource of the page: whether it satisfies each condition's resource side.
+                    let mut resource_sides: HashMap<u32, Vec<bool>> = HashMap::new();
                     for group in 0..header.groups.len() {
                         if found.len() >= wanted {
                             break 'scan;
@@ -732,22 +734,48 @@ impl TracesStore {
                         stats.inspected_bytes += group_raw.len() as u64;
                         stats.inspected_traces += decoded.traces.len() as u64;
                         for trace_index in 0..decoded.traces.len() {
-                            let trace_id = decoded.traces[trace_index].trace_id;
-                            if seen.contains(&trace_id) {
+                            let trace = decoded.traces[trace_index];
+                            if seen.contains(&trace.trace_id) {
                                 continue;
                             }
-                            let spans = decoded
-                                .trace_spans(trace_index, &mut contexts)
-                                .map_err(|problem| page.damaged(problem))?;
-                            stats.inspected_spans += spans.len() as u64;
-                            let matches = spans.iter().any(|stored| {
-                                span_overlaps(&stored.span, range)
-                                    && span_matches(conditions, &stored.resource.resource, &stored.span)
-                            });
+                            stats.inspected_spans += u64::from(trace.span_count);
+                            // Spans are checked where they lie; only a matching trace is
+                            // materialised.
+                            let mut matches = false;
+                            for row in trace.first_span..trace.first_span + trace.span_count {
+                                let (resource, low, high) = decoded.span_resource_and_extent(row as usize);
+                                if !range.overlaps(low, high) {
+                                    continue;
+                                }
+                                let sides = match resource_sides.entry(resource) {
+                                    std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+                                    std::collections::hash_map::Entry::Vacant(entry) => {
+                                        let info = contexts
+                                            .resource(&header, resource)
+                                            .map_err(|problem| page.damaged(problem))?;
+                                        entry.insert(
+                                            conditions
+                                                .iter()
+                                                .map(|condition| resource_side_holds(condition, &info.resource))
+                                                .collect(),
+                                        )
+                                    }
+                                };
+                                if decoded
+                                    .span_satisfies(row as usize, conditions, sides)
+                                    .map_err(|problem| page.damaged(problem))?
+                                {
+                                    matches = true;
+                                    break;
+                                }
+                            }
                             if matches && found.len() < wanted {
-                                seen.insert(trace_id);
-                                found.push(trace_id);
-                                from_pages.insert(trace_id, (block.id.clone(), spans));
+                                let spans = decoded
+                                    .trace_spans(trace_index, &mut contexts)
+                                    .map_err(|problem| page.damaged(problem))?;
+                                seen.insert(trace.trace_id);
+                                found.push(trace.trace_id);
+                                from_pages.insert(trace.trace_id, (block.id.clone(), spans));
                             }
                         }
                     }
