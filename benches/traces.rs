@@ -1,14 +1,24 @@
-//! Traces store figures on generated, realistic spans: traces of about 10 spans over a few
-//! services (a gateway, an API, a cart and a payments service, a database client), each span
-//! with about 20 attributes (HTTP, RPC, database and code attributes, ids with real
-//! cardinality) and 14 resource attributes, a few events and links.
+//! Traces store figures on generated, realistic spans, in two shapes:
 //!
-//! - footprint: bytes per span on disk (pages, tables, blooms and meta of the block files),
-//!   and in the WAL, printed before criterion runs;
-//! - append: spans per second into head + WAL on one thread (criterion);
-//! - trace by ID: latency over a store of `TRIPOD_BENCH_SPANS` spans (default 2 000 000) in
-//!   blocks, p50 / p99 / max printed, and criterion's median;
-//! - search: a selective search (one service and an attribute value) over the same store.
+//! - the load tool's (`tripod-load traces`, src/bin/tripod-load/traces.rs), generated here with
+//!   the same services, attributes, values and random draws, as the OTLP ingest maps them:
+//!   traces of about ten spans through a shop (gateway, api, cart, payments and their
+//!   database calls), about twenty attributes a span (HTTP, database, user, session and code
+//!   attributes), eighteen resource attributes a service instance, failures with exception
+//!   events, slow queries, cache misses; 50 traces a request, as the load tool sends them;
+//! - a compact shop of the same size with more randomness per span (user IDs, URLs and sizes
+//!   drawn for every span, a few links): the footprint is also printed for it.
+//!
+//! Figures:
+//! - footprint: bytes per span on disk (pages, blooms and meta of the block files), and in the
+//!   WAL, printed before criterion runs, for the default options and variants;
+//! - append: spans per second into head + WAL on one thread (criterion, by the clock);
+//! - trace by ID: latency over a store of `TRIPOD_BENCH_SPANS` spans (default 2 000 000) of
+//!   the load tool's shape in blocks, filled as a server would (a cut every million spans, each
+//!   followed by a maintenance pass that compacts), p50 / p90 / p99 / max printed with the CPU
+//!   time per lookup, then criterion's median;
+//! - search: a selective search (one service and a user) and a status search over the same
+//!   store.
 //!
 //! Run: `cargo bench --bench traces`. `TRIPOD_BENCH_DIR` chooses where the data directories go
 //! (default: the system temp dir).
@@ -18,17 +28,25 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
 use tripod_storage::traces::{
-    AttrValue, AttributeScope, CompareOp, NsRange, Resource, ResourceSpans, Scope, ScopeSpans, Span, SpanCondition,
-    SpanEvent, SpanFilter, SpanKind, SpanLink, SpanStatus, StatusCode, TraceId, TracesAppender, TracesOptions,
-    TracesQueryable,
+    AttrValue, AttributeScope, CompareOp, NsRange, ResourceSpans, SpanCondition, SpanFilter, StatusCode, TraceId,
+    TracesAppender, TracesCodec, TracesOptions, TracesQueryable,
 };
 use tripod_storage::wal::{SyncPolicy, WalOptions};
 use tripod_storage::{Storage, StorageOptions};
 
 /// 2024-01-01T00:00:00Z.
 const START_NS: i64 = 1_704_067_200_000_000_000;
-const MILLI: i64 = 1_000_000;
 const TENANT: &str = "single-tenant";
+/// Traces a request, as the load tool sends them by default.
+const BATCH_TRACES: usize = 50;
+
+/// CPU time this thread has used (user and system, so the WAL's writes count).
+fn thread_cpu_time() -> Duration {
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `now` is a valid timespec for the call to fill; the clock exists on every Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+}
 
 fn bench_dir() -> tempfile::TempDir {
     match std::env::var_os("TRIPOD_BENCH_DIR") {
@@ -45,297 +63,901 @@ fn storage_options(traces: TracesOptions) -> StorageOptions {
     }
 }
 
-/// A deterministic generator (xorshift64*).
-struct Rng(u64);
+/// The load tool's traces in the store's model.
+mod load_tool {
+    use tripod_storage::traces::{
+        AttrValue, Resource, ResourceSpans, Scope, ScopeSpans, Span, SpanEvent, SpanKind, SpanStatus, StatusCode,
+    };
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
+    const MS: u64 = 1_000_000;
 
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
+    /// The load tool's generator (xorshift64*).
+    struct Rng(u64);
 
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len() as u64) as usize]
-    }
-
-    fn id<const N: usize>(&mut self) -> [u8; N] {
-        let mut out = [0u8; N];
-        for chunk in out.chunks_mut(8) {
-            let word = self.next().to_le_bytes();
-            chunk.copy_from_slice(&word[..chunk.len()]);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
         }
-        out[0] |= 1;
-        out
     }
-}
 
-fn s(text: &str) -> AttrValue {
-    AttrValue::String(text.to_string())
-}
+    fn unit(rng: &mut Rng) -> f64 {
+        (rng.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
 
-fn attrs(pairs: Vec<(&str, AttrValue)>) -> Vec<(String, AttrValue)> {
-    pairs.into_iter().map(|(key, value)| (key.to_string(), value)).collect()
-}
+    fn below(rng: &mut Rng, n: u64) -> u64 {
+        rng.next() % n.max(1)
+    }
 
-/// A service instance: its resource and instrumentation scope.
-struct Service {
-    resource: Resource,
-    scope: Scope,
-}
+    fn pick<'a, T>(rng: &mut Rng, items: &'a [T]) -> &'a T {
+        &items[below(rng, items.len() as u64) as usize]
+    }
 
-fn services(rng: &mut Rng) -> Vec<Service> {
-    let mut out = Vec::new();
-    for (name, language, library) in [
-        ("gateway", "go", "go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"),
-        ("api", "java", "io.opentelemetry.spring-webmvc-6.0"),
-        ("cart", "python", "opentelemetry.instrumentation.flask"),
-        ("payments", "nodejs", "@opentelemetry/instrumentation-http"),
-    ] {
-        for instance in 0..3 {
-            let pod = format!("{name}-7d9f8b6c4-{:05x}", rng.below(1 << 20));
-            out.push(Service {
-                resource: Resource {
-                    attributes: attrs(vec![
-                        ("service.name", s(name)),
-                        ("service.namespace", s("shop")),
-                        ("service.version", s("2.14.1")),
-                        ("service.instance.id", AttrValue::String(format!("{pod}-{instance}"))),
-                        ("deployment.environment", s("production")),
-                        ("host.name", AttrValue::String(format!("node-{}", rng.below(12)))),
-                        ("host.arch", s("amd64")),
-                        ("os.type", s("linux")),
-                        ("process.pid", AttrValue::Int(1 + rng.below(60_000) as i64)),
-                        ("process.runtime.name", s(language)),
-                        ("telemetry.sdk.name", s("opentelemetry")),
-                        ("telemetry.sdk.language", s(language)),
-                        ("k8s.namespace.name", s("shop")),
-                        ("k8s.pod.name", AttrValue::String(pod)),
-                    ]),
-                    dropped_attributes_count: 0,
+    type KeyValue = (String, AttrValue);
+
+    fn string(key: &str, value: impl Into<String>) -> KeyValue {
+        (key.into(), AttrValue::String(value.into()))
+    }
+
+    fn int(key: &str, value: i64) -> KeyValue {
+        (key.into(), AttrValue::Int(value))
+    }
+
+    fn double(key: &str, value: f64) -> KeyValue {
+        (key.into(), AttrValue::Double(value))
+    }
+
+    fn boolean(key: &str, value: bool) -> KeyValue {
+        (key.into(), AttrValue::Bool(value))
+    }
+
+    fn strings(key: &str, values: &[&str]) -> KeyValue {
+        (key.into(), AttrValue::Array(values.iter().map(|value| AttrValue::String(value.to_string())).collect()))
+    }
+
+    const SERVICES: [(&str, &str, &str); 4] = [
+        ("gateway", "go", "1.26.0"),
+        ("api", "java", "1.44.1"),
+        ("cart", "nodejs", "1.30.0"),
+        ("payments", "python", "1.45.2"),
+    ];
+    const INSTANCES: u64 = 3;
+    const REGIONS: [&str; 2] = ["eu-west-1", "eu-central-1"];
+    const USER_AGENTS: [&str; 4] = [
+        "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15",
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148",
+        "okhttp/4.12.0",
+    ];
+    const ROUTES: [(&str, &str, bool); 5] = [
+        ("GET", "/api/cart", false),
+        ("POST", "/api/cart/items", false),
+        ("POST", "/api/checkout", true),
+        ("GET", "/api/cart/summary", false),
+        ("POST", "/api/orders", true),
+    ];
+    const SCHEMA_URL: &str = "https://opentelemetry.io/schemas/1.24.0";
+
+    fn resource(service: usize, instance: u64) -> Resource {
+        let (name, language, sdk) = SERVICES[service];
+        let pod = format!("{name}-7d9f{service}c8b4-{instance:05x}");
+        let node = format!("ip-10-0-{}-{}.eu-west-1.compute.internal", service + 1, 10 + instance);
+        Resource {
+            attributes: vec![
+                string("service.name", name),
+                string("service.namespace", "shop"),
+                string("service.version", format!("2.{}.{}", service + 3, instance)),
+                string("service.instance.id", pod.clone()),
+                string("deployment.environment", "production"),
+                string("host.name", node.clone()),
+                string("host.arch", "amd64"),
+                string("os.type", "linux"),
+                string("k8s.namespace.name", "shop"),
+                string("k8s.pod.name", pod),
+                string("k8s.deployment.name", name),
+                string("k8s.node.name", node),
+                string("k8s.cluster.name", "prod-eu"),
+                string("cloud.provider", "aws"),
+                string("cloud.region", REGIONS[instance as usize % REGIONS.len()]),
+                string("telemetry.sdk.name", "opentelemetry"),
+                string("telemetry.sdk.language", language),
+                string("telemetry.sdk.version", sdk),
+            ],
+            dropped_attributes_count: 0,
+        }
+    }
+
+    struct NewSpan<'a> {
+        service: usize,
+        parent: Option<&'a [u8; 8]>,
+        name: String,
+        kind: SpanKind,
+        start_ns: u64,
+        duration_ms: u64,
+        attributes: Vec<KeyValue>,
+    }
+
+    struct Built {
+        service: usize,
+        span: Span,
+    }
+
+    /// The load tool's generator, seeded as `--seed` seeds it.
+    pub struct LoadGenerator {
+        rng: Rng,
+        resources: Vec<Vec<Resource>>,
+        next_start_ns: u64,
+        spacing_ns: u64,
+    }
+
+    impl LoadGenerator {
+        pub fn new(seed: u64, start_ns: u64, spacing_ns: u64) -> LoadGenerator {
+            let resources =
+                (0..SERVICES.len()).map(|service| (0..INSTANCES).map(|i| resource(service, i)).collect()).collect();
+            let mixed = (seed ^ 0x9e37_79b9_7f4a_7c15).wrapping_mul(0xbf58_476d_1ce4_e5b9) | 1;
+            LoadGenerator { rng: Rng(mixed), resources, next_start_ns: start_ns, spacing_ns: spacing_ns.max(1) }
+        }
+
+        fn add(&mut self, spans: &mut Vec<Built>, trace_id: &[u8; 16], new: NewSpan<'_>) -> [u8; 8] {
+            let span_id = self.id8();
+            spans.push(Built {
+                service: new.service,
+                span: Span {
+                    trace_id: *trace_id,
+                    span_id,
+                    parent_span_id: new.parent.copied(),
+                    flags: 0x101,
+                    name: new.name,
+                    kind: new.kind,
+                    start_ns: new.start_ns as i64,
+                    end_ns: (new.start_ns + new.duration_ms * MS + below(&mut self.rng, MS)) as i64,
+                    attributes: new.attributes,
+                    ..Span::default()
                 },
-                scope: Scope { name: library.to_string(), version: "0.46.0".into(), ..Scope::default() },
             });
+            span_id
         }
-    }
-    out
-}
 
-const ROUTES: [&str; 8] = [
-    "/api/v1/orders/{id}",
-    "/api/v1/orders",
-    "/api/v1/cart/{id}/items",
-    "/api/v1/products/{id}",
-    "/api/v1/products",
-    "/api/v1/payments/{id}/capture",
-    "/api/v1/users/{id}",
-    "/healthz",
-];
-const AGENTS: [&str; 4] = [
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148",
-    "okhttp/4.12.0",
-    "python-requests/2.31.0",
-];
-const STATEMENTS: [&str; 5] = [
-    "SELECT id, status, total FROM orders WHERE id = $1",
-    "SELECT * FROM cart_items WHERE cart_id = $1",
-    "UPDATE orders SET status = $1 WHERE id = $2",
-    "INSERT INTO payments (order_id, amount, currency) VALUES ($1, $2, $3)",
-    "SELECT id, name, price FROM products WHERE id = ANY($1)",
-];
-
-/// The ~20 attributes of one span.
-fn span_attributes(
-    rng: &mut Rng,
-    kind: SpanKind,
-    database: bool,
-    route: &str,
-    status: i64,
-) -> Vec<(String, AttrValue)> {
-    let id = rng.below(200_000);
-    let target = route.replace("{id}", &id.to_string());
-    let mut out = attrs(vec![
-        ("thread.id", AttrValue::Int(1 + rng.below(64) as i64)),
-        ("thread.name", AttrValue::String(format!("http-nio-8080-exec-{}", 1 + rng.below(16)))),
-        ("code.namespace", s("com.shop.orders.OrderController")),
-        ("code.function", s(rng.pick(&["getOrder", "listOrders", "createOrder", "capture", "addItem"]))),
-        ("code.lineno", AttrValue::Int(40 + rng.below(400) as i64)),
-        ("user.id", AttrValue::String(format!("u-{}", rng.below(20_000)))),
-        ("tenant.tier", s(rng.pick(&["free", "pro", "enterprise"]))),
-        ("sampling.priority", AttrValue::Int(1)),
-    ]);
-    if database {
-        out.extend(attrs(vec![
-            ("db.system", s("postgresql")),
-            ("db.name", s("shop")),
-            ("db.user", s("shop_rw")),
-            ("db.operation", s(rng.pick(&["SELECT", "UPDATE", "INSERT"]))),
-            ("db.statement", s(rng.pick(&STATEMENTS))),
-            ("db.sql.table", s(rng.pick(&["orders", "cart_items", "payments", "products"]))),
-            ("net.peer.name", s("postgres.shop.svc.cluster.local")),
-            ("net.peer.port", AttrValue::Int(5432)),
-            ("server.address", s("10.12.4.31")),
-            ("db.rows_affected", AttrValue::Int(rng.below(20) as i64)),
-            ("db.connection.pool", s("hikari-primary")),
-            ("db.instance", s("shop-primary-0")),
-        ]));
-    } else {
-        out.extend(attrs(vec![
-            (
-                "http.request.method",
-                s(if route.ends_with("capture") { "POST" } else { rng.pick(&["GET", "GET", "POST"]) }),
-            ),
-            ("http.route", s(route)),
-            ("url.path", AttrValue::String(target.clone())),
-            ("url.full", AttrValue::String(format!("https://shop.example.com{target}"))),
-            ("url.scheme", s("https")),
-            ("http.response.status_code", AttrValue::Int(status)),
-            ("network.protocol.version", s("1.1")),
-            ("server.address", s("shop.example.com")),
-            ("server.port", AttrValue::Int(443)),
-            ("user_agent.original", s(rng.pick(&AGENTS))),
-            ("http.request.body.size", AttrValue::Int(rng.below(4000) as i64)),
-            ("http.response.body.size", AttrValue::Int(rng.below(40_000) as i64)),
-        ]));
-        if kind == SpanKind::Client {
-            out.push(("peer.service".into(), s(rng.pick(&["cart", "payments", "api"]))));
+        fn id16(&mut self) -> [u8; 16] {
+            let mut id = [0u8; 16];
+            id[..8].copy_from_slice(&self.rng.next().to_be_bytes());
+            id[8..].copy_from_slice(&self.rng.next().to_be_bytes());
+            id
         }
-    }
-    out
-}
 
-/// One trace of about 10 spans, grouped by service as an SDK would send it.
-fn trace(rng: &mut Rng, services: &[Service], start_ns: i64) -> Vec<ResourceSpans> {
-    let trace_id: TraceId = rng.id();
-    let route = rng.pick(&ROUTES);
-    let failed = rng.below(50) == 0;
-    let span_count = 7 + rng.below(7) as usize;
-    let mut spans: Vec<(usize, Span)> = Vec::with_capacity(span_count);
-    let mut parents: Vec<[u8; 8]> = Vec::new();
-    let mut offset = 0i64;
-    for index in 0..span_count {
-        let service = if index == 0 { rng.below(3) as usize } else { 3 + rng.below(9) as usize };
-        let span_id: [u8; 8] = rng.id();
-        let database = index > 0 && rng.below(3) == 0;
-        let kind = match (index, database) {
-            (0, _) => SpanKind::Server,
-            (_, true) => SpanKind::Client,
-            _ => [SpanKind::Server, SpanKind::Client, SpanKind::Internal][rng.below(3) as usize],
-        };
-        let status = if failed && index == span_count - 1 { 500 } else { 200 };
-        let begin = start_ns + offset;
-        offset += rng.below(3 * MILLI as u64) as i64;
-        let duration = if index == 0 {
-            40 * MILLI + rng.below(200 * MILLI as u64) as i64
-        } else {
-            rng.below(30 * MILLI as u64) as i64 + 50_000
-        };
-        let events = if database && rng.below(4) == 0 {
-            vec![SpanEvent {
-                time_ns: begin + duration / 2,
-                name: "connection.acquired".into(),
-                attributes: attrs(vec![("pool.wait_ms", AttrValue::Int(rng.below(5) as i64))]),
-                dropped_attributes_count: 0,
-            }]
-        } else if status == 500 {
-            vec![SpanEvent {
-                time_ns: begin + duration,
-                name: "exception".into(),
-                attributes: attrs(vec![
-                    ("exception.type", s("java.net.SocketTimeoutException")),
-                    ("exception.message", s("Read timed out")),
-                ]),
-                dropped_attributes_count: 0,
-            }]
-        } else {
-            Vec::new()
-        };
-        let links = if index == 0 && rng.below(20) == 0 {
-            vec![SpanLink { trace_id: rng.id(), span_id: rng.id(), ..SpanLink::default() }]
-        } else {
-            Vec::new()
-        };
-        let span = Span {
-            trace_id,
-            span_id,
-            parent_span_id: if index == 0 { None } else { Some(parents[rng.below(parents.len() as u64) as usize]) },
-            trace_state: String::new(),
-            name: if database {
-                rng.pick(&["SELECT shop.orders", "UPDATE shop.orders", "INSERT shop.payments"]).to_string()
-            } else if index == 0 {
-                format!("GET {route}")
+        fn id8(&mut self) -> [u8; 8] {
+            self.rng.next().to_be_bytes()
+        }
+
+        fn common(&mut self, function: &str, user: u64, request_id: u64) -> Vec<KeyValue> {
+            vec![
+                string("code.function", function),
+                string("code.namespace", format!("shop.{}", function.split('.').next().unwrap_or("main"))),
+                int("code.lineno", 20 + below(&mut self.rng, 400) as i64),
+                int("thread.id", 1 + below(&mut self.rng, 64) as i64),
+                string("thread.name", format!("worker-{}", below(&mut self.rng, 16))),
+                string("enduser.id", format!("user-{user:06}")),
+                string("session.id", format!("{:016x}", user.wrapping_mul(0x9e37_79b9_7f4a_7c15))),
+                string("app.request_id", format!("req-{request_id:012x}")),
+                boolean("app.feature.new_checkout", user.is_multiple_of(4)),
+            ]
+        }
+
+        fn http(&mut self, method: &str, route: &str, status: i64, peer: &str, user_agent: &str) -> Vec<KeyValue> {
+            vec![
+                string("http.method", method),
+                string("http.route", route),
+                string("http.target", route.replace("{id}", &below(&mut self.rng, 100_000).to_string())),
+                string("http.scheme", "https"),
+                string("http.flavor", "1.1"),
+                int("http.status_code", status),
+                int("http.request_content_length", below(&mut self.rng, 4096) as i64),
+                int("http.response_content_length", 64 + below(&mut self.rng, 16_384) as i64),
+                string("net.peer.name", peer),
+                int("net.peer.port", 8080),
+                string("user_agent.original", user_agent),
+            ]
+        }
+
+        fn db(&mut self, operation: &str, table: &str, statement: &str) -> Vec<KeyValue> {
+            vec![
+                string("db.system", "postgresql"),
+                string("db.name", "shop"),
+                string("db.user", "shop_app"),
+                string("db.operation", operation),
+                string("db.sql.table", table),
+                string("db.statement", statement),
+                string("peer.service", "db"),
+                string("net.peer.name", "postgres.shop.svc.cluster.local"),
+                int("net.peer.port", 5432),
+                int("db.rows_affected", below(&mut self.rng, 20) as i64),
+                string("db.connection_string", "postgresql://postgres.shop.svc.cluster.local:5432/shop"),
+            ]
+        }
+
+        fn trace(&mut self) -> Vec<Built> {
+            let trace_id = self.id16();
+            let start = self.next_start_ns;
+            self.next_start_ns += self.spacing_ns;
+            let (method, route, checkout) = *pick(&mut self.rng, &ROUTES);
+            let failing = checkout && below(&mut self.rng, 100) < 8;
+            let slow = below(&mut self.rng, 100) < 2;
+            let cache_miss = below(&mut self.rng, 100) < 20;
+            let user = below(&mut self.rng, 50_000);
+            let request_id = self.rng.next() >> 16;
+            let user_agent = *pick(&mut self.rng, &USER_AGENTS);
+            let status = if failing {
+                502
+            } else if method == "POST" {
+                201
             } else {
-                rng.pick(&["GET /api/v1/cart/{id}", "POST /api/v1/payments", "OrderService.load", "render"]).to_string()
-            },
-            kind,
-            start_ns: begin,
-            end_ns: begin + duration,
-            status: if status == 500 {
-                SpanStatus { code: StatusCode::Error, message: "Read timed out".into() }
-            } else {
-                SpanStatus::default()
-            },
-            attributes: span_attributes(rng, kind, database, route, status),
-            events,
-            links,
-            flags: 1,
-            ..Span::default()
-        };
-        parents.push(span_id);
-        spans.push((service, span));
-    }
-    let mut out: Vec<ResourceSpans> = Vec::new();
-    for (service, span) in spans {
-        let info = &services[service];
-        match out.iter_mut().find(|group| group.resource == info.resource) {
-            Some(group) => group.scope_spans[0].spans.push(span),
-            None => out.push(ResourceSpans {
-                resource: info.resource.clone(),
-                schema_url: "https://opentelemetry.io/schemas/1.24.0".into(),
-                scope_spans: vec![ScopeSpans {
-                    scope: info.scope.clone(),
-                    schema_url: String::new(),
-                    spans: vec![span],
-                }],
-            }),
-        }
-    }
-    out
-}
+                200
+            };
+            let mut spans: Vec<Built> = Vec::with_capacity(12);
 
-/// Batches of `traces_per_batch` traces, `batches` of them, starting at `start_ns`. A batch
-/// holds one `ResourceSpans` per service instance, as an SDK exports them (or a collector's
-/// batch of several SDKs' exports).
-fn batches(
-    rng: &mut Rng,
-    services: &[Service],
-    batches: usize,
-    traces_per_batch: usize,
-    start_ns: i64,
-) -> Vec<Vec<ResourceSpans>> {
-    (0..batches)
-        .map(|batch| {
-            let mut groups: Vec<ResourceSpans> = Vec::new();
-            for n in 0..traces_per_batch {
-                let start = start_ns + ((batch * traces_per_batch + n) as i64) * 2 * MILLI;
-                for group in trace(rng, services, start) {
-                    match groups.iter_mut().find(|have| have.resource == group.resource) {
-                        Some(have) => {
-                            have.scope_spans[0].spans.extend(group.scope_spans.into_iter().flat_map(|s| s.spans))
+            let db_ms = if slow { 400 + below(&mut self.rng, 1600) } else { 1 + below(&mut self.rng, 8) };
+            let cart_ms = 2 + db_ms + below(&mut self.rng, 3);
+            let payments_ms = if checkout { 20 + below(&mut self.rng, 60) } else { 0 };
+            let api_ms = 3 + cart_ms + payments_ms + below(&mut self.rng, 4);
+            let gateway_ms = api_ms + 2 + below(&mut self.rng, 3);
+
+            let mut attributes = self.http(method, route, status, "shop.example.com", user_agent);
+            attributes.extend(self.common("gateway.ServeHTTP", user, request_id));
+            attributes.push(string("net.host.name", "shop.example.com"));
+            let root = self.add(
+                &mut spans,
+                &trace_id,
+                NewSpan {
+                    service: 0,
+                    parent: None,
+                    name: format!("{method} {route}"),
+                    kind: SpanKind::Server,
+                    start_ns: start,
+                    duration_ms: gateway_ms,
+                    attributes,
+                },
+            );
+
+            let mut attributes = self.http(method, route, status, "api.shop.svc.cluster.local", user_agent);
+            attributes.extend(self.common("gateway.proxy", user, request_id));
+            let to_api = self.add(
+                &mut spans,
+                &trace_id,
+                NewSpan {
+                    service: 0,
+                    parent: Some(&root),
+                    name: format!("{method} api"),
+                    kind: SpanKind::Client,
+                    start_ns: start + MS / 2,
+                    duration_ms: api_ms + 1,
+                    attributes,
+                },
+            );
+
+            let api_start = start + MS;
+            let mut attributes = self.http(method, route, status, "gateway", user_agent);
+            attributes.extend(self.common("api.handler", user, request_id));
+            let api = self.add(
+                &mut spans,
+                &trace_id,
+                NewSpan {
+                    service: 1,
+                    parent: Some(&to_api),
+                    name: format!("{method} {route}"),
+                    kind: SpanKind::Server,
+                    start_ns: api_start,
+                    duration_ms: api_ms,
+                    attributes,
+                },
+            );
+
+            let mut attributes = self.common("api.authorize", user, request_id);
+            attributes.extend([
+                string("auth.method", "jwt"),
+                strings("auth.scopes", &["cart:read", "cart:write", "orders:write"]),
+                boolean("auth.cached", !cache_miss),
+            ]);
+            let authorize = self.add(
+                &mut spans,
+                &trace_id,
+                NewSpan {
+                    service: 1,
+                    parent: Some(&api),
+                    name: "authorize".into(),
+                    kind: SpanKind::Internal,
+                    start_ns: api_start + MS / 4,
+                    duration_ms: 1,
+                    attributes,
+                },
+            );
+            if cache_miss {
+                let index = spans.iter().position(|built| built.span.span_id == authorize).unwrap_or_default();
+                spans[index].span.events.push(SpanEvent {
+                    time_ns: (api_start + MS / 2) as i64,
+                    name: "cache miss".into(),
+                    attributes: vec![string("cache.key", format!("session:{user}")), string("cache.backend", "redis")],
+                    dropped_attributes_count: 0,
+                });
+            }
+
+            let cart_start = api_start + 2 * MS;
+            let mut attributes = self.http("GET", "/cart/{id}", 200, "cart.shop.svc.cluster.local", "api/2.3");
+            attributes.extend(self.common("api.cartClient", user, request_id));
+            let to_cart = self.add(
+                &mut spans,
+                &trace_id,
+                NewSpan {
+                    service: 1,
+                    parent: Some(&api),
+                    name: "GET cart".into(),
+                    kind: SpanKind::Client,
+                    start_ns: cart_start,
+                    duration_ms: cart_ms + 1,
+                    attributes,
+                },
+            );
+            let mut attributes = self.http("GET", "/cart/{id}", 200, "api", "api/2.3");
+            attributes.extend(self.common("cart.getCart", user, request_id));
+            attributes.extend([
+                int("app.cart.items", 1 + below(&mut self.rng, 12) as i64),
+                double("app.cart.total", unit(&mut self.rng) * 400.0),
+            ]);
+            let cart = self.add(
+                &mut spans,
+                &trace_id,
+                NewSpan {
+                    service: 2,
+                    parent: Some(&to_cart),
+                    name: "GET /cart/{id}".into(),
+                    kind: SpanKind::Server,
+                    start_ns: cart_start + MS / 2,
+                    duration_ms: cart_ms,
+                    attributes,
+                },
+            );
+            let mut attributes = vec![
+                string("db.system", "redis"),
+                string("db.operation", "GET"),
+                string("db.statement", format!("GET cart:{user}")),
+                int("db.redis.database_index", 0),
+                string("peer.service", "redis"),
+                string("net.peer.name", "redis.shop.svc.cluster.local"),
+                int("net.peer.port", 6379),
+                boolean("cache.hit", !cache_miss),
+            ];
+            attributes.extend(self.common("cart.cache.get", user, request_id));
+            self.add(
+                &mut spans,
+                &trace_id,
+                NewSpan {
+                    service: 2,
+                    parent: Some(&cart),
+                    name: "GET".into(),
+                    kind: SpanKind::Client,
+                    start_ns: cart_start + MS * 3 / 4,
+                    duration_ms: 0,
+                    attributes,
+                },
+            );
+            let mut attributes =
+                self.db("SELECT", "cart_items", "SELECT item_id, quantity, price FROM cart_items WHERE cart_id = $1");
+            attributes.extend(self.common("cart.repository.load", user, request_id));
+            let query = self.add(
+                &mut spans,
+                &trace_id,
+                NewSpan {
+                    service: 2,
+                    parent: Some(&cart),
+                    name: "SELECT shop.cart_items".into(),
+                    kind: SpanKind::Client,
+                    start_ns: cart_start + MS,
+                    duration_ms: db_ms,
+                    attributes,
+                },
+            );
+            if slow {
+                let index = spans.iter().position(|built| built.span.span_id == query).unwrap_or_default();
+                spans[index].span.events.push(SpanEvent {
+                    time_ns: (cart_start + MS + db_ms * MS) as i64,
+                    name: "slow query".into(),
+                    attributes: vec![int("db.duration_ms", db_ms as i64), string("db.plan", "Seq Scan on cart_items")],
+                    dropped_attributes_count: 0,
+                });
+            }
+
+            if checkout {
+                let pay_start = cart_start + cart_ms * MS + 2 * MS;
+                let pay_status = if failing { 502 } else { 201 };
+                let mut attributes =
+                    self.http("POST", "/charge", pay_status, "payments.shop.svc.cluster.local", "api/2.3");
+                attributes.extend(self.common("api.paymentsClient", user, request_id));
+                let to_payments = self.add(
+                    &mut spans,
+                    &trace_id,
+                    NewSpan {
+                        service: 1,
+                        parent: Some(&api),
+                        name: "POST payments".into(),
+                        kind: SpanKind::Client,
+                        start_ns: pay_start,
+                        duration_ms: payments_ms + 1,
+                        attributes,
+                    },
+                );
+                let mut attributes = self.http("POST", "/charge", pay_status, "api", "api/2.3");
+                attributes.extend(self.common("payments.charge", user, request_id));
+                attributes.extend([
+                    string("payment.provider", "stripe"),
+                    double("payment.amount", unit(&mut self.rng) * 400.0),
+                    string("payment.currency", "EUR"),
+                ]);
+                let payments = self.add(
+                    &mut spans,
+                    &trace_id,
+                    NewSpan {
+                        service: 3,
+                        parent: Some(&to_payments),
+                        name: "POST /charge".into(),
+                        kind: SpanKind::Server,
+                        start_ns: pay_start + MS / 2,
+                        duration_ms: payments_ms,
+                        attributes,
+                    },
+                );
+                let mut attributes = self.db(
+                    "INSERT",
+                    "payments",
+                    "INSERT INTO payments (order_id, amount, currency, status) VALUES ($1, $2, $3, $4)",
+                );
+                attributes.extend(self.common("payments.repository.save", user, request_id));
+                self.add(
+                    &mut spans,
+                    &trace_id,
+                    NewSpan {
+                        service: 3,
+                        parent: Some(&payments),
+                        name: "INSERT shop.payments".into(),
+                        kind: SpanKind::Client,
+                        start_ns: pay_start + MS,
+                        duration_ms: 2,
+                        attributes,
+                    },
+                );
+                if failing {
+                    for built in &mut spans {
+                        let id = &built.span.span_id;
+                        if *id == payments || *id == to_payments || *id == api || *id == to_api || *id == root {
+                            built.span.status =
+                                SpanStatus { message: "payment provider unavailable".into(), code: StatusCode::Error };
                         }
-                        None => groups.push(group),
+                        if *id == payments {
+                            let time_ns = built.span.end_ns - (MS / 2) as i64;
+                            built.span.events.push(SpanEvent {
+                                time_ns,
+                                name: "exception".into(),
+                                attributes: vec![
+                                    string("exception.type", "stripe.error.APIConnectionError"),
+                                    string("exception.message", "payment provider unavailable"),
+                                    string(
+                                        "exception.stacktrace",
+                                        "Traceback (most recent call last):\n  File \"payments/charge.py\", line 88, in charge\n    response = stripe.Charge.create(**params)\nstripe.error.APIConnectionError: payment provider unavailable",
+                                    ),
+                                    boolean("exception.escaped", false),
+                                ],
+                                dropped_attributes_count: 0,
+                            });
+                        }
                     }
                 }
             }
-            groups
-        })
-        .collect()
+            let mut attributes = self.common("api.render", user, request_id);
+            attributes.extend([
+                string("app.response.format", "json"),
+                int("app.response.bytes", 64 + below(&mut self.rng, 16_384) as i64),
+                boolean("app.response.compressed", below(&mut self.rng, 2) == 0),
+                string("app.template", "cart.v2"),
+                int("app.response.items", below(&mut self.rng, 12) as i64),
+                double("app.render.cpu_ms", unit(&mut self.rng) * 2.0),
+            ]);
+            let render_start = api_start + api_ms * MS - MS;
+            self.add(
+                &mut spans,
+                &trace_id,
+                NewSpan {
+                    service: 1,
+                    parent: Some(&api),
+                    name: "render response".into(),
+                    kind: SpanKind::Internal,
+                    start_ns: render_start,
+                    duration_ms: 0,
+                    attributes,
+                },
+            );
+            spans
+        }
+
+        /// One request of `traces` traces, grouped by service instance as the load tool sends
+        /// them; also the first trace's ID.
+        pub fn request(&mut self, traces: usize) -> (Vec<ResourceSpans>, [u8; 16]) {
+            let mut by_service: Vec<Vec<Vec<Span>>> = vec![vec![Vec::new(); INSTANCES as usize]; SERVICES.len()];
+            let mut first_trace = [0u8; 16];
+            for index in 0..traces {
+                let trace = self.trace();
+                if index == 0 {
+                    first_trace = trace[0].span.trace_id;
+                }
+                let instances: Vec<usize> =
+                    (0..SERVICES.len()).map(|_| below(&mut self.rng, INSTANCES) as usize).collect();
+                for built in trace {
+                    by_service[built.service][instances[built.service]].push(built.span);
+                }
+            }
+            let mut resource_spans = Vec::new();
+            for (service, instances) in by_service.into_iter().enumerate() {
+                for (instance, spans) in instances.into_iter().enumerate() {
+                    if spans.is_empty() {
+                        continue;
+                    }
+                    let (name, _, sdk) = SERVICES[service];
+                    resource_spans.push(ResourceSpans {
+                        resource: self.resources[service][instance].clone(),
+                        schema_url: SCHEMA_URL.into(),
+                        scope_spans: vec![ScopeSpans {
+                            scope: Scope {
+                                name: format!("io.opentelemetry.{name}"),
+                                version: sdk.into(),
+                                ..Scope::default()
+                            },
+                            schema_url: SCHEMA_URL.into(),
+                            spans,
+                        }],
+                    });
+                }
+            }
+            (resource_spans, first_trace)
+        }
+    }
+}
+
+/// The compact shop: a few services, about 20 attributes a span drawn at random for every span.
+mod compact {
+    use tripod_storage::traces::{
+        AttrValue, Resource, ResourceSpans, Scope, ScopeSpans, Span, SpanEvent, SpanKind, SpanLink, SpanStatus,
+        StatusCode, TraceId,
+    };
+
+    const MILLI: i64 = 1_000_000;
+
+    /// A deterministic generator (xorshift64*).
+    pub struct Rng(pub u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+
+        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+            items[self.below(items.len() as u64) as usize]
+        }
+
+        fn id<const N: usize>(&mut self) -> [u8; N] {
+            let mut out = [0u8; N];
+            for chunk in out.chunks_mut(8) {
+                let word = self.next().to_le_bytes();
+                chunk.copy_from_slice(&word[..chunk.len()]);
+            }
+            out[0] |= 1;
+            out
+        }
+    }
+
+    fn s(text: &str) -> AttrValue {
+        AttrValue::String(text.to_string())
+    }
+
+    fn attrs(pairs: Vec<(&str, AttrValue)>) -> Vec<(String, AttrValue)> {
+        pairs.into_iter().map(|(key, value)| (key.to_string(), value)).collect()
+    }
+
+    /// A service instance: its resource and instrumentation scope.
+    pub struct Service {
+        resource: Resource,
+        scope: Scope,
+    }
+
+    pub fn services(rng: &mut Rng) -> Vec<Service> {
+        let mut out = Vec::new();
+        for (name, language, library) in [
+            ("gateway", "go", "go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"),
+            ("api", "java", "io.opentelemetry.spring-webmvc-6.0"),
+            ("cart", "python", "opentelemetry.instrumentation.flask"),
+            ("payments", "nodejs", "@opentelemetry/instrumentation-http"),
+        ] {
+            for instance in 0..3 {
+                let pod = format!("{name}-7d9f8b6c4-{:05x}", rng.below(1 << 20));
+                out.push(Service {
+                    resource: Resource {
+                        attributes: attrs(vec![
+                            ("service.name", s(name)),
+                            ("service.namespace", s("shop")),
+                            ("service.version", s("2.14.1")),
+                            ("service.instance.id", AttrValue::String(format!("{pod}-{instance}"))),
+                            ("deployment.environment", s("production")),
+                            ("host.name", AttrValue::String(format!("node-{}", rng.below(12)))),
+                            ("host.arch", s("amd64")),
+                            ("os.type", s("linux")),
+                            ("process.pid", AttrValue::Int(1 + rng.below(60_000) as i64)),
+                            ("process.runtime.name", s(language)),
+                            ("telemetry.sdk.name", s("opentelemetry")),
+                            ("telemetry.sdk.language", s(language)),
+                            ("k8s.namespace.name", s("shop")),
+                            ("k8s.pod.name", AttrValue::String(pod)),
+                        ]),
+                        dropped_attributes_count: 0,
+                    },
+                    scope: Scope { name: library.to_string(), version: "0.46.0".into(), ..Scope::default() },
+                });
+            }
+        }
+        out
+    }
+
+    const ROUTES: [&str; 8] = [
+        "/api/v1/orders/{id}",
+        "/api/v1/orders",
+        "/api/v1/cart/{id}/items",
+        "/api/v1/products/{id}",
+        "/api/v1/products",
+        "/api/v1/payments/{id}/capture",
+        "/api/v1/users/{id}",
+        "/healthz",
+    ];
+    const AGENTS: [&str; 4] = [
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148",
+        "okhttp/4.12.0",
+        "python-requests/2.31.0",
+    ];
+    const STATEMENTS: [&str; 5] = [
+        "SELECT id, status, total FROM orders WHERE id = $1",
+        "SELECT * FROM cart_items WHERE cart_id = $1",
+        "UPDATE orders SET status = $1 WHERE id = $2",
+        "INSERT INTO payments (order_id, amount, currency) VALUES ($1, $2, $3)",
+        "SELECT id, name, price FROM products WHERE id = ANY($1)",
+    ];
+
+    /// The ~20 attributes of one span.
+    fn span_attributes(
+        rng: &mut Rng,
+        kind: SpanKind,
+        database: bool,
+        route: &str,
+        status: i64,
+    ) -> Vec<(String, AttrValue)> {
+        let id = rng.below(200_000);
+        let target = route.replace("{id}", &id.to_string());
+        let mut out = attrs(vec![
+            ("thread.id", AttrValue::Int(1 + rng.below(64) as i64)),
+            ("thread.name", AttrValue::String(format!("http-nio-8080-exec-{}", 1 + rng.below(16)))),
+            ("code.namespace", s("com.shop.orders.OrderController")),
+            ("code.function", s(rng.pick(&["getOrder", "listOrders", "createOrder", "capture", "addItem"]))),
+            ("code.lineno", AttrValue::Int(40 + rng.below(400) as i64)),
+            ("user.id", AttrValue::String(format!("u-{}", rng.below(20_000)))),
+            ("tenant.tier", s(rng.pick(&["free", "pro", "enterprise"]))),
+            ("sampling.priority", AttrValue::Int(1)),
+        ]);
+        if database {
+            out.extend(attrs(vec![
+                ("db.system", s("postgresql")),
+                ("db.name", s("shop")),
+                ("db.user", s("shop_rw")),
+                ("db.operation", s(rng.pick(&["SELECT", "UPDATE", "INSERT"]))),
+                ("db.statement", s(rng.pick(&STATEMENTS))),
+                ("db.sql.table", s(rng.pick(&["orders", "cart_items", "payments", "products"]))),
+                ("net.peer.name", s("postgres.shop.svc.cluster.local")),
+                ("net.peer.port", AttrValue::Int(5432)),
+                ("server.address", s("10.12.4.31")),
+                ("db.rows_affected", AttrValue::Int(rng.below(20) as i64)),
+                ("db.connection.pool", s("hikari-primary")),
+                ("db.instance", s("shop-primary-0")),
+            ]));
+        } else {
+            out.extend(attrs(vec![
+                (
+                    "http.request.method",
+                    s(if route.ends_with("capture") { "POST" } else { rng.pick(&["GET", "GET", "POST"]) }),
+                ),
+                ("http.route", s(route)),
+                ("url.path", AttrValue::String(target.clone())),
+                ("url.full", AttrValue::String(format!("https://shop.example.com{target}"))),
+                ("url.scheme", s("https")),
+                ("http.response.status_code", AttrValue::Int(status)),
+                ("network.protocol.version", s("1.1")),
+                ("server.address", s("shop.example.com")),
+                ("server.port", AttrValue::Int(443)),
+                ("user_agent.original", s(rng.pick(&AGENTS))),
+                ("http.request.body.size", AttrValue::Int(rng.below(4000) as i64)),
+                ("http.response.body.size", AttrValue::Int(rng.below(40_000) as i64)),
+            ]));
+            if kind == SpanKind::Client {
+                out.push(("peer.service".into(), s(rng.pick(&["cart", "payments", "api"]))));
+            }
+        }
+        out
+    }
+
+    /// One trace of about 10 spans, grouped by service as an SDK would send it.
+    fn trace(rng: &mut Rng, services: &[Service], start_ns: i64) -> Vec<ResourceSpans> {
+        let trace_id: TraceId = rng.id();
+        let route = rng.pick(&ROUTES);
+        let failed = rng.below(50) == 0;
+        let span_count = 7 + rng.below(7) as usize;
+        let mut spans: Vec<(usize, Span)> = Vec::with_capacity(span_count);
+        let mut parents: Vec<[u8; 8]> = Vec::new();
+        let mut offset = 0i64;
+        for index in 0..span_count {
+            let service = if index == 0 { rng.below(3) as usize } else { 3 + rng.below(9) as usize };
+            let span_id: [u8; 8] = rng.id();
+            let database = index > 0 && rng.below(3) == 0;
+            let kind = match (index, database) {
+                (0, _) => SpanKind::Server,
+                (_, true) => SpanKind::Client,
+                _ => [SpanKind::Server, SpanKind::Client, SpanKind::Internal][rng.below(3) as usize],
+            };
+            let status = if failed && index == span_count - 1 { 500 } else { 200 };
+            let begin = start_ns + offset;
+            offset += rng.below(3 * MILLI as u64) as i64;
+            let duration = if index == 0 {
+                40 * MILLI + rng.below(200 * MILLI as u64) as i64
+            } else {
+                rng.below(30 * MILLI as u64) as i64 + 50_000
+            };
+            let events = if database && rng.below(4) == 0 {
+                vec![SpanEvent {
+                    time_ns: begin + duration / 2,
+                    name: "connection.acquired".into(),
+                    attributes: attrs(vec![("pool.wait_ms", AttrValue::Int(rng.below(5) as i64))]),
+                    dropped_attributes_count: 0,
+                }]
+            } else if status == 500 {
+                vec![SpanEvent {
+                    time_ns: begin + duration,
+                    name: "exception".into(),
+                    attributes: attrs(vec![
+                        ("exception.type", s("java.net.SocketTimeoutException")),
+                        ("exception.message", s("Read timed out")),
+                    ]),
+                    dropped_attributes_count: 0,
+                }]
+            } else {
+                Vec::new()
+            };
+            let links = if index == 0 && rng.below(20) == 0 {
+                vec![SpanLink { trace_id: rng.id(), span_id: rng.id(), ..SpanLink::default() }]
+            } else {
+                Vec::new()
+            };
+            let span = Span {
+                trace_id,
+                span_id,
+                parent_span_id: if index == 0 { None } else { Some(parents[rng.below(parents.len() as u64) as usize]) },
+                trace_state: String::new(),
+                name: if database {
+                    rng.pick(&["SELECT shop.orders", "UPDATE shop.orders", "INSERT shop.payments"]).to_string()
+                } else if index == 0 {
+                    format!("GET {route}")
+                } else {
+                    rng.pick(&["GET /api/v1/cart/{id}", "POST /api/v1/payments", "OrderService.load", "render"])
+                        .to_string()
+                },
+                kind,
+                start_ns: begin,
+                end_ns: begin + duration,
+                status: if status == 500 {
+                    SpanStatus { code: StatusCode::Error, message: "Read timed out".into() }
+                } else {
+                    SpanStatus::default()
+                },
+                attributes: span_attributes(rng, kind, database, route, status),
+                events,
+                links,
+                flags: 1,
+                ..Span::default()
+            };
+            parents.push(span_id);
+            spans.push((service, span));
+        }
+        let mut out: Vec<ResourceSpans> = Vec::new();
+        for (service, span) in spans {
+            let info = &services[service];
+            match out.iter_mut().find(|group| group.resource == info.resource) {
+                Some(group) => group.scope_spans[0].spans.push(span),
+                None => out.push(ResourceSpans {
+                    resource: info.resource.clone(),
+                    schema_url: "https://opentelemetry.io/schemas/1.24.0".into(),
+                    scope_spans: vec![ScopeSpans {
+                        scope: info.scope.clone(),
+                        schema_url: String::new(),
+                        spans: vec![span],
+                    }],
+                }),
+            }
+        }
+        out
+    }
+
+    /// Batches of `traces_per_batch` traces, `batches` of them, starting at `start_ns`. A batch
+    /// holds one `ResourceSpans` per service instance, as an SDK exports them (or a collector's
+    /// batch of several SDKs' exports).
+    pub fn batches(
+        rng: &mut Rng,
+        services: &[Service],
+        batches: usize,
+        traces_per_batch: usize,
+        start_ns: i64,
+    ) -> Vec<Vec<ResourceSpans>> {
+        (0..batches)
+            .map(|batch| {
+                let mut groups: Vec<ResourceSpans> = Vec::new();
+                for n in 0..traces_per_batch {
+                    let start = start_ns + ((batch * traces_per_batch + n) as i64) * 2 * MILLI;
+                    for group in trace(rng, services, start) {
+                        match groups.iter_mut().find(|have| have.resource == group.resource) {
+                            Some(have) => {
+                                have.scope_spans[0].spans.extend(group.scope_spans.into_iter().flat_map(|s| s.spans))
+                            }
+                            None => groups.push(group),
+                        }
+                    }
+                }
+                groups
+            })
+            .collect()
+    }
+}
+
+/// A source of request batches of one shape.
+enum Generator {
+    LoadTool(load_tool::LoadGenerator),
+    Compact { rng: compact::Rng, services: Vec<compact::Service>, next_start_ns: i64 },
+}
+
+impl Generator {
+    fn load_tool(seed: u64) -> Generator {
+        Generator::LoadTool(load_tool::LoadGenerator::new(seed, START_NS as u64, 1_000_000))
+    }
+
+    fn compact(seed: u64) -> Generator {
+        let mut rng = compact::Rng(seed | 1);
+        let services = compact::services(&mut rng);
+        Generator::Compact { rng, services, next_start_ns: START_NS }
+    }
+
+    /// A request of `traces` traces; the ID of its first trace.
+    fn request(&mut self, traces: usize) -> (Vec<ResourceSpans>, TraceId) {
+        match self {
+            Generator::LoadTool(generator) => generator.request(traces),
+            Generator::Compact { rng, services, next_start_ns } => {
+                let batch = compact::batches(rng, services, 1, traces, *next_start_ns).remove(0);
+                *next_start_ns += traces as i64 * 2_000_000;
+                let first = batch[0].scope_spans[0].spans[0].trace_id;
+                (batch, first)
+            }
+        }
+    }
+
+    fn requests(&mut self, count: usize) -> Vec<Vec<ResourceSpans>> {
+        (0..count).map(|_| self.request(BATCH_TRACES).0).collect()
+    }
 }
 
 fn span_count(batch: &[ResourceSpans]) -> u64 {
@@ -352,27 +974,26 @@ fn dir_bytes(dir: &std::path::Path) -> u64 {
     total
 }
 
-/// Fills a store with `total_spans` spans, cutting a block every ~1M spans as maintenance
-/// would, then compacting; returns some trace IDs stored and how long the fill took.
+/// Fills a store with `total_spans` spans of the load tool's shape as a server would: a cut
+/// every million spans, each followed by a maintenance pass (compaction, WAL checkpoint).
+/// Returns the first trace ID of every third request and how long the fill took.
 fn filled_store(storage: &Storage, total_spans: u64) -> (Vec<TraceId>, Duration) {
-    let mut rng = Rng(0x7472_6163_6573);
-    let services = services(&mut rng);
+    let mut generator = Generator::load_tool(1);
     let started = Instant::now();
-    let mut spans = 0u64;
-    let mut since_cut = 0u64;
+    let (mut spans, mut since_cut, mut requests) = (0u64, 0u64, 0u64);
     let mut sample = Vec::new();
-    let mut batch_index = 0;
     while spans < total_spans {
-        let batch = &batches(&mut rng, &services, 1, 100, START_NS + batch_index * 100 * 2 * MILLI)[0];
-        batch_index += 1;
-        if sample.len() < 100_000 && rng.below(5) == 0 {
-            sample.push(batch[0].scope_spans[0].spans[0].trace_id);
+        let (batch, first) = generator.request(BATCH_TRACES);
+        requests += 1;
+        if requests % 3 == 0 {
+            sample.push(first);
         }
-        let appended = storage.traces().append(TENANT, batch).unwrap().appended;
+        let appended = storage.traces().append(TENANT, &batch).unwrap().appended;
         spans += appended;
         since_cut += appended;
         if since_cut >= 1_000_000 {
             storage.traces().flush_all().unwrap();
+            storage.maintenance().unwrap();
             since_cut = 0;
         }
     }
@@ -381,71 +1002,73 @@ fn filled_store(storage: &Storage, total_spans: u64) -> (Vec<TraceId>, Duration)
     (sample, started.elapsed())
 }
 
-fn footprint_report() {
-    println!("traces store footprint (generated spans, default options):");
-    let dir = bench_dir();
-    let storage = Storage::open(dir.path(), storage_options(TracesOptions::default())).unwrap();
-    let mut rng = Rng(42);
-    let services = services(&mut rng);
-    let data = batches(&mut rng, &services, 300, 100, START_NS);
+/// Appends `data` into a new store with `options` and cuts it; prints bytes per span.
+fn footprint(name: &str, data: &[Vec<ResourceSpans>], options: TracesOptions, detailed: bool) {
     let spans: u64 = data.iter().map(|batch| span_count(batch)).sum();
-    for batch in &data {
+    let dir = bench_dir();
+    let storage = Storage::open(dir.path(), storage_options(options)).unwrap();
+    let (started, cpu) = (Instant::now(), thread_cpu_time());
+    for batch in data {
         storage.traces().append(TENANT, batch).unwrap();
     }
+    let (append, append_cpu) = (started.elapsed(), thread_cpu_time() - cpu);
     let wal = dir_bytes(&dir.path().join("wal"));
-    let head = storage.traces().store_stats().head_bytes;
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), thread_cpu_time());
     storage.traces().flush_all().unwrap();
-    let cut = started.elapsed();
+    let (cut, cut_cpu) = (started.elapsed(), thread_cpu_time() - cpu);
     let on_disk = dir_bytes(&dir.path().join("traces"));
     let stats = storage.traces().store_stats();
-    println!(
-        "  {spans} spans in {} traces: WAL {:.0} bytes/span, head {:.0} bytes/span, block {:.1} bytes/span ({} pages), cut at {:.0} spans/s",
-        stats.block_traces,
-        wal as f64 / spans as f64,
-        head as f64 / spans as f64,
-        on_disk as f64 / spans as f64,
-        stats.block_bytes,
-        spans as f64 / cut.as_secs_f64()
-    );
-    for (name, options) in [
-        (
-            "zstd 1, 512 KiB pages",
-            TracesOptions { codec: tripod_storage::traces::TracesCodec::Zstd { level: 1 }, ..TracesOptions::default() },
-        ),
-        (
-            "zstd 6, 512 KiB pages",
-            TracesOptions { codec: tripod_storage::traces::TracesCodec::Zstd { level: 6 }, ..TracesOptions::default() },
-        ),
-        ("zstd 3, 128 KiB pages", TracesOptions { page_target_bytes: 128 << 10, ..TracesOptions::default() }),
-        ("zstd 3, 2 MiB pages", TracesOptions { page_target_bytes: 2 << 20, ..TracesOptions::default() }),
-    ] {
-        let dir = bench_dir();
-        let storage = Storage::open(dir.path(), storage_options(options)).unwrap();
-        for batch in &data {
-            storage.traces().append(TENANT, batch).unwrap();
-        }
-        let started = Instant::now();
-        storage.traces().flush_all().unwrap();
-        let cut = started.elapsed();
-        let on_disk = dir_bytes(&dir.path().join("traces"));
+    let per_second = |time: Duration| spans as f64 / time.as_secs_f64();
+    if detailed {
         println!(
-            "  {name}: block {:.1} bytes/span, cut at {:.0} spans/s",
+            "  {name}: {spans} spans in {} traces: WAL {:.0} bytes/span, block {:.1} bytes/span; append {:.0} spans/s of CPU ({:.0} by the clock), cut {:.0} spans/s of CPU ({:.0} by the clock)",
+            stats.block_traces,
+            wal as f64 / spans as f64,
             on_disk as f64 / spans as f64,
-            spans as f64 / cut.as_secs_f64()
+            per_second(append_cpu),
+            per_second(append),
+            per_second(cut_cpu),
+            per_second(cut),
+        );
+    } else {
+        println!(
+            "  {name}: block {:.1} bytes/span, cut {:.0} spans/s of CPU",
+            on_disk as f64 / spans as f64,
+            per_second(cut_cpu)
         );
     }
 }
 
+fn footprint_report() {
+    let load = Generator::load_tool(42).requests(600);
+    let compact = Generator::compact(42).requests(600);
+    println!("traces store footprint:");
+    footprint("load tool's traces, default options", &load, TracesOptions::default(), true);
+    footprint("compact shop, default options", &compact, TracesOptions::default(), true);
+    let zstd = |level| TracesOptions { codec: TracesCodec::Zstd { level }, ..TracesOptions::default() };
+    let groups = |bytes| TracesOptions { group_target_bytes: bytes, ..TracesOptions::default() };
+    let pages = |bytes| TracesOptions { page_target_bytes: bytes, ..TracesOptions::default() };
+    for (name, options) in [
+        ("zstd 1", zstd(1)),
+        ("zstd 6", zstd(6)),
+        ("16 KiB groups", groups(16 << 10)),
+        ("64 KiB groups", groups(64 << 10)),
+        ("128 KiB groups", groups(128 << 10)),
+        ("128 KiB pages", pages(128 << 10)),
+        ("2 MiB pages", pages(2 << 20)),
+    ] {
+        footprint(&format!("load tool's traces, {name}"), &load, options.clone(), false);
+        footprint(&format!("compact shop, {name}"), &compact, options, false);
+    }
+}
+
 fn append_bench(criterion: &mut Criterion) {
-    let mut rng = Rng(7);
-    let services = services(&mut rng);
-    let mut data = batches(&mut rng, &services, 100, 100, START_NS);
+    let mut data = Generator::load_tool(7).requests(200);
     let spans_per_batch = data.iter().map(|batch| span_count(batch)).sum::<u64>() / data.len() as u64;
     let mut group = criterion.benchmark_group("traces_append");
     group.throughput(Throughput::Elements(spans_per_batch));
     group.sample_size(20).measurement_time(Duration::from_secs(10));
-    group.bench_function("head_and_wal_batches_of_100_traces", |bencher| {
+    group.bench_function("head_and_wal_batches_of_50_traces", |bencher| {
         bencher.iter_custom(|iterations| {
             let dir = bench_dir();
             let storage = Storage::open(dir.path(), storage_options(TracesOptions::default())).unwrap();
@@ -485,7 +1108,7 @@ fn query_benches(criterion: &mut Criterion) {
     let (sample, fill) = filled_store(&storage, total);
     let stats = storage.traces().store_stats();
     println!(
-        "traces store for queries: {} spans, {} traces in {} blocks, {:.1} bytes/span on disk, filled (append, cuts, compaction) in {:.1} s",
+        "traces store for queries (load tool's traces): {} spans, {} traces in {} blocks, {:.1} bytes/span on disk, filled (append, cuts, maintenance) in {:.1} s",
         stats.block_spans,
         stats.block_traces,
         stats.blocks,
@@ -494,11 +1117,20 @@ fn query_benches(criterion: &mut Criterion) {
     );
 
     // Trace by ID, warm: every lookup once to warm the page cache, then timed.
-    let mut rng = Rng(3);
-    let lookups: Vec<TraceId> = (0..5000).map(|_| sample[rng.below(sample.len() as u64) as usize]).collect();
+    let mut rng = 3u64;
+    let lookups: Vec<TraceId> = (0..5000)
+        .map(|_| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            sample[(rng % sample.len() as u64) as usize]
+        })
+        .collect();
+    let mut spans_found = 0;
     for trace_id in &lookups {
-        assert!(storage.traces().trace(TENANT, trace_id, None).unwrap().is_some());
+        spans_found += storage.traces().trace(TENANT, trace_id, None).unwrap().unwrap().span_count();
     }
+    let cpu = thread_cpu_time();
     let mut latencies: Vec<Duration> = lookups
         .iter()
         .map(|trace_id| {
@@ -507,14 +1139,18 @@ fn query_benches(criterion: &mut Criterion) {
             started.elapsed()
         })
         .collect();
+    let cpu = (thread_cpu_time() - cpu) / latencies.len() as u32;
     latencies.sort();
     let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
     println!(
-        "  trace by ID, {} lookups: p50 {:?}, p99 {:?}, max {:?}",
+        "  trace by ID, {} lookups ({:.1} spans each): p50 {:?}, p90 {:?}, p99 {:?}, max {:?}; CPU {:?} a lookup",
         latencies.len(),
+        spans_found as f64 / lookups.len() as f64,
         at(0.5),
+        at(0.9),
         at(0.99),
-        latencies[latencies.len() - 1]
+        latencies[latencies.len() - 1],
+        cpu
     );
     let missing: TraceId = [0xee; 16];
     let started = Instant::now();
@@ -537,18 +1173,27 @@ fn query_benches(criterion: &mut Criterion) {
             SpanCondition::ServiceName("payments".into()),
             SpanCondition::Attribute {
                 scope: AttributeScope::Span,
-                key: "user.id".into(),
+                key: "enduser.id".into(),
                 op: CompareOp::Eq,
-                value: AttrValue::String("u-4242".into()),
+                value: AttrValue::String("user-004242".into()),
             },
         ],
     };
-    let result = storage.traces().search(TENANT, &selective, NsRange::all(), 20).unwrap();
-    println!("  selective search: {} traces, {:?}", result.traces.len(), result.stats);
+    let errors = SpanFilter { conditions: vec![SpanCondition::Status(StatusCode::Error)] };
+    for (name, filter) in [("selective", &selective), ("status error", &errors)] {
+        let (started, cpu) = (Instant::now(), thread_cpu_time());
+        let result = storage.traces().search(TENANT, filter, NsRange::all(), 20).unwrap();
+        println!(
+            "  {name} search: {} traces in {:?} ({:?} of CPU), {:?}",
+            result.traces.len(),
+            started.elapsed(),
+            thread_cpu_time() - cpu,
+            result.stats
+        );
+    }
     group.bench_function("search_service_and_user_id", |bencher| {
         bencher.iter(|| storage.traces().search(TENANT, &selective, NsRange::all(), 20).unwrap());
     });
-    let errors = SpanFilter { conditions: vec![SpanCondition::Status(StatusCode::Error)] };
     group.bench_function("search_status_error_limit_20", |bencher| {
         bencher.iter(|| storage.traces().search(TENANT, &errors, NsRange::all(), 20).unwrap());
     });
