@@ -18,6 +18,7 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use promql_parser::label::Labels as GroupingLabels;
@@ -880,7 +881,7 @@ impl Evaluator<'_> {
         // the general path sorts out or reports). The selected label sets are distinct, so
         // they stay so when the name is kept or every series has the same name.
         let keep_name = functions::keeps_metric_name(name);
-        let one_name = series.windows(2).all(|pair| pair[0].labels.get("__name__") == pair[1].labels.get("__name__"));
+        let one_name = series.windows(2).all(|pair| same_name(&pair[0].labels, &pair[1].labels));
         if !keep_name && !one_name {
             let output: Vec<Labels> = series.iter().map(|s| without_name(&s.labels)).collect();
             let mut distinct = std::collections::HashSet::with_capacity(output.len());
@@ -896,16 +897,33 @@ impl Evaluator<'_> {
         let by_name =
             matches!(modifier, Some(LabelModifier::Include(names)) if names.labels.iter().any(|n| n == "__name__"));
         let mut group_index: BTreeMap<Labels, usize> = BTreeMap::new();
+        // Series from one block or the head share their label strings: the groups of the
+        // strings seen, by address, spare building each series' group labels.
+        let mut by_address: HashMap<Vec<(usize, usize)>, usize> = HashMap::new();
+        let mut address = Vec::new();
         let group_of: Vec<usize> = series
             .iter()
             .map(|s| {
-                let key = if !keep_name && by_name {
+                let grouped = grouped_by(modifier, &s.labels);
+                address.clear();
+                address.extend(grouped.map(|l| {
+                    (Arc::as_ptr(&l.name).cast::<u8>() as usize, Arc::as_ptr(&l.value).cast::<u8>() as usize)
+                }));
+                let drops_name = !keep_name && by_name;
+                if !drops_name && let Some(&group) = by_address.get(address.as_slice()) {
+                    return group;
+                }
+                let key = if drops_name {
                     grouping_labels(&without_name(&s.labels), modifier)
                 } else {
                     grouping_labels(&s.labels, modifier)
                 };
                 let next = group_index.len();
-                *group_index.entry(key).or_insert(next)
+                let group = *group_index.entry(key).or_insert(next);
+                if !drops_name {
+                    by_address.insert(address.clone(), group);
+                }
+                group
             })
             .collect();
         let eval_times: Vec<i64> = (0..times.len()).map(|i| self.steps.at(i)).collect();
@@ -1113,6 +1131,30 @@ impl Accumulator {
             _ => return None,
         })
     }
+}
+
+/// Whether two label sets have the same metric name (or none): compared by address first, as
+/// series from one place share their strings.
+fn same_name(a: &Labels, b: &Labels) -> bool {
+    fn name(labels: &Labels) -> Option<&Arc<str>> {
+        let slice = labels.as_slice();
+        slice.binary_search_by(|label| label.name.as_ref().cmp("__name__")).ok().map(|index| &slice[index].value)
+    }
+    match (name(a), name(b)) {
+        (Some(x), Some(y)) => Arc::ptr_eq(x, y) || x == y,
+        (x, y) => x.is_none() && y.is_none(),
+    }
+}
+
+/// The labels of a series that [`grouping_labels`] keeps, in order.
+fn grouped_by<'a>(modifier: Option<&'a LabelModifier>, labels: &'a Labels) -> impl Iterator<Item = &'a Label> + 'a {
+    labels.iter().filter(move |label| match modifier {
+        None => false,
+        Some(LabelModifier::Include(names)) => names.labels.iter().any(|n| *n == *label.name),
+        Some(LabelModifier::Exclude(names)) => {
+            *label.name != *"__name__" && !names.labels.iter().any(|n| *n == *label.name)
+        }
+    })
 }
 
 /// The labels of the group a series falls in under `by (...)`, `without (...)` or neither.

@@ -302,6 +302,17 @@ pub fn with_counter_resets(samples: &[Sample], mut result: f64) -> f64 {
     result
 }
 
+/// [`with_counter_resets`] over a window's values alone.
+#[inline]
+pub fn with_counter_resets_in(values: &[f64], mut result: f64) -> f64 {
+    for pair in values.windows(2) {
+        if pair[1] < pair[0] {
+            result += pair[0];
+        }
+    }
+    result
+}
+
 fn seconds(t_ms: i64) -> f64 {
     t_ms as f64 / 1000.0
 }

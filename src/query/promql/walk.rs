@@ -8,9 +8,10 @@
 
 use std::ops::Range;
 
-use tripod_storage::metrics::Sample;
+use tripod_storage::metrics::SampleColumns;
 
 use super::functions::{self, RateGeometry};
+use super::range::with_wide_vectors;
 
 /// How many window geometries a walk keeps.
 const GEOMETRIES: usize = 32;
@@ -34,6 +35,25 @@ pub(super) struct Walk {
     /// Positions `j` where a value drops below the one before (`samples[j] < samples[j - 1]`),
     /// ascending: the counter resets `rate` and `increase` add back.
     drops: Vec<usize>,
+}
+
+/// What a walk found: how many steps have a value, and a run of steps that all have one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Walked {
+    pub present: usize,
+    pub dense: Range<usize>,
+}
+
+/// A series' samples as the walk reads them: times and values, as many of each, and what is
+/// known of them.
+#[derive(Clone, Copy)]
+struct Samples<'a> {
+    times: &'a [i64],
+    values: &'a [f64],
+    /// Set when the times are known to be evenly spaced, this far apart.
+    spacing: Option<i64>,
+    /// Whether no value is known to drop below the one before.
+    non_decreasing: bool,
 }
 
 /// Evenly spaced steps: `ends[i] = ends[0] + i * step_ms`.
@@ -104,27 +124,34 @@ impl Walk {
         })
     }
 
-    /// The function over `samples` (sorted by time, no staleness markers) at every step:
+    /// The function over `columns` (sorted by time, no staleness markers) at every step:
     /// `out[i]` is step `i`'s value and `present[i]` whether it has one (its window holds two
-    /// samples or more; `out[i]` is 0 when not). Both are resized to the step count. Returns
-    /// how many steps have a value.
-    pub fn run(&mut self, samples: &[Sample], out: &mut Vec<f64>, present: &mut Vec<bool>) -> usize {
+    /// samples or more; `out[i]` is 0 when not). Both are resized to the step count. What the
+    /// columns tell of their spacing and drops is taken as true.
+    pub fn run(&mut self, columns: &SampleColumns, out: &mut Vec<f64>, present: &mut Vec<bool>) -> Walked {
         let steps = self.ends.len();
         out.resize(steps, 0.0);
         present.resize(steps, false);
+        let count = columns.len();
+        let samples = Samples {
+            times: &columns.times[..count],
+            values: &columns.values[..count],
+            spacing: columns.spacing,
+            non_decreasing: columns.non_decreasing,
+        };
         if self.is_counter {
-            self.walk::<true>(samples, out, present);
+            self.walk::<true>(samples, out, present)
         } else {
-            self.walk::<false>(samples, out, present);
+            self.walk::<false>(samples, out, present)
         }
-        present.iter().map(|&present| usize::from(present)).sum()
     }
 
-    fn walk<const COUNTER: bool>(&mut self, samples: &[Sample], out: &mut [f64], present: &mut [bool]) {
+    fn walk<const COUNTER: bool>(&mut self, samples: Samples<'_>, out: &mut [f64], present: &mut [bool]) -> Walked {
+        let values = samples.values;
         // Counters rarely reset: first a look without stopping early (vector compares).
         self.drops.clear();
-        if COUNTER && any_drop(samples) {
-            self.drops.extend((1..samples.len()).filter(|&j| samples[j].value < samples[j - 1].value));
+        if COUNTER && !samples.non_decreasing && any_drop(values) {
+            self.drops.extend((1..values.len()).filter(|&j| values[j] < values[j - 1]));
         }
         let mut cursor = Cursor {
             from: 0,
@@ -140,36 +167,43 @@ impl Walk {
         let steps = self.ends.len().min(out.len()).min(present.len());
         match self.grid.and_then(|grid| interior(samples, &self.starts, &self.ends, grid)) {
             Some(interior) if interior.steps.end <= steps => {
-                self.steps::<COUNTER>(&mut cursor, samples, 0..interior.steps.start, out, present);
+                let before = self.steps::<COUNTER>(&mut cursor, samples, 0..interior.steps.start, out, present);
                 self.interior::<COUNTER>(samples, &interior, out, present);
                 // The walk goes on from the interior's last window.
                 let last = interior.steps.len() - 1;
                 cursor.from = interior.first_from + last * interior.stride;
                 cursor.to = cursor.from + interior.width;
-                self.steps::<COUNTER>(&mut cursor, samples, interior.steps.end..steps, out, present);
+                let after = self.steps::<COUNTER>(&mut cursor, samples, interior.steps.end..steps, out, present);
+                Walked { present: before + interior.steps.len() + after, dense: interior.steps }
             }
-            _ => self.steps::<COUNTER>(&mut cursor, samples, 0..steps, out, present),
+            _ => {
+                let present = self.steps::<COUNTER>(&mut cursor, samples, 0..steps, out, present);
+                Walked { present, dense: 0..0 }
+            }
         }
     }
 
-    /// Steps `range`, window by window, from where `cursor` stands.
+    /// Steps `range`, window by window, from where `cursor` stands; returns how many have a
+    /// value.
     fn steps<const COUNTER: bool>(
         &mut self,
         cursor: &mut Cursor,
-        samples: &[Sample],
+        samples: Samples<'_>,
         range: Range<usize>,
         out: &mut [f64],
         present: &mut [bool],
-    ) {
+    ) -> usize {
         let (Some(ends), Some(starts)) = (self.ends.get(range.clone()), self.starts.get(range.clone())) else {
-            return;
+            return 0;
         };
         let (Some(out), Some(present)) = (out.get_mut(range.clone()), present.get_mut(range)) else {
-            return;
+            return 0;
         };
+        let mut with_value = 0;
         let steps = ends.len().min(starts.len()).min(out.len()).min(present.len());
         let (drops, is_rate) = (self.drops.as_slice(), self.is_rate);
-        let count = samples.len();
+        let Samples { times, values, .. } = samples;
+        let count = times.len().min(values.len());
         // Locals, so that they stay in registers.
         let Cursor { mut from, mut to, mut drop_index, mut next_drop, mut key, mut factor, .. } = *cursor;
         let mut zero_point_bound = cursor.zero_point_bound;
@@ -177,11 +211,11 @@ impl Walk {
         for step in 0..steps {
             let (start, end) = (starts[step], ends[step]);
             // The window is samples[from..to].
-            while from < count && samples[from].t_ms <= start {
+            while from < count && times[from] <= start {
                 from += 1;
             }
             to = to.max(from);
-            while to < count && samples[to].t_ms <= end {
+            while to < count && times[to] <= end {
                 to += 1;
             }
             if to < from + 2 || to > count {
@@ -189,30 +223,33 @@ impl Walk {
                 out[step] = 0.0;
                 continue;
             }
-            let (first, last) = (samples[from], samples[to - 1]);
-            let mut result = last.value - first.value;
+            let (first_ms, last_ms) = (times[from], times[to - 1]);
+            let (first_value, last_value) = (values[from], values[to - 1]);
+            let mut result = last_value - first_value;
             if COUNTER && next_drop < to {
                 (drop_index, next_drop) = next_drop_after(drops, drop_index, from);
                 if next_drop < to {
-                    result = functions::with_counter_resets(&samples[from..to], result);
+                    result = functions::with_counter_resets_in(&values[from..to], result);
                 }
             }
             // Both differences lie within the window, whose width does not overflow.
-            let window_key = (first.t_ms.wrapping_sub(start), end.wrapping_sub(last.t_ms), to - from);
+            let window_key = (first_ms.wrapping_sub(start), end.wrapping_sub(last_ms), to - from);
             if window_key != key {
-                let known = known_geometry(&mut self.geometries, first.t_ms, last.t_ms, start, end, to - from, is_rate);
+                let known = known_geometry(&mut self.geometries, first_ms, last_ms, start, end, to - from, is_rate);
                 key = known.key_parts();
                 (factor, zero_point_bound) = (known.factor(), known.zero_point_bound());
                 geometry = Some(known);
             }
             present[step] = true;
-            out[step] = if RateGeometry::near_zero(zero_point_bound, first.value, result, COUNTER) {
-                near_zero(geometry.as_ref(), first.value, result, is_rate)
+            with_value += 1;
+            out[step] = if RateGeometry::near_zero(zero_point_bound, first_value, result, COUNTER) {
+                near_zero(geometry.as_ref(), first_value, result, is_rate)
             } else {
                 result * factor
             };
         }
         *cursor = Cursor { from, to, drop_index, next_drop, key, factor, zero_point_bound, geometry };
+        with_value
     }
 
     /// The steps of `interior`: every window has the same sample count and geometry, so the
@@ -220,7 +257,7 @@ impl Walk {
     /// the rare windows whose counter resets or nears zero are then done again one by one.
     fn interior<const COUNTER: bool>(
         &mut self,
-        samples: &[Sample],
+        samples: Samples<'_>,
         interior: &Interior,
         out: &mut [f64],
         present: &mut [bool],
@@ -230,30 +267,30 @@ impl Walk {
         let (Some(out), Some(present)) = (out.get_mut(steps.clone()), present.get_mut(steps.clone())) else {
             return;
         };
+        let Samples { times, values, .. } = samples;
         // The first window's samples, and the last window's, exist: `interior` checked.
-        let (Some(first), Some(last), Some(_)) =
-            (samples.get(first_from), samples.get(first_from + width - 1), samples.get(last_from + width - 1))
+        let (Some(&first_ms), Some(&last_ms), Some(_)) =
+            (times.get(first_from), times.get(first_from + width - 1), values.get(last_from + width - 1))
         else {
             return;
         };
         let (start, end) = (self.starts[steps.start], self.ends[steps.start]);
-        let geometry = known_geometry(&mut self.geometries, first.t_ms, last.t_ms, start, end, width, self.is_rate);
+        let geometry = known_geometry(&mut self.geometries, first_ms, last_ms, start, end, width, self.is_rate);
         let (factor, zero_point_bound) = (geometry.factor(), geometry.zero_point_bound());
         present.fill(true);
-        let firsts = &samples[first_from..=last_from];
-        let lasts = &samples[first_from + width - 1..=last_from + width - 1];
+        let firsts = &values[first_from..=last_from];
+        let lasts = &values[first_from + width - 1..=last_from + width - 1];
         let mut any_near_zero = false;
         if stride == 1 {
-            for (out, (first, last)) in out.iter_mut().zip(firsts.iter().zip(lasts)) {
-                let result = last.value - first.value;
-                any_near_zero |= RateGeometry::near_zero(zero_point_bound, first.value, result, COUNTER);
-                *out = result * factor;
-            }
+            any_near_zero = with_wide_vectors(
+                #[inline(always)]
+                || extrapolate_all::<COUNTER>(firsts, lasts, out, factor, zero_point_bound),
+            );
         } else {
             let pairs = firsts.iter().step_by(stride).zip(lasts.iter().step_by(stride));
-            for (out, (first, last)) in out.iter_mut().zip(pairs) {
-                let result = last.value - first.value;
-                any_near_zero |= RateGeometry::near_zero(zero_point_bound, first.value, result, COUNTER);
+            for (out, (&first, &last)) in out.iter_mut().zip(pairs) {
+                let result = last - first;
+                any_near_zero |= RateGeometry::near_zero(zero_point_bound, first, result, COUNTER);
                 *out = result * factor;
             }
         }
@@ -264,43 +301,73 @@ impl Walk {
         let (mut drop_index, mut next_drop) = (0, self.drops.first().copied().unwrap_or(usize::MAX));
         for (index, out) in out.iter_mut().enumerate() {
             let from = first_from + index * stride;
-            let (first, last) = (samples[from], samples[from + width - 1]);
-            let mut result = last.value - first.value;
+            let (first, last) = (values[from], values[from + width - 1]);
+            let mut result = last - first;
             if COUNTER && next_drop < from + width {
                 (drop_index, next_drop) = next_drop_after(&self.drops, drop_index, from);
                 if next_drop < from + width {
-                    result = functions::with_counter_resets(&samples[from..from + width], result);
+                    result = functions::with_counter_resets_in(&values[from..from + width], result);
                 }
             }
-            *out = geometry.extrapolate(first.value, result, COUNTER, self.is_rate);
+            *out = geometry.extrapolate(first, result, COUNTER, self.is_rate);
         }
     }
+}
+
+/// `out[i] = (lasts[i] - firsts[i]) * factor` for the windows of an interior, as many as there
+/// are; returns whether some window's counter may reach zero near its start (those are done
+/// again one by one).
+#[inline(always)]
+fn extrapolate_all<const COUNTER: bool>(
+    firsts: &[f64],
+    lasts: &[f64],
+    out: &mut [f64],
+    factor: f64,
+    zero_point_bound: f64,
+) -> bool {
+    let mut any_near_zero = false;
+    for (out, (&first, &last)) in out.iter_mut().zip(firsts.iter().zip(lasts)) {
+        let result = last - first;
+        any_near_zero |= RateGeometry::near_zero(zero_point_bound, first, result, COUNTER);
+        *out = result * factor;
+    }
+    any_near_zero
 }
 
 /// The steps of `grid` whose windows lie wholly inside `samples`, if the samples are evenly
 /// spaced and the steps a whole number of spacings apart, and the windows hold two samples or
 /// more. A window `(start, end]` then holds the samples from `floor((start - t0) / spacing) +
 /// 1` to `floor((end - t0) / spacing)`, both moving by the same number of samples per step.
-fn interior(samples: &[Sample], starts: &[i64], ends: &[i64], grid: StepGrid) -> Option<Interior> {
-    let (first, second) = (samples.first()?, samples.get(1)?);
-    let spacing = second.t_ms.checked_sub(first.t_ms).filter(|&spacing| spacing > 0)?;
-    let mut even = true;
-    for pair in samples.windows(2) {
-        even &= pair[1].t_ms.wrapping_sub(pair[0].t_ms) == spacing;
-    }
-    if !even || grid.step_ms % spacing != 0 {
+fn interior(samples: Samples<'_>, starts: &[i64], ends: &[i64], grid: StepGrid) -> Option<Interior> {
+    let times = samples.times;
+    let (&first_ms, &second_ms) = (times.first()?, times.get(1)?);
+    let spacing = match samples.spacing {
+        Some(spacing) => spacing,
+        None => {
+            let spacing = second_ms.checked_sub(first_ms).filter(|&spacing| spacing > 0)?;
+            let mut even = true;
+            for pair in times.windows(2) {
+                even &= pair[1].wrapping_sub(pair[0]) == spacing;
+            }
+            if !even {
+                return None;
+            }
+            spacing
+        }
+    };
+    if spacing <= 0 || grid.step_ms % spacing != 0 {
         return None;
     }
     let stride = grid.step_ms / spacing;
     // Samples at or before the first window's start and end (unclamped: may be below 0 or
     // beyond the series).
-    let before_start = starts.first()?.checked_sub(first.t_ms)?.div_euclid(spacing) + 1;
-    let before_end = ends.first()?.checked_sub(first.t_ms)?.div_euclid(spacing) + 1;
+    let before_start = starts.first()?.checked_sub(first_ms)?.div_euclid(spacing) + 1;
+    let before_end = ends.first()?.checked_sub(first_ms)?.div_euclid(spacing) + 1;
     let width = before_end - before_start;
     if width < 2 {
         return None;
     }
-    let count = samples.len() as i64;
+    let count = times.len() as i64;
     if before_end > count {
         return None;
     }
@@ -322,10 +389,10 @@ fn interior(samples: &[Sample], starts: &[i64], ends: &[i64], grid: StepGrid) ->
 
 /// Whether some value is below the one before it. Without stopping early, so that the
 /// compiler compares several at once.
-fn any_drop(samples: &[Sample]) -> bool {
+fn any_drop(values: &[f64]) -> bool {
     let mut any = false;
-    for pair in samples.windows(2) {
-        any |= pair[1].value < pair[0].value;
+    for pair in values.windows(2) {
+        any |= pair[1] < pair[0];
     }
     any
 }

@@ -167,6 +167,20 @@ impl<'a> BitReader<'a> {
     }
 
     pub fn read_uvarint(&mut self) -> Result<u64, EndOfStream> {
+        // Fast path: the varint's bytes (at most seven here) lie in the next eight bytes.
+        let byte_index = self.position / 8;
+        if let Some(word) = self.bytes.get(byte_index..).and_then(|rest| rest.first_chunk::<8>()) {
+            let word = u64::from_be_bytes(*word) << (self.position % 8);
+            let mut value = 0u64;
+            for index in 0..7 {
+                let byte = (word >> (56 - 8 * index)) & 0xff;
+                value |= (byte & 0x7f) << (7 * index);
+                if byte & 0x80 == 0 {
+                    self.position += 8 * (index + 1);
+                    return Ok(value);
+                }
+            }
+        }
         let mut value = 0u64;
         for shift in (0..70).step_by(7) {
             let byte = self.read_bits(8)?;
@@ -301,6 +315,27 @@ mod tests {
         assert!(reader.skip(bytes.len() * 8 + 1).is_err());
         assert!(reader.skip(bytes.len() * 8).is_ok());
         assert_eq!(reader.bits_remaining(), 0);
+    }
+
+    #[test]
+    fn varints_round_trip_at_every_alignment() {
+        let values: Vec<u64> = (0..64).flat_map(|bits| [(1u64 << bits) - 1, 1u64 << bits, u64::MAX >> bits]).collect();
+        for skip in 0..8 {
+            let mut writer = BitWriter::new();
+            writer.write_bits(0, skip);
+            for value in &values {
+                writer.write_uvarint(*value);
+                writer.write_varint(*value as i64);
+            }
+            let bytes = writer.into_bytes();
+            let mut reader = BitReader::new(&bytes);
+            reader.skip(skip as usize).unwrap();
+            for value in &values {
+                assert_eq!(reader.read_uvarint(), Ok(*value), "{value} after {skip} bits");
+                assert_eq!(reader.read_varint(), Ok(*value as i64), "{value} after {skip} bits");
+            }
+            assert!(reader.bits_remaining() < 8);
+        }
     }
 
     #[test]

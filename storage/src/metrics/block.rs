@@ -319,26 +319,35 @@ impl Block {
         Ok(ChunkBytes::Mapped { map: self.chunks.clone(), start: data_start, end: data_end })
     }
 
-    fn series_ids(&self, matchers: &[Matcher]) -> Vec<u64> {
+    /// The IDs of the series matching `matchers`, in label order (as the writer added them).
+    pub fn series_ids(&self, matchers: &[Matcher]) -> Vec<u64> {
         postings::resolve(&self.index, matchers)
     }
 
-    /// The series matching `matchers` with chunks overlapping `range`, in label order. Each
-    /// series has room for `more_sources` sources besides its own (the head's, merged later).
-    pub fn select(
-        &self,
-        matchers: &[Matcher],
-        range: TimeRange,
-        more_sources: usize,
-    ) -> Result<Vec<Series>, MetricsError> {
+    /// The labels of series `id`.
+    pub fn labels_of(&self, id: u64) -> Result<Labels, MetricsError> {
+        self.index.series(id).map(|(labels, _)| labels).map_err(|problem| self.corrupt(problem))
+    }
+
+    /// The series of `ids` (from [`Block::series_ids`]) with chunks overlapping `range`, in label
+    /// order. Each series has room for `more_sources` sources besides its own (the head's,
+    /// joined later).
+    pub fn select(&self, ids: &[u64], range: TimeRange, more_sources: usize) -> Result<Vec<Series>, MetricsError> {
         if !range.overlaps(self.meta.min_t, self.meta.max_t) {
             return Ok(Vec::new());
         }
-        let ids = self.series_ids(matchers);
         let mut out = Vec::with_capacity(ids.len());
         let mut chunks = Vec::new();
-        for id in ids {
-            let labels = self.index.series_into(id, &mut chunks).map_err(|problem| self.corrupt(problem))?;
+        // Series IDs follow label order as the writer added them; a damaged index may not,
+        // which the labels' symbol IDs tell (symbols are sorted).
+        let (mut symbol_ids, mut previous_ids, mut in_order) = (Vec::new(), Vec::new(), true);
+        for &id in ids {
+            let labels = self
+                .index
+                .series_with_symbols_into(id, &mut chunks, &mut symbol_ids)
+                .map_err(|problem| self.corrupt(problem))?;
+            in_order &= previous_ids < symbol_ids;
+            std::mem::swap(&mut previous_ids, &mut symbol_ids);
             let mut sources = Vec::with_capacity(chunks.len() + more_sources);
             for meta in chunks.iter().filter(|meta| range.overlaps(meta.min_t, meta.max_t)) {
                 sources.push(SampleSource::Chunk {
@@ -351,8 +360,9 @@ impl Block {
                 out.push(Series::new(labels, sources, range));
             }
         }
-        // Series IDs follow label order as the writer added them; a damaged index may not.
-        ensure_sorted(&mut out);
+        if !in_order {
+            ensure_sorted(&mut out);
+        }
         Ok(out)
     }
 

@@ -49,6 +49,40 @@ pub fn decode(chunk: &[u8], out: &mut Vec<Sample>) -> Result<(), ChunkError> {
     }
 }
 
+/// What a chunk's encoding tells of its samples without looking at each.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChunkFacts {
+    /// Set when the timestamps are evenly spaced, this far apart (two samples or more).
+    pub spacing: Option<i64>,
+    /// Set when no value is below the one before.
+    pub non_decreasing: bool,
+}
+
+/// Decodes a chunk (encoding byte included), appending its samples' times to `times` and
+/// their values to `values`, for readers that go through values in bulk; returns what the
+/// encoding tells of them. On error nothing is appended.
+pub fn decode_columns(chunk: &[u8], times: &mut Vec<i64>, values: &mut Vec<f64>) -> Result<ChunkFacts, ChunkError> {
+    let (&encoding, data) = chunk.split_first().ok_or(ChunkError::Empty)?;
+    match encoding {
+        ENCODING_XOR => {
+            let (times_before, values_before) = (times.len(), values.len());
+            times.reserve(xor_count(data));
+            values.reserve(xor_count(data));
+            let decoded = decode_xor_with(data, |t_ms, value| {
+                times.push(t_ms);
+                values.push(value);
+            });
+            if decoded.is_err() {
+                times.truncate(times_before);
+                values.truncate(values_before);
+            }
+            decoded.map(|()| ChunkFacts::default())
+        }
+        ENCODING_PACKED => decode_packed_columns(data, times, values),
+        other => Err(ChunkError::UnknownEncoding(other)),
+    }
+}
+
 /// Encodes samples (sorted by time, timestamps unique) in whichever encoding is smaller.
 pub fn encode_best(samples: &[Sample]) -> Vec<u8> {
     let xor = encode_xor(samples);
@@ -210,6 +244,13 @@ impl XorChunk {
         bytes
     }
 
+    /// Appends the chunk's bytes as [`XorChunk::to_bytes`] gives them to `out`.
+    pub fn write_bytes_into(&self, out: &mut Vec<u8>) {
+        let [low, high] = self.count.to_le_bytes();
+        out.extend_from_slice(&[ENCODING_XOR, low, high]);
+        out.extend(self.writer.bytes_after(3));
+    }
+
     /// The chunk's bytes as [`XorChunk::to_bytes`] gives them, in one shared allocation.
     pub fn to_shared_bytes(&self) -> std::sync::Arc<[u8]> {
         let [low, high] = self.count.to_le_bytes();
@@ -227,11 +268,27 @@ impl XorChunk {
 }
 
 fn decode_xor(data: &[u8], out: &mut Vec<Sample>) -> Result<(), ChunkError> {
+    let before = out.len();
+    out.reserve(xor_count(data));
+    let decoded = decode_xor_with(data, |t_ms, value| out.push(Sample { t_ms, value }));
+    if decoded.is_err() {
+        out.truncate(before);
+    }
+    decoded
+}
+
+/// The sample count an XOR chunk's header gives (0 when the header is cut short).
+fn xor_count(data: &[u8]) -> usize {
+    data.first_chunk::<2>().map_or(0, |count| usize::from(u16::from_le_bytes(*count)))
+}
+
+/// Decodes an XOR chunk's samples (after the encoding byte), giving each to `push` in order.
+#[inline(always)]
+fn decode_xor_with(data: &[u8], mut push: impl FnMut(i64, f64)) -> Result<(), ChunkError> {
     if data.len() < 2 {
         return Err(ChunkError::Truncated);
     }
     let count = usize::from(u16::from_le_bytes([data[0], data[1]]));
-    out.reserve(count);
     let mut reader = BitReader::new(&data[2..]);
     let (mut t, mut t_delta, mut bits) = (0i64, 0i64, 0u64);
     let (mut leading, mut trailing) = (0u32, 0u32);
@@ -253,7 +310,7 @@ fn decode_xor(data: &[u8], out: &mut Vec<Sample>) -> Result<(), ChunkError> {
                 read_xor(&mut reader, &mut bits, &mut leading, &mut trailing)?;
             }
         }
-        out.push(Sample { t_ms: t, value: f64::from_bits(bits) });
+        push(t, f64::from_bits(bits));
     }
     Ok(())
 }
@@ -389,17 +446,6 @@ impl Frame {
         reader.skip(bits)?;
         Ok(Frame { min, divisor, width, position })
     }
-
-    /// The `index`-th value; `index` is below the count given to [`Frame::read`].
-    #[inline(always)]
-    fn value(&self, bytes: &[u8], index: usize) -> i64 {
-        if self.width == 0 {
-            return self.min;
-        }
-        // In bounds: `Frame::read` checked that every offset is there.
-        let offset = bits_at(bytes, self.position + index * self.width as usize, self.width).unwrap_or(0);
-        self.min.wrapping_add(offset.wrapping_mul(self.divisor) as i64)
-    }
 }
 
 /// Encodes samples as a packed chunk, or `None` if their values are not all decimals.
@@ -422,59 +468,241 @@ pub fn encode_packed(samples: &[Sample]) -> Option<Vec<u8>> {
     Some(writer.into_bytes())
 }
 
+/// A packed chunk's header, with its frames checked to hold every offset.
+struct Packed {
+    count: usize,
+    first_t: i64,
+    exponent: u32,
+    first_mantissa: i64,
+    /// The time and mantissa delta frames (when `count > 1`).
+    frames: Option<(Frame, Frame)>,
+}
+
+impl Packed {
+    /// Reads the header of a packed chunk (after the encoding byte); `None` when it holds no
+    /// samples.
+    fn read(data: &[u8]) -> Result<Option<Packed>, ChunkError> {
+        let mut reader = BitReader::new(data);
+        let count = reader.read_uvarint()? as usize;
+        if count == 0 {
+            return Ok(None);
+        }
+        if count > MAX_SAMPLES_PER_CHUNK * 64 {
+            return Err(ChunkError::Invalid("sample count out of range"));
+        }
+        let first_t = reader.read_varint()?;
+        let exponent = reader.read_bits(4)? as u32;
+        if exponent > MAX_DECIMAL_PLACES {
+            return Err(ChunkError::Invalid("decimal exponent out of range"));
+        }
+        let first_mantissa = reader.read_varint()?;
+        let frames = if count > 1 {
+            let times = Frame::read(&mut reader, count - 1)?;
+            Some((times, Frame::read(&mut reader, count - 1)?))
+        } else {
+            None
+        };
+        Ok(Some(Packed { count, first_t, exponent, first_mantissa, frames }))
+    }
+
+    /// What a mantissa is divided by to give its value (1 for whole numbers).
+    fn scale(&self) -> f64 {
+        10f64.powi(self.exponent as i32)
+    }
+}
+
 fn decode_packed(data: &[u8], out: &mut Vec<Sample>) -> Result<(), ChunkError> {
-    let mut reader = BitReader::new(data);
-    let count = reader.read_uvarint()? as usize;
-    if count == 0 {
+    let Some(packed) = Packed::read(data)? else {
         return Ok(());
-    }
-    if count > MAX_SAMPLES_PER_CHUNK * 64 {
-        return Err(ChunkError::Invalid("sample count out of range"));
-    }
-    let first_t = reader.read_varint()?;
-    let exponent = reader.read_bits(4)? as u32;
-    if exponent > MAX_DECIMAL_PLACES {
-        return Err(ChunkError::Invalid("decimal exponent out of range"));
-    }
-    let first_mantissa = reader.read_varint()?;
-    // Both frames are checked before anything is written to `out`.
-    let frames = if count > 1 {
-        let times = Frame::read(&mut reader, count - 1)?;
-        Some((times, Frame::read(&mut reader, count - 1)?))
-    } else {
-        None
     };
     let start = out.len();
-    out.reserve(count);
-    out.push(Sample { t_ms: first_t, value: first_mantissa as f64 });
-    if let Some((times, values)) = frames {
-        // One pass over both frames (the time frame of a regular series has width 0), the
-        // mantissas stored as floats for now.
-        let (mut t, mut mantissa) = (first_t, first_mantissa);
-        if times.width == 0 {
-            let time_delta = times.min;
-            out.extend((0..count - 1).map(|index| {
-                t = t.wrapping_add(time_delta);
-                mantissa = mantissa.wrapping_add(values.value(data, index));
-                Sample { t_ms: t, value: mantissa as f64 }
-            }));
-        } else {
-            out.extend((0..count - 1).map(|index| {
-                t = t.wrapping_add(times.value(data, index));
-                mantissa = mantissa.wrapping_add(values.value(data, index));
-                Sample { t_ms: t, value: mantissa as f64 }
-            }));
-        }
+    out.reserve(packed.count);
+    out.push(Sample { t_ms: packed.first_t, value: packed.first_mantissa as f64 });
+    if let Some((time_frame, value_frame)) = packed.frames {
+        // Times first, then each value set beside its time.
+        time_frame.running_sums(data, packed.first_t, packed.count - 1, |times| {
+            out.extend(times.iter().map(|&t_ms| Sample { t_ms, value: 0.0 }));
+        });
+        let mut next = start + 1;
+        value_frame.running_sums(data, packed.first_mantissa, packed.count - 1, |mantissas| {
+            if let Some(samples) = out.get_mut(next..next + mantissas.len()) {
+                for (sample, &mantissa) in samples.iter_mut().zip(mantissas) {
+                    sample.value = mantissa as f64;
+                }
+            }
+            next += mantissas.len();
+        });
     }
-    if exponent > 0 {
+    if packed.exponent > 0 {
         // Every value is its mantissa divided by 10^exponent, in a loop of its own, which
         // the compiler turns into vector divisions. (Dividing by 1 changes nothing.)
-        let scale = 10f64.powi(exponent as i32);
+        let scale = packed.scale();
         for sample in &mut out[start..] {
             sample.value /= scale;
         }
     }
     Ok(())
+}
+
+fn decode_packed_columns(data: &[u8], times: &mut Vec<i64>, values: &mut Vec<f64>) -> Result<ChunkFacts, ChunkError> {
+    let Some(packed) = Packed::read(data)? else {
+        return Ok(ChunkFacts { spacing: None, non_decreasing: true });
+    };
+    // Deltas are their frame's minimum plus a multiple of its divisor: all equal to it when
+    // its width is 0, none negative when it is not negative (and a mantissa that does not
+    // drop gives a value that does not drop, divided by the same power of ten).
+    let facts = match packed.frames {
+        Some((time_frame, value_frame)) => ChunkFacts {
+            spacing: (time_frame.width == 0).then_some(time_frame.min),
+            non_decreasing: value_frame.min >= 0,
+        },
+        None => ChunkFacts { spacing: None, non_decreasing: true },
+    };
+    let start = values.len();
+    times.reserve(packed.count);
+    values.reserve(packed.count);
+    times.push(packed.first_t);
+    values.push(packed.first_mantissa as f64);
+    if let Some((time_frame, value_frame)) = packed.frames {
+        time_frame.running_sums(data, packed.first_t, packed.count - 1, |sums| times.extend_from_slice(sums));
+        value_frame.running_sums(data, packed.first_mantissa, packed.count - 1, |mantissas| {
+            values.extend(mantissas.iter().map(|&mantissa| mantissa as f64));
+        });
+    }
+    if packed.exponent > 0 {
+        let scale = packed.scale();
+        for value in &mut values[start..] {
+            *value /= scale;
+        }
+    }
+    Ok(facts)
+}
+
+impl Frame {
+    /// Gives `emit` the running sums of the frame's `count` values (all it holds) added to
+    /// `initial`, in order, a slab at a time from a buffer on the stack: the timestamps or
+    /// mantissas after the first. With width 0 every value is the minimum (a loop the
+    /// compiler vectorizes); otherwise see [`running_sums`].
+    #[inline(always)]
+    fn running_sums(&self, bytes: &[u8], initial: i64, count: usize, mut emit: impl FnMut(&[i64])) {
+        let mut running = initial;
+        let mut sums = [0i64; SLAB];
+        let mut position = self.position;
+        let mut done = 0;
+        while done < count {
+            let sums = &mut sums[..(count - done).min(SLAB)];
+            if self.width == 0 {
+                for sum in sums.iter_mut() {
+                    running = running.wrapping_add(self.min);
+                    *sum = running;
+                }
+            } else {
+                running = running_sums(self, bytes, position, running, sums);
+                position += sums.len() * self.width as usize;
+            }
+            emit(sums);
+            done += sums.len();
+        }
+    }
+}
+
+/// Values a frame is unpacked by at a time.
+const SLAB: usize = 256;
+
+/// Fills `sums` with the running sums, from `running` on, of `frame`'s values whose offsets
+/// start at bit `position` of `bytes` (which holds them all); returns the last sum. Offsets up
+/// to [`MAX_GROUP_WIDTH`] bits are unpacked eight at a time by code made for their width:
+/// from `bytes` while a group's loads lie inside it, then from a copy of the rest padded with
+/// zeros. Wider ones are read one by one.
+fn running_sums(frame: &Frame, bytes: &[u8], position: usize, mut running: i64, sums: &mut [i64]) -> i64 {
+    let (width, min, divisor) = (frame.width, frame.min, frame.divisor);
+    let Some(&groups) = GROUP_SUMS.get(width as usize) else {
+        for (index, sum) in sums.iter_mut().enumerate() {
+            // In bounds: `Frame::read` checked that every offset is there.
+            let offset = bits_at(bytes, position + index * width as usize, width).unwrap_or(0);
+            running = running.wrapping_add(min.wrapping_add(offset.wrapping_mul(divisor) as i64));
+            *sum = running;
+        }
+        return running;
+    };
+    let whole = sums.len() / 8 * 8;
+    let (done, mut running) = groups(bytes, position, running, min, divisor, &mut sums[..whole]);
+    if done == sums.len() {
+        return running;
+    }
+    // The rest (fewer than `width + 8` bytes remained for the groups' loads, or fewer than
+    // eight values), from a padded copy, into a buffer of whole groups.
+    let start = position + done * width as usize;
+    let from = (start / 8).min(bytes.len());
+    let rest = &bytes[from..];
+    let mut padded = [0u8; 2 * MAX_GROUP_WIDTH + 24];
+    let copied = rest.len().min(padded.len() - MAX_GROUP_WIDTH - 8);
+    padded[..copied].copy_from_slice(&rest[..copied]);
+    let mut tail = [0i64; 8 + 8 * 64 / 8];
+    let left = sums.len() - done;
+    let groups_left = left.div_ceil(8) * 8;
+    let Some(tail) = tail.get_mut(..groups_left) else {
+        return running;
+    };
+    (_, running) = groups(&padded, start - from * 8, running, min, divisor, tail);
+    sums[done..].copy_from_slice(&tail[..left]);
+    // `running` went on over the padding's values; the last kept sum is the one to go on from.
+    sums.last().copied().unwrap_or(running)
+}
+
+/// The widest offsets [`group_sums`] unpacks: a group's value starts at most 14 bits into its
+/// eight-byte load (7 from the frame's start in its byte, 7 from the group's), and must end
+/// inside it.
+const MAX_GROUP_WIDTH: usize = 50;
+
+/// A [`group_sums`] for one width.
+type GroupSums = fn(&[u8], usize, i64, i64, u64, &mut [i64]) -> (usize, i64);
+
+/// [`group_sums`] for each width, by width (none for 0).
+static GROUP_SUMS: [GroupSums; MAX_GROUP_WIDTH + 1] = group_sums_by_width();
+
+const fn group_sums_by_width() -> [GroupSums; MAX_GROUP_WIDTH + 1] {
+    macro_rules! widths {
+        ($($width:literal)*) => {
+            [group_sums::<1>, $(group_sums::<$width>),*]
+        };
+    }
+    // Index 0 is never used: width 0 takes no bits.
+    widths!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35
+        36 37 38 39 40 41 42 43 44 45 46 47 48 49 50)
+}
+
+/// Running sums (from `running` on) of the values `min + offset * divisor` whose `WIDTH`-bit
+/// offsets start at bit `position` of `bytes`, eight at a time, into `sums` (a whole number of
+/// groups), while a group's loads lie inside `bytes`. Returns how many sums were made and the
+/// last. Every offset of a group is one load, two shifts and a mask at places known when
+/// compiling, as the group spans exactly `WIDTH` bytes and starts at the same bit of a byte.
+fn group_sums<const WIDTH: usize>(
+    bytes: &[u8],
+    position: usize,
+    mut running: i64,
+    min: i64,
+    divisor: u64,
+    sums: &mut [i64],
+) -> (usize, i64) {
+    let first_bit = (position % 8) as u32;
+    let mut base = position / 8;
+    let mut done = 0;
+    for group in sums.chunks_exact_mut(8) {
+        let Some(window) = bytes.get(base..base + WIDTH + 8) else { break };
+        for (lane, sum) in group.iter_mut().enumerate() {
+            let bit = lane * WIDTH;
+            let at = bit / 8;
+            // In bounds: `at + 8 <= WIDTH + 7` (the loop is unrolled, the indices constant).
+            let word = u64::from_be_bytes(window[at..at + 8].try_into().unwrap_or([0; 8]));
+            let offset = (word << (first_bit + (bit % 8) as u32)) >> (64 - WIDTH);
+            running = running.wrapping_add(min.wrapping_add(offset.wrapping_mul(divisor) as i64));
+            *sum = running;
+        }
+        base += WIDTH;
+        done += 8;
+    }
+    (done, running)
 }
 
 #[cfg(test)]
@@ -511,6 +739,21 @@ mod tests {
             decode(&packed, &mut decoded).unwrap();
             assert!(same(&decoded, samples), "packed: {samples:?} decoded as {decoded:?}");
         }
+        for (name, bytes) in [("xor", Some(encode_xor(samples))), ("packed", encode_packed(samples))] {
+            let Some(bytes) = bytes else { continue };
+            // Appended after what the columns hold already.
+            let (mut times, mut values) = (vec![-1], vec![0.5]);
+            let facts = decode_columns(&bytes, &mut times, &mut values).unwrap();
+            if let Some(spacing) = facts.spacing {
+                assert!(samples.windows(2).all(|pair| pair[1].t_ms - pair[0].t_ms == spacing), "{name} spacing");
+            }
+            if facts.non_decreasing {
+                assert!(samples.windows(2).all(|pair| pair[1].value >= pair[0].value), "{name} non-decreasing");
+            }
+            let decoded: Vec<Sample> =
+                times.iter().zip(&values).skip(1).map(|(&t_ms, &value)| Sample { t_ms, value }).collect();
+            assert!(same(&decoded, samples), "{name} columns: {samples:?} decoded as {decoded:?}");
+        }
     }
 
     fn special_values() -> [f64; 10] {
@@ -545,6 +788,38 @@ mod tests {
                 };
                 samples.push(Sample { t_ms: t, value });
             }
+            round_trip(&samples);
+        }
+    }
+
+    #[test]
+    fn packed_chunks_of_every_width_round_trip() {
+        // Deltas of every width (timestamps up to 62 bits apart), chunks longer than a block
+        // of unpacked offsets, and runs that end near the end of the bytes.
+        for seed in 1..300u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let (time_bits, value_bits) = (rng.below(63) as u32, rng.below(38) as u32);
+            // Wide time deltas only a few times, so that the timestamps do not overflow.
+            let most = match time_bits {
+                0..=48 if seed % 3 == 0 => 2000,
+                0..=48 => 300,
+                _ => 3,
+            };
+            let count = 1 + rng.below(most) as usize;
+            let mut t = -(1i64 << 61);
+            let mut mantissa = rng.below(1000) as i64 - 500;
+            let samples: Vec<Sample> = (0..count)
+                .map(|_| {
+                    t += 1 + (rng.next() >> (64 - time_bits.max(1))) as i64;
+                    mantissa += (rng.next() >> (64 - value_bits.max(1))) as i64 - (1i64 << value_bits.max(1)) / 3;
+                    mantissa = mantissa.clamp(-(1 << 40), 1 << 40);
+                    Sample { t_ms: t, value: mantissa as f64 / 100.0 }
+                })
+                .collect();
+            let packed = encode_packed(&samples).unwrap();
+            let mut decoded = Vec::new();
+            decode(&packed, &mut decoded).unwrap();
+            assert!(same(&decoded, &samples), "seed {seed}");
             round_trip(&samples);
         }
     }
@@ -617,12 +892,32 @@ mod tests {
     }
 
     #[test]
+    fn packed_chunks_tell_regular_times_and_counters() {
+        let counter: Vec<Sample> =
+            (0..200).map(|i| Sample { t_ms: 5_000 + i * 15_000, value: (i * i) as f64 / 4.0 }).collect();
+        let (mut times, mut values) = (Vec::new(), Vec::new());
+        let facts = decode_columns(&encode_packed(&counter).unwrap(), &mut times, &mut values).unwrap();
+        assert_eq!(facts, ChunkFacts { spacing: Some(15_000), non_decreasing: true });
+        let mut reset = counter.clone();
+        reset[100].value = 0.0;
+        reset[7].t_ms += 1;
+        let facts = decode_columns(&encode_packed(&reset).unwrap(), &mut times, &mut values).unwrap();
+        assert_eq!(facts, ChunkFacts { spacing: None, non_decreasing: false });
+        // The head's chunks are not looked into.
+        let facts = decode_columns(&encode_xor(&counter), &mut times, &mut values).unwrap();
+        assert_eq!(facts, ChunkFacts::default());
+    }
+
+    #[test]
     fn shared_bytes_are_the_bytes() {
         let mut chunk = XorChunk::new();
         assert_eq!(*chunk.to_shared_bytes(), *chunk.to_bytes());
         for i in 0..200 {
             chunk.append(i * 15_000 + i % 7, (i * i) as f64 / 8.0);
             assert_eq!(*chunk.to_shared_bytes(), *chunk.to_bytes(), "after {} samples", i + 1);
+            let mut written = vec![7];
+            chunk.write_bytes_into(&mut written);
+            assert_eq!(written[1..], *chunk.to_bytes(), "after {} samples", i + 1);
         }
     }
 
@@ -633,6 +928,9 @@ mod tests {
             for cut in 0..bytes.len() {
                 let mut out = Vec::new();
                 let _ = decode(&bytes[..cut], &mut out);
+                let (mut times, mut values) = (Vec::new(), Vec::new());
+                let _ = decode_columns(&bytes[..cut], &mut times, &mut values);
+                assert_eq!(times.len(), values.len());
             }
             let mut rng = Rng(7);
             for _ in 0..2000 {
@@ -641,6 +939,9 @@ mod tests {
                 damaged[position] ^= 1 << rng.below(8);
                 let mut out = Vec::new();
                 let _ = decode(&damaged, &mut out);
+                let (mut times, mut values) = (Vec::new(), Vec::new());
+                let _ = decode_columns(&damaged, &mut times, &mut values);
+                assert_eq!(times.len(), values.len());
             }
         }
         assert_eq!(decode(&[], &mut Vec::new()), Err(ChunkError::Empty));

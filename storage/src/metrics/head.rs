@@ -171,34 +171,6 @@ impl SeriesState {
         saved
     }
 
-    /// Sources for a query over `range`.
-    fn sources(&self, range: TimeRange) -> Vec<SampleSource> {
-        let mut sources = Vec::with_capacity(self.closed.len() + 2);
-        for chunk in &self.closed {
-            if range.overlaps(chunk.min_t, chunk.max_t) {
-                sources.push(SampleSource::Chunk {
-                    bytes: ChunkBytes::Owned(chunk.bytes.clone()),
-                    min_t: chunk.min_t,
-                    max_t: chunk.max_t,
-                });
-            }
-        }
-        if let Some(open) = self.open.as_ref().filter(|open| open.count() > 0)
-            && range.overlaps(open.min_t(), open.max_t())
-        {
-            sources.push(SampleSource::Chunk {
-                bytes: ChunkBytes::Owned(open.to_shared_bytes()),
-                min_t: open.min_t(),
-                max_t: open.max_t(),
-            });
-        }
-        let ooo: Vec<Sample> = self.ooo.iter().copied().filter(|sample| range.contains(sample.t_ms)).collect();
-        if !ooo.is_empty() {
-            sources.push(SampleSource::Samples(ooo.into()));
-        }
-        sources
-    }
-
     /// Bytes of memory the samples take.
     pub fn memory_bytes(&self) -> usize {
         self.closed.iter().map(|c| c.bytes.len() + std::mem::size_of::<HeadChunk>()).sum::<usize>()
@@ -233,6 +205,199 @@ impl Hasher for IntHasher {
 }
 
 pub(crate) type IntMap<K, V> = HashMap<K, V, BuildHasherDefault<IntHasher>>;
+
+/// The sources of head series taken for a select, each for a series of its list (by
+/// position): closed chunks shared, the open chunks' bytes copied into one buffer (shared by
+/// all once done: one allocation instead of one per series), out-of-order samples copied.
+pub(crate) struct HeadSources {
+    /// (position in the list, source), a series' sources together and in order.
+    sources: Vec<(u32, SampleSource)>,
+    open_bytes: Vec<u8>,
+    /// Sources standing in for open chunks until `open_bytes` is shared: (index in
+    /// `sources`, bytes in `open_bytes`).
+    pending: Vec<(usize, std::ops::Range<usize>)>,
+    /// What the stand-ins hold meanwhile.
+    empty: Arc<[u8]>,
+    /// Matched series no series of the list has, by reference.
+    others: Vec<u64>,
+}
+
+impl HeadSources {
+    fn new() -> HeadSources {
+        HeadSources {
+            sources: Vec::new(),
+            open_bytes: Vec::new(),
+            pending: Vec::new(),
+            empty: Arc::from(&[][..]),
+            others: Vec::new(),
+        }
+    }
+
+    /// Takes the sources over `range` of `state` (locked) for the series at `position`.
+    fn add(&mut self, state: &SeriesState, range: TimeRange, position: u32) {
+        for chunk in &state.closed {
+            if range.overlaps(chunk.min_t, chunk.max_t) {
+                let bytes = ChunkBytes::Owned(chunk.bytes.clone());
+                self.sources.push((position, SampleSource::Chunk { bytes, min_t: chunk.min_t, max_t: chunk.max_t }));
+            }
+        }
+        if let Some(open) = state.open.as_ref().filter(|open| open.count() > 0)
+            && range.overlaps(open.min_t(), open.max_t())
+        {
+            let start = self.open_bytes.len();
+            open.write_bytes_into(&mut self.open_bytes);
+            self.pending.push((self.sources.len(), start..self.open_bytes.len()));
+            let bytes = ChunkBytes::Owned(self.empty.clone());
+            self.sources.push((position, SampleSource::Chunk { bytes, min_t: open.min_t(), max_t: open.max_t() }));
+        }
+        if state.ooo.iter().any(|sample| range.contains(sample.t_ms)) {
+            let ooo: Vec<Sample> = state.ooo.iter().copied().filter(|sample| range.contains(sample.t_ms)).collect();
+            self.sources.push((position, SampleSource::Samples(ooo.into())));
+        }
+    }
+
+    /// Puts the open chunks' bytes, shared, in place of their stand-ins.
+    fn share_open_chunks(&mut self) {
+        let shared: Arc<[u8]> = std::mem::take(&mut self.open_bytes).into();
+        for (index, bytes) in self.pending.drain(..) {
+            if let Some((_, SampleSource::Chunk { bytes: stand_in, .. })) = self.sources.get_mut(index) {
+                *stand_in = ChunkBytes::Shared { bytes: shared.clone(), start: bytes.start, end: bytes.end };
+            }
+        }
+    }
+
+    /// Appends each source to the sources of its series in `list`, then puts those in order.
+    fn give_to(self, list: &mut [Series]) {
+        let mut previous = None;
+        let mut given = Vec::new();
+        for (position, source) in self.sources {
+            let Some(series) = list.get_mut(position as usize) else { continue };
+            series.sources.push(source);
+            if previous != Some(position) {
+                given.push(position);
+                previous = Some(position);
+            }
+        }
+        for position in given {
+            if let Some(series) = list.get_mut(position as usize) {
+                series.sources_added();
+            }
+        }
+    }
+}
+
+/// The series of a select's list (from blocks) by the head symbol IDs of their labels, for
+/// finding the head's matched series among them (see [`HeadView::join_keys`]).
+pub(crate) struct JoinKeys {
+    /// The IDs (name, value) of each keyed series, one after another.
+    ids: Vec<(u32, u32)>,
+    /// (hash of a series' IDs, its position in the list, where its IDs are in `ids`), sorted.
+    keys: Vec<(u64, u32, u32, u32)>,
+}
+
+/// A hash of label symbol IDs (any fixed mixing will do: equal IDs are checked after).
+fn ids_hash(ids: &[(u32, u32)]) -> u64 {
+    let mut hasher = IntHasher::default();
+    for &(name, value) in ids {
+        hasher.write_u64((u64::from(name) << 32) | u64::from(value));
+    }
+    hasher.finish()
+}
+
+/// A read-only view of the head's index for a select: the matching series found and joined
+/// with the series blocks gave, from one thread or several.
+#[derive(Clone, Copy)]
+pub(crate) struct HeadView<'a> {
+    index: &'a HeadIndex,
+}
+
+impl HeadView<'_> {
+    /// The references of the series matching `matchers`, ascending.
+    pub fn matching(self, matchers: &[Matcher]) -> Vec<u64> {
+        postings::resolve(self.index, matchers)
+    }
+
+    /// Keys `list` (series from blocks) by the head symbol IDs of their labels: a series with
+    /// a string the head does not hold is not in the head.
+    pub fn join_keys(self, list: &[Series]) -> JoinKeys {
+        let mut symbols = SymbolIds::default();
+        let mut ids = Vec::with_capacity(list.len() * list.first().map_or(0, |series| series.labels.len()));
+        let mut keys = Vec::with_capacity(list.len());
+        for (position, series) in list.iter().enumerate() {
+            let start = ids.len();
+            let all_known = series.labels.iter().all(|label| {
+                let name = symbols.get(&self.index.symbols, &label.name);
+                let value = symbols.get(&self.index.symbols, &label.value);
+                name.zip(value).map(|pair| ids.push(pair)).is_some()
+            });
+            if !all_known {
+                ids.truncate(start);
+                continue;
+            }
+            keys.push((ids_hash(&ids[start..]), position as u32, start as u32, ids.len() as u32));
+        }
+        keys.sort_unstable();
+        JoinKeys { ids, keys }
+    }
+
+    /// Takes the sources over `range` of the matched series `part` (references, in order, as
+    /// [`HeadView::matching`] gave them: about the order the series are in memory), each for
+    /// the series of the keyed list with its labels; those without one are kept aside.
+    pub fn join_part(self, part: &[u64], keys: &JoinKeys, range: TimeRange) -> HeadSources {
+        let mut taken = HeadSources::new();
+        for series_ref in part {
+            let Some(series) = self.index.series.get(series_ref) else { continue };
+            let hash = ids_hash(&series.label_ids);
+            let first = keys.keys.partition_point(|key| key.0 < hash);
+            let found = keys.keys[first..]
+                .iter()
+                .take_while(|key| key.0 == hash)
+                .find(|&&(_, _, start, end)| keys.ids.get(start as usize..end as usize) == Some(&series.label_ids[..]));
+            match found {
+                Some(&(_, position, _, _)) => taken.add(&series.lock(), range, position),
+                None => taken.others.push(*series_ref),
+            }
+        }
+        taken.share_open_chunks();
+        taken
+    }
+
+    /// Gives the sources taken by [`HeadView::join_part`] to the series of `list`; returns
+    /// the matched series no series of the list has that have samples in `range`, sorted by
+    /// labels.
+    pub fn join_finish(self, parts: Vec<HeadSources>, list: &mut [Series], range: TimeRange) -> Vec<Series> {
+        let mut others = HeadSources::new();
+        let mut labels = Vec::new();
+        for part in parts {
+            for series_ref in &part.others {
+                let Some(series) = self.index.series.get(series_ref) else { continue };
+                others.add(&series.lock(), range, labels.len() as u32);
+                labels.push(self.index.labels_of(series));
+            }
+            part.give_to(list);
+        }
+        others.share_open_chunks();
+        let mut others_list: Vec<Series> =
+            labels.into_iter().map(|labels| Series { labels, sources: Vec::new(), range }).collect();
+        others.give_to(&mut others_list);
+        others_list.retain(Series::has_data);
+        // Label sets in the head are unique, so an unstable sort gives the one order.
+        others_list.sort_unstable_by(|a, b| compare_labels(&a.labels, &b.labels));
+        others_list
+    }
+}
+
+/// Head symbol IDs of strings from elsewhere (a block's labels), looked up once per string:
+/// keyed by the address of the shared string, which the labels holding it keep alive.
+#[derive(Default)]
+struct SymbolIds(IntMap<u64, Option<u32>>);
+
+impl SymbolIds {
+    fn get(&mut self, symbols: &Symbols, text: &Arc<str>) -> Option<u32> {
+        let address = Arc::as_ptr(text).cast::<u8>() as u64;
+        *self.0.entry(address).or_insert_with(|| symbols.lookup(text))
+    }
+}
 
 /// Applies replayed samples to their series; returns their time bounds.
 fn apply_replayed_samples(index: &HeadIndex, samples: &[super::records::RefSample]) -> (i64, i64) {
@@ -587,10 +752,13 @@ impl Head {
         series
     }
 
-    /// About how many sources each of `found` has over `range`, judged by the first: a
-    /// capacity hint for callers that merge them with others (at most 64).
-    pub fn sources_hint(found: &[Arc<MemSeries>], range: TimeRange) -> usize {
-        found.first().map_or(0, |series| {
+    /// About how many sources each series matching `matchers` has over `range`, judged by
+    /// the first: a capacity hint for callers that join them with others (at most 64).
+    pub fn sources_hint(&self, matchers: &[Matcher], range: TimeRange) -> usize {
+        let index = self.read_index();
+        let first = postings::resolve(&*index, matchers).first().and_then(|first| index.series.get(first).cloned());
+        drop(index);
+        first.map_or(0, |series| {
             let state = series.lock();
             let closed = state.closed.iter().filter(|chunk| range.overlaps(chunk.min_t, chunk.max_t)).count();
             closed.min(62) + 2
@@ -602,17 +770,10 @@ impl Head {
         range.overlaps(self.min_t(), self.max_t())
     }
 
-    /// The series of `found` (from [`Head::resolve`]) with samples in `range`, sorted by labels.
-    pub fn select_resolved(&self, found: Vec<Arc<MemSeries>>, range: TimeRange) -> Vec<Series> {
-        let mut out = Vec::with_capacity(found.len());
-        for (labels, series) in self.labelled(found) {
-            let sources = series.lock().sources(range);
-            let selected = Series::new(labels, sources, range);
-            if selected.has_data() {
-                out.push(selected);
-            }
-        }
-        out
+    /// Runs `select` with a read-only view of the head's index (held for as long).
+    pub fn with_view<T>(&self, select: impl FnOnce(HeadView<'_>) -> T) -> T {
+        let index = self.read_index();
+        select(HeadView { index: &index })
     }
 
     /// Every series with its labels, sorted by labels, for cutting a block.

@@ -242,7 +242,19 @@ impl IndexReader {
 
     /// Decodes series `id`: returns its labels, its chunks replace what `chunks` held.
     pub fn series_into(&self, id: u64, chunks: &mut Vec<ChunkMeta>) -> Result<Labels, String> {
+        self.series_with_symbols_into(id, chunks, &mut Vec::new())
+    }
+
+    /// Like [`IndexReader::series_into`], the labels' symbol IDs (name, value, name, ...)
+    /// replacing what `symbol_ids` held: as symbols are sorted, series compare as these do.
+    pub fn series_with_symbols_into(
+        &self,
+        id: u64,
+        chunks: &mut Vec<ChunkMeta>,
+        symbol_ids: &mut Vec<u32>,
+    ) -> Result<Labels, String> {
         chunks.clear();
+        symbol_ids.clear();
         if id as usize >= self.series_count {
             return Err(format!("series {id} out of range"));
         }
@@ -262,7 +274,9 @@ impl IndexReader {
             }
             previous_name = Some(name_id);
             let name = self.symbol(name_id)?;
-            let value = self.symbol(get_uvarint(&mut input).ok_or_else(malformed)?)?;
+            let value_id = get_uvarint(&mut input).ok_or_else(malformed)?;
+            let value = self.symbol(value_id)?;
+            symbol_ids.extend([name_id as u32, value_id as u32]);
             if name.is_empty() || value.is_empty() {
                 return Err(format!("series {id}: empty label name or value"));
             }

@@ -22,7 +22,7 @@ mod store;
 use std::fmt;
 use std::sync::Arc;
 
-pub use series::{SampleIter, Series};
+pub use series::{SampleColumns, SampleIter, Series};
 pub use store::{MetricsOptions, MetricsStats, MetricsStore};
 
 use crate::labels::{Labels, Matcher};
@@ -309,10 +309,12 @@ pub trait MetricsQueryable: Send + Sync {
     fn metadata(&self, metric_name: Option<&str>) -> Result<Vec<(String, Vec<MetricMetadata>)>, MetricsError>;
 }
 
-/// Shared, immutable chunk bytes: from the head (`Arc<[u8]>`) or a block (a memory map).
+/// Shared, immutable chunk bytes: from the head (`Arc<[u8]>`, or part of a buffer of many) or a
+/// block (a memory map).
 #[derive(Clone)]
 pub enum ChunkBytes {
     Owned(Arc<[u8]>),
+    Shared { bytes: Arc<[u8]>, start: usize, end: usize },
     Mapped { map: Arc<memmap2::Mmap>, start: usize, end: usize },
 }
 
@@ -320,6 +322,7 @@ impl ChunkBytes {
     pub fn as_slice(&self) -> &[u8] {
         match self {
             ChunkBytes::Owned(bytes) => bytes,
+            ChunkBytes::Shared { bytes, start, end } => bytes.get(*start..*end).unwrap_or_default(),
             ChunkBytes::Mapped { map, start, end } => &map[*start..*end],
         }
     }

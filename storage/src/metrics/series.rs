@@ -4,8 +4,8 @@
 use std::cmp::Ordering;
 use std::sync::Arc;
 
-use super::chunk::{self, ChunkError};
-use super::{ChunkBytes, Sample, TimeRange};
+use super::chunk::{self, ChunkError, ChunkFacts};
+use super::{ChunkBytes, Sample, TimeRange, is_stale_nan};
 use crate::labels::Labels;
 
 /// Where some of a series' samples are.
@@ -47,11 +47,37 @@ impl Series {
         series
     }
 
+    /// Puts the sources in order again after some were pushed onto `sources`, leaving out
+    /// those with no samples in range.
+    pub(crate) fn sources_added(&mut self) {
+        let range = self.range;
+        let in_range = |source: &SampleSource| {
+            let (min_t, max_t) = source.bounds();
+            min_t <= max_t && range.overlaps(min_t, max_t)
+        };
+        if !self.sources.iter().all(in_range) {
+            self.sources.retain(in_range);
+        }
+        self.sort_sources();
+    }
+
     /// Orders the sources by first sample time; stable, so sources of equal start keep the
     /// order they were added in.
     fn sort_sources(&mut self) {
         if !self.sources.is_sorted_by_key(|source| source.bounds().0) {
             self.sources.sort_by_key(|source| source.bounds().0);
+        }
+    }
+
+    /// Asks the processor to start bringing the series' encoded samples into its caches, for a
+    /// caller about to decode it after something else (a hint: nothing else changes).
+    pub fn prefetch(&self) {
+        for source in &self.sources {
+            if let SampleSource::Chunk { bytes, .. } = source {
+                for line in bytes.as_slice().chunks(64).take(PREFETCH_LINES) {
+                    prefetch(line.as_ptr());
+                }
+            }
         }
     }
 
@@ -87,9 +113,8 @@ impl Series {
                     let first = decoded.partition_point(|s| s.t_ms < self.range.start_ms());
                     let last = decoded.partition_point(|s| s.t_ms <= self.range.end_ms());
                     if first > 0 || last < decoded.len() {
-                        let kept: Vec<Sample> = decoded[first..last].to_vec();
-                        out.truncate(start);
-                        out.extend_from_slice(&kept);
+                        out.copy_within(start + first..start + last, start);
+                        out.truncate(start + last - first);
                     }
                 }
                 SampleSource::Samples(samples) => {
@@ -103,6 +128,203 @@ impl Series {
             out.dedup_by_key(|sample| sample.t_ms);
         }
         Ok(())
+    }
+}
+
+/// The most cache lines of a chunk [`Series::prefetch`] asks for (a block's chunks are a few
+/// hundred bytes; the processor goes on by itself).
+const PREFETCH_LINES: usize = 4;
+
+/// A hint that the cache line holding `address` is read soon.
+#[inline(always)]
+fn prefetch(address: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults, whatever the address, and changes nothing but the
+    // caches; SSE, which it needs, is part of x86-64.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(address.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = address;
+}
+
+/// A series' samples as two columns, times and values, for evaluators that go through values
+/// in bulk, with what decoding learned of them; buffers reused from series to series.
+#[derive(Debug, Clone, Default)]
+pub struct SampleColumns {
+    pub times: Vec<i64>,
+    pub values: Vec<f64>,
+    /// Whether some value is a staleness marker (looked for only in what came from XOR chunks
+    /// and out-of-order samples: packed chunks hold decimals alone).
+    pub stale_markers: bool,
+    /// Set when the times are known to be evenly spaced, this far apart (two samples or more).
+    pub spacing: Option<i64>,
+    /// Whether no value is known to be below the one before (false when unknown).
+    pub non_decreasing: bool,
+}
+
+impl SampleColumns {
+    pub fn clear(&mut self) {
+        self.times.clear();
+        self.values.clear();
+        self.stale_markers = false;
+        self.spacing = None;
+        self.non_decreasing = false;
+    }
+
+    pub fn len(&self) -> usize {
+        self.times.len().min(self.values.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops the samples whose value is a staleness marker, if there are any.
+    pub fn remove_stale_markers(&mut self) {
+        if !self.stale_markers {
+            return;
+        }
+        let mut kept = 0;
+        for index in 0..self.len() {
+            let (t_ms, value) = (self.times[index], self.values[index]);
+            if !is_stale_nan(value) {
+                self.times[kept] = t_ms;
+                self.values[kept] = value;
+                kept += 1;
+            }
+        }
+        self.times.truncate(kept);
+        self.values.truncate(kept);
+        self.stale_markers = false;
+        // Removing samples may leave gaps or a drop.
+        self.spacing = None;
+        self.non_decreasing = false;
+    }
+
+    /// Drops the samples from `start` on that lie outside `range` (the samples from `start`
+    /// on are sorted by time).
+    fn keep_in_range(&mut self, start: usize, range: TimeRange) {
+        let decoded = &self.times[start..];
+        let first = decoded.partition_point(|&t_ms| t_ms < range.start_ms());
+        let last = decoded.partition_point(|&t_ms| t_ms <= range.end_ms());
+        if first > 0 || last < decoded.len() {
+            self.times.copy_within(start + first..start + last, start);
+            self.values.copy_within(start + first..start + last, start);
+            self.times.truncate(start + last - first);
+            self.values.truncate(start + last - first);
+        }
+    }
+}
+
+impl Series {
+    /// Like [`Series::samples_into`], into two columns (cleared first).
+    pub fn columns_into(&self, out: &mut SampleColumns) -> Result<(), ChunkError> {
+        out.clear();
+        let mut shape = Shape::default();
+        let mut previous_max = i64::MIN;
+        for (index, source) in self.sources.iter().enumerate() {
+            let (min_t, max_t) = source.bounds();
+            if index > 0 && min_t <= previous_max {
+                // Sources overlap (out-of-order samples): merged sample by sample.
+                let mut samples = Vec::new();
+                self.samples_into(&mut samples)?;
+                out.clear();
+                out.times.extend(samples.iter().map(|s| s.t_ms));
+                out.values.extend(samples.iter().map(|s| s.value));
+                out.stale_markers = samples.iter().any(|sample| is_stale_nan(sample.value));
+                let mut shape = Shape::default();
+                shape.add(&out.times, &out.values, 0, ChunkFacts::default());
+                shape.finish(out);
+                return Ok(());
+            }
+            previous_max = previous_max.max(max_t);
+            let start = out.len();
+            match source {
+                SampleSource::Chunk { bytes, .. } => {
+                    let bytes = bytes.as_slice();
+                    let facts = chunk::decode_columns(bytes, &mut out.times, &mut out.values)?;
+                    // Keep only the part in range; chunks are sorted internally.
+                    out.keep_in_range(start, self.range);
+                    if bytes.first() != Some(&chunk::ENCODING_PACKED) {
+                        out.stale_markers |= out.values[start..].iter().any(|&value| is_stale_nan(value));
+                    }
+                    shape.add(&out.times, &out.values, start, facts);
+                }
+                SampleSource::Samples(samples) => {
+                    for sample in samples.iter().filter(|s| self.range.contains(s.t_ms)) {
+                        out.times.push(sample.t_ms);
+                        out.values.push(sample.value);
+                        out.stale_markers |= is_stale_nan(sample.value);
+                    }
+                    shape.add(&out.times, &out.values, start, ChunkFacts::default());
+                }
+            }
+        }
+        shape.finish(out);
+        Ok(())
+    }
+}
+
+/// The spacing of a series' times and whether its values drop, worked out part by part as
+/// its sources are decoded: from what the encoding tells when it does, else by looking.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    /// Whether the times so far are evenly spaced (a single sample is).
+    regular: bool,
+    /// Their spacing, once two samples were seen.
+    spacing: Option<i64>,
+    non_decreasing: bool,
+}
+
+impl Default for Shape {
+    fn default() -> Shape {
+        Shape { regular: true, spacing: None, non_decreasing: true }
+    }
+}
+
+impl Shape {
+    /// Takes in the samples from `start` on (`facts` tells what their encoding said).
+    fn add(&mut self, times: &[i64], values: &[f64], start: usize, facts: ChunkFacts) {
+        let (Some(part_times), Some(part_values)) = (times.get(start..), values.get(start..)) else { return };
+        let Some(&first_ms) = part_times.first() else { return };
+        if self.non_decreasing {
+            // A drop is a value below the one before (NaN is below nothing).
+            let joined = start == 0 || values[start].partial_cmp(&values[start - 1]) != Some(std::cmp::Ordering::Less);
+            self.non_decreasing =
+                joined && (facts.non_decreasing || !part_values.windows(2).any(|pair| pair[1] < pair[0]));
+        }
+        if !self.regular {
+            return;
+        }
+        let part_spacing = match (facts.spacing, part_times) {
+            (_, [] | [_]) => None,
+            (Some(spacing), _) => Some(spacing),
+            (None, [first, second, ..]) => {
+                let spacing = second.wrapping_sub(*first);
+                if !part_times.windows(2).all(|pair| pair[1].wrapping_sub(pair[0]) == spacing) {
+                    self.regular = false;
+                    return;
+                }
+                Some(spacing)
+            }
+        };
+        let gap = (start > 0).then(|| first_ms.wrapping_sub(times[start - 1]));
+        for spacing in [gap, part_spacing].into_iter().flatten() {
+            match self.spacing {
+                None => self.spacing = Some(spacing),
+                Some(known) if known == spacing => {}
+                Some(_) => {
+                    self.regular = false;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn finish(self, out: &mut SampleColumns) {
+        out.spacing = if self.regular { self.spacing.filter(|&spacing| spacing > 0) } else { None };
+        out.non_decreasing = self.non_decreasing;
     }
 }
 
@@ -214,5 +436,115 @@ impl<'a> SampleIter<'a> {
             Ok(()) => Some(Ok((series, &self.buffer))),
             Err(error) => Some(Err(error)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::STALE_NAN;
+    use crate::metrics::chunk::{encode_best, encode_packed, encode_xor};
+
+    fn chunk(samples: &[Sample], encoded: Vec<u8>) -> SampleSource {
+        SampleSource::Chunk {
+            bytes: ChunkBytes::Owned(encoded.into()),
+            min_t: samples[0].t_ms,
+            max_t: samples[samples.len() - 1].t_ms,
+        }
+    }
+
+    fn regular(from: i64, count: i64, spacing: i64, value: impl Fn(i64) -> f64) -> Vec<Sample> {
+        (0..count).map(|i| Sample { t_ms: from + i * spacing, value: value(i) }).collect()
+    }
+
+    /// Columns hold what `samples_into` gives, and the facts told of them are true.
+    fn check(name: &str, sources: Vec<SampleSource>, range: TimeRange) -> SampleColumns {
+        let series = Series::new(Labels::empty(), sources, range);
+        let mut samples = Vec::new();
+        series.samples_into(&mut samples).unwrap();
+        let mut columns = SampleColumns::default();
+        series.columns_into(&mut columns).unwrap();
+        let from_columns: Vec<(i64, u64)> =
+            columns.times.iter().zip(&columns.values).map(|(&t, &v)| (t, v.to_bits())).collect();
+        let expected: Vec<(i64, u64)> = samples.iter().map(|s| (s.t_ms, s.value.to_bits())).collect();
+        assert_eq!(from_columns, expected, "{name}");
+        assert_eq!(columns.stale_markers, samples.iter().any(|s| is_stale_nan(s.value)), "{name}");
+        if let Some(spacing) = columns.spacing {
+            assert!(columns.times.windows(2).all(|pair| pair[1] - pair[0] == spacing), "{name}: spacing");
+        }
+        if columns.non_decreasing {
+            assert!(!columns.values.windows(2).any(|pair| pair[1] < pair[0]), "{name}: non-decreasing");
+        }
+        columns
+    }
+
+    #[test]
+    fn columns_are_the_samples_with_what_decoding_learned() {
+        let counter = |i: i64| 100.0 + (i % 3) as f64 * 0.25 + i as f64 * 2.5;
+        let first = regular(0, 480, 15_000, counter);
+        let second = regular(480 * 15_000, 120, 15_000, |i| counter(i + 480));
+        let third = regular(600 * 15_000, 30, 15_000, |i| counter(i + 600));
+        let all = TimeRange::all();
+        // Packed block chunks, then the head's: regular and growing.
+        let columns = check(
+            "packed then xor",
+            vec![
+                chunk(&first, encode_packed(&first).unwrap()),
+                chunk(&second, encode_best(&second)),
+                chunk(&third, encode_xor(&third)),
+            ],
+            all,
+        );
+        assert_eq!((columns.spacing, columns.non_decreasing), (Some(15_000), true));
+        // Cut by the range on both sides.
+        let columns = check(
+            "cut",
+            vec![chunk(&first, encode_packed(&first).unwrap()), chunk(&second, encode_xor(&second))],
+            TimeRange::new(1_000_000, 8_000_000).unwrap(),
+        );
+        assert_eq!((columns.spacing, columns.non_decreasing), (Some(15_000), true));
+        // A gap between chunks, a reset at a chunk's start, a reset inside one.
+        let late = regular(480 * 15_000 + 7_000, 120, 15_000, |i| counter(i + 480));
+        let columns = check(
+            "gap",
+            vec![chunk(&first, encode_packed(&first).unwrap()), chunk(&late, encode_packed(&late).unwrap())],
+            all,
+        );
+        assert_eq!((columns.spacing, columns.non_decreasing), (None, true));
+        let restarted = regular(480 * 15_000, 120, 15_000, |i| i as f64);
+        let columns = check(
+            "reset between",
+            vec![chunk(&first, encode_packed(&first).unwrap()), chunk(&restarted, encode_xor(&restarted))],
+            all,
+        );
+        assert_eq!((columns.spacing, columns.non_decreasing), (Some(15_000), false));
+        let mut dropping = second.clone();
+        dropping[50].value = 1.0;
+        let columns = check(
+            "reset inside",
+            vec![chunk(&first, encode_packed(&first).unwrap()), chunk(&dropping, encode_xor(&dropping))],
+            all,
+        );
+        assert!(!columns.non_decreasing);
+        // Staleness markers, out-of-order samples overlapping a chunk, single samples.
+        let mut stale = second.clone();
+        stale[3].value = STALE_NAN;
+        let columns = check("stale", vec![chunk(&stale, encode_xor(&stale))], all);
+        assert!(columns.stale_markers);
+        let ooo = vec![Sample { t_ms: 7_000, value: 1.0 }, Sample { t_ms: 15_000, value: 9.0 }];
+        check(
+            "overlapping",
+            vec![chunk(&first, encode_packed(&first).unwrap()), SampleSource::Samples(ooo.into())],
+            all,
+        );
+        let single = [Sample { t_ms: 630 * 15_000, value: counter(630) }];
+        let columns = check(
+            "single after",
+            vec![chunk(&third, encode_xor(&third)), SampleSource::Samples(Arc::from(single.as_slice()))],
+            all,
+        );
+        assert_eq!((columns.spacing, columns.non_decreasing), (Some(15_000), true));
+        let columns = check("one sample", vec![SampleSource::Samples(Arc::from(single.as_slice()))], all);
+        assert_eq!((columns.spacing, columns.non_decreasing), (None, true));
     }
 }

@@ -20,7 +20,7 @@ use super::block::{Block, BlockWriter};
 use super::exemplars::ExemplarStore;
 use super::head::{Head, MemSeries, SeriesState};
 use super::records::{self, RefExemplar, RefSample};
-use super::series::{SampleSource, merge_sorted};
+use super::series::{SampleSource, compare_labels, ensure_sorted, merge_sorted};
 use super::{
     AppendCounts, AppendResult, ChunkBytes, Exemplar, MetricMetadata, MetricsAppender, MetricsError, MetricsQueryable,
     Sample, Series, SeriesExemplars, SeriesKey, SeriesSamples, TimeRange,
@@ -29,9 +29,11 @@ use crate::labels::{Labels, Matcher};
 use crate::record_kinds;
 use crate::wal::{RecordKind, Wal};
 
-/// From this many head series matching a select, the head's part runs on a thread of its own
-/// beside the blocks' (below, a thread costs more than it saves).
+/// From this many series matching a select (in a block or the head), it is cut in parts done
+/// on threads of their own (below, a thread costs more than it saves).
 const PARALLEL_SELECT_MIN_SERIES: usize = 2_000;
+/// At most this many threads take part in one select.
+const MAX_SELECT_THREADS: usize = 2;
 
 /// How the metrics store behaves.
 #[derive(Debug, Clone)]
@@ -850,28 +852,57 @@ impl MetricsQueryable for MetricsStore {
     fn select(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<Series>, MetricsError> {
         // Each source answers in label order; the lists are merged in source order (blocks
         // oldest first, then the head), which is the order samples of equal time are kept in.
+        // Each block answers in label order, the head joins in its sources (after the blocks',
+        // which is the order samples of equal time are kept in) and adds its other series. With
+        // many series, the label space is cut in parts done on threads of their own.
         let blocks: Vec<Arc<Block>> =
             self.blocks().into_iter().filter(|block| range.overlaps(block.meta.min_t, block.meta.max_t)).collect();
-        let found = if self.head.overlaps(range) { self.head.resolve(matchers) } else { Vec::new() };
-        // Room in each block series for the head's chunks, so that merging does not reallocate.
-        let head_sources = Head::sources_hint(&found, range);
-        let select_blocks =
-            || blocks.iter().map(|block| block.select(matchers, range, head_sources)).collect::<Result<Vec<_>, _>>();
-        let (mut lists, head) = if blocks.is_empty() || found.len() < PARALLEL_SELECT_MIN_SERIES {
-            (select_blocks()?, self.head.select_resolved(found, range))
-        } else {
-            // Many series in both: the head's part (labels, locks, open chunks) on a thread of
-            // its own while this one reads the blocks.
-            std::thread::scope(|scope| {
-                let head = scope.spawn(|| self.head.select_resolved(found, range));
-                let blocks = select_blocks();
-                // The head's part only reads; a panic there is a bug, reported as such.
-                let head = head.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-                blocks.map(|blocks| (blocks, head))
-            })?
-        };
-        lists.push(head);
-        Ok(merge_sorted(lists))
+        let ids: Vec<Vec<u64>> = blocks.iter().map(|block| block.series_ids(matchers)).collect();
+        let in_head = self.head.overlaps(range);
+        // Room in each block series for the head's chunks, so that joining does not reallocate.
+        let head_sources = if in_head { self.head.sources_hint(matchers, range) } else { 0 };
+        self.head.with_view(|view| {
+            let matched = if in_head { view.matching(matchers) } else { Vec::new() };
+            let most = ids.iter().map(Vec::len).max().unwrap_or(0).max(matched.len());
+            let threads = if most >= PARALLEL_SELECT_MIN_SERIES {
+                std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_SELECT_THREADS)
+            } else {
+                1
+            };
+            let cuts = cut_label_space(&blocks, &ids, threads)?;
+            let parts = in_parts(threads, |part| {
+                let mut lists = Vec::with_capacity(blocks.len());
+                for ((block, ids), cuts) in blocks.iter().zip(&ids).zip(&cuts) {
+                    lists.push(block.select(&ids[cuts[part]..cuts[part + 1]], range, head_sources)?);
+                }
+                Ok(merge_sorted(lists))
+            })?;
+            let mut list: Vec<Series> = Vec::with_capacity(most);
+            let mut in_order = true;
+            for mut part in parts {
+                // Parts follow each other in label order unless an index was out of order.
+                if let (Some(last), Some(first)) = (list.last(), part.first()) {
+                    in_order &= compare_labels(&last.labels, &first.labels) == std::cmp::Ordering::Less;
+                }
+                list.append(&mut part);
+            }
+            if !in_order {
+                ensure_sorted(&mut list);
+            }
+            if matched.is_empty() {
+                return Ok(list);
+            }
+            // The head's series go to those of the list with their labels, taken in the
+            // head's order (about that of memory), in parts too.
+            let keys = view.join_keys(&list);
+            let head_threads = if matched.len() >= PARALLEL_SELECT_MIN_SERIES { threads } else { 1 };
+            let taken = in_parts(head_threads, |part| {
+                let (start, end) = (matched.len() * part / head_threads, matched.len() * (part + 1) / head_threads);
+                Ok(view.join_part(&matched[start..end], &keys, range))
+            })?;
+            let others = view.join_finish(taken, &mut list, range);
+            Ok(if others.is_empty() { list } else { merge_sorted(vec![list, others]) })
+        })
     }
 
     fn label_names(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<String>, MetricsError> {
@@ -926,6 +957,68 @@ impl MetricsQueryable for MetricsStore {
     }
 }
 
+/// Runs `work` for parts `0..parts`, part 0 on this thread and each other on a thread of its
+/// own; the results come in part order. A panic in a part (a bug) is raised again here.
+fn in_parts<T: Send>(
+    parts: usize,
+    work: impl Fn(usize) -> Result<T, MetricsError> + Sync,
+) -> Result<Vec<T>, MetricsError> {
+    if parts <= 1 {
+        return Ok(vec![work(0)?]);
+    }
+    let work = &work;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (1..parts).map(|part| scope.spawn(move || work(part))).collect();
+        let mut results = vec![work(0)];
+        for handle in handles {
+            results.push(handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+        }
+        results.into_iter().collect()
+    })
+}
+
+/// Cuts the label space of a select into `parts` consecutive parts, as positions in each
+/// block's IDs (`cuts[block]` holds `parts + 1` positions, from 0 to the end): at the labels
+/// of the middle series of the block with the most, looked for in the others by bisection.
+fn cut_label_space(blocks: &[Arc<Block>], ids: &[Vec<u64>], parts: usize) -> Result<Vec<Vec<usize>>, MetricsError> {
+    let largest = ids.iter().enumerate().max_by_key(|(_, ids)| ids.len()).map(|(index, _)| index);
+    let mut pivots = Vec::with_capacity(parts.saturating_sub(1));
+    if let Some(largest) = largest {
+        for part in 1..parts {
+            let position = ids[largest].len() * part / parts;
+            if let Some(&id) = ids[largest].get(position) {
+                pivots.push(blocks[largest].labels_of(id)?);
+            }
+        }
+    }
+    let mut cuts = Vec::with_capacity(blocks.len());
+    for (block, ids) in blocks.iter().zip(ids) {
+        let mut block_cuts = Vec::with_capacity(parts + 1);
+        block_cuts.push(0);
+        for pivot in &pivots {
+            // The first series whose labels are not below the pivot, from the last cut on.
+            let (mut low, mut high) = (block_cuts.last().copied().unwrap_or(0), ids.len());
+            while low < high {
+                let middle = low + (high - low) / 2;
+                if compare_labels(&block.labels_of(ids[middle])?, pivot) == std::cmp::Ordering::Less {
+                    low = middle + 1;
+                } else {
+                    high = middle;
+                }
+            }
+            block_cuts.push(low);
+        }
+        while block_cuts.len() < parts + 1 {
+            block_cuts.push(ids.len());
+        }
+        if let Some(last) = block_cuts.last_mut() {
+            *last = ids.len();
+        }
+        cuts.push(block_cuts);
+    }
+    Ok(cuts)
+}
+
 impl MetricsStore {
     fn head_labels_in_range(&self, matchers: &[Matcher], range: TimeRange) -> Vec<Labels> {
         if !range.overlaps(self.head.min_t(), self.head.max_t()) {
@@ -937,5 +1030,112 @@ impl MetricsStore {
             .filter(|(_, series)| series.lock().bounds().is_some_and(|(lo, hi)| range.overlaps(lo, hi)))
             .map(|(labels, _)| labels)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::labels::MatchOp;
+    use crate::metrics::memory::MemoryMetrics;
+    use crate::metrics::{MetricsAppender, STALE_NAN, SeriesKey, SeriesSamples};
+    use crate::wal::{SyncPolicy, WalOptions};
+    use crate::{Storage, StorageOptions};
+
+    const MINUTE: i64 = 60_000;
+
+    /// What a select answers, as comparable values.
+    fn answers(store: &dyn MetricsQueryable, matchers: &[Matcher], range: TimeRange) -> Vec<(String, Vec<(i64, u64)>)> {
+        let selected = store.select(matchers, range).unwrap();
+        let mut out = Vec::with_capacity(selected.len());
+        for series in &selected {
+            let mut samples = series.samples().unwrap();
+            // Range selectors drop staleness markers; the comparison keeps them as they are.
+            samples.retain(|sample| range.contains(sample.t_ms));
+            out.push((series.labels.to_string(), samples.iter().map(|s| (s.t_ms, s.value.to_bits())).collect()));
+        }
+        out
+    }
+
+    #[test]
+    fn selects_in_parts_answer_as_the_whole() {
+        // Enough series for a select to be cut in parts, across several blocks and the head:
+        // series that stop before the head (blocks only), series that start late (head only),
+        // series in both, out-of-order samples, a staleness marker.
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = MetricsOptions {
+            block_range_ms: 10 * MINUTE,
+            out_of_order_window_ms: 5 * MINUTE,
+            retention_ms: None,
+            ..MetricsOptions::default()
+        };
+        let options = StorageOptions {
+            wal: WalOptions { segment_size_bytes: 8 << 20, sync: SyncPolicy::Never },
+            metrics,
+            ..StorageOptions::default()
+        };
+        let storage = Storage::open(dir.path(), options).unwrap();
+        let memory = MemoryMetrics::new();
+        let series: Vec<Labels> = (0..PARALLEL_SELECT_MIN_SERIES + 600)
+            .map(|i| {
+                let (id, group) = (format!("{i:05}"), (i % 7).to_string());
+                let name = if i % 11 == 0 { "other_total" } else { "work_total" };
+                Labels::from_pairs([("__name__", name), ("group", group.as_str()), ("id", id.as_str())]).unwrap()
+            })
+            .collect();
+        let alive = |i: usize, t: i64| match i % 5 {
+            0 => t < 22 * MINUTE,
+            1 => t >= 37 * MINUTE,
+            _ => true,
+        };
+        for step in 0..(50 * MINUTE / 15_000) {
+            let t = step * 15_000 + 3_000;
+            let samples: Vec<[Sample; 1]> = (0..series.len())
+                .map(|i| {
+                    let value =
+                        if i % 389 == 0 && step == 150 { STALE_NAN } else { (step as f64) * (1.0 + i as f64 / 8.0) };
+                    [Sample { t_ms: t, value }]
+                })
+                .collect();
+            let batch: Vec<SeriesSamples> = (0..series.len())
+                .filter(|&i| alive(i, t))
+                .map(|i| SeriesSamples { key: SeriesKey::Labels(&series[i]), samples: &samples[i], exemplars: &[] })
+                .collect();
+            storage.metrics().append(&batch).unwrap();
+            memory.append(&batch).unwrap();
+            if step == 26 * MINUTE / 15_000 || step == 44 * MINUTE / 15_000 {
+                storage.maintenance().unwrap();
+            }
+        }
+        storage.maintenance().unwrap();
+        // Out of order, inside the window, between samples already there.
+        for i in (0..series.len()).step_by(97).filter(|&i| alive(i, 47 * MINUTE)) {
+            let late = [Sample { t_ms: 47 * MINUTE + 10_000, value: -1.0 }];
+            let batch = [SeriesSamples { key: SeriesKey::Labels(&series[i]), samples: &late, exemplars: &[] }];
+            assert_eq!(storage.metrics().append(&batch).unwrap().counts.appended_out_of_order, 1);
+            memory.append(&batch).unwrap();
+        }
+        assert!(storage.metrics().block_ranges().len() >= 2, "{:?}", storage.metrics().block_ranges());
+        let matcher = |op, name: &str, value: &str| Matcher::new(op, name, value).unwrap();
+        let selections = [
+            vec![],
+            vec![matcher(MatchOp::Equal, "__name__", "work_total")],
+            vec![matcher(MatchOp::RegexMatch, "group", "1|4"), matcher(MatchOp::NotEqual, "__name__", "other_total")],
+            vec![matcher(MatchOp::Equal, "id", "00042")],
+        ];
+        let ranges = [
+            TimeRange::all(),
+            TimeRange::new(5 * MINUTE, 30 * MINUTE).unwrap(),
+            TimeRange::new(38 * MINUTE, 60 * MINUTE).unwrap(),
+            TimeRange::new(0, 21 * MINUTE).unwrap(),
+        ];
+        for matchers in &selections {
+            for range in ranges {
+                let from_store = answers(storage.metrics(), matchers, range);
+                let from_memory = answers(&memory, matchers, range);
+                assert_eq!(from_store.len(), from_memory.len(), "{matchers:?} {range:?}");
+                assert!(from_store == from_memory, "{matchers:?} {range:?}");
+            }
+        }
     }
 }
