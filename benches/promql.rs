@@ -19,6 +19,10 @@ use tripod_storage::metrics::{
 use tripod_storage::wal::{SyncPolicy, WalOptions};
 use tripod_storage::{Storage, StorageOptions};
 
+/// The server's allocator, so that figures are the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SCRAPE_MS: i64 = 15_000;
 const HOUR_MS: i64 = 3_600_000;
 const MODES: [&str; 8] = ["idle", "iowait", "irq", "nice", "softirq", "steal", "system", "user"];
