@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# OTLP trace ingest end to end: Tripod (release build, data on disk, WAL fsync by interval, the
+# defaults) receives `tripod-load traces` traffic (the load tool's realistic shop spans, 50
+# traces a request) as fast as it accepts it, and the figure is spans stored per second of the
+# server's CPU time (user and system, every thread: transport, decoding, the store, the WAL),
+# which is what one core of ingestion handles. The load tool runs on the same machine; its own
+# CPU time is not counted. Loopback only.
+#
+# Usage: benches/otlp-traces-ingest.sh [grpc|http-protobuf|http-json] [seconds]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+protocol=${1:-grpc}
+seconds=${2:-20}
+cargo build --release --quiet --bin tripod --bin tripod-load
+bin="${CARGO_TARGET_DIR:-target}/release"
+work=$(mktemp -d "${TRIPOD_BENCH_DIR:-${TMPDIR:-/tmp}}/tripod-ingest.XXXXXX")
+server=""
+cleanup() {
+  if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+grpc_port=19317
+http_port=19318
+tempo_port=19320
+case "$protocol" in
+  grpc) url="http://127.0.0.1:$grpc_port" ;;
+  http-protobuf | http-json) url="http://127.0.0.1:$http_port/v1/traces" ;;
+  *) echo "error: unknown protocol $protocol (grpc, http-protobuf or http-json)" >&2; exit 2 ;;
+esac
+
+"$bin/tripod" --data-dir "$work/data" --log.level warn --listen.prometheus off --listen.loki off \
+  --listen.tempo "127.0.0.1:$tempo_port" --listen.otlp-grpc "127.0.0.1:$grpc_port" \
+  --listen.otlp-http "127.0.0.1:$http_port" &
+server=$!
+for _ in $(seq 150); do
+  if curl -fs -o /dev/null "http://127.0.0.1:$tempo_port/ready"; then break; fi
+  sleep 0.2
+done
+
+ticks=$(getconf CLK_TCK)
+# The server's CPU time so far, in clock ticks (utime + stime of every thread).
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$server/stat"; }
+
+# Requests are prepared (encoded) before the load tool's clock starts; the server idles then.
+prepared=$((seconds * 300))
+before=$(cpu_ticks)
+started=$(date +%s.%N)
+out=$("$bin/tripod-load" traces --url "$url" --protocol "$protocol" --duration "${seconds}s" \
+  --prepared "$prepared" --concurrency 4 2>&1)
+ended=$(date +%s.%N)
+after=$(cpu_ticks)
+echo "$out"
+spans=$(sed -n 's/^traces: \([0-9]*\) spans .*/\1/p' <<<"$out" | tail -1)
+if [ -z "$spans" ] || [ "$spans" -eq 0 ]; then
+  echo "error: the load tool reported no accepted spans" >&2
+  exit 1
+fi
+awk -v spans="$spans" -v cpu=$((after - before)) -v ticks="$ticks" -v wall="$(echo "$ended - $started" | bc)" 'BEGIN {
+  seconds = cpu / ticks
+  printf "%s spans stored; server CPU %.2f s over %.1f s of load; %.0f spans per CPU-second of the server\n",
+    spans, seconds, wall, spans / seconds
+}'
