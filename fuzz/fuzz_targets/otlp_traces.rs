@@ -1,0 +1,19 @@
+//! OTLP traces: the direct protobuf decoder against prost's decoding and the same translation
+//! (both give the same batch, or both refuse), and JSON decoding through OTLP's types.
+#![no_main]
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+use tripod::api::otlp::metrics::Encoding;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let direct = tripod::api::otlp::traces_wire::decode_export(data);
+    let through_prost = ExportTraceServiceRequest::decode(data).map(tripod::ingest::otlp_traces::translate);
+    match (&direct, &through_prost) {
+        (Ok(direct), Ok(through_prost)) => {
+            assert_eq!(format!("{direct:?}"), format!("{through_prost:?}"), "the decoders translate differently")
+        }
+        (Err(_), Err(_)) => {}
+        _ => panic!("one decoder refuses what the other takes: {direct:?} vs {through_prost:?}"),
+    }
+    let _ = tripod::api::otlp::traces::decode_request(data, Encoding::Json);
+});
