@@ -355,6 +355,12 @@ impl ScrapeManager {
         let loop_id = LOOP_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         {
             let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+            // A loop of a generation a reload already ended (it started late) must not take
+            // the place of the next generation's loop for the same target: checked under the
+            // lock, since a reload cancels the old generation before it starts the new one.
+            if cancel.is_cancelled() {
+                return;
+            }
             shared.statuses.insert(
                 key.clone(),
                 TargetStatus {
