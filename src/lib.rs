@@ -21,7 +21,9 @@
 pub mod api;
 pub mod config;
 pub mod duration;
+pub mod encoding;
 pub mod ingest;
+pub mod load;
 pub mod query;
 pub mod scrape;
 pub mod server;

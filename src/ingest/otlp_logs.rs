@@ -13,6 +13,7 @@
 //! - The line: the body; a string body as is, any other body as JSON.
 //! - The timestamp: `time_unix_nano`, else `observed_time_unix_nano`, else the receive time.
 
+use crate::encoding::{base64, hex};
 use std::borrow::Cow;
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -89,35 +90,6 @@ pub fn json_of(value: &AnyValue) -> serde_json::Value {
         ),
         Some(any_value::Value::StringValueStrindex(_)) | None => Value::Null,
     }
-}
-
-/// Standard base64 with padding.
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let word = (u32::from(chunk[0]) << 16)
-            | (u32::from(chunk.get(1).copied().unwrap_or(0)) << 8)
-            | u32::from(chunk.get(2).copied().unwrap_or(0));
-        for position in 0..4 {
-            if position <= chunk.len() {
-                out.push(ALPHABET[(word >> (18 - 6 * position) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        out.push(DIGITS[usize::from(byte >> 4)] as char);
-        out.push(DIGITS[usize::from(byte & 15)] as char);
-    }
-    out
 }
 
 /// Attributes as metadata pairs: names sanitized, maps flattened into `parent_child` names,
@@ -393,15 +365,5 @@ mod tests {
         assert_eq!((entries[0].t_ns, entries[0].line.as_ref()), (77, ""));
         assert_eq!((entries[1].t_ns, entries[1].line.as_ref()), (1_000, r#"{"msg":"hi","n":3}"#));
         assert_eq!(entries[2].line, "\"aGVsbG8=\"");
-    }
-
-    #[test]
-    fn base64_and_hex() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"foob"), "Zm9vYg==");
-        assert_eq!(hex(&[0x00, 0xff, 0x10]), "00ff10");
     }
 }

@@ -14,6 +14,7 @@
 //!
 //! Exponential histograms (native histograms in Prometheus) are counted as rejected points.
 
+use crate::encoding::hex;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::Mutex;
@@ -323,13 +324,6 @@ fn labels_from(pairs: impl IntoIterator<Item = (String, String)>) -> Labels {
         .collect();
     // Names are unique (a map's keys) and non-empty (filtered).
     Labels::from_labels(labels).unwrap_or_default()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 fn to_ms(time_unix_nano: u64) -> i64 {

@@ -12,6 +12,7 @@
 //! An attribute without a value is dropped and counted in its owner's dropped attributes
 //! count; an empty value inside an array or map becomes the empty string.
 
+use crate::encoding::hex;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use tripod_storage::traces::{
@@ -98,17 +99,6 @@ impl Translation {
     pub fn refused_spans(&self) -> u64 {
         self.refused.iter().map(|refused| refused.spans).sum()
     }
-}
-
-/// Lowercase hex of an ID as sent, for messages.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        out.push(DIGITS[usize::from(byte >> 4)] as char);
-        out.push(DIGITS[usize::from(byte & 15)] as char);
-    }
-    out
 }
 
 /// What is wrong with an ID that must be `N` bytes and not all zeros.

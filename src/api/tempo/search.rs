@@ -37,7 +37,7 @@ use tripod_storage::traces::{AttrValue, NsRange};
 use super::{Params, parse_seconds, query_timeout, read_tenants, run_query, seconds_to_ns};
 use crate::api::AppState;
 use crate::api::error::{ApiError, ErrorKind};
-use crate::ingest::otlp_traces::hex;
+use crate::encoding::{base64, hex};
 use crate::query::traceql::lexer::parse_duration_ns;
 use crate::query::traceql::{self, Query, SearchMetrics, SearchRequest, TraceMatch, TraceqlError};
 
@@ -208,25 +208,6 @@ impl Serialize for KeyValuesJson<'_> {
 struct KeyValueJson<'a> {
     key: &'a str,
     value: AnyValueJson<'a>,
-}
-
-/// Standard base64 with padding, as protobuf's JSON mapping writes bytes.
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let word = (u32::from(chunk[0]) << 16)
-            | (u32::from(chunk.get(1).copied().unwrap_or(0)) << 8)
-            | u32::from(chunk.get(2).copied().unwrap_or(0));
-        for position in 0..4 {
-            if position <= chunk.len() {
-                out.push(ALPHABET[(word >> (18 - 6 * position) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -585,13 +566,5 @@ mod tests {
         assert_eq!(body, expected);
         let empty = serde_json::to_string(&SearchJson { traces: vec![], metrics: MetricsJson::default() }).unwrap();
         assert_eq!(empty, r#"{"traces":[],"metrics":{}}"#);
-    }
-
-    #[test]
-    fn base64_pads() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
     }
 }

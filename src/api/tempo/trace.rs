@@ -16,6 +16,7 @@
 //! A resource without attributes is given `service.name="unknown_service"`, since Grafana
 //! drops resources without attributes from the trace view.
 
+use crate::encoding::{base64, hex};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -218,7 +219,7 @@ impl JsonWriter {
 
     fn hex(&mut self, bytes: &[u8]) {
         self.out.push(b'"');
-        self.raw(&crate::ingest::otlp_traces::hex(bytes));
+        self.raw(&hex(bytes));
         self.out.push(b'"');
     }
 
@@ -492,25 +493,6 @@ impl JsonWriter {
     }
 }
 
-/// Standard base64 with padding, as protobuf's JSON mapping writes bytes.
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let word = (u32::from(chunk[0]) << 16)
-            | (u32::from(chunk.get(1).copied().unwrap_or(0)) << 8)
-            | u32::from(chunk.get(2).copied().unwrap_or(0));
-        for position in 0..4 {
-            if position <= chunk.len() {
-                out.push(ALPHABET[(word >> (18 - 6 * position) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 /// Tempo's v1 JSON: `{"batches":[...]}`.
 pub fn v1_json(resource_spans: &[otlp::ResourceSpans]) -> Vec<u8> {
     let mut writer = JsonWriter { out: Vec::with_capacity(4096) };
@@ -567,7 +549,7 @@ async fn find(
 }
 
 fn hex_id(id: &TraceId) -> String {
-    crate::ingest::otlp_traces::hex(id)
+    hex(id)
 }
 
 fn with_content_type(body: Vec<u8>, content_type: &'static str) -> Response {
@@ -751,13 +733,5 @@ mod tests {
         let span = &resource_spans[0].scope_spans[0].spans[0];
         assert_eq!(span.kind, 3);
         assert_eq!(span.status.as_ref().unwrap().code, 2);
-    }
-
-    #[test]
-    fn base64_pads() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
     }
 }

@@ -13,6 +13,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use tripod::encoding::hex;
 
 use clap::{Parser, ValueEnum};
 use tripod::api::wire::{put_bytes_field, put_fixed64_field, put_varint_field};
@@ -294,14 +295,6 @@ fn line(stream: &Stream, t_ns: i64, rng: &mut Rng) -> Entry {
             Entry { t_ns, line, trace: None, severity: "INFO" }
         }
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        let _ = write!(out, "{byte:02x}");
-    }
-    out
 }
 
 fn selector(labels: &[(String, String)]) -> String {

@@ -38,6 +38,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand, ValueEnum};
 use tripod::api::wire::{put_bytes_field, put_fixed64_field, put_varint, put_varint_field};
 use tripod::duration::parse_duration;
+use tripod::load::Rng;
 
 #[derive(Parser)]
 #[command(name = "tripod-load", about = "Send realistic load to an observability endpoint")]
@@ -155,18 +156,6 @@ struct Query {
 
 fn parse_duration_arg(text: &str) -> Result<Duration, String> {
     parse_duration(text).map_err(|error| error.to_string())
-}
-
-/// A deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
 }
 
 /// How a generated series' value moves between scrapes.

@@ -9,6 +9,7 @@
 //! holds several values: `=`, `<`, `=~` and the like hold when one of them does, `!=` and `!~`
 //! when none of them is equal (matches) and one is comparable.
 
+use crate::encoding::hex;
 use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -298,17 +299,6 @@ fn float_op(op: ArithmeticOp, a: f64, b: f64) -> f64 {
         ArithmeticOp::Mod => a % b,
         ArithmeticOp::Pow => a.powf(b),
     }
-}
-
-/// Lower-case hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        out.push(DIGITS[usize::from(byte >> 4)] as char);
-        out.push(DIGITS[usize::from(byte & 15)] as char);
-    }
-    out
 }
 
 fn find<'a>(attributes: &'a [(String, AttrValue)], key: &str) -> Option<&'a AttrValue> {

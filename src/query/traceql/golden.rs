@@ -497,11 +497,11 @@ struct Names {
 
 impl Names {
     fn trace(&self, id: &TraceId) -> String {
-        self.traces.get(id).cloned().unwrap_or_else(|| format!("?{}", super::eval::hex(id)))
+        self.traces.get(id).cloned().unwrap_or_else(|| format!("?{}", crate::encoding::hex(id)))
     }
 
     fn span(&self, trace: &TraceId, span: &SpanId) -> String {
-        self.spans.get(&(*trace, *span)).cloned().unwrap_or_else(|| format!("?{}", super::eval::hex(span)))
+        self.spans.get(&(*trace, *span)).cloned().unwrap_or_else(|| format!("?{}", crate::encoding::hex(span)))
     }
 }
 

@@ -938,10 +938,14 @@ mod tests {
                 let position = rng.below(damaged.len() as u64) as usize;
                 damaged[position] ^= 1 << rng.below(8);
                 let mut out = Vec::new();
-                let _ = decode(&damaged, &mut out);
+                let by_samples = decode(&damaged, &mut out);
                 let (mut times, mut values) = (Vec::new(), Vec::new());
-                let _ = decode_columns(&damaged, &mut times, &mut values);
-                assert_eq!(times.len(), values.len());
+                let by_columns = decode_columns(&damaged, &mut times, &mut values);
+                // Both readers take or refuse the same bytes, and read the same samples.
+                assert_eq!(by_samples.is_ok(), by_columns.is_ok(), "byte {position}");
+                let columns: Vec<Sample> =
+                    times.iter().zip(&values).map(|(&t_ms, &value)| Sample { t_ms, value }).collect();
+                assert!(by_samples.is_err() || same(&out, &columns), "byte {position}");
             }
         }
         assert_eq!(decode(&[], &mut Vec::new()), Err(ChunkError::Empty));

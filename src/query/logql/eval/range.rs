@@ -51,7 +51,7 @@ pub fn evaluate(
     steps: &[i64],
     params: &QueryParams<'_>,
 ) -> Result<Vec<StepSeries>, EvalError> {
-    let unwrap = range.unwrap().is_some();
+    let unwrap = range.unwrap_stage().is_some();
     let mut pipeline = Pipeline::new(&range.log.stages, unwrap)?;
     if let Some(grouping) = grouping.filter(|grouping| !grouping.without) {
         pipeline.restrict_output(&grouping.labels);

@@ -406,7 +406,7 @@ pub struct LogRange {
 
 impl LogRange {
     /// The unwrap stage, if the pipeline has one.
-    pub fn unwrap(&self) -> Option<&Unwrap> {
+    pub fn unwrap_stage(&self) -> Option<&Unwrap> {
         self.log.stages.iter().find_map(|stage| match stage {
             Stage::Unwrap(unwrap) => Some(unwrap),
             _ => None,

@@ -770,19 +770,19 @@ impl TokenParser {
         let range = self.log_range()?;
         self.expect(Token::RightParen, ")")?;
         let grouping = self.grouping()?;
-        if op.needs_unwrap() && range.unwrap().is_none() {
+        if op.needs_unwrap() && range.unwrap_stage().is_none() {
             return Err(ParseError {
                 position: start,
                 message: format!("invalid aggregation {} without unwrap", op.name()),
             });
         }
-        if !op.allows_unwrap() && range.unwrap().is_some() {
+        if !op.allows_unwrap() && range.unwrap_stage().is_some() {
             return Err(ParseError {
                 position: start,
                 message: format!("invalid aggregation {} with unwrap", op.name()),
             });
         }
-        if grouping.is_some() && range.unwrap().is_none() {
+        if grouping.is_some() && range.unwrap_stage().is_none() {
             return Err(ParseError {
                 position: start,
                 message: format!("grouping not allowed for {} aggregation", op.name()),

@@ -123,7 +123,7 @@ fn metric_queries() {
 fn labels_may_be_named_like_keywords() {
     let expr = parse(r#"avg_over_time({a="b"} | json | unwrap duration [5m]) by (json)"#).unwrap();
     let Expr::Metric(MetricExpr::Range { range, grouping, .. }) = expr else { panic!() };
-    assert_eq!(range.unwrap().unwrap().label, "duration");
+    assert_eq!(range.unwrap_stage().unwrap().label, "duration");
     assert_eq!(grouping.unwrap().labels, vec!["json"]);
     let expr = parse(r#"{a="b"} | json | duration > 1000000000"#).unwrap();
     let Expr::Log(log) = expr else { panic!() };

@@ -11,6 +11,8 @@ use std::rc::Rc;
 
 use regex::Regex;
 
+use crate::encoding::{BASE64_ALPHABET, base64};
+
 use super::decimal::Decimal;
 use super::printf;
 use super::time::{self, GoTime, Location};
@@ -545,7 +547,7 @@ pub(super) fn call<'r>(
         Function::AlignLeft | Function::AlignRight => {
             align(function == Function::AlignLeft, integer(args, 0), &args[1])
         }
-        Function::B64Enc => Ok(Value::owned(base64_encode(text(args, 0).as_bytes()))),
+        Function::B64Enc => Ok(Value::owned(base64(text(args, 0).as_bytes()))),
         Function::B64Dec => Ok(Value::owned(match base64_decode(text(args, 0).as_bytes()) {
             Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
             Err(offset) => format!("illegal base64 data at input byte {offset}"),
@@ -1018,26 +1020,6 @@ fn align<'r>(left: bool, count: i64, source: &Value<'r>) -> Result<Value<'r>, St
             &s[start..]
         }
     }))
-}
-
-const BASE64_ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Standard base64 with padding.
-fn base64_encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let group = (u32::from(chunk[0]) << 16)
-            | (u32::from(chunk.get(1).copied().unwrap_or(0)) << 8)
-            | u32::from(chunk.get(2).copied().unwrap_or(0));
-        for position in 0..4 {
-            if position <= chunk.len() {
-                out.push(char::from(BASE64_ALPHABET[((group >> (18 - 6 * position)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// Standard base64 with padding, newlines ignored; on error, the offset Go's decoder reports.
