@@ -17,7 +17,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use tripod_storage::traces::{
     AttrValue, Attributes, DEFAULT_TENANT, Resource, ResourceSpans, Scope, ScopeSpans, Span, SpanEvent, SpanId,
-    SpanKind, SpanLink, SpanStatus, StatusCode, TraceId, TracesAppendCounts, TracesAppender, TracesError,
+    SpanKind, SpanLink, SpanStatus, SpansRecord, StatusCode, TraceId, TracesAppendCounts, TracesAppender, TracesError,
 };
 
 use crate::ingest::logs::{TenantError, resolve_tenant};
@@ -112,7 +112,7 @@ fn id_problem<const N: usize>(what: &str, bytes: &[u8]) -> Option<String> {
     None
 }
 
-fn nanos(t: u64) -> i64 {
+pub fn nanos(t: u64) -> i64 {
     i64::try_from(t).unwrap_or(i64::MAX)
 }
 
@@ -579,6 +579,32 @@ pub fn export(
         stored,
         dropped_links: translation.dropped_links,
         dropped_link_example: translation.dropped_link_example,
+    })
+}
+
+/// Appends a request already encoded into a record (nothing in it refused). `received_bytes`
+/// is the request's size as protobuf.
+pub fn export_record(
+    store: &dyn TracesAppender,
+    record: SpansRecord,
+    received_bytes: usize,
+) -> Result<ExportOutcome, TracesError> {
+    let tenant = record.tenant().to_string();
+    let received_spans = record.spans() as u64;
+    let stored = store.append_record(record)?;
+    let mut refused: [Refused; RefusalReason::ALL.len()] = Default::default();
+    if stored.invalid > 0 {
+        refused[RefusalReason::Invalid as usize] =
+            Refused { spans: stored.invalid, example: Some("the store refused the span".to_string()) };
+    }
+    Ok(ExportOutcome {
+        tenant,
+        received_spans,
+        received_bytes: received_bytes as u64,
+        refused,
+        stored,
+        dropped_links: 0,
+        dropped_link_example: None,
     })
 }
 

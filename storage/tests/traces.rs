@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use tripod_storage::traces::{
     AttrValue, AttributeScope, CompareOp, NsRange, Resource, ResourceSpans, Scope, ScopeSpans, ScopedTagNames,
-    SearchResult, Span, SpanCondition, SpanEvent, SpanFilter, SpanKind, SpanLink, SpanStatus, StatusCode, TagRef,
-    TagScope, TagValue, Trace, TraceId, TracesAppendCounts, TracesAppender, TracesClock, TracesCodec, TracesError,
-    TracesOptions, TracesQueryable,
+    SearchResult, Span, SpanCondition, SpanEvent, SpanFilter, SpanKind, SpanLink, SpanStatus, SpansRecord, StatusCode,
+    TagRef, TagScope, TagValue, Trace, TraceId, TracesAppendCounts, TracesAppender, TracesClock, TracesCodec,
+    TracesError, TracesOptions, TracesQueryable,
 };
 use tripod_storage::wal::{SyncPolicy, WalOptions};
 use tripod_storage::{Storage, StorageOptions};
@@ -241,6 +241,8 @@ fn flatten(trace: &Trace) -> Vec<Flat> {
 #[derive(Default, Clone)]
 struct Expected {
     traces: BTreeMap<TraceId, Vec<Flat>>,
+    /// Appends so far: every other one goes through a record built beforehand.
+    pushes: usize,
 }
 
 impl Expected {
@@ -268,7 +270,11 @@ impl Expected {
 
 fn push(storage: &Storage, tenant: &str, batch: &[ResourceSpans], expected: &mut Expected) -> TracesAppendCounts {
     expected.add(batch);
-    storage.traces().append(tenant, batch).expect("append")
+    expected.pushes += 1;
+    match SpansRecord::from_batch(tenant, batch) {
+        Some(record) if expected.pushes % 2 == 0 => storage.traces().append_record(record).expect("append a record"),
+        _ => storage.traces().append(tenant, batch).expect("append"),
+    }
 }
 
 /// Appends `count` generated traces in batches of a few traces, starting at `start_ns`.
@@ -377,6 +383,11 @@ fn a_trace_split_across_blocks_and_the_head_comes_back_whole_and_duplicates_once
     // Twice in one batch (the first span is in a block by now, not in the head): stored once.
     let doubled = [parts[0].clone(), parts[0].clone()];
     let counts = storage.traces().append(TENANT, &doubled).unwrap();
+    assert_eq!((counts.appended, counts.duplicates), (1, 1), "{counts:?}");
+    // The same through a record: written again without the copy.
+    storage.traces().flush_all().unwrap();
+    let doubled = [parts[1].clone(), parts[1].clone()];
+    let counts = storage.traces().append_record(SpansRecord::from_batch(TENANT, &doubled).unwrap()).unwrap();
     assert_eq!((counts.appended, counts.duplicates), (1, 1), "{counts:?}");
     assert!(storage.traces().store_stats().blocks >= 3);
     check_by_id(&storage, &expected, "split");

@@ -11,7 +11,9 @@ use opentelemetry_proto::tonic::trace::v1::TracesData;
 use prost::Message;
 use tripod::api::otlp::metrics::Encoding;
 use tripod::api::otlp::traces::decode_request;
-use tripod::api::otlp::traces_wire::decode_export;
+use tripod::api::otlp::traces_wire::{decode_export, encode_export};
+use tripod::load::traces::Generator;
+use tripod_storage::traces::SpansRecord;
 use tripod::api::tempo::trace::{parse_trace_id, to_otlp, v1_json, v2_json};
 use tripod::ingest::otlp_traces::translate;
 use tripod_storage::traces::Trace;
@@ -115,6 +117,41 @@ fn the_direct_decoder_agrees_with_a_protobuf_library() {
         }
     }
     assert!(both > 500 && neither > 500, "{both} {neither}");
+}
+
+/// Whether `bytes` went straight into a record; when it did, the record holds exactly what the
+/// judged decoding keeps (nothing refused, nothing dropped), in the store's own encoding.
+fn straight_into_a_record(bytes: &[u8]) -> bool {
+    let Some(record) = encode_export(bytes, "tenant-1") else { return false };
+    let translation = decode_export(bytes).expect("a request encoded straight into a record decodes");
+    assert_eq!(translation.refused_spans(), 0);
+    assert_eq!(translation.dropped_links, 0);
+    assert_eq!(translation.received_spans, record.spans() as u64);
+    let judged = SpansRecord::from_batch("tenant-1", &translation.batch).expect("the store keeps every span");
+    assert_eq!(record.tenant(), "tenant-1");
+    assert_eq!(record.body(), judged.body(), "the record differs from the judged decoding's");
+    true
+}
+
+#[test]
+fn requests_go_straight_into_records_exactly_as_judged() {
+    // What clients send: every request of the load tool goes straight into a record.
+    let mut generator = Generator::new(7, 1_700_000_000_000_000_000, 1_000_000);
+    for traces in [1, 5, 50] {
+        let (request, _, _) = generator.request(traces);
+        assert!(straight_into_a_record(&request.encode_to_vec()), "{traces} traces");
+    }
+    assert!(!straight_into_a_record(&[]), "an empty request has nothing to store");
+    // Damaged variants: either left to the judged decoding, or identical to it.
+    for (seed, request) in [(0xfa57_0001, rich_request(1)), (0xfa57_0002, rich_request(3))] {
+        let protobuf = request.encode_to_vec();
+        let mut rng = Rng(seed);
+        let mut straight = 0;
+        for _ in 0..6_000 {
+            straight += usize::from(straight_into_a_record(&mutate(&protobuf, &mut rng)));
+        }
+        assert!(straight > 0, "no damaged variant of a clean request went straight into a record");
+    }
 }
 
 #[test]

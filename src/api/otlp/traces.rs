@@ -22,12 +22,13 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use prost::Message;
 
 use super::metrics::{Encoding, OtlpHttpError, decode_body, encoding_of};
-use super::traces_wire::decode_export;
+use super::traces_wire::{decode_export, encode_export};
 use crate::api::AppState;
 use crate::api::error::{ApiError, ErrorKind};
 use crate::api::loki::push::{ORG_ID_HEADER, body_or_error};
 use crate::ingest::logs::TenantError;
 use crate::ingest::otlp_traces::{self, ExportOutcome, Translation, resolve_traces_tenant};
+use tripod_storage::traces::SpansRecord;
 
 /// A request in the store's model, and its size as protobuf (what Tempo counts as received).
 #[derive(Debug)]
@@ -55,6 +56,26 @@ fn decode_protobuf(bytes: &[u8]) -> Result<DecodedExport, ApiError> {
     Ok(DecodedExport { translation, protobuf_bytes: bytes.len() })
 }
 
+/// A request ready for the store.
+#[derive(Debug)]
+pub enum ForStore {
+    /// Encoded straight into a record (a protobuf request with nothing to refuse).
+    Record { record: SpansRecord, protobuf_bytes: usize },
+    /// Judged span by span in the store's model.
+    Translated(DecodedExport),
+}
+
+/// Decodes a body for `tenant`: a protobuf request straight into a record when nothing in it
+/// needs judging (see [`encode_export`]), anything else through [`decode_request`].
+pub fn decode_for_store(bytes: &[u8], encoding: Encoding, tenant: &str) -> Result<ForStore, ApiError> {
+    if encoding == Encoding::Protobuf
+        && let Some(record) = encode_export(bytes, tenant)
+    {
+        return Ok(ForStore::Record { record, protobuf_bytes: bytes.len() });
+    }
+    decode_request(bytes, encoding).map(ForStore::Translated)
+}
+
 /// The tenant a write goes to, from `X-Scope-OrgID` when multi-tenancy is on.
 pub fn write_tenant(state: &AppState, org_id: Option<&str>) -> Result<String, ApiError> {
     resolve_traces_tenant(org_id, state.logs_ingest().settings().auth_enabled).map_err(|error| match error {
@@ -63,18 +84,24 @@ pub fn write_tenant(state: &AppState, org_id: Option<&str>) -> Result<String, Ap
     })
 }
 
-/// Decodes (`decode`: decompress, decode, translate) and stores a request off the async
-/// runtime, and counts it.
+/// Decodes (`decode`: decompress and decode for the tenant) and stores a request off the
+/// async runtime, and counts it.
 async fn export(
     state: &AppState,
     tenant: String,
-    decode: impl FnOnce() -> Result<DecodedExport, ApiError> + Send + 'static,
+    decode: impl FnOnce(&str) -> Result<ForStore, ApiError> + Send + 'static,
 ) -> Result<ExportOutcome, ApiError> {
     let storage = state.storage()?.clone();
     let outcome = tokio::task::spawn_blocking(move || {
-        let decoded = decode()?;
-        otlp_traces::export(storage.traces(), &tenant, decoded.translation, decoded.protobuf_bytes)
-            .map_err(|error| ApiError::internal(format!("storing otlp traces: {error}")))
+        let stored = match decode(&tenant)? {
+            ForStore::Record { record, protobuf_bytes } => {
+                otlp_traces::export_record(storage.traces(), record, protobuf_bytes)
+            }
+            ForStore::Translated(decoded) => {
+                otlp_traces::export(storage.traces(), &tenant, decoded.translation, decoded.protobuf_bytes)
+            }
+        };
+        stored.map_err(|error| ApiError::internal(format!("storing otlp traces: {error}")))
     })
     .await
     .map_err(|error| ApiError::internal(format!("otlp traces export task failed: {error}")))??;
@@ -125,11 +152,11 @@ pub async fn http_export(
         let encoding = encoding_of(&headers)?;
         let body = body_or_error(&state, body)?;
         let max_decompressed_bytes = state.limits().max_decompressed_bytes;
-        let outcome = export(&state, tenant, move || {
+        let outcome = export(&state, tenant, move |tenant| {
             if is_identity(&headers) {
-                decode_request(&body, encoding)
+                decode_for_store(&body, encoding, tenant)
             } else {
-                decode_request(&decode_body(&headers, &body, max_decompressed_bytes)?, encoding)
+                decode_for_store(&decode_body(&headers, &body, max_decompressed_bytes)?, encoding, tenant)
             }
         })
         .await?;
@@ -217,7 +244,8 @@ impl tonic::server::UnaryService<Bytes> for ExportMethod {
             let org_id = request.metadata().get(ORG_ID_HEADER).map(|value| value.to_str().unwrap_or("\u{fffd}"));
             let tenant = write_tenant(&state, org_id)?;
             let body = request.into_inner();
-            let outcome = export(&state, tenant, move || decode_protobuf(&body)).await?;
+            let outcome =
+                export(&state, tenant, move |tenant| decode_for_store(&body, Encoding::Protobuf, tenant)).await?;
             Ok(tonic::Response::new(response_of(&outcome)))
         })
     }

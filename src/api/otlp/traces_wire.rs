@@ -10,11 +10,12 @@
 //! given twice is replaced (or, for two lists, appended), and messages nest at most 100 deep.
 //! Groups (wire types 3 and 4, unused by OTLP) are refused.
 
-use tripod_storage::traces::{AttrValue, Attributes};
+use tripod_storage::traces::{AttrValue, Attributes, SpanHead, SpanId, SpansRecord, SpansRecordWriter, TraceId};
 
 use crate::api::wire::{WireError, WireReader, WireValue};
 use crate::ingest::otlp_traces::{
-    BatchBuilder, Converted, EventParts, LinkParts, MAX_VALUE_DEPTH, SpanParts, Translation,
+    BatchBuilder, Converted, EventParts, LinkParts, MAX_VALUE_DEPTH, SpanParts, Translation, kind_of, nanos,
+    status_code_of,
 };
 
 /// How deep messages may nest (the request is depth 0), as protobuf libraries limit it.
@@ -420,6 +421,409 @@ fn link(link_bytes: Message<'_>, depth: u32) -> Result<LinkParts<'_>> {
         dropped_attributes_count,
         flags,
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Straight into a record
+
+/// Encodes a request straight into a spans record of the store for `tenant`, without the
+/// store's owned model: what every export of a well-behaved client takes. `None` when the
+/// request needs [`decode_export`]'s judgement: it does not decode, or some span would be
+/// refused, a link dropped or a value-less attribute counted, or something is sent in a form a
+/// protobuf library merges (a message or attribute value given twice, a group without spans).
+/// An empty request is left to it too. Whatever it encodes is exactly what [`decode_export`]
+/// and the store's own encoding would store.
+pub fn encode_export(body: &[u8], tenant: &str) -> Option<SpansRecord> {
+    let plan = Plan::of(body).ok().filter(|plan| !plan.resources.is_empty())?;
+    let mut writer = SpansRecordWriter::new(tenant, plan.resources.len() as u64, body.len() + tenant.len() + 32);
+    let mut scratch = Scratch::default();
+    for resource in &plan.resources {
+        write_resource(&plan, resource, &mut writer, &mut scratch).ok()??;
+    }
+    writer.finish()
+}
+
+/// The groups of a request, found by a first pass that does not enter spans.
+#[derive(Default)]
+struct Plan<'a> {
+    resources: Vec<ResourcePlan<'a>>,
+    scopes: Vec<ScopePlan<'a>>,
+    spans: Vec<Message<'a>>,
+}
+
+struct ResourcePlan<'a> {
+    resource: Option<Message<'a>>,
+    schema_url: &'a str,
+    scopes: std::ops::Range<usize>,
+}
+
+struct ScopePlan<'a> {
+    scope: Option<Message<'a>>,
+    schema_url: &'a str,
+    spans: std::ops::Range<usize>,
+}
+
+/// A plan's failure: a wire error, or a form left to [`decode_export`].
+struct Unplanned;
+
+impl From<WireError> for Unplanned {
+    fn from(_: WireError) -> Unplanned {
+        Unplanned
+    }
+}
+
+impl<'a> Plan<'a> {
+    fn of(body: &'a [u8]) -> std::result::Result<Plan<'a>, Unplanned> {
+        let mut plan = Plan::default();
+        let mut request = WireReader::new(body);
+        while let Some((field, value, offset)) = request.next_field()? {
+            if field != 1 {
+                continue;
+            }
+            let (mut resource, mut schema_url) = (None, "");
+            let scopes_start = plan.scopes.len();
+            let mut reader = nested(value, offset, 1)?;
+            while let Some((field, value, offset)) = reader.next_field()? {
+                match field {
+                    1 if resource.is_none() => resource = Some(message(value, offset, 2)?),
+                    1 => return Err(Unplanned),
+                    2 => plan.scope(message(value, offset, 2)?)?,
+                    3 => schema_url = text(value, offset)?,
+                    _ => {}
+                }
+            }
+            if plan.scopes.len() == scopes_start {
+                return Err(Unplanned);
+            }
+            plan.resources.push(ResourcePlan { resource, schema_url, scopes: scopes_start..plan.scopes.len() });
+        }
+        Ok(plan)
+    }
+
+    fn scope(&mut self, scope_spans: Message<'a>) -> std::result::Result<(), Unplanned> {
+        let (mut scope, mut schema_url) = (None, "");
+        let spans_start = self.spans.len();
+        let mut reader = scope_spans.reader();
+        while let Some((field, value, offset)) = reader.next_field()? {
+            match field {
+                1 if scope.is_none() => scope = Some(message(value, offset, 3)?),
+                1 => return Err(Unplanned),
+                2 => self.spans.push(message(value, offset, 3)?),
+                3 => schema_url = text(value, offset)?,
+                _ => {}
+            }
+        }
+        if self.spans.len() == spans_start {
+            return Err(Unplanned);
+        }
+        self.scopes.push(ScopePlan { scope, schema_url, spans: spans_start..self.spans.len() });
+        Ok(())
+    }
+}
+
+/// Lists reused from span to span.
+#[derive(Default)]
+struct Scratch<'a> {
+    attributes: Vec<Message<'a>>,
+    events: Vec<Message<'a>>,
+    links: Vec<Message<'a>>,
+}
+
+/// `Ok(None)`: left to [`decode_export`].
+type Written = Result<Option<()>>;
+
+fn write_resource<'a>(
+    plan: &Plan<'a>,
+    resource: &ResourcePlan<'a>,
+    writer: &mut SpansRecordWriter,
+    scratch: &mut Scratch<'a>,
+) -> Written {
+    let mut dropped_attributes_count = 0u32;
+    scratch.attributes.clear();
+    if let Some(message_bytes) = resource.resource {
+        let mut reader = message_bytes.reader();
+        while let Some((field, value, offset)) = reader.next_field()? {
+            match field {
+                1 => scratch.attributes.push(message(value, offset, 3)?),
+                2 => dropped_attributes_count = varint(value, offset)? as u32,
+                3 => entity_ref(nested(value, offset, 3)?)?,
+                _ => {}
+            }
+        }
+    }
+    writer.resource(scratch.attributes.len() as u64);
+    if write_attributes(&scratch.attributes, 3, writer)?.is_none() {
+        return Ok(None);
+    }
+    writer.resource_end(dropped_attributes_count, resource.schema_url, resource.scopes.len() as u64);
+    for scope in &plan.scopes[resource.scopes.clone()] {
+        let (mut name, mut version, mut dropped_attributes_count) = ("", "", 0u32);
+        scratch.attributes.clear();
+        if let Some(message_bytes) = scope.scope {
+            let mut reader = message_bytes.reader();
+            while let Some((field, value, offset)) = reader.next_field()? {
+                match field {
+                    1 => name = text(value, offset)?,
+                    2 => version = text(value, offset)?,
+                    3 => scratch.attributes.push(message(value, offset, 4)?),
+                    4 => dropped_attributes_count = varint(value, offset)? as u32,
+                    _ => {}
+                }
+            }
+        }
+        writer.scope(name, version, scratch.attributes.len() as u64);
+        if write_attributes(&scratch.attributes, 4, writer)?.is_none() {
+            return Ok(None);
+        }
+        writer.scope_end(dropped_attributes_count, scope.schema_url, scope.spans.len() as u64);
+        for span in &plan.spans[scope.spans.clone()] {
+            if write_span(*span, writer, scratch)?.is_none() {
+                return Ok(None);
+            }
+        }
+    }
+    Ok(Some(()))
+}
+
+/// A span at message depth 3.
+fn write_span<'a>(span: Message<'a>, writer: &mut SpansRecordWriter, scratch: &mut Scratch<'a>) -> Written {
+    const DEPTH: u32 = 3;
+    scratch.attributes.clear();
+    scratch.events.clear();
+    scratch.links.clear();
+    let (mut trace_id, mut span_id, mut parent_span_id): (&[u8], &[u8], &[u8]) = (&[], &[], &[]);
+    let (mut trace_state, mut name, mut status_message) = ("", "", "");
+    let (mut kind, mut status_code, mut flags) = (0i32, 0i32, 0u32);
+    let (mut start, mut end) = (0u64, 0u64);
+    let (mut dropped_attributes, mut dropped_events, mut dropped_links) = (0u32, 0u32, 0u32);
+    let mut status_seen = false;
+    let mut reader = span.reader();
+    while let Some((field, value, offset)) = reader.next_field()? {
+        match field {
+            1 => trace_id = bytes(value, offset)?,
+            2 => span_id = bytes(value, offset)?,
+            3 => trace_state = text(value, offset)?,
+            4 => parent_span_id = bytes(value, offset)?,
+            5 => name = text(value, offset)?,
+            6 => kind = varint(value, offset)? as i32,
+            7 => start = fixed64(value, offset)?,
+            8 => end = fixed64(value, offset)?,
+            9 => scratch.attributes.push(message(value, offset, DEPTH + 1)?),
+            10 => dropped_attributes = varint(value, offset)? as u32,
+            11 => scratch.events.push(message(value, offset, DEPTH + 1)?),
+            12 => dropped_events = varint(value, offset)? as u32,
+            13 => scratch.links.push(message(value, offset, DEPTH + 1)?),
+            14 => dropped_links = varint(value, offset)? as u32,
+            15 => {
+                if std::mem::replace(&mut status_seen, true) {
+                    return Ok(None);
+                }
+                let mut status = nested(value, offset, DEPTH + 1)?;
+                while let Some((field, value, offset)) = status.next_field()? {
+                    match field {
+                        2 => status_message = text(value, offset)?,
+                        3 => status_code = varint(value, offset)? as i32,
+                        _ => {}
+                    }
+                }
+            }
+            16 => flags = fixed32(value, offset)?,
+            _ => {}
+        }
+    }
+    let (Ok(trace_id), Ok(span_id)) = (TraceId::try_from(trace_id), SpanId::try_from(span_id)) else {
+        return Ok(None);
+    };
+    let parent_span_id = match parent_span_id.len() {
+        0 => None,
+        8 => SpanId::try_from(parent_span_id).ok().filter(|id| *id != [0; 8]),
+        _ => return Ok(None),
+    };
+    writer.span(
+        &SpanHead {
+            trace_id,
+            span_id,
+            parent_span_id,
+            trace_state,
+            name,
+            kind: kind_of(kind),
+            status_code: status_code_of(status_code),
+            status_message,
+            flags,
+            start_ns: nanos(start),
+            end_ns: nanos(end),
+        },
+        scratch.attributes.len() as u64,
+    );
+    if write_attributes(&scratch.attributes, DEPTH + 1, writer)?.is_none() {
+        return Ok(None);
+    }
+    writer.span_attributes_end(dropped_attributes, scratch.events.len() as u64);
+    for event in &scratch.events {
+        if write_event(*event, DEPTH + 1, writer)?.is_none() {
+            return Ok(None);
+        }
+    }
+    writer.links(dropped_events, scratch.links.len() as u64);
+    for link in &scratch.links {
+        if write_link(*link, DEPTH + 1, writer)?.is_none() {
+            return Ok(None);
+        }
+    }
+    writer.span_end(dropped_links);
+    Ok(Some(()))
+}
+
+/// Counts the occurrences of field `wanted` in a message.
+fn count_field(message_bytes: Message<'_>, wanted: u32) -> Result<u64> {
+    let mut count = 0;
+    let mut reader = message_bytes.reader();
+    while let Some((field, _, _)) = reader.next_field()? {
+        count += u64::from(field == wanted);
+    }
+    Ok(count)
+}
+
+fn write_event(event: Message<'_>, depth: u32, writer: &mut SpansRecordWriter) -> Written {
+    let (mut time, mut name, mut dropped_attributes_count) = (0u64, "", 0u32);
+    let mut reader = event.reader();
+    while let Some((field, value, offset)) = reader.next_field()? {
+        match field {
+            1 => time = fixed64(value, offset)?,
+            2 => name = text(value, offset)?,
+            4 => dropped_attributes_count = varint(value, offset)? as u32,
+            _ => {}
+        }
+    }
+    writer.event(nanos(time), name, count_field(event, 3)?);
+    if write_attributes_of(event, 3, depth, writer)?.is_none() {
+        return Ok(None);
+    }
+    writer.event_end(dropped_attributes_count);
+    Ok(Some(()))
+}
+
+fn write_link(link: Message<'_>, depth: u32, writer: &mut SpansRecordWriter) -> Written {
+    let (mut trace_id, mut span_id, mut trace_state): (&[u8], &[u8], &str) = (&[], &[], "");
+    let (mut dropped_attributes_count, mut flags) = (0u32, 0u32);
+    let mut reader = link.reader();
+    while let Some((field, value, offset)) = reader.next_field()? {
+        match field {
+            1 => trace_id = bytes(value, offset)?,
+            2 => span_id = bytes(value, offset)?,
+            3 => trace_state = text(value, offset)?,
+            5 => dropped_attributes_count = varint(value, offset)? as u32,
+            6 => flags = fixed32(value, offset)?,
+            _ => {}
+        }
+    }
+    // A link with IDs of the wrong length is dropped and counted: decode_export's business.
+    let (Ok(trace_id), Ok(span_id)) = (TraceId::try_from(trace_id), SpanId::try_from(span_id)) else {
+        return Ok(None);
+    };
+    writer.link(&trace_id, &span_id, trace_state, count_field(link, 4)?);
+    if write_attributes_of(link, 4, depth, writer)?.is_none() {
+        return Ok(None);
+    }
+    writer.link_end(dropped_attributes_count, flags);
+    Ok(Some(()))
+}
+
+/// Writes the `KeyValue`s of field `field` of a message at depth `depth`.
+fn write_attributes_of(owner: Message<'_>, field: u32, depth: u32, writer: &mut SpansRecordWriter) -> Written {
+    let mut reader = owner.reader();
+    while let Some((number, value, offset)) = reader.next_field()? {
+        if number == field && write_key_value(message(value, offset, depth + 1)?, depth + 1, 0, writer)?.is_none() {
+            return Ok(None);
+        }
+    }
+    Ok(Some(()))
+}
+
+/// Writes `KeyValue` messages at depth `depth`.
+fn write_attributes(attributes: &[Message<'_>], depth: u32, writer: &mut SpansRecordWriter) -> Written {
+    for attribute in attributes {
+        if write_key_value(*attribute, depth, 0, writer)?.is_none() {
+            return Ok(None);
+        }
+    }
+    Ok(Some(()))
+}
+
+/// A `KeyValue` at message depth `depth`, its value at attribute nesting `value_depth`. A pair
+/// without a value, or with its value given twice, is left to [`decode_export`].
+fn write_key_value(pair: Message<'_>, depth: u32, value_depth: u32, writer: &mut SpansRecordWriter) -> Written {
+    let mut key = "";
+    let mut value = None;
+    let mut reader = pair.reader();
+    while let Some((field, wire, offset)) = reader.next_field()? {
+        match field {
+            1 => key = text(wire, offset)?,
+            2 if value.is_none() => value = Some(message(wire, offset, depth + 1)?),
+            2 => return Ok(None),
+            3 => {
+                varint(wire, offset)?;
+            }
+            _ => {}
+        }
+    }
+    let Some(value) = value else { return Ok(None) };
+    writer.key(key);
+    write_any_value(value, depth + 1, value_depth, writer)
+}
+
+/// An `AnyValue` holding exactly one value (anything else is left to [`decode_export`]).
+fn write_any_value(any: Message<'_>, depth: u32, value_depth: u32, writer: &mut SpansRecordWriter) -> Written {
+    let mut found = None;
+    let mut reader = any.reader();
+    while let Some((field, wire, offset)) = reader.next_field()? {
+        if (1..=8).contains(&field) {
+            if found.is_some() {
+                return Ok(None);
+            }
+            found = Some((field, wire, offset));
+        }
+    }
+    let Some((field, wire, offset)) = found else { return Ok(None) };
+    match field {
+        1 => writer.string(text(wire, offset)?),
+        2 => writer.bool(varint(wire, offset)? != 0),
+        3 => writer.int(varint(wire, offset)? as i64),
+        4 => writer.double(f64::from_bits(fixed64(wire, offset)?)),
+        5 | 6 => {
+            if value_depth >= MAX_VALUE_DEPTH {
+                return Ok(None);
+            }
+            let is_array = field == 5;
+            let list = message(wire, offset, depth + 1)?;
+            let items = count_field(list, 1)?;
+            if is_array {
+                writer.array(items);
+            } else {
+                writer.kvlist(items);
+            }
+            let mut reader = list.reader();
+            while let Some((field, wire, offset)) = reader.next_field()? {
+                if field != 1 {
+                    continue;
+                }
+                let item = message(wire, offset, depth + 2)?;
+                let written = if is_array {
+                    write_any_value(item, depth + 2, value_depth + 1, writer)?
+                } else {
+                    write_key_value(item, depth + 2, value_depth + 1, writer)?
+                };
+                if written.is_none() {
+                    return Ok(None);
+                }
+            }
+            writer.end_list();
+        }
+        7 => writer.bytes(bytes(wire, offset)?),
+        // A string by index into a dictionary OTLP traces do not carry.
+        _ => return Ok(None),
+    }
+    Ok(Some(()))
 }
 
 #[cfg(test)]

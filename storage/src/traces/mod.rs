@@ -28,6 +28,7 @@ use std::cmp::Ordering;
 
 pub use crate::logs::NsRange;
 pub use codec::TracesCodec;
+pub use records::{SpanHead, SpansRecord, SpansRecordWriter};
 pub use store::{TracesClock, TracesMaintenanceOutcome, TracesOptions, TracesStats, TracesStore};
 
 /// The tenant every request belongs to when multi-tenancy is off (Tempo's name for it).
@@ -526,6 +527,10 @@ pub trait TracesAppender: Send + Sync {
     /// Appends a batch for `tenant`. Duplicates and spans with invalid IDs are counted, not
     /// errors.
     fn append(&self, tenant: &str, batch: &[ResourceSpans]) -> Result<TracesAppendCounts, TracesError>;
+
+    /// Appends a record built by a [`SpansRecordWriter`] for its tenant, as `append` would
+    /// append the same spans.
+    fn append_record(&self, record: SpansRecord) -> Result<TracesAppendCounts, TracesError>;
 }
 
 /// Reading traces, searching spans, listing tag names and values. Every call is per tenant.

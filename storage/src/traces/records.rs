@@ -12,8 +12,8 @@ use crate::codec::{
 };
 
 use super::{
-    AttrValue, Attributes, Resource, ResourceSpans, Scope, Span, SpanEvent, SpanId, SpanKind, SpanLink, SpanStatus,
-    StatusCode, TraceId,
+    AttrValue, Attributes, Resource, ResourceSpans, Scope, ScopeSpans, Span, SpanEvent, SpanId, SpanKind, SpanLink,
+    SpanStatus, StatusCode, TraceId,
 };
 
 /// Deepest nesting of array and key/value-list values a reader follows: a bound on recursion
@@ -104,42 +104,89 @@ pub(crate) fn put_scope(out: &mut Vec<u8>, scope: &Scope, schema_url: &str) {
     put_bytes(out, schema_url.as_bytes());
 }
 
-pub(crate) fn put_span(out: &mut Vec<u8>, span: &Span) {
-    out.extend_from_slice(&span.trace_id);
-    out.extend_from_slice(&span.span_id);
-    match &span.parent_span_id {
+/// The fields of a span that come before its attributes, as the record lays them out.
+#[derive(Debug, Clone, Copy)]
+pub struct SpanHead<'a> {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    pub parent_span_id: Option<SpanId>,
+    pub trace_state: &'a str,
+    pub name: &'a str,
+    pub kind: SpanKind,
+    pub status_code: StatusCode,
+    pub status_message: &'a str,
+    pub flags: u32,
+    pub start_ns: i64,
+    pub end_ns: i64,
+}
+
+fn put_span_head(out: &mut Vec<u8>, head: &SpanHead<'_>) {
+    out.extend_from_slice(&head.trace_id);
+    out.extend_from_slice(&head.span_id);
+    match &head.parent_span_id {
         Some(parent) => {
             out.push(1);
             out.extend_from_slice(parent);
         }
         None => out.push(0),
     }
-    put_bytes(out, span.trace_state.as_bytes());
-    put_bytes(out, span.name.as_bytes());
-    out.push(span.kind.as_u8());
-    out.push(span.status.code.as_u8());
-    put_bytes(out, span.status.message.as_bytes());
-    put_uvarint(out, u64::from(span.flags));
-    put_varint(out, span.start_ns);
-    put_varint(out, span.end_ns.wrapping_sub(span.start_ns));
+    put_bytes(out, head.trace_state.as_bytes());
+    put_bytes(out, head.name.as_bytes());
+    out.push(head.kind.as_u8());
+    out.push(head.status_code.as_u8());
+    put_bytes(out, head.status_message.as_bytes());
+    put_uvarint(out, u64::from(head.flags));
+    put_varint(out, head.start_ns);
+    put_varint(out, head.end_ns.wrapping_sub(head.start_ns));
+}
+
+fn put_event_head(out: &mut Vec<u8>, span_start_ns: i64, time_ns: i64, name: &str) {
+    put_varint(out, time_ns.wrapping_sub(span_start_ns));
+    put_bytes(out, name.as_bytes());
+}
+
+fn put_link_head(out: &mut Vec<u8>, trace_id: &TraceId, span_id: &SpanId, trace_state: &str) {
+    out.extend_from_slice(trace_id);
+    out.extend_from_slice(span_id);
+    put_bytes(out, trace_state.as_bytes());
+}
+
+fn put_link_tail(out: &mut Vec<u8>, dropped_attributes_count: u32, flags: u32) {
+    put_uvarint(out, u64::from(dropped_attributes_count));
+    put_uvarint(out, u64::from(flags));
+}
+
+pub(crate) fn put_span(out: &mut Vec<u8>, span: &Span) {
+    put_span_head(
+        out,
+        &SpanHead {
+            trace_id: span.trace_id,
+            span_id: span.span_id,
+            parent_span_id: span.parent_span_id,
+            trace_state: &span.trace_state,
+            name: &span.name,
+            kind: span.kind,
+            status_code: span.status.code,
+            status_message: &span.status.message,
+            flags: span.flags,
+            start_ns: span.start_ns,
+            end_ns: span.end_ns,
+        },
+    );
     put_attrs(out, &span.attributes);
     put_uvarint(out, u64::from(span.dropped_attributes_count));
     put_uvarint(out, span.events.len() as u64);
     for event in &span.events {
-        put_varint(out, event.time_ns.wrapping_sub(span.start_ns));
-        put_bytes(out, event.name.as_bytes());
+        put_event_head(out, span.start_ns, event.time_ns, &event.name);
         put_attrs(out, &event.attributes);
         put_uvarint(out, u64::from(event.dropped_attributes_count));
     }
     put_uvarint(out, u64::from(span.dropped_events_count));
     put_uvarint(out, span.links.len() as u64);
     for link in &span.links {
-        out.extend_from_slice(&link.trace_id);
-        out.extend_from_slice(&link.span_id);
-        put_bytes(out, link.trace_state.as_bytes());
+        put_link_head(out, &link.trace_id, &link.span_id, &link.trace_state);
         put_attrs(out, &link.attributes);
-        put_uvarint(out, u64::from(link.dropped_attributes_count));
-        put_uvarint(out, u64::from(link.flags));
+        put_link_tail(out, link.dropped_attributes_count, link.flags);
     }
     put_uvarint(out, u64::from(span.dropped_links_count));
 }
@@ -228,6 +275,287 @@ pub(crate) fn encode_record(
         }
     }
     written
+}
+
+/// Bytes the sequence number takes at the start of a record built by [`SpansRecordWriter`]: a
+/// varint padded with continuation bytes to its longest form, so that the number can be filled
+/// in when the append is numbered, without moving what follows.
+const PADDED_SEQ_BYTES: usize = 10;
+
+/// Writes `value` as a [`PADDED_SEQ_BYTES`]-byte varint over `out` (a value below 2^63).
+fn put_padded_seq(out: &mut [u8], value: u64) {
+    for (index, byte) in out.iter_mut().enumerate().take(PADDED_SEQ_BYTES) {
+        let group = (value >> (7 * index)) as u8 & 0x7f;
+        *byte = if index + 1 < PADDED_SEQ_BYTES { group | 0x80 } else { group };
+    }
+}
+
+/// A spans record built directly by a producer (the OTLP protobuf decoder), without the owned
+/// model: the producer calls the writer in the record's order and gives every count before
+/// the items it counts. The writer refuses what [`encode_record`]'s callers refuse (all-zero
+/// IDs, values nested deeper than [`MAX_VALUE_DEPTH`]); a refused writer finishes as `None`.
+///
+/// Order of calls: `resource`, its attributes, `resource_end`; per scope `scope`, its
+/// attributes, `scope_end`; per span `span`, its attributes, `span_attributes_end`, per event
+/// `event`, its attributes, `event_end`; `links`, per link `link`, its attributes, `link_end`;
+/// `span_end`. An attribute is `key` then one value; a list value is `array` or `kvlist`, its
+/// items (`key` then a value for each pair of a list), then `end_list`.
+#[derive(Debug)]
+pub struct SpansRecordWriter {
+    out: Vec<u8>,
+    locations: Vec<SpanLocation>,
+    resource_offset: u32,
+    scope_offset: u32,
+    span_start_ns: i64,
+    open_lists: u32,
+    refused: bool,
+}
+
+/// A record built by [`SpansRecordWriter`], ready for [`crate::traces::TracesAppender::append_record`].
+#[derive(Debug)]
+pub struct SpansRecord {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) locations: Vec<SpanLocation>,
+}
+
+impl SpansRecord {
+    /// The tenant the record is for.
+    pub fn tenant(&self) -> &str {
+        decode_header(&self.bytes).map(|(_, tenant)| tenant).unwrap_or_default()
+    }
+
+    /// Spans in the record.
+    pub fn spans(&self) -> usize {
+        self.locations.len()
+    }
+
+    /// The record `append` writes for `batch` (numbered 0); `None` if `append` would refuse
+    /// some span of it.
+    pub fn from_batch(tenant: &str, batch: &[ResourceSpans]) -> Option<SpansRecord> {
+        use super::store::{attributes_depth_ok, span_valid};
+        let valid = batch.iter().all(|resource| {
+            attributes_depth_ok(&resource.resource.attributes)
+                && resource
+                    .scope_spans
+                    .iter()
+                    .all(|scope| attributes_depth_ok(&scope.scope.attributes) && scope.spans.iter().all(span_valid))
+        });
+        if !valid {
+            return None;
+        }
+        let spans: usize = batch.iter().flat_map(|resource| &resource.scope_spans).map(|scope| scope.spans.len()).sum();
+        let (mut bytes, mut locations) = (Vec::new(), Vec::new());
+        encode_record(&mut bytes, 0, tenant, batch, &vec![true; spans], &mut locations);
+        // Sequence number 0 is one byte; padded, like the writer's, so that it can be set.
+        let shift = (PADDED_SEQ_BYTES - 1) as u32;
+        let mut padded = vec![0; PADDED_SEQ_BYTES];
+        put_padded_seq(&mut padded, 0);
+        padded.extend_from_slice(&bytes[1..]);
+        for location in &mut locations {
+            location.span_offset += shift;
+            location.resource_offset += shift;
+            location.scope_offset += shift;
+        }
+        Some(SpansRecord { bytes: padded, locations })
+    }
+
+    /// The record numbered `seq`.
+    pub(crate) fn set_seq(&mut self, seq: u64) {
+        put_padded_seq(&mut self.bytes[..PADDED_SEQ_BYTES], seq);
+    }
+
+    /// The record's bytes after its sequence number and tenant.
+    pub fn body(&self) -> &[u8] {
+        let mut input = self.bytes.as_slice();
+        let _ = get_uvarint(&mut input);
+        let _ = get_str(&mut input);
+        input
+    }
+}
+
+impl SpansRecordWriter {
+    /// A record for `tenant` of `resources` resource groups; `capacity` is the expected size.
+    pub fn new(tenant: &str, resources: u64, capacity: usize) -> SpansRecordWriter {
+        let mut out = Vec::with_capacity(capacity.max(64));
+        out.resize(PADDED_SEQ_BYTES, 0);
+        put_padded_seq(&mut out, 0);
+        put_bytes(&mut out, tenant.as_bytes());
+        put_uvarint(&mut out, resources);
+        SpansRecordWriter {
+            out,
+            locations: Vec::new(),
+            resource_offset: 0,
+            scope_offset: 0,
+            span_start_ns: 0,
+            open_lists: 0,
+            refused: false,
+        }
+    }
+
+    fn offset(&self) -> u32 {
+        u32::try_from(self.out.len()).unwrap_or_else(|_| u32::MAX)
+    }
+
+    pub fn resource(&mut self, attributes: u64) {
+        self.resource_offset = self.offset();
+        put_uvarint(&mut self.out, attributes);
+    }
+
+    pub fn resource_end(&mut self, dropped_attributes_count: u32, schema_url: &str, scopes: u64) {
+        put_uvarint(&mut self.out, u64::from(dropped_attributes_count));
+        put_bytes(&mut self.out, schema_url.as_bytes());
+        put_uvarint(&mut self.out, scopes);
+    }
+
+    pub fn scope(&mut self, name: &str, version: &str, attributes: u64) {
+        self.scope_offset = self.offset();
+        put_bytes(&mut self.out, name.as_bytes());
+        put_bytes(&mut self.out, version.as_bytes());
+        put_uvarint(&mut self.out, attributes);
+    }
+
+    pub fn scope_end(&mut self, dropped_attributes_count: u32, schema_url: &str, spans: u64) {
+        self.resource_end(dropped_attributes_count, schema_url, spans);
+    }
+
+    /// Starts a span with `attributes` attributes; an all-zero trace or span ID refuses the
+    /// record.
+    pub fn span(&mut self, head: &SpanHead<'_>, attributes: u64) {
+        if head.trace_id == [0; 16] || head.span_id == [0; 8] {
+            self.refused = true;
+        }
+        self.locations.push(SpanLocation {
+            span_offset: self.offset(),
+            resource_offset: self.resource_offset,
+            scope_offset: self.scope_offset,
+            trace_id: head.trace_id,
+            span_id: head.span_id,
+            start_ns: head.start_ns,
+            end_ns: head.end_ns,
+        });
+        self.span_start_ns = head.start_ns;
+        put_span_head(&mut self.out, head);
+        put_uvarint(&mut self.out, attributes);
+    }
+
+    pub fn span_attributes_end(&mut self, dropped_attributes_count: u32, events: u64) {
+        put_uvarint(&mut self.out, u64::from(dropped_attributes_count));
+        put_uvarint(&mut self.out, events);
+    }
+
+    pub fn event(&mut self, time_ns: i64, name: &str, attributes: u64) {
+        put_event_head(&mut self.out, self.span_start_ns, time_ns, name);
+        put_uvarint(&mut self.out, attributes);
+    }
+
+    pub fn event_end(&mut self, dropped_attributes_count: u32) {
+        put_uvarint(&mut self.out, u64::from(dropped_attributes_count));
+    }
+
+    pub fn links(&mut self, dropped_events_count: u32, links: u64) {
+        put_uvarint(&mut self.out, u64::from(dropped_events_count));
+        put_uvarint(&mut self.out, links);
+    }
+
+    pub fn link(&mut self, trace_id: &TraceId, span_id: &SpanId, trace_state: &str, attributes: u64) {
+        put_link_head(&mut self.out, trace_id, span_id, trace_state);
+        put_uvarint(&mut self.out, attributes);
+    }
+
+    pub fn link_end(&mut self, dropped_attributes_count: u32, flags: u32) {
+        put_link_tail(&mut self.out, dropped_attributes_count, flags);
+    }
+
+    pub fn span_end(&mut self, dropped_links_count: u32) {
+        put_uvarint(&mut self.out, u64::from(dropped_links_count));
+    }
+
+    pub fn key(&mut self, key: &str) {
+        put_bytes(&mut self.out, key.as_bytes());
+    }
+
+    pub fn string(&mut self, text: &str) {
+        self.out.push(TAG_STRING);
+        put_bytes(&mut self.out, text.as_bytes());
+    }
+
+    pub fn bool(&mut self, value: bool) {
+        self.out.push(if value { TAG_TRUE } else { TAG_FALSE });
+    }
+
+    pub fn int(&mut self, value: i64) {
+        self.out.push(TAG_INT);
+        put_varint(&mut self.out, value);
+    }
+
+    pub fn double(&mut self, value: f64) {
+        self.out.push(TAG_DOUBLE);
+        self.out.extend_from_slice(&value.to_bits().to_le_bytes());
+    }
+
+    pub fn bytes(&mut self, bytes: &[u8]) {
+        self.out.push(TAG_BYTES);
+        put_bytes(&mut self.out, bytes);
+    }
+
+    fn open_list(&mut self, tag: u8, items: u64) {
+        // A list inside `open_lists` lists sits at that value depth.
+        if self.open_lists >= MAX_VALUE_DEPTH {
+            self.refused = true;
+        }
+        self.open_lists += 1;
+        self.out.push(tag);
+        put_uvarint(&mut self.out, items);
+    }
+
+    /// An array of `items` values.
+    pub fn array(&mut self, items: u64) {
+        self.open_list(TAG_ARRAY, items);
+    }
+
+    /// A key/value list of `items` pairs.
+    pub fn kvlist(&mut self, items: u64) {
+        self.open_list(TAG_KVLIST, items);
+    }
+
+    pub fn end_list(&mut self) {
+        self.open_lists = self.open_lists.saturating_sub(1);
+    }
+
+    /// The record, or `None` if something in it is refused (or it is too large to address).
+    pub fn finish(self) -> Option<SpansRecord> {
+        let fits = u32::try_from(self.out.len()).is_ok();
+        (!self.refused && fits && self.open_lists == 0)
+            .then_some(SpansRecord { bytes: self.out, locations: self.locations })
+    }
+}
+
+/// The spans of a record back in the store's model, groups as the record has them.
+pub(crate) fn to_batch(record: &[u8]) -> Parsed<Vec<ResourceSpans>> {
+    let mut input = record;
+    need(get_uvarint(&mut input))?;
+    need(get_str(&mut input))?;
+    let groups = need(get_uvarint(&mut input))?;
+    let mut batch = Vec::new();
+    for _ in 0..groups {
+        let (resource, schema_url) = get_resource(&mut input)?.to_owned()?;
+        let scopes = need(get_uvarint(&mut input))?;
+        let mut scope_spans = Vec::new();
+        for _ in 0..scopes {
+            let (scope, schema_url) = get_scope(&mut input)?.to_owned()?;
+            let count = need(get_uvarint(&mut input))?;
+            let mut spans = Vec::new();
+            for _ in 0..count {
+                spans.push(get_span(&mut input)?.to_owned()?);
+            }
+            scope_spans.push(ScopeSpans { scope, schema_url, spans });
+        }
+        batch.push(ResourceSpans { resource, schema_url, scope_spans });
+    }
+    if !input.is_empty() {
+        return Err(MalformedRecord);
+    }
+    Ok(batch)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -729,6 +1057,147 @@ pub(crate) mod tests {
             dropped_events_count: 4,
             dropped_links_count: 5,
         }
+    }
+
+    fn write_value(writer: &mut SpansRecordWriter, value: &AttrValue) {
+        match value {
+            AttrValue::String(text) => writer.string(text),
+            AttrValue::Bool(value) => writer.bool(*value),
+            AttrValue::Int(value) => writer.int(*value),
+            AttrValue::Double(value) => writer.double(*value),
+            AttrValue::Bytes(bytes) => writer.bytes(bytes),
+            AttrValue::Array(values) => {
+                writer.array(values.len() as u64);
+                values.iter().for_each(|value| write_value(writer, value));
+                writer.end_list();
+            }
+            AttrValue::KvList(pairs) => {
+                writer.kvlist(pairs.len() as u64);
+                write_attributes(writer, pairs);
+                writer.end_list();
+            }
+        }
+    }
+
+    fn write_attributes(writer: &mut SpansRecordWriter, attributes: &[(String, AttrValue)]) {
+        for (key, value) in attributes {
+            writer.key(key);
+            write_value(writer, value);
+        }
+    }
+
+    /// Drives a writer through a batch, as a producer does.
+    fn written(tenant: &str, batch: &[ResourceSpans]) -> Option<SpansRecord> {
+        let mut writer = SpansRecordWriter::new(tenant, batch.len() as u64, 0);
+        for resource in batch {
+            writer.resource(resource.resource.attributes.len() as u64);
+            write_attributes(&mut writer, &resource.resource.attributes);
+            writer.resource_end(
+                resource.resource.dropped_attributes_count,
+                &resource.schema_url,
+                resource.scope_spans.len() as u64,
+            );
+            for scope in &resource.scope_spans {
+                writer.scope(&scope.scope.name, &scope.scope.version, scope.scope.attributes.len() as u64);
+                write_attributes(&mut writer, &scope.scope.attributes);
+                writer.scope_end(scope.scope.dropped_attributes_count, &scope.schema_url, scope.spans.len() as u64);
+                for span in &scope.spans {
+                    let head = SpanHead {
+                        trace_id: span.trace_id,
+                        span_id: span.span_id,
+                        parent_span_id: span.parent_span_id,
+                        trace_state: &span.trace_state,
+                        name: &span.name,
+                        kind: span.kind,
+                        status_code: span.status.code,
+                        status_message: &span.status.message,
+                        flags: span.flags,
+                        start_ns: span.start_ns,
+                        end_ns: span.end_ns,
+                    };
+                    writer.span(&head, span.attributes.len() as u64);
+                    write_attributes(&mut writer, &span.attributes);
+                    writer.span_attributes_end(span.dropped_attributes_count, span.events.len() as u64);
+                    for event in &span.events {
+                        writer.event(event.time_ns, &event.name, event.attributes.len() as u64);
+                        write_attributes(&mut writer, &event.attributes);
+                        writer.event_end(event.dropped_attributes_count);
+                    }
+                    writer.links(span.dropped_events_count, span.links.len() as u64);
+                    for link in &span.links {
+                        writer.link(&link.trace_id, &link.span_id, &link.trace_state, link.attributes.len() as u64);
+                        write_attributes(&mut writer, &link.attributes);
+                        writer.link_end(link.dropped_attributes_count, link.flags);
+                    }
+                    writer.span_end(span.dropped_links_count);
+                }
+            }
+        }
+        writer.finish()
+    }
+
+    #[test]
+    fn a_written_record_is_the_record_append_encodes() {
+        let batch = vec![ResourceSpans {
+            resource: Resource {
+                attributes: vec![("service.name".into(), AttrValue::String("api".into()))],
+                dropped_attributes_count: 2,
+            },
+            schema_url: "https://schema/1".into(),
+            scope_spans: vec![
+                ScopeSpans {
+                    scope: Scope::default(),
+                    schema_url: String::new(),
+                    spans: vec![full_span(1, 1, None), full_span(1, 2, Some(1))],
+                },
+                ScopeSpans {
+                    scope: Scope { name: "lib".into(), ..Scope::default() },
+                    schema_url: "s".into(),
+                    spans: vec![full_span(2, 3, None)],
+                },
+            ],
+        }];
+        let mut record = written("tenant-a", &batch).unwrap();
+        let expected = SpansRecord::from_batch("tenant-a", &batch).unwrap();
+        assert_eq!(record.bytes, expected.bytes);
+        assert_eq!(record.locations, expected.locations);
+        assert_eq!((record.tenant(), record.spans()), ("tenant-a", 3));
+        for seq in [0, 1, 300, u64::from(u32::MAX) + 7, (1 << 63) - 1] {
+            record.set_seq(seq);
+            let mut walked = Vec::new();
+            assert_eq!(walk_record(&record.bytes, |location| walked.push(location)).unwrap(), (seq, "tenant-a"));
+            assert_eq!(walked, record.locations);
+        }
+        let mut batch_back = to_batch(&record.bytes).unwrap();
+        let mut original = batch.clone();
+        for resources in [&mut batch_back, &mut original] {
+            for span in resources.iter_mut().flat_map(|r| &mut r.scope_spans).flat_map(|s| &mut s.spans) {
+                span.attributes.sort_by(|a, b| a.0.cmp(&b.0));
+            }
+        }
+        assert_eq!(batch_back, original);
+    }
+
+    #[test]
+    fn a_writer_refuses_what_the_store_refuses() {
+        let zero_trace = vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans { spans: vec![full_span(0, 1, None)], ..ScopeSpans::default() }],
+            ..ResourceSpans::default()
+        }];
+        assert!(written("t", &zero_trace).is_none());
+        assert!(SpansRecord::from_batch("t", &zero_trace).is_none());
+        let mut deep = AttrValue::Int(1);
+        for _ in 0..=MAX_VALUE_DEPTH {
+            deep = AttrValue::Array(vec![deep]);
+        }
+        let mut span = full_span(1, 1, None);
+        span.attributes.push(("deep".into(), deep));
+        let too_deep = vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans { spans: vec![span], ..ScopeSpans::default() }],
+            ..ResourceSpans::default()
+        }];
+        assert!(written("t", &too_deep).is_none());
+        assert!(SpansRecord::from_batch("t", &too_deep).is_none());
     }
 
     #[test]

@@ -27,7 +27,7 @@ use super::filter::{resource_side_holds, span_matches};
 use super::head::{HeadRecord, HeadSegment, RecordContexts, SpanRef, TenantHead, for_each_span};
 use super::index::{Bounds, IndexBuilder, span_extent};
 use super::page::{DecodedGroup, GroupSelection, PageContexts, PageEncoder, PageHeader};
-use super::records::{self, MAX_VALUE_DEPTH, MalformedRecord};
+use super::records::{self, MAX_VALUE_DEPTH, MalformedRecord, SpansRecord};
 use super::{
     AttrValue, NsRange, ResourceSpans, ScopedTagNames, SearchResult, SearchStats, Span, SpanFilter, TagRef, TagScope,
     TagValue, Trace, TraceId, TracesAppendCounts, TracesAppender, TracesError, TracesQueryable,
@@ -233,11 +233,11 @@ fn value_depth_ok(value: &AttrValue, depth: u32) -> bool {
     }
 }
 
-fn attributes_depth_ok(attributes: &[(String, AttrValue)]) -> bool {
+pub(crate) fn attributes_depth_ok(attributes: &[(String, AttrValue)]) -> bool {
     attributes.iter().all(|(_, value)| value_depth_ok(value, 0))
 }
 
-fn span_valid(span: &Span) -> bool {
+pub(crate) fn span_valid(span: &Span) -> bool {
     span.trace_id != [0; 16]
         && span.span_id != [0; 8]
         && attributes_depth_ok(&span.attributes)
@@ -565,6 +565,57 @@ impl TracesStore {
         }
         scratch.release_if_large();
         drop(guard);
+        self.totals.lock().unwrap_or_else(|poison| poison.into_inner()).add(&counts);
+        Ok(counts)
+    }
+
+    /// Appends a record a producer built: the spans the head (or the record) already holds
+    /// are counted as duplicates and the record is written again without them (rare: a
+    /// client's retry); otherwise it goes to the WAL and the head as it is, not copied.
+    fn append_built(&self, mut record: SpansRecord) -> Result<TracesAppendCounts, TracesError> {
+        if record.locations.is_empty() {
+            return Ok(TracesAppendCounts::default());
+        }
+        let wal =
+            self.wal.get().ok_or(TracesError::NotWritable("the write-ahead log is still being replayed"))?.clone();
+        let tenant = record.tenant().to_string();
+        let head = self.head_or_create(&tenant);
+        let mut guard = head.lock_appends();
+        let scratch = &mut *guard;
+        scratch.batch_spans.clear();
+        let duplicates = {
+            let state = head.read();
+            record
+                .locations
+                .iter()
+                .filter(|location| {
+                    !scratch.batch_spans.insert((location.trace_id, location.span_id))
+                        || state.contains(&location.trace_id, &location.span_id)
+                })
+                .count()
+        };
+        if duplicates > 0 {
+            drop(guard);
+            let batch = records::to_batch(&record.bytes).map_err(|_| TracesError::Corrupt {
+                file: "spans record".to_string(),
+                problem: "a record built for an append does not read back".to_string(),
+            })?;
+            return self.append_batch(&tenant, &batch);
+        }
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        record.set_seq(seq);
+        wal.append_one(record_kinds::TRACES_SPANS, &record.bytes)?;
+        let counts = TracesAppendCounts { appended: record.locations.len() as u64, ..TracesAppendCounts::default() };
+        let SpansRecord { mut bytes, locations } = record;
+        // The producer sized the buffer from the request; a head keeps records until the cut.
+        if bytes.capacity() > bytes.len() + bytes.len() / 4 {
+            bytes = bytes.as_slice().to_vec();
+        }
+        let now_ns = self.options.clock.now_ns();
+        let traces_created =
+            head.write().insert(HeadRecord { seq, bytes }, &locations, now_ns, self.options.head_segment_bytes.max(1));
+        drop(guard);
+        let counts = TracesAppendCounts { traces_created, ..counts };
         self.totals.lock().unwrap_or_else(|poison| poison.into_inner()).add(&counts);
         Ok(counts)
     }
@@ -1158,6 +1209,10 @@ impl TracesStore {
 impl TracesAppender for TracesStore {
     fn append(&self, tenant: &str, batch: &[ResourceSpans]) -> Result<TracesAppendCounts, TracesError> {
         self.append_batch(tenant, batch)
+    }
+
+    fn append_record(&self, record: SpansRecord) -> Result<TracesAppendCounts, TracesError> {
+        self.append_built(record)
     }
 }
 
