@@ -272,7 +272,9 @@ fn push(storage: &Storage, tenant: &str, batch: &[ResourceSpans], expected: &mut
     expected.add(batch);
     expected.pushes += 1;
     match SpansRecord::from_batch(tenant, batch) {
-        Some(record) if expected.pushes % 2 == 0 => storage.traces().append_record(record).expect("append a record"),
+        Some(record) if expected.pushes.is_multiple_of(2) => {
+            storage.traces().append_record(record).expect("append a record")
+        }
         _ => storage.traces().append(tenant, batch).expect("append"),
     }
 }

@@ -12,10 +12,10 @@ use prost::Message;
 use tripod::api::otlp::metrics::Encoding;
 use tripod::api::otlp::traces::decode_request;
 use tripod::api::otlp::traces_wire::{decode_export, encode_export};
-use tripod::load::traces::Generator;
-use tripod_storage::traces::SpansRecord;
 use tripod::api::tempo::trace::{parse_trace_id, to_otlp, v1_json, v2_json};
 use tripod::ingest::otlp_traces::translate;
+use tripod::load::traces::Generator;
+use tripod_storage::traces::SpansRecord;
 use tripod_storage::traces::Trace;
 
 use crate::otlp::rich_request;

@@ -393,7 +393,7 @@ impl SpansRecordWriter {
     }
 
     fn offset(&self) -> u32 {
-        u32::try_from(self.out.len()).unwrap_or_else(|_| u32::MAX)
+        u32::try_from(self.out.len()).unwrap_or(u32::MAX)
     }
 
     pub fn resource(&mut self, attributes: u64) {
