@@ -53,7 +53,7 @@ impl<'a> WireReader<'a> {
         WireError { offset: self.offset(), problem }
     }
 
-    #[inline]
+    #[inline(always)]
     fn varint(&mut self) -> Result<u64, WireError> {
         // Most varints here (field keys, short lengths) are one byte.
         if let Some(&byte) = self.bytes.get(self.position)
@@ -62,6 +62,11 @@ impl<'a> WireReader<'a> {
             self.position += 1;
             return Ok(u64::from(byte));
         }
+        self.long_varint()
+    }
+
+    #[inline(never)]
+    fn long_varint(&mut self) -> Result<u64, WireError> {
         let mut value = 0u64;
         for shift in 0..10 {
             let Some(&byte) = self.bytes.get(self.position) else {
@@ -92,7 +97,7 @@ impl<'a> WireReader<'a> {
     /// The next field: its number, its value, and the offset where its value starts. `None` at
     /// the end of the message.
     #[allow(clippy::type_complexity)]
-    #[inline]
+    #[inline(always)]
     pub fn next_field(&mut self) -> Result<Option<(u32, WireValue<'a>, usize)>, WireError> {
         if self.position >= self.bytes.len() {
             return Ok(None);
@@ -124,6 +129,17 @@ impl<'a> WireReader<'a> {
         };
         Ok(Some((field, value, value_offset)))
     }
+}
+
+/// `bytes` as a string if they are UTF-8, checking the common all-ASCII case first (faster
+/// than the general check on the short strings protobuf messages carry).
+#[inline]
+pub fn utf8(bytes: &[u8]) -> Option<&str> {
+    if bytes.is_ascii() {
+        // SAFETY: ASCII is UTF-8.
+        return Some(unsafe { std::str::from_utf8_unchecked(bytes) });
+    }
+    std::str::from_utf8(bytes).ok()
 }
 
 /// Reads a packed repeated varint field (or one unpacked element) into `out`.

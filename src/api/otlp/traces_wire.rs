@@ -12,7 +12,7 @@
 
 use tripod_storage::traces::{AttrValue, Attributes, SpanHead, SpanId, SpansRecord, SpansRecordWriter, TraceId};
 
-use crate::api::wire::{WireError, WireReader, WireValue};
+use crate::api::wire::{WireError, WireReader, WireValue, utf8};
 use crate::ingest::otlp_traces::{
     BatchBuilder, Converted, EventParts, LinkParts, MAX_VALUE_DEPTH, SpanParts, Translation, kind_of, nanos,
     status_code_of,
@@ -56,7 +56,7 @@ fn fixed32(value: WireValue<'_>, offset: usize) -> Result<u32> {
 }
 
 fn text<'a>(value: WireValue<'a>, offset: usize) -> Result<&'a str> {
-    std::str::from_utf8(bytes(value, offset)?).map_err(|_| error(offset, "a string is not valid UTF-8"))
+    utf8(bytes(value, offset)?).ok_or_else(|| error(offset, "a string is not valid UTF-8"))
 }
 
 /// An embedded message at message depth `depth`: its bytes and where they start, so that it
@@ -434,13 +434,26 @@ fn link(link_bytes: Message<'_>, depth: u32) -> Result<LinkParts<'_>> {
 /// An empty request is left to it too. Whatever it encodes is exactly what [`decode_export`]
 /// and the store's own encoding would store.
 pub fn encode_export(body: &[u8], tenant: &str) -> Option<SpansRecord> {
-    let plan = Plan::of(body).ok().filter(|plan| !plan.resources.is_empty())?;
-    let mut writer = SpansRecordWriter::new(tenant, plan.resources.len() as u64, body.len() + tenant.len() + 32);
-    let mut scratch = Scratch::default();
-    for resource in &plan.resources {
-        write_resource(&plan, resource, &mut writer, &mut scratch).ok()??;
+    thread_local! {
+        /// The buffer records are written into, reused from request to request.
+        static BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
     }
-    writer.finish()
+    /// A buffer grown past this by one large request is not kept.
+    const KEPT_BUFFER_BYTES: usize = 16 << 20;
+    let plan = Plan::of(body).ok().filter(|plan| !plan.resources.is_empty())?;
+    let mut writer = SpansRecordWriter::new(tenant, plan.resources.len() as u64, BUFFER.take());
+    let mut scratch = Scratch::default();
+    let written = plan.resources.iter().try_for_each(|resource| {
+        match write_resource(&plan, resource, &mut writer, &mut scratch) {
+            Ok(Some(())) => Some(()),
+            _ => None,
+        }
+    });
+    let (record, buffer) = writer.finish();
+    if buffer.capacity() <= KEPT_BUFFER_BYTES {
+        BUFFER.set(buffer);
+    }
+    written.and(record)
 }
 
 /// The groups of a request, found by a first pass that does not enter spans.

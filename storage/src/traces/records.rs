@@ -374,9 +374,11 @@ impl SpansRecord {
 }
 
 impl SpansRecordWriter {
-    /// A record for `tenant` of `resources` resource groups; `capacity` is the expected size.
-    pub fn new(tenant: &str, resources: u64, capacity: usize) -> SpansRecordWriter {
-        let mut out = Vec::with_capacity(capacity.max(64));
+    /// A record for `tenant` of `resources` resource groups, written into `buffer` (a buffer
+    /// [`SpansRecordWriter::finish`] gave back, or a new one).
+    pub fn new(tenant: &str, resources: u64, buffer: Vec<u8>) -> SpansRecordWriter {
+        let mut out = buffer;
+        out.clear();
         out.resize(PADDED_SEQ_BYTES, 0);
         put_padded_seq(&mut out, 0);
         put_bytes(&mut out, tenant.as_bytes());
@@ -522,11 +524,15 @@ impl SpansRecordWriter {
         self.open_lists = self.open_lists.saturating_sub(1);
     }
 
-    /// The record, or `None` if something in it is refused (or it is too large to address).
-    pub fn finish(self) -> Option<SpansRecord> {
+    /// The record, or `None` if something in it is refused (or it is too large to address);
+    /// and the buffer back, for the next record. The record holds a copy of exactly its bytes
+    /// (the head keeps it), while the buffer, reused, stays in the cache and in memory already
+    /// mapped.
+    pub fn finish(self) -> (Option<SpansRecord>, Vec<u8>) {
         let fits = u32::try_from(self.out.len()).is_ok();
-        (!self.refused && fits && self.open_lists == 0)
-            .then_some(SpansRecord { bytes: self.out, locations: self.locations })
+        let record = (!self.refused && fits && self.open_lists == 0)
+            .then(|| SpansRecord { bytes: self.out.as_slice().to_vec(), locations: self.locations });
+        (record, self.out)
     }
 }
 
@@ -1088,7 +1094,7 @@ pub(crate) mod tests {
 
     /// Drives a writer through a batch, as a producer does.
     fn written(tenant: &str, batch: &[ResourceSpans]) -> Option<SpansRecord> {
-        let mut writer = SpansRecordWriter::new(tenant, batch.len() as u64, 0);
+        let mut writer = SpansRecordWriter::new(tenant, batch.len() as u64, Vec::new());
         for resource in batch {
             writer.resource(resource.resource.attributes.len() as u64);
             write_attributes(&mut writer, &resource.resource.attributes);
@@ -1133,7 +1139,7 @@ pub(crate) mod tests {
                 }
             }
         }
-        writer.finish()
+        writer.finish().0
     }
 
     #[test]
