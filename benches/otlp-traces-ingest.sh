@@ -31,8 +31,9 @@ case "$protocol" in
 esac
 
 # Block cuts run while the load runs (maintenance every second, a head cut once it is two
-# seconds old), and the figure waits for the cut of the last spans: every span is paid for
-# through to its block. TRIPOD_BENCH_CUTS=0 measures the write path alone instead: the
+# seconds old), and the figure waits for the cut of the last spans and for compaction to
+# settle (the block count unchanged for ten seconds, ten maintenance passes): every span is
+# paid for through to the block it stays in. TRIPOD_BENCH_CUTS=0 measures the write path alone instead: the
 # defaults (the first maintenance pass a minute in, after the load), up to the last
 # acknowledgement.
 cuts=${TRIPOD_BENCH_CUTS:-1}
@@ -66,21 +67,32 @@ started=$(date +%s.%N)
 out=$("$bin/tripod-load" traces --url "$url" --protocol "$protocol" --duration "${seconds}s" \
   --prepared "$prepared" --concurrency 4 2>&1)
 ended=$(date +%s.%N)
-# Until every stored span is in a block.
-head_spans() {
-  curl -fs "http://127.0.0.1:$tempo_port/metrics" | awk '$1 == "tripod_traces_head_spans" { print $2 }'
+# Until every stored span is in a block and compaction has nothing left to do.
+gauge() {
+  curl -fs "http://127.0.0.1:$tempo_port/metrics" | awk -v name="$1" '$1 == name { print $2 }'
 }
 if [ "$cuts" = 1 ]; then
-  for _ in $(seq 600); do
-    if [ "$(head_spans)" = "0" ]; then break; fi
+  settled=""
+  last=""
+  unchanged=0
+  for _ in $(seq 3000); do
+    blocks=$(gauge tripod_traces_blocks)
+    if [ "$(gauge tripod_traces_head_spans)" = "0" ] && [ "$blocks" = "$last" ]; then
+      unchanged=$((unchanged + 1))
+    else
+      unchanged=0
+    fi
+    last=$blocks
+    if [ "$unchanged" -ge 100 ]; then settled=1; break; fi
     sleep 0.1
   done
-  if [ "$(head_spans)" != "0" ]; then
-    echo "error: the head was not cut within a minute of the load's end" >&2
+  if [ -z "$settled" ]; then
+    echo "error: cuts and compaction did not settle within five minutes of the load's end" >&2
     exit 1
   fi
 fi
 after=$(cpu_ticks)
+if [ "$cuts" = 1 ]; then echo "blocks at the end: $(gauge tripod_traces_blocks)"; fi
 echo "$out"
 spans=$(sed -n 's/^traces: \([0-9]*\) spans .*/\1/p' <<<"$out" | tail -1)
 if [ -z "$spans" ] || [ "$spans" -eq 0 ]; then

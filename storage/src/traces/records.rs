@@ -531,7 +531,7 @@ impl SpansRecordWriter {
     pub fn finish(self) -> (Option<SpansRecord>, Vec<u8>) {
         let fits = u32::try_from(self.out.len()).is_ok();
         let record = (!self.refused && fits && self.open_lists == 0)
-            .then(|| SpansRecord { bytes: self.out.as_slice().to_vec(), locations: self.locations });
+            .then(|| SpansRecord { bytes: super::head::RECORD_BUFFERS.copy_of(&self.out), locations: self.locations });
         (record, self.out)
     }
 }

@@ -24,7 +24,7 @@ use super::assemble::{self, SpanInput, StoredSpan, TraceCollector};
 use super::codec::TracesCodec;
 use super::file::{self, BlockFile, BlockWriter, PageFrames};
 use super::filter::{resource_side_holds, span_matches};
-use super::head::{HeadRecord, HeadSegment, RecordContexts, SpanRef, TenantHead, for_each_span};
+use super::head::{HeadRecord, HeadSegment, RECORD_BUFFERS, RecordContexts, SpanRef, TenantHead, for_each_span};
 use super::index::{Bounds, IndexBuilder, span_extent};
 use super::page::{DecodedGroup, GroupSelection, PageContexts, PageEncoder, PageHeader};
 use super::records::{self, MAX_VALUE_DEPTH, MalformedRecord, SpansRecord};
@@ -496,7 +496,7 @@ impl TracesStore {
         let head = self.head_or_create(tenant);
         let now_ns = self.options.clock.now_ns();
         head.write().insert(
-            HeadRecord { seq, bytes: payload.to_vec() },
+            HeadRecord { seq, bytes: RECORD_BUFFERS.copy_of(payload) },
             &locations,
             now_ns,
             self.options.head_segment_bytes.max(1),
@@ -558,7 +558,7 @@ impl TracesStore {
             let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
             records::encode_record(&mut scratch.record, seq, tenant, batch, &scratch.keep, &mut scratch.locations);
             wal.append_one(record_kinds::TRACES_SPANS, &scratch.record)?;
-            let record = HeadRecord { seq, bytes: scratch.record.clone() };
+            let record = HeadRecord { seq, bytes: RECORD_BUFFERS.copy_of(&scratch.record) };
             let now_ns = self.options.clock.now_ns();
             counts.traces_created =
                 head.write().insert(record, &scratch.locations, now_ns, self.options.head_segment_bytes.max(1));
