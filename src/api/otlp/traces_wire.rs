@@ -372,54 +372,86 @@ fn span(span_bytes: Message<'_>, depth: u32) -> Result<SpanParts<'_>> {
     Ok(parts)
 }
 
-/// A span's `Event` at depth `depth`.
-fn event(event_bytes: Message<'_>, depth: u32) -> Result<EventParts> {
-    let [attribute_count, _, _] = count_fields(event_bytes, [3, 0, 0])?;
-    let mut attributes = AttributesState::with_capacity(attribute_count);
-    let (mut time_unix_nano, mut name, mut dropped_attributes_count) = (0, "", 0);
-    let mut reader = event_bytes.reader();
-    while let Some((field, wire, offset)) = reader.next_field()? {
+/// An `Event`'s fields other than its attributes (field 3).
+struct EventFields<'a> {
+    time_unix_nano: u64,
+    name: &'a str,
+    dropped_attributes_count: u32,
+}
+
+fn event_fields(event: Message<'_>) -> Result<EventFields<'_>> {
+    let mut fields = EventFields { time_unix_nano: 0, name: "", dropped_attributes_count: 0 };
+    let mut reader = event.reader();
+    while let Some((field, value, offset)) = reader.next_field()? {
         match field {
-            1 => time_unix_nano = fixed64(wire, offset)?,
-            2 => name = text(wire, offset)?,
-            3 => attributes.add(wire, offset, depth + 1)?,
-            4 => dropped_attributes_count = varint(wire, offset)? as u32,
+            1 => fields.time_unix_nano = fixed64(value, offset)?,
+            2 => fields.name = text(value, offset)?,
+            4 => fields.dropped_attributes_count = varint(value, offset)? as u32,
             _ => {}
         }
     }
+    Ok(fields)
+}
+
+/// A `Link`'s fields other than its attributes (field 4).
+struct LinkFields<'a> {
+    trace_id: &'a [u8],
+    span_id: &'a [u8],
+    trace_state: &'a str,
+    dropped_attributes_count: u32,
+    flags: u32,
+}
+
+fn link_fields(link: Message<'_>) -> Result<LinkFields<'_>> {
+    let mut fields = LinkFields { trace_id: &[], span_id: &[], trace_state: "", dropped_attributes_count: 0, flags: 0 };
+    let mut reader = link.reader();
+    while let Some((field, value, offset)) = reader.next_field()? {
+        match field {
+            1 => fields.trace_id = bytes(value, offset)?,
+            2 => fields.span_id = bytes(value, offset)?,
+            3 => fields.trace_state = text(value, offset)?,
+            5 => fields.dropped_attributes_count = varint(value, offset)? as u32,
+            6 => fields.flags = fixed32(value, offset)?,
+            _ => {}
+        }
+    }
+    Ok(fields)
+}
+
+/// The attributes (field `field`) of a message at depth `depth`, converted.
+fn attributes_of(owner: Message<'_>, field: u32, depth: u32) -> Result<Converted> {
+    let [count, _, _] = count_fields(owner, [field, 0, 0])?;
+    let mut attributes = AttributesState::with_capacity(count);
+    let mut reader = owner.reader();
+    while let Some((number, value, offset)) = reader.next_field()? {
+        if number == field {
+            attributes.add(value, offset, depth + 1)?;
+        }
+    }
+    Ok(attributes.converted())
+}
+
+/// A span's `Event` at depth `depth`.
+fn event(event_bytes: Message<'_>, depth: u32) -> Result<EventParts> {
+    let fields = event_fields(event_bytes)?;
     Ok(EventParts {
-        time_unix_nano,
-        name: name.to_string(),
-        attributes: attributes.converted(),
-        dropped_attributes_count,
+        time_unix_nano: fields.time_unix_nano,
+        name: fields.name.to_string(),
+        attributes: attributes_of(event_bytes, 3, depth)?,
+        dropped_attributes_count: fields.dropped_attributes_count,
     })
 }
 
 /// A span's `Link` at depth `depth`.
 fn link(link_bytes: Message<'_>, depth: u32) -> Result<LinkParts<'_>> {
-    let [attribute_count, _, _] = count_fields(link_bytes, [4, 0, 0])?;
-    let mut attributes = AttributesState::with_capacity(attribute_count);
-    let (mut trace_id, mut span_id, mut trace_state): (&[u8], &[u8], &str) = (&[], &[], "");
-    let (mut dropped_attributes_count, mut flags) = (0u32, 0u32);
-    let mut reader = link_bytes.reader();
-    while let Some((field, wire, offset)) = reader.next_field()? {
-        match field {
-            1 => trace_id = bytes(wire, offset)?,
-            2 => span_id = bytes(wire, offset)?,
-            3 => trace_state = text(wire, offset)?,
-            4 => attributes.add(wire, offset, depth + 1)?,
-            5 => dropped_attributes_count = varint(wire, offset)? as u32,
-            6 => flags = fixed32(wire, offset)?,
-            _ => {}
-        }
-    }
+    let fields = link_fields(link_bytes)?;
     Ok(LinkParts {
-        trace_id,
-        span_id,
-        trace_state: trace_state.to_string(),
-        attributes: attributes.converted(),
-        dropped_attributes_count,
-        flags,
+        trace_id: fields.trace_id,
+        span_id: fields.span_id,
+        trace_state: fields.trace_state.to_string(),
+        attributes: attributes_of(link_bytes, 4, depth)?,
+        dropped_attributes_count: fields.dropped_attributes_count,
+        flags: fields.flags,
     })
 }
 
@@ -698,47 +730,26 @@ fn count_field(message_bytes: Message<'_>, wanted: u32) -> Result<u64> {
 }
 
 fn write_event(event: Message<'_>, depth: u32, writer: &mut SpansRecordWriter) -> Written {
-    let (mut time, mut name, mut dropped_attributes_count) = (0u64, "", 0u32);
-    let mut reader = event.reader();
-    while let Some((field, value, offset)) = reader.next_field()? {
-        match field {
-            1 => time = fixed64(value, offset)?,
-            2 => name = text(value, offset)?,
-            4 => dropped_attributes_count = varint(value, offset)? as u32,
-            _ => {}
-        }
-    }
-    writer.event(nanos(time), name, count_field(event, 3)?);
+    let fields = event_fields(event)?;
+    writer.event(nanos(fields.time_unix_nano), fields.name, count_field(event, 3)?);
     if write_attributes_of(event, 3, depth, writer)?.is_none() {
         return Ok(None);
     }
-    writer.event_end(dropped_attributes_count);
+    writer.event_end(fields.dropped_attributes_count);
     Ok(Some(()))
 }
 
 fn write_link(link: Message<'_>, depth: u32, writer: &mut SpansRecordWriter) -> Written {
-    let (mut trace_id, mut span_id, mut trace_state): (&[u8], &[u8], &str) = (&[], &[], "");
-    let (mut dropped_attributes_count, mut flags) = (0u32, 0u32);
-    let mut reader = link.reader();
-    while let Some((field, value, offset)) = reader.next_field()? {
-        match field {
-            1 => trace_id = bytes(value, offset)?,
-            2 => span_id = bytes(value, offset)?,
-            3 => trace_state = text(value, offset)?,
-            5 => dropped_attributes_count = varint(value, offset)? as u32,
-            6 => flags = fixed32(value, offset)?,
-            _ => {}
-        }
-    }
+    let fields = link_fields(link)?;
     // A link with IDs of the wrong length is dropped and counted: decode_export's business.
-    let (Ok(trace_id), Ok(span_id)) = (TraceId::try_from(trace_id), SpanId::try_from(span_id)) else {
+    let (Ok(trace_id), Ok(span_id)) = (TraceId::try_from(fields.trace_id), SpanId::try_from(fields.span_id)) else {
         return Ok(None);
     };
-    writer.link(&trace_id, &span_id, trace_state, count_field(link, 4)?);
+    writer.link(&trace_id, &span_id, fields.trace_state, count_field(link, 4)?);
     if write_attributes_of(link, 4, depth, writer)?.is_none() {
         return Ok(None);
     }
-    writer.link_end(dropped_attributes_count, flags);
+    writer.link_end(fields.dropped_attributes_count, fields.flags);
     Ok(Some(()))
 }
 

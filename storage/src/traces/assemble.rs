@@ -10,10 +10,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::hash::FastSet;
-use super::records::{AttrsSlice, MalformedRecord, SpanView, ValueRef, put_resource, put_scope};
+use super::records::{AttrsSlice, MalformedRecord, SpanHead, SpanView, ValueRef, put_resource, put_scope};
 use super::{
-    AttrValue, Resource, ResourceSpans, Scope, ScopeSpans, SearchTrace, Span, SpanEvent, SpanId, SpanKind, SpanLink,
-    StatusCode, Trace, TraceId,
+    AttrValue, Resource, ResourceSpans, Scope, ScopeSpans, SearchTrace, Span, SpanEvent, SpanId, SpanLink, Trace,
+    TraceId,
 };
 
 /// A resource and its group's schema URL, with the bytes that identify it.
@@ -84,16 +84,7 @@ impl<'a> AttributesRef<'a> {
 pub(crate) struct SpanInput<'a> {
     pub resource: &'a Arc<ResourceInfo>,
     pub scope: &'a Arc<ScopeInfo>,
-    pub span_id: SpanId,
-    pub parent_span_id: Option<SpanId>,
-    pub trace_state: &'a str,
-    pub name: &'a str,
-    pub kind: SpanKind,
-    pub status_code: StatusCode,
-    pub status_message: &'a str,
-    pub flags: u32,
-    pub start_ns: i64,
-    pub end_ns: i64,
+    pub head: SpanHead<'a>,
     /// Dropped attributes, events and links counts.
     pub dropped: [u32; 3],
     pub attributes: AttributesRef<'a>,
@@ -107,16 +98,7 @@ impl<'a> SpanInput<'a> {
         SpanInput {
             resource: &stored.resource,
             scope: &stored.scope,
-            span_id: span.span_id,
-            parent_span_id: span.parent_span_id,
-            trace_state: &span.trace_state,
-            name: &span.name,
-            kind: span.kind,
-            status_code: span.status.code,
-            status_message: &span.status.message,
-            flags: span.flags,
-            start_ns: span.start_ns,
-            end_ns: span.end_ns,
+            head: SpanHead::of(span),
             dropped: [span.dropped_attributes_count, span.dropped_events_count, span.dropped_links_count],
             attributes: AttributesRef::Owned(&span.attributes),
             events: Cow::Borrowed(&span.events),
@@ -132,16 +114,7 @@ impl<'a> SpanInput<'a> {
         Ok(SpanInput {
             resource,
             scope,
-            span_id: view.span_id,
-            parent_span_id: view.parent_span_id,
-            trace_state: view.trace_state,
-            name: view.name,
-            kind: view.kind,
-            status_code: view.status_code,
-            status_message: view.status_message,
-            flags: view.flags,
-            start_ns: view.start_ns,
-            end_ns: view.end_ns,
+            head: view.head,
             dropped: [view.dropped_attributes_count, view.dropped_events_count, view.dropped_links_count],
             attributes: AttributesRef::Encoded(view.attributes),
             events: Cow::Owned(view.events()?),

@@ -413,12 +413,12 @@ fn visit_span(span: &SpanInput<'_>, mut emit: impl FnMut(u8, &str, ValueRef<'_>)
 /// [`visit_span`] without the span's attributes (for callers that read them once for several
 /// purposes).
 pub(crate) fn visit_span_rest(span: &SpanInput<'_>, mut emit: impl FnMut(u8, &str, ValueRef<'_>)) {
-    emit(SCOPE_INTRINSIC, intrinsics::NAME, ValueRef::Str(span.name));
-    if !span.status_message.is_empty() {
-        emit(SCOPE_INTRINSIC, intrinsics::STATUS_MESSAGE, ValueRef::Str(span.status_message));
+    emit(SCOPE_INTRINSIC, intrinsics::NAME, ValueRef::Str(span.head.name));
+    if !span.head.status_message.is_empty() {
+        emit(SCOPE_INTRINSIC, intrinsics::STATUS_MESSAGE, ValueRef::Str(span.head.status_message));
     }
-    if span.parent_span_id.is_none() {
-        emit(SCOPE_INTRINSIC, intrinsics::ROOT_NAME, ValueRef::Str(span.name));
+    if span.head.parent_span_id.is_none() {
+        emit(SCOPE_INTRINSIC, intrinsics::ROOT_NAME, ValueRef::Str(span.head.name));
         if let Some(service) = span.resource.resource.service_name() {
             emit(SCOPE_INTRINSIC, intrinsics::ROOT_SERVICE_NAME, ValueRef::Str(service));
         }
@@ -569,7 +569,7 @@ impl IndexBuilder {
         visit_span_rest(span, |scope: u8, key: &str, value: ValueRef<'_>| self.add_value(scope, key, &value));
         self.values.has_events |= !span.events.is_empty();
         self.values.has_links |= !span.links.is_empty();
-        self.bounds.add(span.start_ns, span.end_ns, span.status_code, span.kind);
+        self.bounds.add(span.head.start_ns, span.head.end_ns, span.head.status_code, span.head.kind);
     }
 
     /// Adds a span, and its resource and scope the first time they come.
@@ -646,7 +646,7 @@ impl PageSkipBuilder {
     /// Adds a span without its attributes (see [`PageSkipBuilder::add_value`]).
     pub fn add_span_rest(&mut self, span: &SpanInput<'_>) {
         visit_span_rest(span, self.emitter());
-        self.bounds.add(span.start_ns, span.end_ns, span.status_code, span.kind);
+        self.bounds.add(span.head.start_ns, span.head.end_ns, span.head.status_code, span.head.kind);
     }
 
     pub fn add_resource(&mut self, resource: &Resource) {
@@ -660,7 +660,7 @@ impl PageSkipBuilder {
     #[cfg(test)]
     pub fn add_span(&mut self, span: &SpanInput<'_>) -> Result<(), MalformedRecord> {
         visit_span(span, self.emitter())?;
-        self.bounds.add(span.start_ns, span.end_ns, span.status_code, span.kind);
+        self.bounds.add(span.head.start_ns, span.head.end_ns, span.head.status_code, span.head.kind);
         Ok(())
     }
 }

@@ -843,15 +843,15 @@ impl PageEncoder {
         put_uvarint(&mut self.group.trace_table, spans.len() as u64);
         self.positions.clear();
         for (position, span) in spans.iter().enumerate() {
-            self.positions.insert(span.span_id, position as u32);
+            self.positions.insert(span.head.span_id, position as u32);
         }
         let group = self.group_number();
         for (position, span) in spans.iter().enumerate() {
             let resource = self.resource_index(span.resource);
             let scope = self.scope_index(span.scope);
-            let name = self.strings.intern(span.name, group);
-            let status_message = self.strings.intern(span.status_message, group);
-            let trace_state = self.strings.intern(span.trace_state, group);
+            let name = self.strings.intern(span.head.name, group);
+            let status_message = self.strings.intern(span.head.status_message, group);
+            let trace_state = self.strings.intern(span.head.trace_state, group);
             // The group's first span from 0, the first span of a trace from the group's first,
             // the others from the span before them.
             let writer = &mut self.group;
@@ -861,12 +861,12 @@ impl PageEncoder {
                 _ => writer.previous_start_ns,
             };
             if writer.span_count == 0 {
-                writer.first_start_ns = span.start_ns;
+                writer.first_start_ns = span.head.start_ns;
             }
-            writer.previous_start_ns = span.start_ns;
+            writer.previous_start_ns = span.head.start_ns;
             let columns = &mut writer.spans;
-            columns.span_ids.extend_from_slice(&span.span_id);
-            match span.parent_span_id {
+            columns.span_ids.extend_from_slice(&span.head.span_id);
+            match span.head.parent_span_id {
                 None => columns.parents.push(0),
                 Some(parent) => match self.positions.get(&parent) {
                     Some(position) => put_uvarint(&mut columns.parents, u64::from(*position) + 2),
@@ -879,12 +879,12 @@ impl PageEncoder {
             put_uvarint(&mut columns.resources, u64::from(resource));
             put_uvarint(&mut columns.scopes, u64::from(scope));
             put_uvarint(&mut columns.names, u64::from(name));
-            columns.kind_status.push(span.kind.as_u8() | (span.status_code.as_u8() << 3));
+            columns.kind_status.push(span.head.kind.as_u8() | (span.head.status_code.as_u8() << 3));
             put_uvarint(&mut columns.status_messages, u64::from(status_message));
             put_uvarint(&mut columns.trace_states, u64::from(trace_state));
-            put_uvarint(&mut columns.flags, u64::from(span.flags));
-            put_varint(&mut columns.starts, span.start_ns.wrapping_sub(from));
-            put_varint(&mut columns.durations, span.end_ns.wrapping_sub(span.start_ns));
+            put_uvarint(&mut columns.flags, u64::from(span.head.flags));
+            put_varint(&mut columns.starts, span.head.start_ns.wrapping_sub(from));
+            put_varint(&mut columns.durations, span.head.end_ns.wrapping_sub(span.head.start_ns));
             for count in span.dropped {
                 put_uvarint(&mut columns.dropped, u64::from(count));
             }
@@ -896,7 +896,7 @@ impl PageEncoder {
                 let writer = &mut self.group;
                 put_uvarint(&mut writer.events, u64::from(owner - writer.previous_event_span));
                 writer.previous_event_span = owner;
-                put_varint(&mut writer.events, event.time_ns.wrapping_sub(span.start_ns));
+                put_varint(&mut writer.events, event.time_ns.wrapping_sub(span.head.start_ns));
                 put_uvarint(&mut writer.events, u64::from(self.strings.intern(&event.name, group)));
                 put_uvarint(&mut writer.events, u64::from(event.dropped_attributes_count));
                 writer.columns.add_all(

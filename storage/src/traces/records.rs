@@ -120,6 +120,25 @@ pub struct SpanHead<'a> {
     pub end_ns: i64,
 }
 
+impl<'a> SpanHead<'a> {
+    /// The head of an owned span.
+    pub fn of(span: &'a Span) -> SpanHead<'a> {
+        SpanHead {
+            trace_id: span.trace_id,
+            span_id: span.span_id,
+            parent_span_id: span.parent_span_id,
+            trace_state: &span.trace_state,
+            name: &span.name,
+            kind: span.kind,
+            status_code: span.status.code,
+            status_message: &span.status.message,
+            flags: span.flags,
+            start_ns: span.start_ns,
+            end_ns: span.end_ns,
+        }
+    }
+}
+
 fn put_span_head(out: &mut Vec<u8>, head: &SpanHead<'_>) {
     out.extend_from_slice(&head.trace_id);
     out.extend_from_slice(&head.span_id);
@@ -157,22 +176,7 @@ fn put_link_tail(out: &mut Vec<u8>, dropped_attributes_count: u32, flags: u32) {
 }
 
 pub(crate) fn put_span(out: &mut Vec<u8>, span: &Span) {
-    put_span_head(
-        out,
-        &SpanHead {
-            trace_id: span.trace_id,
-            span_id: span.span_id,
-            parent_span_id: span.parent_span_id,
-            trace_state: &span.trace_state,
-            name: &span.name,
-            kind: span.kind,
-            status_code: span.status.code,
-            status_message: &span.status.message,
-            flags: span.flags,
-            start_ns: span.start_ns,
-            end_ns: span.end_ns,
-        },
-    );
+    put_span_head(out, &SpanHead::of(span));
     put_attrs(out, &span.attributes);
     put_uvarint(out, u64::from(span.dropped_attributes_count));
     put_uvarint(out, span.events.len() as u64);
@@ -743,17 +747,7 @@ impl<'a> AttrsSlice<'a> {
 /// A span of a record, borrowed and checked.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SpanView<'a> {
-    pub trace_id: TraceId,
-    pub span_id: SpanId,
-    pub parent_span_id: Option<SpanId>,
-    pub trace_state: &'a str,
-    pub name: &'a str,
-    pub kind: SpanKind,
-    pub status_code: StatusCode,
-    pub status_message: &'a str,
-    pub flags: u32,
-    pub start_ns: i64,
-    pub end_ns: i64,
+    pub head: SpanHead<'a>,
     pub attributes: AttrsSlice<'a>,
     pub dropped_attributes_count: u32,
     /// The encoded events, `event_count` of them.
@@ -765,7 +759,8 @@ pub(crate) struct SpanView<'a> {
     pub dropped_links_count: u32,
 }
 
-pub(crate) fn get_span<'a>(input: &mut &'a [u8]) -> Parsed<SpanView<'a>> {
+/// Reads what [`put_span_head`] writes.
+fn get_span_head<'a>(input: &mut &'a [u8]) -> Parsed<SpanHead<'a>> {
     let trace_id = need(get_array::<16>(input))?;
     let span_id = need(get_array::<8>(input))?;
     let parent_span_id = match need(get_u8(input))? {
@@ -781,6 +776,23 @@ pub(crate) fn get_span<'a>(input: &mut &'a [u8]) -> Parsed<SpanView<'a>> {
     let flags = get_u32_varint(input)?;
     let start_ns = need(get_varint(input))?;
     let end_ns = start_ns.wrapping_add(need(get_varint(input))?);
+    Ok(SpanHead {
+        trace_id,
+        span_id,
+        parent_span_id,
+        trace_state,
+        name,
+        kind,
+        status_code,
+        status_message,
+        flags,
+        start_ns,
+        end_ns,
+    })
+}
+
+pub(crate) fn get_span<'a>(input: &mut &'a [u8]) -> Parsed<SpanView<'a>> {
+    let head = get_span_head(input)?;
     let attributes = get_attrs(input)?;
     let dropped_attributes_count = get_u32_varint(input)?;
     let event_count = get_u32_varint(input)?;
@@ -806,17 +818,7 @@ pub(crate) fn get_span<'a>(input: &mut &'a [u8]) -> Parsed<SpanView<'a>> {
     let links = &links_start[..links_start.len() - input.len()];
     let dropped_links_count = get_u32_varint(input)?;
     Ok(SpanView {
-        trace_id,
-        span_id,
-        parent_span_id,
-        trace_state,
-        name,
-        kind,
-        status_code,
-        status_message,
-        flags,
-        start_ns,
-        end_ns,
+        head,
         attributes,
         dropped_attributes_count,
         events,
@@ -843,7 +845,7 @@ impl<'a> SpanView<'a> {
         let mut events = Vec::with_capacity(self.event_count as usize);
         let mut input = self.events;
         for _ in 0..self.event_count {
-            let time_ns = self.start_ns.wrapping_add(need(get_varint(&mut input))?);
+            let time_ns = self.head.start_ns.wrapping_add(need(get_varint(&mut input))?);
             let name = need(get_str(&mut input))?.to_string();
             let attributes = get_attrs(&mut input)?.to_owned()?;
             let dropped_attributes_count = get_u32_varint(&mut input)?;
@@ -871,20 +873,21 @@ impl<'a> SpanView<'a> {
     pub fn to_owned(self) -> Parsed<Span> {
         let events = self.events()?;
         let links = self.links()?;
+        let head = self.head;
         Ok(Span {
-            trace_id: self.trace_id,
-            span_id: self.span_id,
-            parent_span_id: self.parent_span_id,
-            trace_state: self.trace_state.to_string(),
-            name: self.name.to_string(),
-            kind: self.kind,
-            start_ns: self.start_ns,
-            end_ns: self.end_ns,
-            status: SpanStatus { code: self.status_code, message: self.status_message.to_string() },
+            trace_id: head.trace_id,
+            span_id: head.span_id,
+            parent_span_id: head.parent_span_id,
+            trace_state: head.trace_state.to_string(),
+            name: head.name.to_string(),
+            kind: head.kind,
+            start_ns: head.start_ns,
+            end_ns: head.end_ns,
+            status: SpanStatus { code: head.status_code, message: head.status_message.to_string() },
             attributes: self.attributes.to_owned()?,
             events,
             links,
-            flags: self.flags,
+            flags: head.flags,
             dropped_attributes_count: self.dropped_attributes_count,
             dropped_events_count: self.dropped_events_count,
             dropped_links_count: self.dropped_links_count,
@@ -999,10 +1002,10 @@ pub(crate) fn walk_record(record: &[u8], mut each: impl FnMut(SpanLocation)) -> 
                     span_offset,
                     resource_offset,
                     scope_offset,
-                    trace_id: span.trace_id,
-                    span_id: span.span_id,
-                    start_ns: span.start_ns,
-                    end_ns: span.end_ns,
+                    trace_id: span.head.trace_id,
+                    span_id: span.head.span_id,
+                    start_ns: span.head.start_ns,
+                    end_ns: span.head.end_ns,
                 });
             }
         }
@@ -1108,20 +1111,7 @@ pub(crate) mod tests {
                 write_attributes(&mut writer, &scope.scope.attributes);
                 writer.scope_end(scope.scope.dropped_attributes_count, &scope.schema_url, scope.spans.len() as u64);
                 for span in &scope.spans {
-                    let head = SpanHead {
-                        trace_id: span.trace_id,
-                        span_id: span.span_id,
-                        parent_span_id: span.parent_span_id,
-                        trace_state: &span.trace_state,
-                        name: &span.name,
-                        kind: span.kind,
-                        status_code: span.status.code,
-                        status_message: &span.status.message,
-                        flags: span.flags,
-                        start_ns: span.start_ns,
-                        end_ns: span.end_ns,
-                    };
-                    writer.span(&head, span.attributes.len() as u64);
+                    writer.span(&SpanHead::of(span), span.attributes.len() as u64);
                     write_attributes(&mut writer, &span.attributes);
                     writer.span_attributes_end(span.dropped_attributes_count, span.events.len() as u64);
                     for event in &span.events {

@@ -965,7 +965,7 @@ impl TracesStore {
                     let view = records::span_at(&span.record.bytes, span.span_offset).map_err(head_corrupt)?;
                     parts.push((resource, scope, view));
                 }
-                parts.sort_by_key(|(_, _, view)| (view.start_ns, view.span_id));
+                parts.sort_by_key(|(_, _, view)| (view.head.start_ns, view.head.span_id));
                 let inputs = parts
                     .iter()
                     .map(|(resource, scope, view)| SpanInput::from_view(*view, resource, scope))

@@ -558,8 +558,7 @@ impl Pipeline {
                 }
                 Step::Decolorize => {
                     if current.contains('\x1b') {
-                        let cleaned = ansi_escapes().replace_all(current, "").into_owned();
-                        state.line = Some(cleaned);
+                        state.line = Some(without_ansi_escapes(current));
                     }
                 }
                 Step::Unwrap(unwrap) => {
@@ -580,11 +579,45 @@ impl Pipeline {
     }
 }
 
-/// ANSI escape sequences: CSI with parameters, and two-character escapes.
-fn ansi_escapes() -> &'static regex::Regex {
-    static ANSI: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
-    // The pattern is a constant known to compile.
-    ANSI.get_or_init(|| regex::Regex::new(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]").expect("constant pattern"))
+/// The length of the ANSI escape sequence at the start of `bytes` (which starts with ESC), or
+/// 0 if none starts there: a CSI sequence (ESC `[`, parameter bytes `0-9;?`, intermediate bytes
+/// space to `/`, a final byte `@` to `~`), or a two-byte escape (ESC, then `@` to `Z` or `\` to
+/// `_`).
+fn ansi_escape_len(bytes: &[u8]) -> usize {
+    match bytes.get(1) {
+        Some(b'[') => {
+            let parameters = bytes[2..].iter().take_while(|b| b.is_ascii_digit() || matches!(b, b';' | b'?')).count();
+            let intermediates = bytes[2 + parameters..].iter().take_while(|b| (b' '..=b'/').contains(b)).count();
+            match bytes.get(2 + parameters + intermediates) {
+                Some(b'@'..=b'~') => 3 + parameters + intermediates,
+                _ => 0,
+            }
+        }
+        Some(b'@'..=b'Z' | b'\\'..=b'_') => 2,
+        _ => 0,
+    }
+}
+
+/// `line` without its ANSI escape sequences (colours, cursor moves).
+fn without_ansi_escapes(line: &str) -> String {
+    let bytes = line.as_bytes();
+    let mut out = String::with_capacity(line.len());
+    let mut kept_from = 0;
+    let mut at = 0;
+    while let Some(found) = bytes[at..].iter().position(|&byte| byte == 0x1b) {
+        let escape = at + found;
+        let length = ansi_escape_len(&bytes[escape..]);
+        if length == 0 {
+            at = escape + 1;
+            continue;
+        }
+        // Escapes are ASCII: the cuts fall on character boundaries.
+        out.push_str(&line[kept_from..escape]);
+        kept_from = escape + length;
+        at = kept_from;
+    }
+    out.push_str(&line[kept_from..]);
+    out
 }
 
 /// Renders a template over the entry's labels and line; the error's words on failure.

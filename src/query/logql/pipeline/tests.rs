@@ -360,3 +360,22 @@ fn json_flattens_in_one_pass_as_a_tree_would() {
         },
     ]);
 }
+
+#[test]
+fn decolorize_removes_exactly_what_the_ansi_escape_pattern_matches() {
+    let pattern = regex::Regex::new(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]").unwrap();
+    let pieces =
+        ["\x1b", "[", "31", ";", "?", "1", " ", "/", "m", "K", "@", "~", "Z", "\\", "_", "[", "é", "x", "\x7f", "`"];
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    for _ in 0..20_000 {
+        let mut line = String::new();
+        for _ in 0..(state % 12) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            line.push_str(pieces[(state % pieces.len() as u64) as usize]);
+        }
+        assert_eq!(super::without_ansi_escapes(&line), pattern.replace_all(&line, ""), "{line:?}");
+    }
+    assert_eq!(super::without_ansi_escapes("\x1b[1;31merror\x1b[0m: disk full"), "error: disk full");
+}
