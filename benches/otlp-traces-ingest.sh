@@ -12,15 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 protocol=${1:-grpc}
 seconds=${2:-20}
-cargo build --release --quiet --bin tripod --bin tripod-load
-bin="${CARGO_TARGET_DIR:-target}/release"
-work=$(mktemp -d "${TRIPOD_BENCH_DIR:-${TMPDIR:-/tmp}}/tripod-ingest.XXXXXX")
-server=""
-cleanup() {
-  if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
+. benches/setup.sh
 grpc_port=19317
 http_port=19318
 tempo_port=19320

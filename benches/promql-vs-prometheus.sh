@@ -8,15 +8,7 @@
 # nothing), curl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet --bin tripod --bin tripod-load
-bin="${CARGO_TARGET_DIR:-target}/release"
-work=$(mktemp -d)
-server=""
-cleanup() {
-  if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
+. benches/setup.sh
 
 tripod_port=19290
 prometheus_port=19291
