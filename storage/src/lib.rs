@@ -12,6 +12,7 @@ pub mod codec;
 pub mod labels;
 pub mod logs;
 pub mod metrics;
+mod prefetch;
 pub mod traces;
 pub mod wal;
 
@@ -247,8 +248,17 @@ impl Storage {
     /// Replaces the closed WAL segments by a checkpoint of what they hold that is still needed:
     /// metrics records are filtered by the metrics store, logs records by the logs store,
     /// traces records by the traces store; other kinds are kept as they are.
+    ///
+    /// Trace heads hold the bulk of what is kept, so the checkpoint ends before the oldest
+    /// segment a trace head still needs when that still replaces a segment: the heads' records
+    /// stay in their segments instead of being copied. Otherwise (a head that has pinned the
+    /// oldest segment since the last checkpoint) it covers every closed segment.
     fn checkpoint_wal(&self, metrics_below: i64) -> Result<u64, StorageError> {
         let closed = self.wal.cut()?;
+        let closed = match (self.traces.oldest_needed_wal_segment(), self.wal.oldest_segment()?) {
+            (Some(needed), Some(oldest)) if needed > oldest && needed <= closed => needed - 1,
+            _ => closed,
+        };
         let mut kept: Vec<(RecordKind, Vec<u8>)> = Vec::new();
         self.wal.read_upto(closed, |kind, payload| {
             if record_kinds::is_metrics(kind) {

@@ -74,9 +74,7 @@ impl Series {
     pub fn prefetch(&self) {
         for source in &self.sources {
             if let SampleSource::Chunk { bytes, .. } = source {
-                for line in bytes.as_slice().chunks(64).take(PREFETCH_LINES) {
-                    prefetch(line.as_ptr());
-                }
+                crate::prefetch::prefetch_lines(bytes.as_slice(), PREFETCH_LINES);
             }
         }
     }
@@ -134,19 +132,6 @@ impl Series {
 /// The most cache lines of a chunk [`Series::prefetch`] asks for (a block's chunks are a few
 /// hundred bytes; the processor goes on by itself).
 const PREFETCH_LINES: usize = 4;
-
-/// A hint that the cache line holding `address` is read soon.
-#[inline(always)]
-fn prefetch(address: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch never faults, whatever the address, and changes nothing but the
-    // caches; SSE, which it needs, is part of x86-64.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(address.cast());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = address;
-}
 
 /// A series' samples as two columns, times and values, for evaluators that go through values
 /// in bulk, with what decoding learned of them; buffers reused from series to series.

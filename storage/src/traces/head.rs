@@ -9,7 +9,9 @@
 //! Each tenant's appends and cuts are serialised by its `append` lock, so WAL order is head
 //! order and a cut takes every span appended (by sequence number) before it.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
 
 use super::assemble::{ResourceInfo, ScopeInfo, SpanInput, StoredSpan};
 use super::hash::{FastMap, FastSet};
@@ -22,6 +24,9 @@ use super::{NsRange, SpanId, TraceId};
 #[derive(Debug)]
 pub(crate) struct HeadRecord {
     pub seq: u64,
+    /// The WAL segment the record was written to (0 for a record replayed at open: the
+    /// segment is not tracked there, and 0 keeps every segment).
+    pub wal_segment: u32,
     pub bytes: Vec<u8>,
 }
 
@@ -33,18 +38,41 @@ impl Drop for HeadRecord {
 
 /// Buffers of records the heads let go (after a cut), kept for the next appends' records: a
 /// head's memory is reused instead of returned, which spares the kernel zeroing fresh pages
-/// for every record (a fifth of ingest's CPU otherwise). At most [`RecordBuffers::MAX_BYTES`]
-/// are kept.
-pub(crate) static RECORD_BUFFERS: RecordBuffers = RecordBuffers { free: Mutex::new((Vec::new(), 0)) };
+/// for every record (a fifth of ingest's CPU otherwise). At most a head's worth is kept (the
+/// largest `block_target_bytes` of the stores opened, at least [`RecordBuffers::MIN_CAP`]), and
+/// nothing once no record was made for a while.
+pub(crate) static RECORD_BUFFERS: RecordBuffers = RecordBuffers::new(RecordBuffers::MIN_CAP);
 
 #[derive(Debug)]
 pub(crate) struct RecordBuffers {
-    /// Kept buffers, and the sum of their capacities.
-    free: Mutex<(Vec<Vec<u8>>, usize)>,
+    free: Mutex<FreeBuffers>,
+    /// The most bytes kept.
+    cap: AtomicUsize,
+}
+
+#[derive(Debug, Default, PartialEq)]
+struct FreeBuffers {
+    buffers: Vec<Vec<u8>>,
+    /// The sum of their capacities.
+    total: usize,
+    /// When a record was last made.
+    last_use: Option<Instant>,
 }
 
 impl RecordBuffers {
-    const MAX_BYTES: usize = 256 << 20;
+    const MIN_CAP: usize = 64 << 20;
+
+    const fn new(cap: usize) -> RecordBuffers {
+        RecordBuffers {
+            free: Mutex::new(FreeBuffers { buffers: Vec::new(), total: 0, last_use: None }),
+            cap: AtomicUsize::new(cap),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, FreeBuffers> {
+        // Buffers and their total are updated together: a panic cannot leave them apart.
+        self.free.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
     /// Buffers looked at for one that fits.
     const SEARCHED: usize = 16;
 
@@ -52,8 +80,9 @@ impl RecordBuffers {
     /// a new one.
     pub fn copy_of(&self, bytes: &[u8]) -> Vec<u8> {
         let found = {
-            let mut free = self.free.lock().unwrap_or_else(|poison| poison.into_inner());
-            let (buffers, total) = &mut *free;
+            let mut free = self.lock();
+            free.last_use = Some(Instant::now());
+            let FreeBuffers { buffers, total, .. } = &mut *free;
             let fits = |buffer: &Vec<u8>| {
                 buffer.capacity() >= bytes.len() && buffer.capacity() - bytes.len() <= bytes.len() / 4
             };
@@ -71,13 +100,31 @@ impl RecordBuffers {
         buffer
     }
 
+    /// Keeps up to `bytes` from now on (if that is more than before): a head's worth.
+    pub fn keep_at_least(&self, bytes: u64) {
+        self.cap.fetch_max(usize::try_from(bytes).unwrap_or(usize::MAX), Ordering::Relaxed);
+    }
+
+    /// Returns every kept buffer to the allocator when no record was made for `quiet`.
+    pub fn release_if_unused(&self, quiet: Duration) {
+        let released = {
+            let mut free = self.lock();
+            if free.last_use.is_some_and(|last| last.elapsed() < quiet) {
+                return;
+            }
+            free.total = 0;
+            std::mem::take(&mut free.buffers)
+        };
+        drop(released);
+    }
+
     fn give(&self, buffer: Vec<u8>) {
         if buffer.capacity() == 0 {
             return;
         }
-        let mut free = self.free.lock().unwrap_or_else(|poison| poison.into_inner());
-        let (buffers, total) = &mut *free;
-        if *total + buffer.capacity() <= Self::MAX_BYTES {
+        let mut free = self.lock();
+        let FreeBuffers { buffers, total, .. } = &mut *free;
+        if *total + buffer.capacity() <= self.cap.load(Ordering::Relaxed) {
             *total += buffer.capacity();
             buffers.push(buffer);
         }
@@ -301,6 +348,8 @@ pub(crate) struct HeadState {
     pub first_append_ns: Option<i64>,
     /// One more than the highest sequence number in the head.
     pub seq_end: u64,
+    /// The WAL segment of the head's first record: the head needs nothing before it.
+    pub first_wal_segment: Option<u32>,
 }
 
 impl Default for HeadState {
@@ -313,6 +362,7 @@ impl Default for HeadState {
             spans: 0,
             first_append_ns: None,
             seq_end: 0,
+            first_wal_segment: None,
         }
     }
 }
@@ -362,6 +412,8 @@ impl HeadState {
         }
         let bytes = record.bytes.len() as u64;
         self.seq_end = self.seq_end.max(record.seq + 1);
+        let first = self.first_wal_segment.get_or_insert(record.wal_segment);
+        *first = (*first).min(record.wal_segment);
         self.open.bytes += bytes;
         self.open.records.push(record);
         self.bytes += bytes;
@@ -459,6 +511,7 @@ impl TenantHead {
             spans: taken.spans,
             first_append_ns: taken.first_append_ns,
             seq_end: taken.seq_end,
+            first_wal_segment: taken.first_wal_segment,
         };
         // The taken open segment is frozen as it is; the newer segments follow.
         let open = taken.open.snapshot();
@@ -478,6 +531,10 @@ impl TenantHead {
         restored.bytes += newer.bytes;
         restored.spans += newer.spans;
         restored.seq_end = restored.seq_end.max(newer.seq_end);
+        restored.first_wal_segment = match (restored.first_wal_segment, newer.first_wal_segment) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         *state = restored;
         drop(state);
         self.cut_done(taken);
@@ -490,7 +547,7 @@ mod tests {
 
     #[test]
     fn record_buffers_are_reused_when_they_fit_and_kept_within_the_cap() {
-        let buffers = RecordBuffers { free: Mutex::new((Vec::new(), 0)) };
+        let buffers = RecordBuffers::new(1 << 20);
         let first = buffers.copy_of(&[7; 1000]);
         assert_eq!(first, vec![7; 1000]);
         let pointer = first.as_ptr();
@@ -503,12 +560,23 @@ mod tests {
         let small = buffers.copy_of(&[2; 10]);
         assert_ne!(small.as_ptr(), pointer);
         {
-            let free = buffers.free.lock().unwrap();
-            assert_eq!(free.0.len(), 1);
-            assert_eq!(free.1, free.0[0].capacity());
+            let free = buffers.lock();
+            assert_eq!(free.buffers.len(), 1);
+            assert_eq!(free.total, free.buffers[0].capacity());
         }
-        // Nothing is kept past the cap.
-        buffers.give(Vec::with_capacity(RecordBuffers::MAX_BYTES));
-        assert!(buffers.free.lock().unwrap().1 <= RecordBuffers::MAX_BYTES);
+        // Nothing is kept past the cap, which only grows.
+        buffers.give(Vec::with_capacity(1 << 20));
+        assert_eq!(buffers.lock().buffers.len(), 1);
+        buffers.keep_at_least(1000);
+        buffers.keep_at_least(4 << 20);
+        buffers.give(Vec::with_capacity(1 << 20));
+        assert_eq!(buffers.lock().buffers.len(), 2);
+        assert!(buffers.lock().total <= 4 << 20);
+        // Kept while records are being made; released after a quiet time.
+        buffers.release_if_unused(Duration::from_secs(3600));
+        assert_eq!(buffers.lock().buffers.len(), 2);
+        buffers.release_if_unused(Duration::ZERO);
+        let free = buffers.lock();
+        assert_eq!((free.buffers.len(), free.total), (0, 0));
     }
 }

@@ -160,15 +160,28 @@ impl Strings {
         self.table = table;
     }
 
+    /// Whether string `index` is `text`.
+    #[inline]
+    fn is(&self, index: u32, text: &str) -> bool {
+        index != NO_STRING && self.get(index as usize) == text.as_bytes()
+    }
+
+    /// Notes that group `user` uses string `index` (as [`Strings::intern`] does for a string
+    /// it finds).
+    #[inline]
+    fn note_use(&mut self, index: u32, user: u32) {
+        if self.users[index as usize] != user {
+            self.users[index as usize] = SHARED;
+        }
+    }
+
     /// The index of `text`, added if new; `user` is the group that uses it (or [`SHARED`]).
     fn intern(&mut self, text: &str, user: u32) -> u32 {
         let bytes = text.as_bytes();
         let hash = hash_bytes(self.seed, bytes);
         let (slot, found) = self.slot_of(bytes, hash);
         if let Some(index) = found {
-            if self.users[index as usize] != user {
-                self.users[index as usize] = SHARED;
-            }
+            self.note_use(index, user);
             return index;
         }
         let index = self.places.len() as u32;
@@ -464,7 +477,13 @@ struct SpanKey {
     entry: u32,
     /// Its set in `PageEncoder::key_values_seen`.
     seen: u32,
+    /// The string index of the key's last string value, or [`NO_STRING`]: a value repeated
+    /// from span to span is recognised by one comparison, without hashing.
+    last_value: u32,
 }
+
+/// No string (in [`SpanKey::last_value`] and `PageEncoder::recent_keys`).
+const NO_STRING: u32 = u32::MAX;
 
 /// The span columns of a group while they are written.
 #[derive(Default)]
@@ -637,6 +656,10 @@ pub(crate) struct PageEncoder {
     group: GroupWriter,
     /// Span attribute keys met, by string index.
     span_keys: Vec<SpanKey>,
+    /// Per attribute position in a span, the string index of the key last met there (or
+    /// [`NO_STRING`]): spans of one kind list the same keys in the same order, so a key is
+    /// mostly recognised by one comparison, without hashing.
+    recent_keys: Vec<u32>,
     /// Per span attribute key: a bit per string index whose value (with this key) is in the
     /// page's bloom and the block's index already.
     key_values_seen: Vec<Vec<u64>>,
@@ -670,6 +693,7 @@ impl PageEncoder {
             closed_bytes: 0,
             group: GroupWriter { first_string: 1, ..GroupWriter::default() },
             span_keys: Vec::new(),
+            recent_keys: Vec::new(),
             key_values_seen: Vec::new(),
             skip: PageSkipBuilder::default(),
             positions: FastMap::default(),
@@ -765,9 +789,27 @@ impl PageEncoder {
     /// Adds a span attribute to the group's column of its key. Its (key, value) goes into
     /// the page's bloom and `block`'s index unless the page already holds that string value
     /// for the key.
-    fn add_span_attribute(&mut self, owner: u32, key: &str, value: &ValueRef<'_>, block: &mut IndexBuilder) {
+    fn add_span_attribute(
+        &mut self,
+        owner: u32,
+        position: usize,
+        key: &str,
+        value: &ValueRef<'_>,
+        block: &mut IndexBuilder,
+    ) {
         let group = self.group_number();
-        let key_index = self.strings.intern(key, group) as usize;
+        let recent = self.recent_keys.get(position).copied().unwrap_or(NO_STRING);
+        let key_index = if self.strings.is(recent, key) {
+            self.strings.note_use(recent, group);
+            recent as usize
+        } else {
+            let index = self.strings.intern(key, group);
+            if self.recent_keys.len() <= position {
+                self.recent_keys.resize(position + 1, NO_STRING);
+            }
+            self.recent_keys[position] = index;
+            index as usize
+        };
         if self.span_keys.len() <= key_index {
             self.span_keys.resize(key_index + 1, SpanKey::default());
         }
@@ -782,6 +824,7 @@ impl PageEncoder {
                 key_hash,
                 entry: block.entry_index(SCOPE_SPAN, key),
                 seen: self.key_values_seen.len() as u32,
+                last_value: NO_STRING,
             };
             self.key_values_seen.push(Vec::new());
         }
@@ -789,13 +832,17 @@ impl PageEncoder {
             found.column = self.group.columns.column(SCOPE_SPAN, key_index as u32) as u32 + 1;
             found.group = group;
         }
-        self.span_keys[key_index] = found;
-
         self.value_scratch.clear();
         let mut repeated = false;
         match value {
             ValueRef::Str(text) => {
-                let index = self.strings.intern(text, group);
+                let index = if self.strings.is(found.last_value, text) {
+                    self.strings.note_use(found.last_value, group);
+                    found.last_value
+                } else {
+                    self.strings.intern(text, group)
+                };
+                found.last_value = index;
                 self.value_scratch.push(TAG_STRING);
                 put_uvarint(&mut self.value_scratch, u64::from(index));
                 let seen = &mut self.key_values_seen[found.seen as usize];
@@ -808,6 +855,7 @@ impl PageEncoder {
             }
             other => put_page_value_ref(&mut self.strings, group, &mut self.value_scratch, other),
         }
+        self.span_keys[key_index] = found;
         self.group.columns.put(found.column as usize - 1, owner, &self.value_scratch);
         if repeated {
             return;
@@ -890,7 +938,11 @@ impl PageEncoder {
             }
             let owner = self.group.span_count;
             // The attributes are read once, for the page, its bloom and the block's index.
-            span.attributes.for_each(|key, value| self.add_span_attribute(owner, key, &value, block))?;
+            let mut position = 0;
+            span.attributes.for_each(|key, value| {
+                self.add_span_attribute(owner, position, key, &value, block);
+                position += 1;
+            })?;
             block.add_span_rest(span);
             for event in span.events.iter() {
                 let writer = &mut self.group;
@@ -1013,6 +1065,7 @@ impl PageEncoder {
         self.closed_bytes = 0;
         self.group.clear(self.strings.count());
         self.span_keys.clear();
+        self.recent_keys.clear();
         self.key_values_seen.clear();
     }
 }

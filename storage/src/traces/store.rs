@@ -32,12 +32,21 @@ use super::{
     AttrValue, NsRange, ResourceSpans, ScopedTagNames, SearchResult, SearchStats, Span, SpanFilter, TagRef, TagScope,
     TagValue, Trace, TraceId, TracesAppendCounts, TracesAppender, TracesError, TracesQueryable,
 };
+use crate::prefetch::prefetch_lines;
 use crate::record_kinds;
 use crate::wal::{RecordKind, Wal};
 
 const SECOND_NS: i64 = 1_000_000_000;
 const MINUTE_NS: i64 = 60 * SECOND_NS;
 const HOUR_NS: i64 = 60 * MINUTE_NS;
+
+/// How long no record is made before the buffers kept for records are let go.
+const RECORD_BUFFERS_QUIET: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How many traces ahead a cut asks for spans to be brought into the caches.
+const CUT_LOOKAHEAD_TRACES: usize = 4;
+/// The cache lines of a span asked for: its head and first attributes.
+const SPAN_PREFETCH_LINES: usize = 10;
 
 /// Where the store reads the current time, in nanoseconds since the Unix epoch: for head ages
 /// and retention. Tests inject a fixed clock.
@@ -83,7 +92,9 @@ pub struct TracesOptions {
     /// Head records are grouped into segments of about this many bytes; a full segment is
     /// frozen and gets skip data, so searches skip it when it cannot match.
     pub head_segment_bytes: u64,
-    /// Maintenance cuts a tenant's head into a block once its records reach this size...
+    /// Maintenance cuts a tenant's head into a block once its records reach this size (the
+    /// default, 512 MiB, makes blocks of about 35 MB of realistic spans, past
+    /// `compaction_small_file_bytes`: a busy tenant's blocks are written once, never merged)...
     pub block_target_bytes: u64,
     /// ...or once its first span arrived this long ago.
     pub max_head_age_ns: i64,
@@ -103,7 +114,8 @@ pub struct TracesOptions {
     pub retention_ns: Option<i64>,
     /// Per-tenant retention, overriding `retention_ns`.
     pub tenant_retention_ns: HashMap<String, i64>,
-    /// Blocks smaller than this are merged by compaction...
+    /// Blocks smaller than this (those of quiet tenants, cut by age) are merged by
+    /// compaction...
     pub compaction_small_file_bytes: u64,
     /// ...once at least this many of one tenant end in the same window...
     pub compaction_min_files: usize,
@@ -120,7 +132,7 @@ impl Default for TracesOptions {
     fn default() -> Self {
         TracesOptions {
             head_segment_bytes: 4 << 20,
-            block_target_bytes: 128 << 20,
+            block_target_bytes: 512 << 20,
             max_head_age_ns: 10 * MINUTE_NS,
             page_target_bytes: 512 << 10,
             group_target_bytes: 32 << 10,
@@ -128,7 +140,7 @@ impl Default for TracesOptions {
             max_values_per_key: 1000,
             retention_ns: Some(14 * 24 * HOUR_NS),
             tenant_retention_ns: HashMap::new(),
-            compaction_small_file_bytes: 64 << 20,
+            compaction_small_file_bytes: 16 << 20,
             compaction_min_files: 4,
             compaction_window_ns: HOUR_NS,
             checkpoint_after_cut_bytes: 64 << 20,
@@ -425,6 +437,7 @@ impl TracesStore {
             *entry = (*entry).max(block.seq_end);
             next_seq = u64::max(next_seq, block.seq_end);
         }
+        RECORD_BUFFERS.keep_at_least(options.block_target_bytes);
         Ok(TracesStore {
             dir: dir.to_path_buf(),
             options,
@@ -496,7 +509,7 @@ impl TracesStore {
         let head = self.head_or_create(tenant);
         let now_ns = self.options.clock.now_ns();
         head.write().insert(
-            HeadRecord { seq, bytes: RECORD_BUFFERS.copy_of(payload) },
+            HeadRecord { seq, wal_segment: 0, bytes: RECORD_BUFFERS.copy_of(payload) },
             &locations,
             now_ns,
             self.options.head_segment_bytes.max(1),
@@ -557,8 +570,9 @@ impl TracesStore {
         if counts.appended > 0 {
             let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
             records::encode_record(&mut scratch.record, seq, tenant, batch, &scratch.keep, &mut scratch.locations);
-            wal.append_one(record_kinds::TRACES_SPANS, &scratch.record)?;
-            let record = HeadRecord { seq, bytes: RECORD_BUFFERS.copy_of(&scratch.record) };
+            let position = wal.append_one(record_kinds::TRACES_SPANS, &scratch.record)?;
+            let record =
+                HeadRecord { seq, wal_segment: position.segment, bytes: RECORD_BUFFERS.copy_of(&scratch.record) };
             let now_ns = self.options.clock.now_ns();
             counts.traces_created =
                 head.write().insert(record, &scratch.locations, now_ns, self.options.head_segment_bytes.max(1));
@@ -604,7 +618,7 @@ impl TracesStore {
         }
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         record.set_seq(seq);
-        wal.append_one(record_kinds::TRACES_SPANS, &record.bytes)?;
+        let position = wal.append_one(record_kinds::TRACES_SPANS, &record.bytes)?;
         let counts = TracesAppendCounts { appended: record.locations.len() as u64, ..TracesAppendCounts::default() };
         let SpansRecord { mut bytes, locations } = record;
         // The producer sized the buffer from the request; a head keeps records until the cut.
@@ -612,8 +626,12 @@ impl TracesStore {
             bytes = bytes.as_slice().to_vec();
         }
         let now_ns = self.options.clock.now_ns();
-        let traces_created =
-            head.write().insert(HeadRecord { seq, bytes }, &locations, now_ns, self.options.head_segment_bytes.max(1));
+        let traces_created = head.write().insert(
+            HeadRecord { seq, wal_segment: position.segment, bytes },
+            &locations,
+            now_ns,
+            self.options.head_segment_bytes.max(1),
+        );
         drop(guard);
         let counts = TracesAppendCounts { traces_created, ..counts };
         self.totals.lock().unwrap_or_else(|poison| poison.into_inner()).add(&counts);
@@ -902,6 +920,8 @@ impl TracesStore {
         let _serial = self.maintenance_lock.lock().unwrap_or_else(|poison| poison.into_inner());
         let now_ns = self.options.clock.now_ns();
         let mut outcome = TracesMaintenanceOutcome { blocks_cut: self.cut(now_ns, false)?, ..Default::default() };
+        // Spans stopped arriving: the buffers kept for the next records go back.
+        RECORD_BUFFERS.release_if_unused(RECORD_BUFFERS_QUIET);
         outcome.compactions = self.compact()?;
         outcome.blocks_deleted = self.apply_retention(now_ns)?;
         outcome.checkpoint_wanted = self.counters.cut_bytes_since_checkpoint.load(Ordering::Relaxed)
@@ -914,6 +934,21 @@ impl TracesStore {
     pub fn flush_all(&self) -> Result<u64, TracesError> {
         let _serial = self.maintenance_lock.lock().unwrap_or_else(|poison| poison.into_inner());
         self.cut(self.options.clock.now_ns(), true)
+    }
+
+    /// The oldest WAL segment a head still needs (the segment of its first record); `None`
+    /// when every head is empty. Segments before it hold no traces record to keep, so a
+    /// checkpoint that ends there copies none.
+    pub fn oldest_needed_wal_segment(&self) -> Option<u32> {
+        let mut oldest: Option<u32> = None;
+        for head in self.all_heads() {
+            let live = head.read().first_wal_segment;
+            let cutting = head.cutting().iter().filter_map(|taken| taken.first_wal_segment).min();
+            for segment in [live, cutting].into_iter().flatten() {
+                oldest = Some(oldest.map_or(segment, |current| current.min(segment)));
+            }
+        }
+        oldest
     }
 
     /// Called once a WAL checkpoint has dropped what blocks hold.
@@ -950,15 +985,26 @@ impl TracesStore {
                 None => return Ok(false),
             }
         };
-        let mut trace_ids: Vec<&TraceId> = taken.traces.keys().collect();
-        trace_ids.sort();
+        let mut traces: Vec<(&TraceId, &Vec<SpanRef>)> = taken.traces.iter().collect();
+        traces.sort_unstable_by_key(|(trace_id, _)| **trace_id);
         let written = self.write_block(&head.tenant, 1, Vec::new(), taken.seq_end, |builder| {
-            // Spans go from the head's records to the pages without being copied out.
+            // Spans go from the head's records to the pages without being copied out. Going
+            // in trace order jumps around the head's records, so the spans a few traces ahead
+            // are asked into the caches first (and the lists of spans of traces further on).
             let mut contexts = RecordContexts::default();
             let mut parts = Vec::new();
-            for trace_id in &trace_ids {
+            for (at, (trace_id, spans)) in traces.iter().enumerate() {
+                if let Some((_, further)) = traces.get(at + 2 * CUT_LOOKAHEAD_TRACES) {
+                    prefetch_lines(further.as_slice(), 2);
+                }
+                if let Some((_, ahead)) = traces.get(at + CUT_LOOKAHEAD_TRACES) {
+                    for span in ahead.iter() {
+                        let bytes = span.record.bytes.get(span.span_offset as usize..).unwrap_or_default();
+                        prefetch_lines(bytes, SPAN_PREFETCH_LINES);
+                    }
+                }
                 parts.clear();
-                for span in taken.traces.get(*trace_id).into_iter().flatten() {
+                for span in spans.iter() {
                     let (resource, scope) = contexts
                         .contexts(&span.record, span.resource_offset, span.scope_offset)
                         .map_err(head_corrupt)?;

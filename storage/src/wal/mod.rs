@@ -392,6 +392,17 @@ impl Wal {
         Ok(stats)
     }
 
+    /// The lowest segment still in the log (not replaced by a checkpoint yet), if any.
+    pub fn oldest_segment(&self) -> Result<Option<u32>, WalError> {
+        Ok(replay::list_dir(&self.dir)?
+            .into_iter()
+            .filter_map(|entry| match entry {
+                replay::DirEntry::Segment { index, .. } => Some(index),
+                _ => None,
+            })
+            .min())
+    }
+
     /// Reads, without repairing anything, the records of the checkpoint and of every segment up
     /// to and including `upto`, in order: the input of a new checkpoint. Those segments are
     /// closed, so this runs beside appends.
