@@ -54,29 +54,13 @@ ticks=$(getconf CLK_TCK)
 # The server's CPU time so far, in clock ticks (utime + stime of every thread).
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$server/stat"; }
 
-# Requests are prepared (encoded) before the load tool's clock starts; the server idles then.
-prepared=$((seconds * 300))
-if [ "$cuts" = 1 ]; then
-  # A warm-up of the same length with other traces, not counted: the figure is the server's
-  # steady state (its memory in use and reused, heads being cut as traffic goes on), not its
-  # first minute. The measured load follows at once, so its CPU time also pays for cutting
-  # what the warm-up left in the head.
-  "$bin/tripod-load" traces --url "$url" --protocol "$protocol" --duration "${seconds}s" \
-    --prepared "$prepared" --concurrency 4 --seed 2 >/dev/null 2>&1
-fi
-before=$(cpu_ticks)
-started=$(date +%s.%N)
-out=$("$bin/tripod-load" traces --url "$url" --protocol "$protocol" --duration "${seconds}s" \
-  --prepared "$prepared" --concurrency 4 2>&1)
-ended=$(date +%s.%N)
-# Until every stored span is in a block and compaction has nothing left to do.
 gauge() {
   curl -fs "http://127.0.0.1:$tempo_port/metrics" | awk -v name="$1" '$1 == name { print $2 }'
 }
-if [ "$cuts" = 1 ]; then
-  settled=""
-  last=""
-  unchanged=0
+# Waits until every stored span is in a block and compaction has nothing left to do (the block
+# count unchanged for ten seconds).
+settle() {
+  local last="" unchanged=0 blocks
   for _ in $(seq 3000); do
     blocks=$(gauge tripod_traces_blocks)
     if [ "$(gauge tripod_traces_head_spans)" = "0" ] && [ "$blocks" = "$last" ]; then
@@ -85,14 +69,29 @@ if [ "$cuts" = 1 ]; then
       unchanged=0
     fi
     last=$blocks
-    if [ "$unchanged" -ge 100 ]; then settled=1; break; fi
+    if [ "$unchanged" -ge 100 ]; then return 0; fi
     sleep 0.1
   done
-  if [ -z "$settled" ]; then
-    echo "error: cuts and compaction did not settle within five minutes of the load's end" >&2
-    exit 1
-  fi
+  echo "error: cuts and compaction did not settle within five minutes of the load's end" >&2
+  exit 1
+}
+
+# Requests are prepared (encoded) before the load tool's clock starts; the server idles then.
+prepared=$((seconds * 300))
+if [ "$cuts" = 1 ]; then
+  # A warm-up of the same length with other traces, cut and settled before the measure, not
+  # counted: the figure is the server's steady state (its memory in use and reused), not its
+  # first minute.
+  "$bin/tripod-load" traces --url "$url" --protocol "$protocol" --duration "${seconds}s" \
+    --prepared "$prepared" --concurrency 4 --seed 2 >/dev/null 2>&1
+  settle
 fi
+before=$(cpu_ticks)
+started=$(date +%s.%N)
+out=$("$bin/tripod-load" traces --url "$url" --protocol "$protocol" --duration "${seconds}s" \
+  --prepared "$prepared" --concurrency 4 2>&1)
+ended=$(date +%s.%N)
+if [ "$cuts" = 1 ]; then settle; fi
 after=$(cpu_ticks)
 if [ "$cuts" = 1 ]; then echo "blocks at the end: $(gauge tripod_traces_blocks)"; fi
 echo "$out"

@@ -20,7 +20,15 @@ pub fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
+#[inline]
 pub fn get_uvarint(input: &mut &[u8]) -> Option<u64> {
+    // Most varints (lengths, counts, small numbers) are one byte.
+    if let Some((&byte, rest)) = input.split_first()
+        && byte < 0x80
+    {
+        *input = rest;
+        return Some(u64::from(byte));
+    }
     let mut value = 0u64;
     for (index, byte) in input.iter().enumerate().take(10) {
         let shift = 7 * index as u32;
@@ -79,7 +87,12 @@ pub fn get_bytes<'a>(input: &mut &'a [u8]) -> Option<&'a [u8]> {
 }
 
 pub fn get_str<'a>(input: &mut &'a [u8]) -> Option<&'a str> {
-    std::str::from_utf8(get_bytes(input)?).ok()
+    let bytes = get_bytes(input)?;
+    if bytes.is_ascii() {
+        // SAFETY: ASCII is UTF-8 (the common case, checked a word at a time).
+        return Some(unsafe { std::str::from_utf8_unchecked(bytes) });
+    }
+    std::str::from_utf8(bytes).ok()
 }
 
 #[cfg(test)]
@@ -108,5 +121,16 @@ mod tests {
         assert_eq!(get_uvarint(&mut input), None);
         assert_eq!(get_bytes(&mut &[5u8, b'a'][..]), None);
         assert_eq!(get_uvarint(&mut &[0xffu8; 11][..]), None);
+        // Strings: ASCII, other UTF-8, and bytes that are not UTF-8.
+        for (text, expected) in [
+            (&b"plain"[..], Some("plain")),
+            ("caf\u{e9} \u{1f600}".as_bytes(), Some("caf\u{e9} \u{1f600}")),
+            (&b"a\xff"[..], None),
+            (&b"\xe2\x82"[..], None),
+        ] {
+            let mut out = Vec::new();
+            put_bytes(&mut out, text);
+            assert_eq!(get_str(&mut out.as_slice()), expected);
+        }
     }
 }

@@ -483,6 +483,10 @@ pub(crate) struct IndexBuilder {
     scopes_seen: FastSet<Vec<u8>>,
     last_resource: Option<Arc<ResourceInfo>>,
     last_scope: Option<Arc<ScopeInfo>>,
+    /// Resources and scopes already added, by address (held, so that no other takes the
+    /// address): readers share one info per identity, so this spares hashing identities.
+    resources_at: FastMap<usize, Arc<ResourceInfo>>,
+    scopes_at: FastMap<usize, Arc<ScopeInfo>>,
     canonical: Vec<u8>,
 }
 
@@ -496,6 +500,8 @@ impl IndexBuilder {
             scopes_seen: FastSet::default(),
             last_resource: None,
             last_scope: None,
+            resources_at: FastMap::default(),
+            scopes_at: FastMap::default(),
             canonical: Vec::new(),
         }
     }
@@ -582,16 +588,24 @@ impl IndexBuilder {
     fn add_contexts(&mut self, span: &SpanInput<'_>) {
         if !self.last_resource.as_ref().is_some_and(|last| Arc::ptr_eq(last, span.resource)) {
             self.last_resource = Some(span.resource.clone());
-            if !self.resources_seen.contains(&span.resource.identity) {
-                self.resources_seen.insert(span.resource.identity.clone());
-                visit_resource(&span.resource.resource, |scope, key, value| self.add_value(scope, key, &value));
+            let address = Arc::as_ptr(span.resource) as usize;
+            if !self.resources_at.contains_key(&address) {
+                self.resources_at.insert(address, span.resource.clone());
+                if !self.resources_seen.contains(&span.resource.identity) {
+                    self.resources_seen.insert(span.resource.identity.clone());
+                    visit_resource(&span.resource.resource, |scope, key, value| self.add_value(scope, key, &value));
+                }
             }
         }
         if !self.last_scope.as_ref().is_some_and(|last| Arc::ptr_eq(last, span.scope)) {
             self.last_scope = Some(span.scope.clone());
-            if !self.scopes_seen.contains(&span.scope.identity) {
-                self.scopes_seen.insert(span.scope.identity.clone());
-                visit_scope(&span.scope.scope, |scope, key, value| self.add_value(scope, key, &value));
+            let address = Arc::as_ptr(span.scope) as usize;
+            if !self.scopes_at.contains_key(&address) {
+                self.scopes_at.insert(address, span.scope.clone());
+                if !self.scopes_seen.contains(&span.scope.identity) {
+                    self.scopes_seen.insert(span.scope.identity.clone());
+                    visit_scope(&span.scope.scope, |scope, key, value| self.add_value(scope, key, &value));
+                }
             }
         }
     }

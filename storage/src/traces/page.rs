@@ -482,6 +482,9 @@ struct SpanKey {
     last_value: u32,
 }
 
+/// Traces of at most this many spans find a span's parent by a scan rather than a map.
+const SCANNED_TRACE_SPANS: usize = 32;
+
 /// No string (in [`SpanKey::last_value`] and `PageEncoder::recent_keys`).
 const NO_STRING: u32 = u32::MAX;
 
@@ -642,12 +645,16 @@ pub(crate) struct PageEncoder {
     resources: Vec<u8>,
     resource_count: u32,
     resource_by_identity: FastMap<Vec<u8>, u32>,
+    /// Resources met, by address (held, so that no other takes the address): readers share
+    /// one `ResourceInfo` per identity, so this spares hashing the identity per span.
+    resource_by_address: FastMap<usize, (Arc<ResourceInfo>, u32)>,
     /// The last resource and scope interned: a run of spans of one resource costs a pointer
     /// comparison.
     last_resource: Option<(Arc<ResourceInfo>, u32)>,
     scopes: Vec<u8>,
     scope_count: u32,
     scope_by_identity: FastMap<Vec<u8>, u32>,
+    scope_by_address: FastMap<usize, (Arc<ScopeInfo>, u32)>,
     last_scope: Option<(Arc<ScopeInfo>, u32)>,
     /// Attribute columns of the resources and scopes (the header's).
     context_columns: Columns,
@@ -683,10 +690,12 @@ impl PageEncoder {
             resources: Vec::new(),
             resource_count: 0,
             resource_by_identity: FastMap::default(),
+            resource_by_address: FastMap::default(),
             last_resource: None,
             scopes: Vec::new(),
             scope_count: 0,
             scope_by_identity: FastMap::default(),
+            scope_by_address: FastMap::default(),
             last_scope: None,
             context_columns: Columns::default(),
             closed: Vec::new(),
@@ -728,6 +737,12 @@ impl PageEncoder {
         {
             return *index;
         }
+        let address = Arc::as_ptr(info) as usize;
+        if let Some((_, index)) = self.resource_by_address.get(&address) {
+            let index = *index;
+            self.last_resource = Some((info.clone(), index));
+            return index;
+        }
         let index = match self.resource_by_identity.get(&info.identity) {
             Some(index) => *index,
             None => {
@@ -749,6 +764,7 @@ impl PageEncoder {
                 index
             }
         };
+        self.resource_by_address.insert(address, (info.clone(), index));
         self.last_resource = Some((info.clone(), index));
         index
     }
@@ -758,6 +774,12 @@ impl PageEncoder {
             && Arc::ptr_eq(last, info)
         {
             return *index;
+        }
+        let address = Arc::as_ptr(info) as usize;
+        if let Some((_, index)) = self.scope_by_address.get(&address) {
+            let index = *index;
+            self.last_scope = Some((info.clone(), index));
+            return index;
         }
         let index = match self.scope_by_identity.get(&info.identity) {
             Some(index) => *index,
@@ -782,6 +804,7 @@ impl PageEncoder {
                 index
             }
         };
+        self.scope_by_address.insert(address, (info.clone(), index));
         self.last_scope = Some((info.clone(), index));
         index
     }
@@ -889,9 +912,13 @@ impl PageEncoder {
         self.group.traces += 1;
         self.group.trace_table.extend_from_slice(trace_id);
         put_uvarint(&mut self.group.trace_table, spans.len() as u64);
+        // A parent is found among a small trace's spans by a scan, in a large one by a map.
+        let scan = spans.len() <= SCANNED_TRACE_SPANS;
         self.positions.clear();
-        for (position, span) in spans.iter().enumerate() {
-            self.positions.insert(span.head.span_id, position as u32);
+        if !scan {
+            for (position, span) in spans.iter().enumerate() {
+                self.positions.insert(span.head.span_id, position as u32);
+            }
         }
         let group = self.group_number();
         for (position, span) in spans.iter().enumerate() {
@@ -916,8 +943,12 @@ impl PageEncoder {
             columns.span_ids.extend_from_slice(&span.head.span_id);
             match span.head.parent_span_id {
                 None => columns.parents.push(0),
-                Some(parent) => match self.positions.get(&parent) {
-                    Some(position) => put_uvarint(&mut columns.parents, u64::from(*position) + 2),
+                Some(parent) => match if scan {
+                    spans.iter().position(|other| other.head.span_id == parent).map(|at| at as u32)
+                } else {
+                    self.positions.get(&parent).copied()
+                } {
+                    Some(position) => put_uvarint(&mut columns.parents, u64::from(position) + 2),
                     None => {
                         columns.parents.push(1);
                         columns.parent_ids.extend_from_slice(&parent);
@@ -1055,10 +1086,12 @@ impl PageEncoder {
         self.resources.clear();
         self.resource_count = 0;
         self.resource_by_identity.clear();
+        self.resource_by_address.clear();
         self.last_resource = None;
         self.scopes.clear();
         self.scope_count = 0;
         self.scope_by_identity.clear();
+        self.scope_by_address.clear();
         self.last_scope = None;
         self.context_columns.clear();
         self.closed.clear();
