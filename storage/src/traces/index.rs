@@ -589,21 +589,21 @@ impl IndexBuilder {
         if !self.last_resource.as_ref().is_some_and(|last| Arc::ptr_eq(last, span.resource)) {
             self.last_resource = Some(span.resource.clone());
             let address = Arc::as_ptr(span.resource) as usize;
-            if self.resources_at.insert(address, span.resource.clone()).is_none() {
-                if !self.resources_seen.contains(&span.resource.identity) {
-                    self.resources_seen.insert(span.resource.identity.clone());
-                    visit_resource(&span.resource.resource, |scope, key, value| self.add_value(scope, key, &value));
-                }
+            if self.resources_at.insert(address, span.resource.clone()).is_none()
+                && !self.resources_seen.contains(&span.resource.identity)
+            {
+                self.resources_seen.insert(span.resource.identity.clone());
+                visit_resource(&span.resource.resource, |scope, key, value| self.add_value(scope, key, &value));
             }
         }
         if !self.last_scope.as_ref().is_some_and(|last| Arc::ptr_eq(last, span.scope)) {
             self.last_scope = Some(span.scope.clone());
             let address = Arc::as_ptr(span.scope) as usize;
-            if self.scopes_at.insert(address, span.scope.clone()).is_none() {
-                if !self.scopes_seen.contains(&span.scope.identity) {
-                    self.scopes_seen.insert(span.scope.identity.clone());
-                    visit_scope(&span.scope.scope, |scope, key, value| self.add_value(scope, key, &value));
-                }
+            if self.scopes_at.insert(address, span.scope.clone()).is_none()
+                && !self.scopes_seen.contains(&span.scope.identity)
+            {
+                self.scopes_seen.insert(span.scope.identity.clone());
+                visit_scope(&span.scope.scope, |scope, key, value| self.add_value(scope, key, &value));
             }
         }
     }
