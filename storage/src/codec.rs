@@ -87,7 +87,12 @@ pub fn get_bytes<'a>(input: &mut &'a [u8]) -> Option<&'a [u8]> {
 }
 
 pub fn get_str<'a>(input: &mut &'a [u8]) -> Option<&'a str> {
-    let bytes = get_bytes(input)?;
+    str_of(get_bytes(input)?)
+}
+
+/// `bytes` as text, if they are UTF-8.
+#[inline]
+pub fn str_of(bytes: &[u8]) -> Option<&str> {
     if bytes.is_ascii() {
         // SAFETY: ASCII is UTF-8 (the common case, checked a word at a time).
         return Some(unsafe { std::str::from_utf8_unchecked(bytes) });

@@ -61,8 +61,12 @@ pub mod record_kinds {
         (16..=31).contains(&kind.as_u8())
     }
 
-    /// Traces: one append's spans (sequence number, tenant, resources, scopes, spans).
-    pub const TRACES_SPANS: RecordKind = kind(32);
+    /// Traces: one append's spans (sequence number, tenant, resources, scopes, spans), every
+    /// key and value inline: the layout written before string tables, still replayed.
+    pub const TRACES_SPANS_INLINE: RecordKind = kind(32);
+    /// Traces: one append's spans (sequence number, tenant, string table, resources, scopes,
+    /// spans), the keys and repeated string values of span attributes through the table.
+    pub const TRACES_SPANS: RecordKind = kind(33);
 
     /// Whether a kind belongs to the traces store.
     pub fn is_traces(kind: RecordKind) -> bool {

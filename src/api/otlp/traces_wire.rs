@@ -10,7 +10,9 @@
 //! given twice is replaced (or, for two lists, appended), and messages nest at most 100 deep.
 //! Groups (wire types 3 and 4, unused by OTLP) are refused.
 
-use tripod_storage::traces::{AttrValue, Attributes, SpanHead, SpanId, SpansRecord, SpansRecordWriter, TraceId};
+use tripod_storage::traces::{
+    AttrValue, Attributes, RecordScratch, SpanHead, SpanId, SpansRecord, SpansRecordWriter, TraceId,
+};
 
 use crate::api::wire::{WireError, WireReader, WireValue, utf8};
 use crate::ingest::otlp_traces::{
@@ -467,13 +469,13 @@ fn link(link_bytes: Message<'_>, depth: u32) -> Result<LinkParts<'_>> {
 /// and the store's own encoding would store.
 pub fn encode_export(body: &[u8], tenant: &str) -> Option<SpansRecord> {
     thread_local! {
-        /// The buffer records are written into, reused from request to request.
-        static BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+        /// What records are written in, reused from request to request.
+        static SCRATCH: std::cell::Cell<RecordScratch> = std::cell::Cell::new(RecordScratch::default());
     }
-    /// A buffer grown past this by one large request is not kept.
-    const KEPT_BUFFER_BYTES: usize = 16 << 20;
+    /// Scratch grown past this by one large request is not kept.
+    const KEPT_SCRATCH_BYTES: usize = 16 << 20;
     let plan = Plan::of(body).ok().filter(|plan| !plan.resources.is_empty())?;
-    let mut writer = SpansRecordWriter::new(tenant, plan.resources.len() as u64, BUFFER.take());
+    let mut writer = SpansRecordWriter::new(tenant, plan.resources.len() as u64, SCRATCH.take());
     let mut scratch = Scratch::default();
     let written = plan.resources.iter().try_for_each(|resource| {
         match write_resource(&plan, resource, &mut writer, &mut scratch) {
@@ -481,9 +483,9 @@ pub fn encode_export(body: &[u8], tenant: &str) -> Option<SpansRecord> {
             _ => None,
         }
     });
-    let (record, buffer) = writer.finish();
-    if buffer.capacity() <= KEPT_BUFFER_BYTES {
-        BUFFER.set(buffer);
+    let (record, scratch) = writer.finish();
+    if scratch.capacity() <= KEPT_SCRATCH_BYTES {
+        SCRATCH.set(scratch);
     }
     written.and(record)
 }

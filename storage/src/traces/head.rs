@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use super::assemble::{ResourceInfo, ScopeInfo, SpanInput, StoredSpan};
 use super::hash::{FastMap, FastSet};
 use super::index::{Bounds, IndexBuilder, ValueIndex};
-use super::records::{self, MalformedRecord, SpanLocation};
+use super::records::{self, Layout, MalformedRecord, RecordScratch, SpanLocation, SpanView, StringTable};
 use super::{NsRange, SpanId, TraceId};
 
 /// An append's record, kept as it went to the WAL. Its buffer goes back to
@@ -28,6 +28,21 @@ pub(crate) struct HeadRecord {
     /// segment is not tracked there, and 0 keeps every segment).
     pub wal_segment: u32,
     pub bytes: Vec<u8>,
+    /// The record's string table (`None` for a replayed record of the inline layout).
+    pub strings: Option<StringTable>,
+}
+
+impl HeadRecord {
+    /// The span at `offset`.
+    pub fn span_at(&self, offset: u32) -> Result<SpanView<'_>, MalformedRecord> {
+        records::span_at(&self.bytes, self.strings.as_ref(), offset)
+    }
+
+    /// Calls `each` with the location of every span, in order.
+    pub fn walk(&self, each: impl FnMut(SpanLocation)) -> Result<(), MalformedRecord> {
+        let layout = if self.strings.is_some() { Layout::Tabled } else { Layout::Inline };
+        records::walk_record(&self.bytes, layout, each).map(|_| ())
+    }
 }
 
 impl Drop for HeadRecord {
@@ -52,11 +67,26 @@ pub(crate) struct RecordBuffers {
 
 #[derive(Debug, Default, PartialEq)]
 struct FreeBuffers {
-    buffers: Vec<Vec<u8>>,
+    /// By size class (see [`size_class`]): buffers that hold at least that class's bytes.
+    classes: Vec<Vec<Vec<u8>>>,
     /// The sum of their capacities.
     total: usize,
     /// When a record was last made.
     last_use: Option<Instant>,
+}
+
+/// Size classes per doubling: a buffer made for a record is at most an eighth larger.
+const CLASS_STEPS: usize = 8;
+
+/// The smallest size class that holds `len` bytes: its number and bytes. Classes split each
+/// doubling into [`CLASS_STEPS`] steps, so that records of about one size share buffers.
+fn size_class(len: usize) -> (usize, usize) {
+    let len = len.max(64);
+    // 2^high <= len - 1 < 2^(high + 1), high >= 5.
+    let high = (usize::BITS - 1 - (len - 1).leading_zeros()) as usize;
+    let step = 1usize << (high - 3);
+    let steps = (len - 1 - (1 << high)) / step;
+    (high * CLASS_STEPS + steps, (1 << high) + (steps + 1) * step)
 }
 
 impl RecordBuffers {
@@ -64,7 +94,7 @@ impl RecordBuffers {
 
     const fn new(cap: usize) -> RecordBuffers {
         RecordBuffers {
-            free: Mutex::new(FreeBuffers { buffers: Vec::new(), total: 0, last_use: None }),
+            free: Mutex::new(FreeBuffers { classes: Vec::new(), total: 0, last_use: None }),
             cap: AtomicUsize::new(cap),
         }
     }
@@ -73,30 +103,27 @@ impl RecordBuffers {
         // Buffers and their total are updated together: a panic cannot leave them apart.
         self.free.lock().unwrap_or_else(|poison| poison.into_inner())
     }
-    /// Buffers looked at for one that fits.
-    const SEARCHED: usize = 16;
 
-    /// A copy of `bytes` in a kept buffer that fits it (no more than a quarter larger), or in
-    /// a new one.
-    pub fn copy_of(&self, bytes: &[u8]) -> Vec<u8> {
+    /// A copy of `parts` one after the other in a kept buffer of their size class (or of the
+    /// next: at most a quarter larger), or in a new one of their class.
+    pub fn copy_of(&self, parts: &[&[u8]]) -> Vec<u8> {
+        let len: usize = parts.iter().map(|part| part.len()).sum();
+        let (class, class_bytes) = size_class(len);
         let found = {
             let mut free = self.lock();
             free.last_use = Some(Instant::now());
-            let FreeBuffers { buffers, total, .. } = &mut *free;
-            let fits = |buffer: &Vec<u8>| {
-                buffer.capacity() >= bytes.len() && buffer.capacity() - bytes.len() <= bytes.len() / 4
-            };
-            let start = buffers.len().saturating_sub(Self::SEARCHED);
-            let at = buffers[start..].iter().rposition(fits).map(|at| start + at);
-            at.map(|at| {
-                let buffer = buffers.swap_remove(at);
+            let FreeBuffers { classes, total, .. } = &mut *free;
+            let found = classes.get_mut(class..).into_iter().flatten().take(2).find_map(|buffers| buffers.pop());
+            if let Some(buffer) = &found {
                 *total -= buffer.capacity();
-                buffer
-            })
+            }
+            found
         };
-        let mut buffer = found.unwrap_or_else(|| Vec::with_capacity(bytes.len()));
+        let mut buffer = found.unwrap_or_else(|| Vec::with_capacity(class_bytes));
         buffer.clear();
-        buffer.extend_from_slice(bytes);
+        for part in parts {
+            buffer.extend_from_slice(part);
+        }
         buffer
     }
 
@@ -113,20 +140,26 @@ impl RecordBuffers {
                 return;
             }
             free.total = 0;
-            std::mem::take(&mut free.buffers)
+            std::mem::take(&mut free.classes)
         };
         drop(released);
     }
 
     fn give(&self, buffer: Vec<u8>) {
-        if buffer.capacity() == 0 {
+        if buffer.capacity() < 64 {
             return;
         }
+        // The largest class the buffer holds.
+        let (class, class_bytes) = size_class(buffer.capacity());
+        let class = if class_bytes <= buffer.capacity() { class } else { class - 1 };
         let mut free = self.lock();
-        let FreeBuffers { buffers, total, .. } = &mut *free;
+        let FreeBuffers { classes, total, .. } = &mut *free;
         if *total + buffer.capacity() <= self.cap.load(Ordering::Relaxed) {
             *total += buffer.capacity();
-            buffers.push(buffer);
+            if classes.len() <= class {
+                classes.resize_with(class + 1, Vec::new);
+            }
+            classes[class].push(buffer);
         }
     }
 }
@@ -220,13 +253,13 @@ pub(crate) fn for_each_input(
     for record in records {
         let mut contexts = RecordContexts::default();
         let mut failure = None;
-        records::walk_record(&record.bytes, |location| {
+        record.walk(|location| {
             if failure.is_some() {
                 return;
             }
             let result = contexts.contexts(record, location.resource_offset, location.scope_offset).and_then(
                 |(resource, scope)| {
-                    let view = records::span_at(&record.bytes, location.span_offset)?;
+                    let view = record.span_at(location.span_offset)?;
                     each(&SpanInput::from_view(view, &resource, &scope)?)
                 },
             );
@@ -249,7 +282,7 @@ pub(crate) fn for_each_span(
     for record in records {
         let mut contexts = RecordContexts::default();
         let mut failure = None;
-        records::walk_record(&record.bytes, |location| {
+        record.walk(|location| {
             if failure.is_some() {
                 return;
             }
@@ -288,7 +321,7 @@ impl RecordContexts {
         span_offset: u32,
     ) -> Result<StoredSpan, MalformedRecord> {
         let (resource, scope) = self.contexts(record, resource_offset, scope_offset)?;
-        let span = records::span_at(&record.bytes, span_offset)?.to_owned()?;
+        let span = record.span_at(span_offset)?.to_owned()?;
         Ok(StoredSpan { resource, scope, span })
     }
 
@@ -429,9 +462,8 @@ impl HeadState {
 /// Buffers an append reuses. Held under the tenant's `append` lock.
 #[derive(Debug, Default)]
 pub(crate) struct AppendScratch {
-    pub record: Vec<u8>,
+    pub record: RecordScratch,
     pub keep: Vec<bool>,
-    pub locations: Vec<SpanLocation>,
     pub batch_spans: FastSet<(TraceId, SpanId)>,
 }
 
@@ -545,38 +577,66 @@ impl TenantHead {
 mod tests {
     use super::*;
 
+    fn kept(buffers: &RecordBuffers) -> usize {
+        buffers.lock().classes.iter().map(Vec::len).sum()
+    }
+
     #[test]
-    fn record_buffers_are_reused_when_they_fit_and_kept_within_the_cap() {
+    fn size_classes_hold_their_lengths_within_an_eighth() {
+        let mut last = (0, 0);
+        for len in 1..100_000 {
+            let (class, bytes) = size_class(len);
+            assert!(bytes >= len && bytes >= 64, "{len}");
+            assert!(len < 64 || bytes - len <= len / 8, "{len} in {bytes}");
+            assert!(class >= last.0 && (class > last.0 || bytes == last.1), "{len}: classes grow with their bytes");
+            assert_eq!(size_class(bytes), (class, bytes), "a class's own bytes are in it");
+            last = (class, bytes);
+        }
+    }
+
+    #[test]
+    fn record_buffers_are_reused_by_size_class_and_kept_within_the_cap() {
         let buffers = RecordBuffers::new(1 << 20);
-        let first = buffers.copy_of(&[7; 1000]);
-        assert_eq!(first, vec![7; 1000]);
+        let first = buffers.copy_of(&[&[7; 600], &[8; 400]]);
+        assert_eq!(first[..600], [7; 600]);
+        assert_eq!(first[600..], [8; 400]);
+        assert_eq!(first.capacity(), size_class(1000).1);
         let pointer = first.as_ptr();
         buffers.give(first);
-        // Fits (at most a quarter larger than needed): the same buffer, holding the new bytes.
-        let again = buffers.copy_of(&[1; 900]);
-        assert_eq!((again.as_ptr(), again.as_slice()), (pointer, &[1; 900][..]));
+        // Of the same class: the same buffer, holding the new bytes.
+        let again = buffers.copy_of(&[&[1; 990]]);
+        assert_eq!((again.as_ptr(), again.as_slice()), (pointer, &[1; 990][..]));
         buffers.give(again);
-        // Too large for a small record: a new buffer, the kept one stays.
-        let small = buffers.copy_of(&[2; 10]);
+        // Of the class below: the next class up is taken too.
+        let below = size_class(1000).0 - 1;
+        let len = (1..1000).rev().find(|len| size_class(*len).0 == below).unwrap();
+        let smaller = buffers.copy_of(&[&vec![3; len]]);
+        assert_eq!(smaller.as_ptr(), pointer);
+        buffers.give(smaller);
+        // Much smaller: a new buffer, the kept one stays.
+        let small = buffers.copy_of(&[&[2; 10]]);
         assert_ne!(small.as_ptr(), pointer);
-        {
-            let free = buffers.lock();
-            assert_eq!(free.buffers.len(), 1);
-            assert_eq!(free.total, free.buffers[0].capacity());
-        }
+        assert_eq!(kept(&buffers), 1);
+        assert_eq!(buffers.lock().total, size_class(1000).1);
+        drop(buffers.copy_of(&[&[1; 1000]]));
+        // A buffer of any capacity serves the classes it holds.
+        let odd = Vec::<u8>::with_capacity(5000);
+        let pointer = odd.as_ptr();
+        buffers.give(odd);
+        let used = buffers.copy_of(&[&[4; 4000]]);
+        assert_eq!((used.as_ptr(), used.len()), (pointer, 4000));
         // Nothing is kept past the cap, which only grows.
         buffers.give(Vec::with_capacity(1 << 20));
-        assert_eq!(buffers.lock().buffers.len(), 1);
+        assert_eq!(kept(&buffers), 1);
         buffers.keep_at_least(1000);
         buffers.keep_at_least(4 << 20);
         buffers.give(Vec::with_capacity(1 << 20));
-        assert_eq!(buffers.lock().buffers.len(), 2);
+        assert_eq!(kept(&buffers), 2);
         assert!(buffers.lock().total <= 4 << 20);
         // Kept while records are being made; released after a quiet time.
         buffers.release_if_unused(Duration::from_secs(3600));
-        assert_eq!(buffers.lock().buffers.len(), 2);
+        assert_eq!(kept(&buffers), 2);
         buffers.release_if_unused(Duration::ZERO);
-        let free = buffers.lock();
-        assert_eq!((free.buffers.len(), free.total), (0, 0));
+        assert_eq!((kept(&buffers), buffers.lock().total), (0, 0));
     }
 }

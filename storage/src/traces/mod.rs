@@ -28,7 +28,7 @@ use std::cmp::Ordering;
 
 pub use crate::logs::NsRange;
 pub use codec::TracesCodec;
-pub use records::{SpanHead, SpansRecord, SpansRecordWriter};
+pub use records::{RecordScratch, SpanHead, SpansRecord, SpansRecordWriter};
 pub use store::{TracesClock, TracesMaintenanceOutcome, TracesOptions, TracesStats, TracesStore};
 
 /// The tenant every request belongs to when multi-tenancy is off (Tempo's name for it).

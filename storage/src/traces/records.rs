@@ -8,7 +8,7 @@
 //! turn the few they return into owned [`Span`]s.
 
 use crate::codec::{
-    get_array, get_bytes, get_str, get_u8, get_u64, get_uvarint, get_varint, put_bytes, put_uvarint, put_varint,
+    get_array, get_bytes, get_str, get_u8, get_u64, get_uvarint, get_varint, put_bytes, put_uvarint, put_varint, str_of,
 };
 
 use super::{
@@ -29,6 +29,75 @@ const TAG_DOUBLE: u8 = 4;
 const TAG_BYTES: u8 = 5;
 const TAG_ARRAY: u8 = 6;
 const TAG_KVLIST: u8 = 7;
+/// A string value of the record's string table, by index (span, event and link attributes of
+/// a tabled record only).
+const TAG_STRING_REF: u8 = 8;
+
+/// How a record lays out the attributes of its spans, events and links; resources and scopes
+/// always carry their keys and values inline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// Keys and values inline ([`crate::record_kinds::TRACES_SPANS_INLINE`], still replayed).
+    Inline,
+    /// Keys, and string values that repeat, as indexes into a string table after the tenant
+    /// ([`crate::record_kinds::TRACES_SPANS`]).
+    Tabled,
+}
+
+impl Layout {
+    /// The layout of a WAL record kind, if it is a spans record.
+    pub fn of_kind(kind: crate::wal::RecordKind) -> Option<Layout> {
+        match kind {
+            crate::record_kinds::TRACES_SPANS => Some(Layout::Tabled),
+            crate::record_kinds::TRACES_SPANS_INLINE => Some(Layout::Inline),
+            _ => None,
+        }
+    }
+}
+
+/// Where the strings of a record's string table sit in the record: offset and length of each
+/// (checked UTF-8 when the table was read or written).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct StringTable(Vec<(u32, u32)>);
+
+impl StringTable {
+    /// Asks the table and, in `record`, its strings into the caches (up to `lines` cache
+    /// lines each).
+    pub fn prefetch(&self, record: &[u8], lines: usize) {
+        crate::prefetch::prefetch_lines(&self.0, lines);
+        if let Some(&(first, _)) = self.0.first() {
+            crate::prefetch::prefetch_lines(record.get(first as usize..).unwrap_or_default(), lines);
+        }
+    }
+
+    /// The table over the record it indexes.
+    pub fn over<'a>(&'a self, record: &'a [u8]) -> TableRef<'a> {
+        TableRef { record, entries: &self.0 }
+    }
+}
+
+/// A record's string table with the record's bytes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TableRef<'a> {
+    record: &'a [u8],
+    entries: &'a [(u32, u32)],
+}
+
+impl<'a> TableRef<'a> {
+    fn get(self, index: u64) -> Parsed<&'a str> {
+        let &(offset, len) =
+            usize::try_from(index).ok().and_then(|index| self.entries.get(index)).ok_or(MalformedRecord)?;
+        let bytes = self.record.get(offset as usize..offset as usize + len as usize).ok_or(MalformedRecord)?;
+        need(str_of(bytes))
+    }
+
+    fn contains(self, index: u64) -> bool {
+        index < self.entries.len() as u64
+    }
+}
+
+/// The strings of the attributes being read: `None` where keys and values are inline.
+type Table<'a> = Option<TableRef<'a>>;
 
 /// A record that could not be decoded: the WAL checksum passed, so this is a bug or a record
 /// written by a newer version; replay counts and skips it.
@@ -175,26 +244,6 @@ fn put_link_tail(out: &mut Vec<u8>, dropped_attributes_count: u32, flags: u32) {
     put_uvarint(out, u64::from(flags));
 }
 
-pub(crate) fn put_span(out: &mut Vec<u8>, span: &Span) {
-    put_span_head(out, &SpanHead::of(span));
-    put_attrs(out, &span.attributes);
-    put_uvarint(out, u64::from(span.dropped_attributes_count));
-    put_uvarint(out, span.events.len() as u64);
-    for event in &span.events {
-        put_event_head(out, span.start_ns, event.time_ns, &event.name);
-        put_attrs(out, &event.attributes);
-        put_uvarint(out, u64::from(event.dropped_attributes_count));
-    }
-    put_uvarint(out, u64::from(span.dropped_events_count));
-    put_uvarint(out, span.links.len() as u64);
-    for link in &span.links {
-        put_link_head(out, &link.trace_id, &link.span_id, &link.trace_state);
-        put_attrs(out, &link.attributes);
-        put_link_tail(out, link.dropped_attributes_count, link.flags);
-    }
-    put_uvarint(out, u64::from(span.dropped_links_count));
-}
-
 /// Where a span of a record sits, and what the head indexes it by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SpanLocation {
@@ -208,77 +257,85 @@ pub(crate) struct SpanLocation {
     pub end_ns: i64,
 }
 
-/// Encodes a record of the spans of `batch` that `keep` keeps (one flag per span, in batch
-/// order); resource and scope groups left without spans are left out. Returns the number of
-/// spans written; their locations are appended to `locations`.
-pub(crate) fn encode_record(
-    out: &mut Vec<u8>,
-    seq: u64,
-    tenant: &str,
-    batch: &[ResourceSpans],
-    keep: &[bool],
-    locations: &mut Vec<SpanLocation>,
-) -> usize {
-    out.clear();
-    put_uvarint(out, seq);
-    put_bytes(out, tenant.as_bytes());
+/// Writes the spans of `batch` that `keep` keeps (one flag per span, in batch order) with
+/// `writer`; resource and scope groups left without spans are left out.
+fn write_batch(writer: &mut SpansRecordWriter, batch: &[ResourceSpans], keep: &[bool]) {
+    let mut kept_per_scope: Vec<u64> = Vec::new();
     let mut flag_index = 0usize;
-    let mut kept_per_scope: Vec<usize> = Vec::new();
-    let mut kept_groups = 0u64;
-    for resource in batch {
-        let mut any = false;
-        for scope in &resource.scope_spans {
-            let kept = keep[flag_index..flag_index + scope.spans.len()].iter().filter(|flag| **flag).count();
-            flag_index += scope.spans.len();
-            kept_per_scope.push(kept);
-            any |= kept > 0;
-        }
-        kept_groups += u64::from(any);
+    for scope in batch.iter().flat_map(|resource| &resource.scope_spans) {
+        let flags = keep.get(flag_index..flag_index + scope.spans.len()).unwrap_or_default();
+        kept_per_scope.push(flags.iter().filter(|flag| **flag).count() as u64);
+        flag_index += scope.spans.len();
     }
-    put_uvarint(out, kept_groups);
-    let mut flag_index = 0usize;
-    let mut scope_index = 0usize;
-    let mut written = 0usize;
+    let mut flags = keep.iter();
+    let mut kept = kept_per_scope.iter();
     for resource in batch {
-        let scopes = &kept_per_scope[scope_index..scope_index + resource.scope_spans.len()];
-        scope_index += resource.scope_spans.len();
-        let kept_scopes = scopes.iter().filter(|kept| **kept > 0).count();
+        let scopes: Vec<u64> = kept.by_ref().take(resource.scope_spans.len()).copied().collect();
+        let kept_scopes = scopes.iter().filter(|kept| **kept > 0).count() as u64;
         if kept_scopes == 0 {
-            flag_index += resource.scope_spans.iter().map(|scope| scope.spans.len()).sum::<usize>();
+            flags.by_ref().take(resource.scope_spans.iter().map(|scope| scope.spans.len()).sum()).for_each(drop);
             continue;
         }
-        let resource_offset = out.len() as u32;
-        put_resource(out, &resource.resource, &resource.schema_url);
-        put_uvarint(out, kept_scopes as u64);
+        writer.resource(resource.resource.attributes.len() as u64);
+        write_attributes(writer, &resource.resource.attributes);
+        writer.resource_end(resource.resource.dropped_attributes_count, &resource.schema_url, kept_scopes);
         for (scope, kept) in resource.scope_spans.iter().zip(scopes) {
-            if *kept == 0 {
-                flag_index += scope.spans.len();
+            if kept == 0 {
+                flags.by_ref().take(scope.spans.len()).for_each(drop);
                 continue;
             }
-            let scope_offset = out.len() as u32;
-            put_scope(out, &scope.scope, &scope.schema_url);
-            put_uvarint(out, *kept as u64);
+            writer.scope(&scope.scope.name, &scope.scope.version, scope.scope.attributes.len() as u64);
+            write_attributes(writer, &scope.scope.attributes);
+            writer.scope_end(scope.scope.dropped_attributes_count, &scope.schema_url, kept);
             for span in &scope.spans {
-                let flag = keep[flag_index];
-                flag_index += 1;
-                if !flag {
+                if flags.next() != Some(&true) {
                     continue;
                 }
-                locations.push(SpanLocation {
-                    span_offset: out.len() as u32,
-                    resource_offset,
-                    scope_offset,
-                    trace_id: span.trace_id,
-                    span_id: span.span_id,
-                    start_ns: span.start_ns,
-                    end_ns: span.end_ns,
-                });
-                put_span(out, span);
-                written += 1;
+                writer.span(&SpanHead::of(span), span.attributes.len() as u64);
+                write_attributes(writer, &span.attributes);
+                writer.span_attributes_end(span.dropped_attributes_count, span.events.len() as u64);
+                for event in &span.events {
+                    writer.event(event.time_ns, &event.name, event.attributes.len() as u64);
+                    write_attributes(writer, &event.attributes);
+                    writer.event_end(event.dropped_attributes_count);
+                }
+                writer.links(span.dropped_events_count, span.links.len() as u64);
+                for link in &span.links {
+                    writer.link(&link.trace_id, &link.span_id, &link.trace_state, link.attributes.len() as u64);
+                    write_attributes(writer, &link.attributes);
+                    writer.link_end(link.dropped_attributes_count, link.flags);
+                }
+                writer.span_end(span.dropped_links_count);
             }
         }
     }
-    written
+}
+
+fn write_value(writer: &mut SpansRecordWriter, value: &AttrValue) {
+    match value {
+        AttrValue::String(text) => writer.string(text),
+        AttrValue::Bool(value) => writer.bool(*value),
+        AttrValue::Int(value) => writer.int(*value),
+        AttrValue::Double(value) => writer.double(*value),
+        AttrValue::Bytes(bytes) => writer.bytes(bytes),
+        AttrValue::Array(values) => {
+            writer.array(values.len() as u64);
+            values.iter().for_each(|value| write_value(writer, value));
+            writer.end_list();
+        }
+        AttrValue::KvList(pairs) => {
+            writer.kvlist(pairs.len() as u64);
+            write_attributes(writer, pairs);
+            writer.end_list();
+        }
+    }
+}
+
+fn write_attributes(writer: &mut SpansRecordWriter, attributes: &[(String, AttrValue)]) {
+    for (key, value) in attributes {
+        writer.key(key);
+        write_value(writer, value);
+    }
 }
 
 /// Bytes the sequence number takes at the start of a record built by [`SpansRecordWriter`]: a
@@ -294,10 +351,124 @@ fn put_padded_seq(out: &mut [u8], value: u64) {
     }
 }
 
-/// A spans record built directly by a producer (the OTLP protobuf decoder), without the owned
-/// model: the producer calls the writer in the record's order and gives every count before
-/// the items it counts. The writer refuses what [`encode_record`]'s callers refuse (all-zero
-/// IDs, values nested deeper than [`MAX_VALUE_DEPTH`]); a refused writer finishes as `None`.
+/// Distinct string values remembered per key: a value equal to one of them goes through the
+/// string table.
+const RECENT_VALUES: usize = 4;
+
+/// No table entry.
+const NO_ENTRY: u32 = u32::MAX;
+
+/// A string value a key had lately: still inline where it was first written, or moved to the
+/// table once it repeated.
+#[derive(Debug, Clone, Copy, Default)]
+enum RecentValue {
+    #[default]
+    None,
+    /// Offset and length of its bytes in the record being written.
+    Inline(u32, u32),
+    Entry(u32),
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct RecentValues {
+    values: [RecentValue; RECENT_VALUES],
+    /// The slot the next new value takes.
+    next: u8,
+}
+
+/// The string table of the record being written.
+#[derive(Debug, Default)]
+struct TableWriter {
+    /// The table section after its count: each string length-prefixed.
+    bytes: Vec<u8>,
+    /// Offset (in `bytes`, past the length) and length of each string.
+    entries: Vec<(u32, u32)>,
+    /// Keys by the hash of their text (a key whose hash another key has is not found, and
+    /// added again: rare, and harmless).
+    keys: super::hash::FastMap<u64, u32>,
+    /// By key entry + 1 (0: the start of a list), the key that followed it last: spans of a
+    /// kind list the same keys in the same order, so a key is mostly found by one comparison.
+    next_key: Vec<u32>,
+    /// The key entry + 1 before the next key (0 at the start of a list).
+    previous_key: u32,
+    /// The entry of the key whose value is written next, at the top of an attribute list.
+    value_key: u32,
+    /// Per key entry, its latest string values.
+    recent: Vec<RecentValues>,
+}
+
+impl TableWriter {
+    fn text(&self, entry: u32) -> &[u8] {
+        let (offset, len) = self.entries[entry as usize];
+        &self.bytes[offset as usize..offset as usize + len as usize]
+    }
+
+    fn push(&mut self, text: &[u8]) -> u32 {
+        let entry = self.entries.len() as u32;
+        put_uvarint(&mut self.bytes, text.len() as u64);
+        let offset = u32::try_from(self.bytes.len()).unwrap_or(u32::MAX);
+        self.bytes.extend_from_slice(text);
+        self.entries.push((offset, text.len() as u32));
+        entry
+    }
+
+    /// The entry of key `key`, added if new.
+    fn key(&mut self, key: &str) -> u32 {
+        let predicted = self.next_key.get(self.previous_key as usize).copied().unwrap_or(NO_ENTRY);
+        let entry = if predicted != NO_ENTRY && self.text(predicted) == key.as_bytes() {
+            predicted
+        } else {
+            let hash = super::hash::hash_bytes(0, key.as_bytes());
+            let entry = match self.keys.get(&hash) {
+                Some(&entry) if self.text(entry) == key.as_bytes() => entry,
+                Some(_) => self.push(key.as_bytes()),
+                None => {
+                    let entry = self.push(key.as_bytes());
+                    self.keys.insert(hash, entry);
+                    entry
+                }
+            };
+            let at = self.previous_key as usize;
+            if self.next_key.len() <= at {
+                self.next_key.resize(at + 1, NO_ENTRY);
+            }
+            self.next_key[at] = entry;
+            entry
+        };
+        self.previous_key = entry + 1;
+        entry
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.entries.clear();
+        self.keys.clear();
+        self.next_key.clear();
+        self.previous_key = 0;
+        self.value_key = NO_ENTRY;
+        self.recent.clear();
+    }
+}
+
+/// What a [`SpansRecordWriter`] writes in, given back by [`SpansRecordWriter::finish`] for the
+/// next record: reused, it stays in the cache and in memory already mapped.
+#[derive(Debug, Default)]
+pub struct RecordScratch {
+    out: Vec<u8>,
+    table: TableWriter,
+}
+
+impl RecordScratch {
+    /// The bytes it holds on to.
+    pub fn capacity(&self) -> usize {
+        self.out.capacity() + self.table.bytes.capacity() + self.table.entries.capacity() * 8
+    }
+}
+
+/// A spans record built directly by a producer (the OTLP protobuf decoder, or the store for a
+/// batch of owned spans): the producer calls the writer in the record's order and gives every
+/// count before the items it counts. The writer refuses what the store refuses (all-zero IDs,
+/// values nested deeper than [`MAX_VALUE_DEPTH`]); a refused writer finishes as `None`.
 ///
 /// Order of calls: `resource`, its attributes, `resource_end`; per scope `scope`, its
 /// attributes, `scope_end`; per span `span`, its attributes, `span_attributes_end`, per event
@@ -306,7 +477,13 @@ fn put_padded_seq(out: &mut [u8], value: u64) {
 /// items (`key` then a value for each pair of a list), then `end_list`.
 #[derive(Debug)]
 pub struct SpansRecordWriter {
+    /// The record without its string table (which goes after the tenant, at `header_bytes`).
     out: Vec<u8>,
+    header_bytes: usize,
+    table: TableWriter,
+    /// Whether the attributes being written are a span's, an event's or a link's (through the
+    /// table) rather than a resource's or a scope's (inline).
+    tabled: bool,
     locations: Vec<SpanLocation>,
     resource_offset: u32,
     scope_offset: u32,
@@ -319,6 +496,7 @@ pub struct SpansRecordWriter {
 #[derive(Debug)]
 pub struct SpansRecord {
     pub(crate) bytes: Vec<u8>,
+    pub(crate) table: StringTable,
     pub(crate) locations: Vec<SpanLocation>,
 }
 
@@ -336,31 +514,31 @@ impl SpansRecord {
     /// The record `append` writes for `batch` (numbered 0); `None` if `append` would refuse
     /// some span of it.
     pub fn from_batch(tenant: &str, batch: &[ResourceSpans]) -> Option<SpansRecord> {
-        use super::store::{attributes_depth_ok, span_valid};
-        let valid = batch.iter().all(|resource| {
-            attributes_depth_ok(&resource.resource.attributes)
-                && resource
-                    .scope_spans
-                    .iter()
-                    .all(|scope| attributes_depth_ok(&scope.scope.attributes) && scope.spans.iter().all(span_valid))
-        });
-        if !valid {
-            return None;
-        }
         let spans: usize = batch.iter().flat_map(|resource| &resource.scope_spans).map(|scope| scope.spans.len()).sum();
-        let (mut bytes, mut locations) = (Vec::new(), Vec::new());
-        encode_record(&mut bytes, 0, tenant, batch, &vec![true; spans], &mut locations);
-        // Sequence number 0 is one byte; padded, like the writer's, so that it can be set.
-        let shift = (PADDED_SEQ_BYTES - 1) as u32;
-        let mut padded = vec![0; PADDED_SEQ_BYTES];
-        put_padded_seq(&mut padded, 0);
-        padded.extend_from_slice(&bytes[1..]);
-        for location in &mut locations {
-            location.span_offset += shift;
-            location.resource_offset += shift;
-            location.scope_offset += shift;
-        }
-        Some(SpansRecord { bytes: padded, locations })
+        SpansRecord::from_kept(tenant, batch, &vec![true; spans], RecordScratch::default()).0
+    }
+
+    /// The record of the spans of `batch` that `keep` keeps (one flag per span, in batch
+    /// order), `None` if one of them is refused; written in `scratch`, given back.
+    pub(crate) fn from_kept(
+        tenant: &str,
+        batch: &[ResourceSpans],
+        keep: &[bool],
+        scratch: RecordScratch,
+    ) -> (Option<SpansRecord>, RecordScratch) {
+        let kept_resources = batch
+            .iter()
+            .scan(0usize, |flag_index, resource| {
+                let spans: usize = resource.scope_spans.iter().map(|scope| scope.spans.len()).sum();
+                let any = keep.get(*flag_index..*flag_index + spans).unwrap_or_default().contains(&true);
+                *flag_index += spans;
+                Some(any)
+            })
+            .filter(|any| *any)
+            .count();
+        let mut writer = SpansRecordWriter::new(tenant, kept_resources as u64, scratch);
+        write_batch(&mut writer, batch, keep);
+        writer.finish()
     }
 
     /// The record numbered `seq`.
@@ -375,20 +553,30 @@ impl SpansRecord {
         let _ = get_str(&mut input);
         input
     }
+
+    /// The spans back in the store's model, groups as the record has them.
+    pub(crate) fn to_batch(&self) -> Parsed<Vec<ResourceSpans>> {
+        to_batch(&self.bytes, Layout::Tabled)
+    }
 }
 
 impl SpansRecordWriter {
-    /// A record for `tenant` of `resources` resource groups, written into `buffer` (a buffer
+    /// A record for `tenant` of `resources` resource groups, written in `scratch` (what
     /// [`SpansRecordWriter::finish`] gave back, or a new one).
-    pub fn new(tenant: &str, resources: u64, buffer: Vec<u8>) -> SpansRecordWriter {
-        let mut out = buffer;
+    pub fn new(tenant: &str, resources: u64, scratch: RecordScratch) -> SpansRecordWriter {
+        let RecordScratch { mut out, mut table } = scratch;
         out.clear();
         out.resize(PADDED_SEQ_BYTES, 0);
         put_padded_seq(&mut out, 0);
         put_bytes(&mut out, tenant.as_bytes());
+        let header_bytes = out.len();
         put_uvarint(&mut out, resources);
+        table.clear();
         SpansRecordWriter {
             out,
+            header_bytes,
+            table,
+            tabled: false,
             locations: Vec::new(),
             resource_offset: 0,
             scope_offset: 0,
@@ -402,9 +590,16 @@ impl SpansRecordWriter {
         u32::try_from(self.out.len()).unwrap_or(u32::MAX)
     }
 
-    pub fn resource(&mut self, attributes: u64) {
-        self.resource_offset = self.offset();
+    /// Starts an attribute list of `attributes` attributes.
+    fn attributes(&mut self, attributes: u64) {
+        self.table.previous_key = 0;
         put_uvarint(&mut self.out, attributes);
+    }
+
+    pub fn resource(&mut self, attributes: u64) {
+        self.tabled = false;
+        self.resource_offset = self.offset();
+        self.attributes(attributes);
     }
 
     pub fn resource_end(&mut self, dropped_attributes_count: u32, schema_url: &str, scopes: u64) {
@@ -414,10 +609,11 @@ impl SpansRecordWriter {
     }
 
     pub fn scope(&mut self, name: &str, version: &str, attributes: u64) {
+        self.tabled = false;
         self.scope_offset = self.offset();
         put_bytes(&mut self.out, name.as_bytes());
         put_bytes(&mut self.out, version.as_bytes());
-        put_uvarint(&mut self.out, attributes);
+        self.attributes(attributes);
     }
 
     pub fn scope_end(&mut self, dropped_attributes_count: u32, schema_url: &str, spans: u64) {
@@ -430,6 +626,7 @@ impl SpansRecordWriter {
         if head.trace_id == [0; 16] || head.span_id == [0; 8] {
             self.refused = true;
         }
+        self.tabled = true;
         self.locations.push(SpanLocation {
             span_offset: self.offset(),
             resource_offset: self.resource_offset,
@@ -441,7 +638,7 @@ impl SpansRecordWriter {
         });
         self.span_start_ns = head.start_ns;
         put_span_head(&mut self.out, head);
-        put_uvarint(&mut self.out, attributes);
+        self.attributes(attributes);
     }
 
     pub fn span_attributes_end(&mut self, dropped_attributes_count: u32, events: u64) {
@@ -451,7 +648,7 @@ impl SpansRecordWriter {
 
     pub fn event(&mut self, time_ns: i64, name: &str, attributes: u64) {
         put_event_head(&mut self.out, self.span_start_ns, time_ns, name);
-        put_uvarint(&mut self.out, attributes);
+        self.attributes(attributes);
     }
 
     pub fn event_end(&mut self, dropped_attributes_count: u32) {
@@ -465,7 +662,7 @@ impl SpansRecordWriter {
 
     pub fn link(&mut self, trace_id: &TraceId, span_id: &SpanId, trace_state: &str, attributes: u64) {
         put_link_head(&mut self.out, trace_id, span_id, trace_state);
-        put_uvarint(&mut self.out, attributes);
+        self.attributes(attributes);
     }
 
     pub fn link_end(&mut self, dropped_attributes_count: u32, flags: u32) {
@@ -477,12 +674,56 @@ impl SpansRecordWriter {
     }
 
     pub fn key(&mut self, key: &str) {
-        put_bytes(&mut self.out, key.as_bytes());
+        if !self.tabled {
+            put_bytes(&mut self.out, key.as_bytes());
+            return;
+        }
+        let entry = self.table.key(key);
+        put_uvarint(&mut self.out, u64::from(entry));
+        if self.open_lists == 0 {
+            self.table.value_key = entry;
+        }
     }
 
     pub fn string(&mut self, text: &str) {
+        let key = std::mem::replace(&mut self.table.value_key, NO_ENTRY);
+        if !self.tabled || self.open_lists > 0 || key == NO_ENTRY {
+            self.out.push(TAG_STRING);
+            put_bytes(&mut self.out, text.as_bytes());
+            return;
+        }
+        // A value equal to one the key had lately goes through the table (moved there the
+        // first time it repeats); another is written inline and remembered.
+        let table = &mut self.table;
+        if table.recent.len() <= key as usize {
+            table.recent.resize(key as usize + 1, RecentValues::default());
+        }
+        let mut recent = table.recent[key as usize];
+        for slot in &mut recent.values {
+            let entry = match *slot {
+                RecentValue::None => continue,
+                RecentValue::Entry(entry) if table.text(entry) == text.as_bytes() => entry,
+                RecentValue::Inline(offset, len)
+                    if self.out.get(offset as usize..offset as usize + len as usize) == Some(text.as_bytes()) =>
+                {
+                    let entry = table.push(text.as_bytes());
+                    *slot = RecentValue::Entry(entry);
+                    table.recent[key as usize] = recent;
+                    entry
+                }
+                _ => continue,
+            };
+            self.out.push(TAG_STRING_REF);
+            put_uvarint(&mut self.out, u64::from(entry));
+            return;
+        }
         self.out.push(TAG_STRING);
-        put_bytes(&mut self.out, text.as_bytes());
+        put_uvarint(&mut self.out, text.len() as u64);
+        let offset = u32::try_from(self.out.len()).unwrap_or(u32::MAX);
+        self.out.extend_from_slice(text.as_bytes());
+        recent.values[usize::from(recent.next)] = RecentValue::Inline(offset, text.len() as u32);
+        recent.next = (recent.next + 1) % RECENT_VALUES as u8;
+        table.recent[key as usize] = recent;
     }
 
     pub fn bool(&mut self, value: bool) {
@@ -516,11 +757,14 @@ impl SpansRecordWriter {
 
     /// An array of `items` values.
     pub fn array(&mut self, items: u64) {
+        self.table.value_key = NO_ENTRY;
         self.open_list(TAG_ARRAY, items);
     }
 
     /// A key/value list of `items` pairs.
     pub fn kvlist(&mut self, items: u64) {
+        self.table.value_key = NO_ENTRY;
+        self.table.previous_key = 0;
         self.open_list(TAG_KVLIST, items);
     }
 
@@ -529,22 +773,38 @@ impl SpansRecordWriter {
     }
 
     /// The record, or `None` if something in it is refused (or it is too large to address);
-    /// and the buffer back, for the next record. The record holds a copy of exactly its bytes
-    /// (the head keeps it), while the buffer, reused, stays in the cache and in memory already
-    /// mapped.
-    pub fn finish(self) -> (Option<SpansRecord>, Vec<u8>) {
-        let fits = u32::try_from(self.out.len()).is_ok();
-        let record = (!self.refused && fits && self.open_lists == 0)
-            .then(|| SpansRecord { bytes: super::head::RECORD_BUFFERS.copy_of(&self.out), locations: self.locations });
-        (record, self.out)
+    /// and the scratch back, for the next record. The record is a copy of exactly its bytes,
+    /// the string table put in place (the head keeps it).
+    pub fn finish(self) -> (Option<SpansRecord>, RecordScratch) {
+        let SpansRecordWriter { out, header_bytes, table, mut locations, open_lists, refused, .. } = self;
+        let mut count = Vec::with_capacity(10);
+        put_uvarint(&mut count, table.entries.len() as u64);
+        let shift = count.len() + table.bytes.len();
+        let fits = u32::try_from(out.len() + shift).is_ok();
+        if refused || !fits || open_lists != 0 {
+            return (None, RecordScratch { out, table });
+        }
+        let (header, body) = out.split_at(header_bytes);
+        let bytes = super::head::RECORD_BUFFERS.copy_of(&[header, &count, &table.bytes, body]);
+        let shift = shift as u32;
+        for location in &mut locations {
+            location.span_offset += shift;
+            location.resource_offset += shift;
+            location.scope_offset += shift;
+        }
+        let base = (header_bytes + count.len()) as u32;
+        let strings = StringTable(table.entries.iter().map(|&(offset, len)| (base + offset, len)).collect());
+        (Some(SpansRecord { bytes, table: strings, locations }), RecordScratch { out, table })
     }
 }
 
 /// The spans of a record back in the store's model, groups as the record has them.
-pub(crate) fn to_batch(record: &[u8]) -> Parsed<Vec<ResourceSpans>> {
+pub(crate) fn to_batch(record: &[u8], layout: Layout) -> Parsed<Vec<ResourceSpans>> {
     let mut input = record;
     need(get_uvarint(&mut input))?;
     need(get_str(&mut input))?;
+    let strings = get_table(record, &mut input, layout)?;
+    let table = strings.as_ref().map(|strings| strings.over(record));
     let groups = need(get_uvarint(&mut input))?;
     let mut batch = Vec::new();
     for _ in 0..groups {
@@ -556,7 +816,7 @@ pub(crate) fn to_batch(record: &[u8]) -> Parsed<Vec<ResourceSpans>> {
             let count = need(get_uvarint(&mut input))?;
             let mut spans = Vec::new();
             for _ in 0..count {
-                spans.push(get_span(&mut input)?.to_owned()?);
+                spans.push(get_span(&mut input, table)?.to_owned()?);
             }
             scope_spans.push(ScopeSpans { scope, schema_url, spans });
         }
@@ -566,6 +826,21 @@ pub(crate) fn to_batch(record: &[u8]) -> Parsed<Vec<ResourceSpans>> {
         return Err(MalformedRecord);
     }
     Ok(batch)
+}
+
+/// Reads a record's string table (`None` for the inline layout), `input` at the table.
+fn get_table(record: &[u8], input: &mut &[u8], layout: Layout) -> Parsed<Option<StringTable>> {
+    if layout == Layout::Inline {
+        return Ok(None);
+    }
+    let count = need(get_uvarint(input))?;
+    let mut entries = Vec::with_capacity(count.min(input.len() as u64) as usize);
+    for _ in 0..count {
+        let text = need(get_str(input))?;
+        let offset = record.len() - input.len() - text.len();
+        entries.push((offset as u32, text.len() as u32));
+    }
+    Ok(Some(StringTable(entries)))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -579,7 +854,7 @@ pub(crate) fn decode_header(mut input: &[u8]) -> Parsed<(u64, &str)> {
 }
 
 /// Checks one encoded value's framing (and, with `utf8`, its strings), depth-bounded.
-fn skip_value(input: &mut &[u8], depth: u32, utf8: bool) -> Parsed<()> {
+fn skip_value(input: &mut &[u8], depth: u32, utf8: bool, table: Table<'_>) -> Parsed<()> {
     if depth > MAX_VALUE_DEPTH {
         return Err(MalformedRecord);
     }
@@ -587,6 +862,7 @@ fn skip_value(input: &mut &[u8], depth: u32, utf8: bool) -> Parsed<()> {
         TAG_STRING => {
             skip_str(input, utf8)?;
         }
+        TAG_STRING_REF => skip_entry(input, table)?,
         TAG_FALSE | TAG_TRUE => {}
         TAG_INT => {
             need(get_varint(input))?;
@@ -600,10 +876,10 @@ fn skip_value(input: &mut &[u8], depth: u32, utf8: bool) -> Parsed<()> {
         TAG_ARRAY => {
             let count = need(get_uvarint(input))?;
             for _ in 0..count {
-                skip_value(input, depth + 1, utf8)?;
+                skip_value(input, depth + 1, utf8, table)?;
             }
         }
-        TAG_KVLIST => skip_attrs_inner(input, depth + 1, utf8)?,
+        TAG_KVLIST => skip_attrs_inner(input, depth + 1, utf8, table)?,
         _ => return Err(MalformedRecord),
     }
     Ok(())
@@ -618,37 +894,65 @@ fn skip_str(input: &mut &[u8], utf8: bool) -> Parsed<()> {
     Ok(())
 }
 
-fn skip_attrs_inner(input: &mut &[u8], depth: u32, utf8: bool) -> Parsed<()> {
+/// Checks a string table index (the table's strings were checked when it was read).
+fn skip_entry(input: &mut &[u8], table: Table<'_>) -> Parsed<()> {
+    let index = need(get_uvarint(input))?;
+    match table {
+        Some(table) if table.contains(index) => Ok(()),
+        _ => Err(MalformedRecord),
+    }
+}
+
+fn skip_attrs_inner(input: &mut &[u8], depth: u32, utf8: bool, table: Table<'_>) -> Parsed<()> {
     let count = need(get_uvarint(input))?;
     for _ in 0..count {
-        skip_str(input, utf8)?;
-        skip_value(input, depth, utf8)?;
+        match table {
+            Some(_) => skip_entry(input, table)?,
+            None => skip_str(input, utf8)?,
+        }
+        skip_value(input, depth, utf8, table)?;
     }
     Ok(())
 }
 
-/// An encoded attribute list, checked.
+/// An encoded attribute list, checked, with the string table its keys and values refer to.
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct AttrsSlice<'a>(&'a [u8]);
+pub(crate) struct AttrsSlice<'a> {
+    bytes: &'a [u8],
+    table: Table<'a>,
+}
 
 /// An attribute list's slice, its framing and nesting checked; its strings are checked as
 /// they are read ([`AttrsSlice::for_each`], [`AttrsSlice::to_owned`]) or by [`walk_record`].
-fn get_attrs<'a>(input: &mut &'a [u8]) -> Parsed<AttrsSlice<'a>> {
+fn get_attrs<'a>(input: &mut &'a [u8], table: Table<'a>) -> Parsed<AttrsSlice<'a>> {
     let start = *input;
-    skip_attrs_inner(input, 0, false)?;
-    Ok(AttrsSlice(&start[..start.len() - input.len()]))
+    skip_attrs_inner(input, 0, false, table)?;
+    Ok(AttrsSlice { bytes: &start[..start.len() - input.len()], table })
 }
 
 impl AttrsSlice<'_> {
     /// Checks every string of the list.
     fn check_utf8(self) -> Parsed<()> {
-        skip_attrs_inner(&mut &self.0[..], 0, true)
+        skip_attrs_inner(&mut &self.bytes[..], 0, true, self.table)
     }
 }
 
-fn decode_value(input: &mut &[u8]) -> Parsed<AttrValue> {
+/// Reads a key: inline, or through the table.
+fn get_key<'a>(input: &mut &'a [u8], table: Table<'a>) -> Parsed<&'a str> {
+    match table {
+        Some(table) => table.get(need(get_uvarint(input))?),
+        None => need(get_str(input)),
+    }
+}
+
+fn get_entry<'a>(input: &mut &'a [u8], table: Table<'a>) -> Parsed<&'a str> {
+    need(table)?.get(need(get_uvarint(input))?)
+}
+
+fn decode_value<'a>(input: &mut &'a [u8], table: Table<'a>) -> Parsed<AttrValue> {
     Ok(match need(get_u8(input))? {
         TAG_STRING => AttrValue::String(need(get_str(input))?.to_string()),
+        TAG_STRING_REF => AttrValue::String(get_entry(input, table)?.to_string()),
         TAG_FALSE => AttrValue::Bool(false),
         TAG_TRUE => AttrValue::Bool(true),
         TAG_INT => AttrValue::Int(need(get_varint(input))?),
@@ -658,21 +962,21 @@ fn decode_value(input: &mut &[u8]) -> Parsed<AttrValue> {
             let count = need(get_uvarint(input))?;
             let mut values = Vec::with_capacity(count.min(input.len() as u64) as usize);
             for _ in 0..count {
-                values.push(decode_value(input)?);
+                values.push(decode_value(input, table)?);
             }
             AttrValue::Array(values)
         }
-        TAG_KVLIST => AttrValue::KvList(decode_attrs_unsorted(input)?),
+        TAG_KVLIST => AttrValue::KvList(decode_attrs_unsorted(input, table)?),
         _ => return Err(MalformedRecord),
     })
 }
 
-fn decode_attrs_unsorted(input: &mut &[u8]) -> Parsed<Attributes> {
+fn decode_attrs_unsorted<'a>(input: &mut &'a [u8], table: Table<'a>) -> Parsed<Attributes> {
     let count = need(get_uvarint(input))?;
     let mut out = Vec::with_capacity(count.min(input.len() as u64) as usize);
     for _ in 0..count {
-        let key = need(get_str(input))?.to_string();
-        out.push((key, decode_value(input)?));
+        let key = get_key(input, table)?.to_string();
+        out.push((key, decode_value(input, table)?));
     }
     Ok(out)
 }
@@ -703,14 +1007,18 @@ impl<'a> ValueRef<'a> {
 impl<'a> AttrsSlice<'a> {
     /// Calls `each` with every attribute, in stored order, scalars borrowed.
     pub fn for_each(self, mut each: impl FnMut(&'a str, ValueRef<'a>)) -> Parsed<()> {
-        let mut input = self.0;
+        let (mut input, table) = (self.bytes, self.table);
         let count = need(get_uvarint(&mut input))?;
         for _ in 0..count {
-            let key = need(get_str(&mut input))?;
+            let key = get_key(&mut input, table)?;
             let value = match input.first() {
                 Some(&TAG_STRING) => {
                     input = &input[1..];
                     ValueRef::Str(need(get_str(&mut input))?)
+                }
+                Some(&TAG_STRING_REF) => {
+                    input = &input[1..];
+                    ValueRef::Str(get_entry(&mut input, table)?)
                 }
                 Some(&TAG_FALSE) => {
                     input = &input[1..];
@@ -728,7 +1036,7 @@ impl<'a> AttrsSlice<'a> {
                     input = &input[1..];
                     ValueRef::Double(f64::from_bits(need(get_u64(&mut input))?))
                 }
-                _ => ValueRef::Other(std::borrow::Cow::Owned(decode_value(&mut input)?)),
+                _ => ValueRef::Other(std::borrow::Cow::Owned(decode_value(&mut input, table)?)),
             };
             each(key, value);
         }
@@ -737,8 +1045,8 @@ impl<'a> AttrsSlice<'a> {
 
     /// The attributes, sorted by key (stable). Nesting was bounded when the slice was checked.
     pub fn to_owned(self) -> Parsed<Attributes> {
-        let mut input = self.0;
-        let mut attributes = decode_attrs_unsorted(&mut input)?;
+        let mut input = self.bytes;
+        let mut attributes = decode_attrs_unsorted(&mut input, self.table)?;
         attributes.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(attributes)
     }
@@ -757,6 +1065,7 @@ pub(crate) struct SpanView<'a> {
     links: &'a [u8],
     link_count: u32,
     pub dropped_links_count: u32,
+    table: Table<'a>,
 }
 
 /// Reads what [`put_span_head`] writes.
@@ -791,16 +1100,16 @@ fn get_span_head<'a>(input: &mut &'a [u8]) -> Parsed<SpanHead<'a>> {
     })
 }
 
-pub(crate) fn get_span<'a>(input: &mut &'a [u8]) -> Parsed<SpanView<'a>> {
+pub(crate) fn get_span<'a>(input: &mut &'a [u8], table: Table<'a>) -> Parsed<SpanView<'a>> {
     let head = get_span_head(input)?;
-    let attributes = get_attrs(input)?;
+    let attributes = get_attrs(input, table)?;
     let dropped_attributes_count = get_u32_varint(input)?;
     let event_count = get_u32_varint(input)?;
     let events_start = *input;
     for _ in 0..event_count {
         need(get_varint(input))?;
         need(get_str(input))?;
-        get_attrs(input)?;
+        get_attrs(input, table)?;
         get_u32_varint(input)?;
     }
     let events = &events_start[..events_start.len() - input.len()];
@@ -811,7 +1120,7 @@ pub(crate) fn get_span<'a>(input: &mut &'a [u8]) -> Parsed<SpanView<'a>> {
         need(get_array::<16>(input))?;
         need(get_array::<8>(input))?;
         need(get_str(input))?;
-        get_attrs(input)?;
+        get_attrs(input, table)?;
         get_u32_varint(input)?;
         get_u32_varint(input)?;
     }
@@ -827,6 +1136,7 @@ pub(crate) fn get_span<'a>(input: &mut &'a [u8]) -> Parsed<SpanView<'a>> {
         links,
         link_count,
         dropped_links_count,
+        table,
     })
 }
 
@@ -847,7 +1157,7 @@ impl<'a> SpanView<'a> {
         for _ in 0..self.event_count {
             let time_ns = self.head.start_ns.wrapping_add(need(get_varint(&mut input))?);
             let name = need(get_str(&mut input))?.to_string();
-            let attributes = get_attrs(&mut input)?.to_owned()?;
+            let attributes = get_attrs(&mut input, self.table)?.to_owned()?;
             let dropped_attributes_count = get_u32_varint(&mut input)?;
             events.push(SpanEvent { time_ns, name, attributes, dropped_attributes_count });
         }
@@ -862,7 +1172,7 @@ impl<'a> SpanView<'a> {
             let trace_id = need(get_array::<16>(&mut input))?;
             let span_id = need(get_array::<8>(&mut input))?;
             let trace_state = need(get_str(&mut input))?.to_string();
-            let attributes = get_attrs(&mut input)?.to_owned()?;
+            let attributes = get_attrs(&mut input, self.table)?.to_owned()?;
             let dropped_attributes_count = get_u32_varint(&mut input)?;
             let flags = get_u32_varint(&mut input)?;
             links.push(SpanLink { trace_id, span_id, trace_state, attributes, dropped_attributes_count, flags });
@@ -907,7 +1217,7 @@ pub(crate) struct ResourceView<'a> {
 
 fn get_resource<'a>(input: &mut &'a [u8]) -> Parsed<ResourceView<'a>> {
     let start = *input;
-    let attributes = get_attrs(input)?;
+    let attributes = get_attrs(input, None)?;
     let dropped_attributes_count = get_u32_varint(input)?;
     let schema_url = need(get_str(input))?;
     let encoded = &start[..start.len() - input.len()];
@@ -940,7 +1250,7 @@ fn get_scope<'a>(input: &mut &'a [u8]) -> Parsed<ScopeView<'a>> {
     let start = *input;
     let name = need(get_str(input))?;
     let version = need(get_str(input))?;
-    let attributes = get_attrs(input)?;
+    let attributes = get_attrs(input, None)?;
     let dropped_attributes_count = get_u32_varint(input)?;
     let schema_url = need(get_str(input))?;
     let encoded = &start[..start.len() - input.len()];
@@ -971,19 +1281,44 @@ pub(crate) fn scope_at(record: &[u8], offset: u32) -> Parsed<ScopeView<'_>> {
     get_scope(&mut at(record, offset)?)
 }
 
-pub(crate) fn span_at(record: &[u8], offset: u32) -> Parsed<SpanView<'_>> {
-    get_span(&mut at(record, offset)?)
+/// The span at `offset` of `record`, whose string table is `strings` (`None` for the inline
+/// layout).
+pub(crate) fn span_at<'a>(record: &'a [u8], strings: Option<&'a StringTable>, offset: u32) -> Parsed<SpanView<'a>> {
+    get_span(&mut at(record, offset)?, strings.map(|strings| strings.over(record)))
 }
 
-/// Checks a whole record and calls `each` with the location of every span, in order. Returns
-/// the sequence number and tenant.
-pub(crate) fn walk_record(record: &[u8], mut each: impl FnMut(SpanLocation)) -> Parsed<(u64, &str)> {
+/// A record's number, tenant and string table (`None` for the inline layout).
+pub(crate) struct RecordHeader<'a> {
+    pub seq: u64,
+    pub tenant: &'a str,
+    pub strings: Option<StringTable>,
+}
+
+/// Checks a whole record of `layout` and calls `each` with the location of every span, in
+/// order.
+pub(crate) fn walk_record(
+    record: &[u8],
+    layout: Layout,
+    mut each: impl FnMut(SpanLocation),
+) -> Parsed<RecordHeader<'_>> {
     if record.len() > u32::MAX as usize {
         return Err(MalformedRecord);
     }
     let mut input = record;
     let seq = need(get_uvarint(&mut input))?;
     let tenant = need(get_str(&mut input))?;
+    let strings = get_table(record, &mut input, layout)?;
+    walk_groups(record, input, strings.as_ref().map(|strings| strings.over(record)), &mut each)?;
+    Ok(RecordHeader { seq, tenant, strings })
+}
+
+/// Checks the groups of a record (`input`, the record from its group count on).
+fn walk_groups<'a>(
+    record: &'a [u8],
+    mut input: &'a [u8],
+    table: Table<'a>,
+    each: &mut impl FnMut(SpanLocation),
+) -> Parsed<()> {
     let offset = |input: &[u8]| (record.len() - input.len()) as u32;
     let groups = need(get_uvarint(&mut input))?;
     for _ in 0..groups {
@@ -996,7 +1331,7 @@ pub(crate) fn walk_record(record: &[u8], mut each: impl FnMut(SpanLocation)) -> 
             let spans = need(get_uvarint(&mut input))?;
             for _ in 0..spans {
                 let span_offset = offset(input);
-                let span = get_span(&mut input)?;
+                let span = get_span(&mut input, table)?;
                 span.check_utf8()?;
                 each(SpanLocation {
                     span_offset,
@@ -1013,7 +1348,7 @@ pub(crate) fn walk_record(record: &[u8], mut each: impl FnMut(SpanLocation)) -> 
     if !input.is_empty() {
         return Err(MalformedRecord);
     }
-    Ok((seq, tenant))
+    Ok(())
 }
 
 #[cfg(test)]
@@ -1068,141 +1403,65 @@ pub(crate) mod tests {
         }
     }
 
-    fn write_value(writer: &mut SpansRecordWriter, value: &AttrValue) {
-        match value {
-            AttrValue::String(text) => writer.string(text),
-            AttrValue::Bool(value) => writer.bool(*value),
-            AttrValue::Int(value) => writer.int(*value),
-            AttrValue::Double(value) => writer.double(*value),
-            AttrValue::Bytes(bytes) => writer.bytes(bytes),
-            AttrValue::Array(values) => {
-                writer.array(values.len() as u64);
-                values.iter().for_each(|value| write_value(writer, value));
-                writer.end_list();
-            }
-            AttrValue::KvList(pairs) => {
-                writer.kvlist(pairs.len() as u64);
-                write_attributes(writer, pairs);
-                writer.end_list();
-            }
-        }
-    }
-
-    fn write_attributes(writer: &mut SpansRecordWriter, attributes: &[(String, AttrValue)]) {
-        for (key, value) in attributes {
-            writer.key(key);
-            write_value(writer, value);
-        }
-    }
-
-    /// Drives a writer through a batch, as a producer does.
-    fn written(tenant: &str, batch: &[ResourceSpans]) -> Option<SpansRecord> {
-        let mut writer = SpansRecordWriter::new(tenant, batch.len() as u64, Vec::new());
+    /// A record of the inline layout (what the store wrote before string tables), for the
+    /// replay of older WALs.
+    pub(crate) fn inline_record(seq: u64, tenant: &str, batch: &[ResourceSpans]) -> Vec<u8> {
+        let mut out = Vec::new();
+        put_uvarint(&mut out, seq);
+        put_bytes(&mut out, tenant.as_bytes());
+        put_uvarint(&mut out, batch.len() as u64);
         for resource in batch {
-            writer.resource(resource.resource.attributes.len() as u64);
-            write_attributes(&mut writer, &resource.resource.attributes);
-            writer.resource_end(
-                resource.resource.dropped_attributes_count,
-                &resource.schema_url,
-                resource.scope_spans.len() as u64,
-            );
+            put_resource(&mut out, &resource.resource, &resource.schema_url);
+            put_uvarint(&mut out, resource.scope_spans.len() as u64);
             for scope in &resource.scope_spans {
-                writer.scope(&scope.scope.name, &scope.scope.version, scope.scope.attributes.len() as u64);
-                write_attributes(&mut writer, &scope.scope.attributes);
-                writer.scope_end(scope.scope.dropped_attributes_count, &scope.schema_url, scope.spans.len() as u64);
+                put_scope(&mut out, &scope.scope, &scope.schema_url);
+                put_uvarint(&mut out, scope.spans.len() as u64);
                 for span in &scope.spans {
-                    writer.span(&SpanHead::of(span), span.attributes.len() as u64);
-                    write_attributes(&mut writer, &span.attributes);
-                    writer.span_attributes_end(span.dropped_attributes_count, span.events.len() as u64);
+                    put_span_head(&mut out, &SpanHead::of(span));
+                    put_attrs(&mut out, &span.attributes);
+                    put_uvarint(&mut out, u64::from(span.dropped_attributes_count));
+                    put_uvarint(&mut out, span.events.len() as u64);
                     for event in &span.events {
-                        writer.event(event.time_ns, &event.name, event.attributes.len() as u64);
-                        write_attributes(&mut writer, &event.attributes);
-                        writer.event_end(event.dropped_attributes_count);
+                        put_event_head(&mut out, span.start_ns, event.time_ns, &event.name);
+                        put_attrs(&mut out, &event.attributes);
+                        put_uvarint(&mut out, u64::from(event.dropped_attributes_count));
                     }
-                    writer.links(span.dropped_events_count, span.links.len() as u64);
+                    put_uvarint(&mut out, u64::from(span.dropped_events_count));
+                    put_uvarint(&mut out, span.links.len() as u64);
                     for link in &span.links {
-                        writer.link(&link.trace_id, &link.span_id, &link.trace_state, link.attributes.len() as u64);
-                        write_attributes(&mut writer, &link.attributes);
-                        writer.link_end(link.dropped_attributes_count, link.flags);
+                        put_link_head(&mut out, &link.trace_id, &link.span_id, &link.trace_state);
+                        put_attrs(&mut out, &link.attributes);
+                        put_link_tail(&mut out, link.dropped_attributes_count, link.flags);
                     }
-                    writer.span_end(span.dropped_links_count);
+                    put_uvarint(&mut out, u64::from(span.dropped_links_count));
                 }
             }
         }
-        writer.finish().0
+        out
     }
 
-    #[test]
-    fn a_written_record_is_the_record_append_encodes() {
-        let batch = vec![ResourceSpans {
-            resource: Resource {
-                attributes: vec![("service.name".into(), AttrValue::String("api".into()))],
-                dropped_attributes_count: 2,
-            },
-            schema_url: "https://schema/1".into(),
-            scope_spans: vec![
-                ScopeSpans {
-                    scope: Scope::default(),
-                    schema_url: String::new(),
-                    spans: vec![full_span(1, 1, None), full_span(1, 2, Some(1))],
-                },
-                ScopeSpans {
-                    scope: Scope { name: "lib".into(), ..Scope::default() },
-                    schema_url: "s".into(),
-                    spans: vec![full_span(2, 3, None)],
-                },
-            ],
-        }];
-        let mut record = written("tenant-a", &batch).unwrap();
-        let expected = SpansRecord::from_batch("tenant-a", &batch).unwrap();
-        assert_eq!(record.bytes, expected.bytes);
-        assert_eq!(record.locations, expected.locations);
-        assert_eq!((record.tenant(), record.spans()), ("tenant-a", 3));
-        for seq in [0, 1, 300, u64::from(u32::MAX) + 7, (1 << 63) - 1] {
-            record.set_seq(seq);
-            let mut walked = Vec::new();
-            assert_eq!(walk_record(&record.bytes, |location| walked.push(location)).unwrap(), (seq, "tenant-a"));
-            assert_eq!(walked, record.locations);
-        }
-        let mut batch_back = to_batch(&record.bytes).unwrap();
-        let mut original = batch.clone();
-        for resources in [&mut batch_back, &mut original] {
-            for span in resources.iter_mut().flat_map(|r| &mut r.scope_spans).flat_map(|s| &mut s.spans) {
-                span.attributes.sort_by(|a, b| a.0.cmp(&b.0));
+    fn sorted(mut batch: Vec<ResourceSpans>) -> Vec<ResourceSpans> {
+        for span in batch.iter_mut().flat_map(|r| &mut r.scope_spans).flat_map(|s| &mut s.spans) {
+            span.attributes.sort_by(|a, b| a.0.cmp(&b.0));
+            for event in &mut span.events {
+                event.attributes.sort_by(|a, b| a.0.cmp(&b.0));
+            }
+            for link in &mut span.links {
+                link.attributes.sort_by(|a, b| a.0.cmp(&b.0));
             }
         }
-        assert_eq!(batch_back, original);
+        batch
     }
 
-    #[test]
-    fn a_writer_refuses_what_the_store_refuses() {
-        let zero_trace = vec![ResourceSpans {
-            scope_spans: vec![ScopeSpans { spans: vec![full_span(0, 1, None)], ..ScopeSpans::default() }],
-            ..ResourceSpans::default()
-        }];
-        assert!(written("t", &zero_trace).is_none());
-        assert!(SpansRecord::from_batch("t", &zero_trace).is_none());
-        let mut deep = AttrValue::Int(1);
-        for _ in 0..=MAX_VALUE_DEPTH {
-            deep = AttrValue::Array(vec![deep]);
-        }
-        let mut span = full_span(1, 1, None);
-        span.attributes.push(("deep".into(), deep));
-        let too_deep = vec![ResourceSpans {
-            scope_spans: vec![ScopeSpans { spans: vec![span], ..ScopeSpans::default() }],
-            ..ResourceSpans::default()
-        }];
-        assert!(written("t", &too_deep).is_none());
-        assert!(SpansRecord::from_batch("t", &too_deep).is_none());
-    }
-
-    #[test]
-    fn records_round_trip_and_skip_what_keep_refuses() {
-        let batch = vec![
+    /// Two resources whose spans repeat keys and some string values.
+    fn sample_batch() -> Vec<ResourceSpans> {
+        let mut repeated = full_span(3, 4, None);
+        repeated.attributes.push(("f.string".into(), AttrValue::String("ü".into())));
+        vec![
             ResourceSpans {
                 resource: Resource {
                     attributes: vec![("service.name".into(), AttrValue::String("api".into()))],
-                    dropped_attributes_count: 1,
+                    dropped_attributes_count: 2,
                 },
                 schema_url: "https://schema/1".into(),
                 scope_spans: vec![
@@ -1214,7 +1473,7 @@ pub(crate) mod tests {
                             dropped_attributes_count: 0,
                         },
                         schema_url: "https://schema/2".into(),
-                        spans: vec![full_span(1, 1, None), full_span(1, 2, Some(1))],
+                        spans: vec![full_span(1, 1, None), full_span(1, 2, Some(1)), full_span(1, 3, Some(1))],
                     },
                     ScopeSpans {
                         scope: Scope::default(),
@@ -1223,32 +1482,149 @@ pub(crate) mod tests {
                     },
                 ],
             },
-            ResourceSpans::default(),
-        ];
-        let mut out = Vec::new();
-        let mut locations = Vec::new();
-        let written = encode_record(&mut out, 42, "tenant-a", &batch, &[true, false, true], &mut locations);
-        assert_eq!(written, 2);
-        let mut walked = Vec::new();
-        let (seq, tenant) = walk_record(&out, |location| walked.push(location)).unwrap();
-        assert_eq!((seq, tenant), (42, "tenant-a"));
-        assert_eq!(walked, locations);
-        assert_eq!(decode_header(&out).unwrap(), (42, "tenant-a"));
+            ResourceSpans {
+                resource: Resource {
+                    attributes: vec![("service.name".into(), AttrValue::String("db".into()))],
+                    dropped_attributes_count: 0,
+                },
+                schema_url: String::new(),
+                scope_spans: vec![ScopeSpans { spans: vec![repeated], ..ScopeSpans::default() }],
+            },
+        ]
+    }
 
-        let span = span_at(&out, locations[1].span_offset).unwrap().to_owned().unwrap();
-        let mut expected = full_span(2, 3, None);
-        expected.attributes.sort_by(|a, b| a.0.cmp(&b.0));
-        assert_eq!(span, expected);
-        let (resource, schema) = resource_at(&out, locations[0].resource_offset).unwrap().to_owned().unwrap();
-        assert_eq!((resource, schema.as_str()), (batch[0].resource.clone(), "https://schema/1"));
-        let (scope, schema) = scope_at(&out, locations[0].scope_offset).unwrap().to_owned().unwrap();
-        assert_eq!((scope.name.as_str(), schema.as_str()), ("lib", "https://schema/2"));
-        let (scope, schema) = scope_at(&out, locations[1].scope_offset).unwrap().to_owned().unwrap();
-        assert_eq!((scope, schema), (Scope::default(), String::new()));
+    /// Every span of a record, read back at its location.
+    fn spans_at(record: &[u8], strings: Option<&StringTable>, locations: &[SpanLocation]) -> Vec<Span> {
+        locations
+            .iter()
+            .map(|location| span_at(record, strings, location.span_offset).unwrap().to_owned().unwrap())
+            .collect()
+    }
 
-        for cut in 0..out.len() {
-            assert!(walk_record(&out[..cut], |_| {}).is_err(), "cut at {cut}");
+    #[test]
+    fn tabled_records_round_trip_every_field() {
+        let batch = sample_batch();
+        let mut record = SpansRecord::from_batch("tenant-a", &batch).unwrap();
+        assert_eq!((record.tenant(), record.spans()), ("tenant-a", 5));
+        for seq in [0, 1, 300, u64::from(u32::MAX) + 7, (1 << 63) - 1] {
+            record.set_seq(seq);
+            let mut walked = Vec::new();
+            let header = walk_record(&record.bytes, Layout::Tabled, |location| walked.push(location)).unwrap();
+            assert_eq!((header.seq, header.tenant), (seq, "tenant-a"));
+            assert_eq!(header.strings.as_ref(), Some(&record.table));
+            assert_eq!(walked, record.locations);
         }
+        assert_eq!(sorted(record.to_batch().unwrap()), sorted(batch.clone()));
+        let expected: Vec<Span> = sorted(batch.clone())
+            .into_iter()
+            .flat_map(|resource| resource.scope_spans)
+            .flat_map(|scope| scope.spans)
+            .collect();
+        assert_eq!(spans_at(&record.bytes, Some(&record.table), &record.locations), expected);
+        let (resource, schema) =
+            resource_at(&record.bytes, record.locations[4].resource_offset).unwrap().to_owned().unwrap();
+        assert_eq!((resource, schema.as_str()), (batch[1].resource.clone(), ""));
+        let (scope, schema) = scope_at(&record.bytes, record.locations[0].scope_offset).unwrap().to_owned().unwrap();
+        assert_eq!((scope, schema.as_str()), (batch[0].scope_spans[0].scope.clone(), "https://schema/2"));
+
+        // Keys are written once, in the table; string values once they repeat for a key.
+        let text = |entry: &(u32, u32)| &record.bytes[entry.0 as usize..(entry.0 + entry.1) as usize];
+        let table: Vec<&[u8]> = record.table.0.iter().map(text).collect();
+        for key in ["a.int", "e.array", "f.string", "exception.message", "l", "k"] {
+            assert_eq!(table.iter().filter(|entry| **entry == key.as_bytes()).count(), 1, "{key}");
+        }
+        assert!(table.contains(&"ü".as_bytes()), "a repeated value is in the table");
+        assert!(!table.contains(&"api".as_bytes()), "resource attributes stay inline");
+        assert!(!table.contains(&"x".as_bytes()), "values inside lists stay inline");
+        assert!(record.bytes.len() < inline_record(0, "tenant-a", &batch).len());
+    }
+
+    #[test]
+    fn inline_records_of_older_wals_still_read() {
+        let batch = sample_batch();
+        let record = inline_record(42, "tenant-a", &batch);
+        let mut locations = Vec::new();
+        let header = walk_record(&record, Layout::Inline, |location| locations.push(location)).unwrap();
+        assert_eq!((header.seq, header.tenant, header.strings), (42, "tenant-a", None));
+        assert_eq!(decode_header(&record).unwrap(), (42, "tenant-a"));
+        assert_eq!(sorted(to_batch(&record, Layout::Inline).unwrap()), sorted(batch.clone()));
+        let tabled = SpansRecord::from_batch("tenant-a", &batch).unwrap();
+        assert_eq!(
+            spans_at(&record, None, &locations),
+            spans_at(&tabled.bytes, Some(&tabled.table), &tabled.locations)
+        );
+        // Neither layout reads as the other.
+        assert!(walk_record(&record, Layout::Tabled, |_| {}).is_err());
+        assert!(walk_record(&tabled.bytes, Layout::Inline, |_| {}).is_err());
+    }
+
+    #[test]
+    fn records_keep_what_keep_keeps() {
+        let batch = sample_batch();
+        let keep = [true, false, false, false, true];
+        let (record, _) = SpansRecord::from_kept("tenant-a", &batch, &keep, RecordScratch::default());
+        let record = record.unwrap();
+        let kept = record.to_batch().unwrap();
+        assert_eq!(kept.len(), 2);
+        assert_eq!(kept[0].scope_spans.len(), 1, "a scope left without spans is left out");
+        let ids: Vec<_> = record.locations.iter().map(|location| location.span_id).collect();
+        assert_eq!(ids, vec![[1; 8], [4; 8]]);
+        let (none, _) = SpansRecord::from_kept("tenant-a", &batch, &[false; 5], RecordScratch::default());
+        assert_eq!(none.unwrap().to_batch().unwrap(), Vec::new());
+    }
+
+    #[test]
+    fn a_writer_refuses_what_the_store_refuses() {
+        let zero_trace = vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans { spans: vec![full_span(0, 1, None)], ..ScopeSpans::default() }],
+            ..ResourceSpans::default()
+        }];
+        assert!(SpansRecord::from_batch("t", &zero_trace).is_none());
+        let mut deep = AttrValue::Int(1);
+        for _ in 0..=MAX_VALUE_DEPTH {
+            deep = AttrValue::Array(vec![deep]);
+        }
+        let mut span = full_span(1, 1, None);
+        span.attributes.push(("deep".into(), deep));
+        let too_deep = vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans { spans: vec![span], ..ScopeSpans::default() }],
+            ..ResourceSpans::default()
+        }];
+        assert!(SpansRecord::from_batch("t", &too_deep).is_none());
+    }
+
+    #[test]
+    fn damaged_records_are_errors_never_panics() {
+        let batch = sample_batch();
+        let tabled = SpansRecord::from_batch("tenant-a", &batch).unwrap();
+        for (record, layout) in
+            [(tabled.bytes.clone(), Layout::Tabled), (inline_record(7, "t", &batch), Layout::Inline)]
+        {
+            for cut in 0..record.len() {
+                assert!(walk_record(&record[..cut], layout, |_| {}).is_err(), "cut at {cut}");
+            }
+            for at in 0..record.len() {
+                for flip in [0x01, 0x80, 0xff] {
+                    let mut damaged = record.clone();
+                    damaged[at] ^= flip;
+                    let mut locations = Vec::new();
+                    if let Ok(header) = walk_record(&damaged, layout, |location| locations.push(location)) {
+                        // What walks reads: every span, as checked.
+                        for span in spans_at(&damaged, header.strings.as_ref(), &locations) {
+                            assert_ne!(span.span_id, [0; 8]);
+                        }
+                        to_batch(&damaged, layout).unwrap();
+                    }
+                }
+            }
+        }
+        // A string reference past the table.
+        let mut writer = SpansRecordWriter::new("t", 1, RecordScratch::default());
+        write_batch(&mut writer, &batch[1..], &[true]);
+        let record = writer.finish().0.unwrap();
+        let mut short = record.table.clone();
+        short.0.pop();
+        assert!(span_at(&record.bytes, Some(&short), record.locations[0].span_offset).is_err());
     }
 
     #[test]
@@ -1263,8 +1639,6 @@ pub(crate) mod tests {
             scope_spans: vec![ScopeSpans { spans: vec![span], ..ScopeSpans::default() }],
             ..ResourceSpans::default()
         }];
-        let mut out = Vec::new();
-        encode_record(&mut out, 1, "t", &batch, &[true], &mut Vec::new());
-        assert!(walk_record(&out, |_| {}).is_err());
+        assert!(walk_record(&inline_record(1, "t", &batch), Layout::Inline, |_| {}).is_err());
     }
 }

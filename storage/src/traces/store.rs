@@ -27,7 +27,7 @@ use super::filter::{resource_side_holds, span_matches};
 use super::head::{HeadRecord, HeadSegment, RECORD_BUFFERS, RecordContexts, SpanRef, TenantHead, for_each_span};
 use super::index::{Bounds, IndexBuilder, span_extent};
 use super::page::{DecodedGroup, GroupSelection, PageContexts, PageEncoder, PageHeader};
-use super::records::{self, MAX_VALUE_DEPTH, MalformedRecord, SpansRecord};
+use super::records::{self, Layout, MAX_VALUE_DEPTH, MalformedRecord, RecordHeader, SpansRecord};
 use super::{
     AttrValue, NsRange, ResourceSpans, ScopedTagNames, SearchResult, SearchStats, Span, SpanFilter, TagRef, TagScope,
     TagValue, Trace, TraceId, TracesAppendCounts, TracesAppender, TracesError, TracesQueryable,
@@ -47,6 +47,9 @@ const RECORD_BUFFERS_QUIET: std::time::Duration = std::time::Duration::from_secs
 const CUT_LOOKAHEAD_TRACES: usize = 4;
 /// The cache lines of a span asked for: its head and first attributes.
 const SPAN_PREFETCH_LINES: usize = 10;
+
+/// Cache lines asked for of a record's string table, and of its strings, ahead of the cut.
+const TABLE_PREFETCH_LINES: usize = 24;
 
 /// Where the store reads the current time, in nanoseconds since the Unix epoch: for head ages
 /// and retention. Tests inject a fixed clock.
@@ -492,12 +495,14 @@ impl TracesStore {
     /// Applies one WAL record of a traces kind. Everything the WAL holds was acknowledged, so
     /// every record is taken, except those whose spans are already in blocks.
     pub fn replay_record(&self, kind: RecordKind, payload: &[u8]) {
-        if kind != record_kinds::TRACES_SPANS {
+        let Some(layout) = Layout::of_kind(kind) else {
             self.counters.replay_malformed.fetch_add(1, Ordering::Relaxed);
             return;
-        }
+        };
         let mut locations = Vec::new();
-        let Ok((seq, tenant)) = records::walk_record(payload, |location| locations.push(location)) else {
+        let Ok(RecordHeader { seq, tenant, strings }) =
+            records::walk_record(payload, layout, |location| locations.push(location))
+        else {
             self.counters.replay_malformed.fetch_add(1, Ordering::Relaxed);
             return;
         };
@@ -509,7 +514,7 @@ impl TracesStore {
         let head = self.head_or_create(tenant);
         let now_ns = self.options.clock.now_ns();
         head.write().insert(
-            HeadRecord { seq, wal_segment: 0, bytes: RECORD_BUFFERS.copy_of(payload) },
+            HeadRecord { seq, wal_segment: 0, bytes: RECORD_BUFFERS.copy_of(&[payload]), strings },
             &locations,
             now_ns,
             self.options.head_segment_bytes.max(1),
@@ -519,7 +524,7 @@ impl TracesStore {
     /// For a WAL checkpoint: what to keep of a traces record. `None` drops it: its spans are
     /// in blocks (or the record is unreadable).
     pub fn checkpoint_record(&self, kind: RecordKind, payload: &[u8]) -> Option<Vec<u8>> {
-        if kind != record_kinds::TRACES_SPANS {
+        if Layout::of_kind(kind).is_none() {
             return Some(payload.to_vec());
         }
         let (seq, tenant) = records::decode_header(payload).ok()?;
@@ -537,7 +542,6 @@ impl TracesStore {
         let scratch = &mut *guard;
         scratch.keep.clear();
         scratch.batch_spans.clear();
-        scratch.locations.clear();
         let mut counts = TracesAppendCounts::default();
 
         // 1. Judge every span: invalid ones and those the head (or the batch) already holds
@@ -568,14 +572,22 @@ impl TracesStore {
 
         // 2. Log and apply.
         if counts.appended > 0 {
+            // Every span kept passed the checks the writer makes.
+            let (record, buffer) =
+                SpansRecord::from_kept(tenant, batch, &scratch.keep, std::mem::take(&mut scratch.record));
+            scratch.record = buffer;
+            let mut record = record.ok_or_else(|| TracesError::Corrupt {
+                file: "spans record".to_string(),
+                problem: "the writer refused spans the append accepted".to_string(),
+            })?;
             let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-            records::encode_record(&mut scratch.record, seq, tenant, batch, &scratch.keep, &mut scratch.locations);
-            let position = wal.append_one(record_kinds::TRACES_SPANS, &scratch.record)?;
-            let record =
-                HeadRecord { seq, wal_segment: position.segment, bytes: RECORD_BUFFERS.copy_of(&scratch.record) };
+            record.set_seq(seq);
+            let position = wal.append_one(record_kinds::TRACES_SPANS, &record.bytes)?;
+            let SpansRecord { bytes, table, locations } = record;
+            let record = HeadRecord { seq, wal_segment: position.segment, bytes, strings: Some(table) };
             let now_ns = self.options.clock.now_ns();
             counts.traces_created =
-                head.write().insert(record, &scratch.locations, now_ns, self.options.head_segment_bytes.max(1));
+                head.write().insert(record, &locations, now_ns, self.options.head_segment_bytes.max(1));
         }
         scratch.release_if_large();
         drop(guard);
@@ -610,7 +622,7 @@ impl TracesStore {
         };
         if duplicates > 0 {
             drop(guard);
-            let batch = records::to_batch(&record.bytes).map_err(|_| TracesError::Corrupt {
+            let batch = record.to_batch().map_err(|_| TracesError::Corrupt {
                 file: "spans record".to_string(),
                 problem: "a record built for an append does not read back".to_string(),
             })?;
@@ -620,14 +632,14 @@ impl TracesStore {
         record.set_seq(seq);
         let position = wal.append_one(record_kinds::TRACES_SPANS, &record.bytes)?;
         let counts = TracesAppendCounts { appended: record.locations.len() as u64, ..TracesAppendCounts::default() };
-        let SpansRecord { mut bytes, locations } = record;
+        let SpansRecord { mut bytes, table, locations } = record;
         // The producer sized the buffer from the request; a head keeps records until the cut.
         if bytes.capacity() > bytes.len() + bytes.len() / 4 {
             bytes = bytes.as_slice().to_vec();
         }
         let now_ns = self.options.clock.now_ns();
         let traces_created = head.write().insert(
-            HeadRecord { seq, wal_segment: position.segment, bytes },
+            HeadRecord { seq, wal_segment: position.segment, bytes, strings: Some(table) },
             &locations,
             now_ns,
             self.options.head_segment_bytes.max(1),
@@ -998,9 +1010,18 @@ impl TracesStore {
                     prefetch_lines(further.as_slice(), 2);
                 }
                 if let Some((_, ahead)) = traces.get(at + CUT_LOOKAHEAD_TRACES) {
+                    let mut previous: Option<&Arc<HeadRecord>> = None;
                     for span in ahead.iter() {
-                        let bytes = span.record.bytes.get(span.span_offset as usize..).unwrap_or_default();
+                        let record = &span.record;
+                        let bytes = record.bytes.get(span.span_offset as usize..).unwrap_or_default();
                         prefetch_lines(bytes, SPAN_PREFETCH_LINES);
+                        // The spans of a trace mostly share a record, and its string table.
+                        if !previous.is_some_and(|previous| Arc::ptr_eq(previous, record))
+                            && let Some(strings) = &record.strings
+                        {
+                            strings.prefetch(&record.bytes, TABLE_PREFETCH_LINES);
+                        }
+                        previous = Some(record);
                     }
                 }
                 parts.clear();
@@ -1008,7 +1029,7 @@ impl TracesStore {
                     let (resource, scope) = contexts
                         .contexts(&span.record, span.resource_offset, span.scope_offset)
                         .map_err(head_corrupt)?;
-                    let view = records::span_at(&span.record.bytes, span.span_offset).map_err(head_corrupt)?;
+                    let view = span.record.span_at(span.span_offset).map_err(head_corrupt)?;
                     parts.push((resource, scope, view));
                 }
                 parts.sort_by_key(|(_, _, view)| (view.head.start_ns, view.head.span_id));
@@ -1327,5 +1348,60 @@ impl TracesQueryable for TracesStore {
         values.dedup_by(|a, b| a.total_cmp(b).is_eq());
         values.truncate(limit);
         Ok(values)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::traces::records::tests::{full_span, inline_record};
+    use crate::traces::{Resource, ScopeSpans};
+    use crate::wal::{SyncPolicy, WalOptions};
+    use crate::{Storage, StorageOptions};
+
+    #[test]
+    fn records_of_the_inline_layout_replay_beside_tabled_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = || StorageOptions {
+            wal: WalOptions { sync: SyncPolicy::Never, ..WalOptions::default() },
+            ..StorageOptions::default()
+        };
+        let batch = |trace: u8| {
+            vec![ResourceSpans {
+                resource: Resource {
+                    attributes: vec![("service.name".into(), AttrValue::String("api".into()))],
+                    dropped_attributes_count: 0,
+                },
+                schema_url: String::new(),
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![full_span(trace, 1, None), full_span(trace, 2, Some(1))],
+                    ..ScopeSpans::default()
+                }],
+            }]
+        };
+        {
+            // A WAL as an older version left it, then an append of this one.
+            let (wal, _) = Wal::open(&dir.path().join("wal"), options().wal, |_, _| {}).unwrap();
+            wal.append_one(record_kinds::TRACES_SPANS_INLINE, &inline_record(0, "t", &batch(1))).unwrap();
+            wal.close().unwrap();
+            let storage = Storage::open(dir.path(), options()).unwrap();
+            storage.traces().append("t", &batch(2)).unwrap();
+            storage.close().unwrap();
+        }
+        let storage = Storage::open(dir.path(), options()).unwrap();
+        let stats = storage.traces().store_stats();
+        assert_eq!(stats.replay_malformed_records, 0);
+        for trace in [1, 2] {
+            let found = storage.traces().trace("t", &[trace; 16], None).unwrap().expect("the trace is replayed");
+            let spans: Vec<&Span> =
+                found.resource_spans.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans).collect();
+            let mut expected = full_span(trace, 1, None);
+            expected.attributes.sort_by(|a, b| a.0.cmp(&b.0));
+            assert_eq!(spans.len(), 2);
+            assert_eq!(spans[0], &expected);
+        }
+        // The next append is numbered after both.
+        storage.traces().append("t", &batch(3)).unwrap();
+        assert!(storage.traces().trace("t", &[3; 16], None).unwrap().is_some());
     }
 }
