@@ -271,21 +271,8 @@ impl Server {
             }
         }
         // Dropping the state releases the storage and its directory lock; only then may an
-        // ephemeral directory be removed, or another server open the directory. A task that
-        // finished its answer may still hold the storage for a moment: it is waited for.
-        let released = state.storage_if_open().map(Arc::downgrade);
+        // ephemeral directory be removed.
         drop(state);
-        if let Some(storage) = released {
-            while storage.strong_count() > 0 {
-                if tokio::time::Instant::now() >= deadline {
-                    tracing::warn!(
-                        "storage still held at the shutdown timeout; its directory stays locked until released"
-                    );
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }
         if let Some(dir) = ephemeral_dir {
             let path = dir.path().to_path_buf();
             if let Err(error) = dir.close() {

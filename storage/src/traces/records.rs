@@ -65,8 +65,9 @@ impl StringTable {
     /// lines each).
     pub fn prefetch(&self, record: &[u8], lines: usize) {
         crate::prefetch::prefetch_lines(&self.0, lines);
-        if let Some(&(first, _)) = self.0.first() {
-            crate::prefetch::prefetch_lines(record.get(first as usize..).unwrap_or_default(), lines);
+        if let (Some(&(first, _)), Some(&(last, len))) = (self.0.first(), self.0.last()) {
+            let strings = record.get(first as usize..last as usize + len as usize).unwrap_or_default();
+            crate::prefetch::prefetch_lines(strings, lines);
         }
     }
 

@@ -48,8 +48,9 @@ const CUT_LOOKAHEAD_TRACES: usize = 4;
 /// The cache lines of a span asked for: its head and first attributes.
 const SPAN_PREFETCH_LINES: usize = 10;
 
-/// Cache lines asked for of a record's string table, and of its strings, ahead of the cut.
-const TABLE_PREFETCH_LINES: usize = 24;
+/// Cache lines asked for of a record's string table, and of its strings, ahead of the cut
+/// (the whole table of most records: 8 KiB).
+const TABLE_PREFETCH_LINES: usize = 128;
 
 /// Where the store reads the current time, in nanoseconds since the Unix epoch: for head ages
 /// and retention. Tests inject a fixed clock.
