@@ -25,7 +25,7 @@ use tower::ServiceExt;
 use tripod_storage::wal::SyncPolicy;
 use tripod_storage::{Storage, StorageOptions};
 
-use crate::api::{self, AppState, Readiness};
+use crate::api::{self, AppState, Readiness, WeakAppState};
 use crate::config::{Config, DataDir, ListenerName};
 
 /// Why the server could not start.
@@ -187,7 +187,7 @@ impl Server {
 
     /// A handle that reloads this server's configuration, for a signal handler.
     pub fn reloader(&self) -> Reloader {
-        Reloader { state: self.state.clone() }
+        Reloader { state: self.state.downgrade() }
     }
 
     /// Re-reads the scrape configuration (what SIGHUP and `POST /-/reload` do).
@@ -271,8 +271,20 @@ impl Server {
             }
         }
         // Dropping the state releases the storage and its directory lock; only then may an
-        // ephemeral directory be removed.
+        // ephemeral directory be removed, or another server open the directory. Tasks told to
+        // stop (a scrape loop finishing its last append) may hold the storage a moment longer:
+        // they are waited for, up to the shutdown timeout.
+        let held = state.storage_if_open().map(Arc::downgrade);
         drop(state);
+        while held.as_ref().is_some_and(|storage| storage.strong_count() > 0) {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    "storage still in use at the shutdown timeout: its directory stays locked until released"
+                );
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
         if let Some(dir) = ephemeral_dir {
             let path = dir.path().to_path_buf();
             if let Err(error) = dir.close() {
@@ -290,12 +302,13 @@ impl Server {
 /// Reloads a running server's configuration.
 #[derive(Clone)]
 pub struct Reloader {
-    state: AppState,
+    state: WeakAppState,
 }
 
 impl Reloader {
     pub fn reload(&self) -> Result<(), String> {
-        match self.state.scrape() {
+        let state = self.state.upgrade().ok_or_else(|| "the server has stopped".to_string())?;
+        match state.scrape() {
             Some(handle) => handle.reload(),
             None => Err("storage is not open yet".to_string()),
         }

@@ -61,6 +61,20 @@ pub struct AppState {
     shared: Arc<Shared>,
 }
 
+/// An [`AppState`] that does not keep the server's parts alive (a SIGHUP handler outliving a
+/// shutdown must not hold the storage and its directory lock).
+#[derive(Clone)]
+pub struct WeakAppState {
+    shared: std::sync::Weak<Shared>,
+}
+
+impl WeakAppState {
+    /// The state, while the server still has it.
+    pub fn upgrade(&self) -> Option<AppState> {
+        self.shared.upgrade().map(|shared| AppState { shared })
+    }
+}
+
 struct Shared {
     /// Current readiness; `server.rs` moves it forward, handlers and `Server::ready` watch it.
     readiness: watch::Sender<Readiness>,
@@ -112,6 +126,11 @@ impl ScrapeHandle {
 }
 
 impl AppState {
+    /// A handle that does not keep the state alive.
+    pub fn downgrade(&self) -> WeakAppState {
+        WeakAppState { shared: Arc::downgrade(&self.shared) }
+    }
+
     pub fn new() -> AppState {
         AppState::with_limits(Limits::default())
     }

@@ -389,7 +389,7 @@ impl ScrapeManager {
                 () = tokio::time::sleep_until(next) => {}
             }
             next += pool.interval;
-            self.scrape_once(&key, &pool, &target, &mut previous).await;
+            self.scrape_once(&key, &pool, &target, &mut previous, &cancel).await;
         }
         if !generation.is_cancelled() {
             // The target is gone: its series, `up` and `scrape_*` included, end now.
@@ -443,11 +443,23 @@ impl ScrapeManager {
         Ok((body, openmetrics))
     }
 
-    async fn scrape_once(&self, key: &str, pool: &ScrapePool, target: &Target, previous: &mut HashSet<Labels>) {
+    /// Scrapes a target once; a fetch still under way when `cancel` fires is given up (the
+    /// scrape did not happen), so that a stopping loop does not wait out the scrape timeout.
+    async fn scrape_once(
+        &self,
+        key: &str,
+        pool: &ScrapePool,
+        target: &Target,
+        previous: &mut HashSet<Labels>,
+        cancel: &CancellationToken,
+    ) {
         let started = Instant::now();
         let timestamp = now_ms();
         let max_bytes = self.settings.lock().unwrap_or_else(|p| p.into_inner()).max_body_bytes;
-        let fetched = self.fetch(pool, target, max_bytes).await;
+        let fetched = tokio::select! {
+            () = cancel.cancelled() => return,
+            fetched = self.fetch(pool, target, max_bytes) => fetched,
+        };
         let storage = self.storage.clone();
         let pool_copy = pool.clone();
         let target_copy = target.clone();
