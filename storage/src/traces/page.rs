@@ -482,6 +482,49 @@ struct SpanKey {
     last_value: u32,
 }
 
+/// Integer and boolean values of one key met on a page: a direct-mapped memo of integers
+/// (a value may be forgotten when another takes its slot, never remembered wrongly) and the
+/// two booleans.
+#[derive(Debug, Clone, Copy)]
+struct ScalarMemo {
+    ints: [i64; SCALAR_MEMO_SLOTS],
+    /// A bit per slot of `ints` that holds a value.
+    filled: u64,
+    /// Bit 0: false met, bit 1: true met.
+    bools: u8,
+}
+
+const SCALAR_MEMO_SLOTS: usize = 64;
+
+impl Default for ScalarMemo {
+    fn default() -> ScalarMemo {
+        ScalarMemo { ints: [0; SCALAR_MEMO_SLOTS], filled: 0, bools: 0 }
+    }
+}
+
+impl ScalarMemo {
+    /// Notes `value`; whether it was met before. Other kinds of value are never.
+    fn note(&mut self, value: &ValueRef<'_>) -> bool {
+        match *value {
+            ValueRef::Int(number) => {
+                let slot = ((number as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize;
+                let bit = 1u64 << slot;
+                let met = self.filled & bit != 0 && self.ints[slot] == number;
+                self.ints[slot] = number;
+                self.filled |= bit;
+                met
+            }
+            ValueRef::Bool(flag) => {
+                let bit = 1u8 << u8::from(flag);
+                let met = self.bools & bit != 0;
+                self.bools |= bit;
+                met
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Traces of at most this many spans find a span's parent by a scan rather than a map.
 const SCANNED_TRACE_SPANS: usize = 32;
 
@@ -670,6 +713,9 @@ pub(crate) struct PageEncoder {
     /// Per span attribute key: a bit per string index whose value (with this key) is in the
     /// page's bloom and the block's index already.
     key_values_seen: Vec<Vec<u64>>,
+    /// Per span attribute key (same numbering): integer and boolean values whose (key, value)
+    /// is in the page's bloom and the block's index already, as far as a small memo holds them.
+    key_scalars_seen: Vec<ScalarMemo>,
     /// The page's bounds and bloom hashes.
     skip: PageSkipBuilder,
     /// Position of each span ID within the trace being added.
@@ -704,6 +750,7 @@ impl PageEncoder {
             span_keys: Vec::new(),
             recent_keys: Vec::new(),
             key_values_seen: Vec::new(),
+            key_scalars_seen: Vec::new(),
             skip: PageSkipBuilder::default(),
             positions: FastMap::default(),
             canonical: Vec::new(),
@@ -850,14 +897,14 @@ impl PageEncoder {
                 last_value: NO_STRING,
             };
             self.key_values_seen.push(Vec::new());
+            self.key_scalars_seen.push(ScalarMemo::default());
         }
         if found.column == 0 || found.group != group {
             found.column = self.group.columns.column(SCOPE_SPAN, key_index as u32) as u32 + 1;
             found.group = group;
         }
         self.value_scratch.clear();
-        let mut repeated = false;
-        match value {
+        let repeated = match value {
             ValueRef::Str(text) => {
                 let index = if self.strings.is(found.last_value, text) {
                     self.strings.note_use(found.last_value, group);
@@ -873,11 +920,15 @@ impl PageEncoder {
                 if seen.len() <= word {
                     seen.resize(word + 1, 0);
                 }
-                repeated = seen[word] & (1 << bit) != 0;
+                let repeated = seen[word] & (1 << bit) != 0;
                 seen[word] |= 1 << bit;
+                repeated
             }
-            other => put_page_value_ref(&mut self.strings, group, &mut self.value_scratch, other),
-        }
+            other => {
+                put_page_value_ref(&mut self.strings, group, &mut self.value_scratch, other);
+                self.key_scalars_seen[found.seen as usize].note(other)
+            }
+        };
         self.span_keys[key_index] = found;
         self.group.columns.put(found.column as usize - 1, owner, &self.value_scratch);
         if repeated {
@@ -1100,6 +1151,7 @@ impl PageEncoder {
         self.span_keys.clear();
         self.recent_keys.clear();
         self.key_values_seen.clear();
+        self.key_scalars_seen.clear();
     }
 }
 
@@ -2356,6 +2408,34 @@ mod tests {
             assert_eq!(got.resource.as_ref(), want.resource.as_ref());
             assert_eq!(got.scope.as_ref(), want.scope.as_ref());
         }
+    }
+
+    #[test]
+    fn the_scalar_memo_forgets_but_never_misremembers() {
+        let mut memo = ScalarMemo::default();
+        let mut noted = std::collections::HashSet::new();
+        let mut state = 7u64;
+        let (mut met, mut remembered) = (0, 0);
+        for _ in 0..10_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            // Mostly a few values (as status codes, ports), sometimes one of many.
+            let number = if state % 5 == 0 { (state % 5000) as i64 - 2500 } else { (state % 8) as i64 * 1000 };
+            let before = !noted.insert(number);
+            let said = memo.note(&ValueRef::Int(number));
+            assert!(!said || before, "{number} was not met before");
+            met += usize::from(before);
+            remembered += usize::from(said);
+        }
+        assert!(remembered * 2 > met, "a few values are mostly remembered: {remembered} of {met}");
+        let mut flags = std::collections::HashSet::new();
+        for flag in [true, false, true, false] {
+            let before = !flags.insert(flag);
+            assert_eq!(memo.note(&ValueRef::Bool(flag)), before);
+        }
+        assert!(!memo.note(&ValueRef::Double(1.0)) && !memo.note(&ValueRef::Double(1.0)));
+        assert!(!memo.note(&ValueRef::Str("a")) && !memo.note(&ValueRef::Str("a")));
     }
 
     #[test]

@@ -375,7 +375,14 @@ struct RecentValues {
     values: [RecentValue; RECENT_VALUES],
     /// The slot the next new value takes.
     next: u8,
+    /// Values in a row that were none of the recent ones: a key whose values do not repeat
+    /// (request IDs, say) stops being compared after [`MISSES_BEFORE_INLINE`].
+    misses: u8,
 }
+
+/// Values of a key in a row that repeat none of its recent ones, after which the key's values
+/// are written inline without comparing (for the rest of the record).
+const MISSES_BEFORE_INLINE: u8 = 8;
 
 /// The string table of the record being written.
 #[derive(Debug, Default)]
@@ -700,6 +707,11 @@ impl SpansRecordWriter {
             table.recent.resize(key as usize + 1, RecentValues::default());
         }
         let mut recent = table.recent[key as usize];
+        if recent.misses >= MISSES_BEFORE_INLINE {
+            self.out.push(TAG_STRING);
+            put_bytes(&mut self.out, text.as_bytes());
+            return;
+        }
         for slot in &mut recent.values {
             let entry = match *slot {
                 RecentValue::None => continue,
@@ -709,11 +721,12 @@ impl SpansRecordWriter {
                 {
                     let entry = table.push(text.as_bytes());
                     *slot = RecentValue::Entry(entry);
-                    table.recent[key as usize] = recent;
                     entry
                 }
                 _ => continue,
             };
+            recent.misses = 0;
+            table.recent[key as usize] = recent;
             self.out.push(TAG_STRING_REF);
             put_uvarint(&mut self.out, u64::from(entry));
             return;
@@ -724,6 +737,7 @@ impl SpansRecordWriter {
         self.out.extend_from_slice(text.as_bytes());
         recent.values[usize::from(recent.next)] = RecentValue::Inline(offset, text.len() as u32);
         recent.next = (recent.next + 1) % RECENT_VALUES as u8;
+        recent.misses += 1;
         table.recent[key as usize] = recent;
     }
 
