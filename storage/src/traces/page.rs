@@ -2421,7 +2421,7 @@ mod tests {
             state ^= state >> 7;
             state ^= state << 17;
             // Mostly a few values (as status codes, ports), sometimes one of many.
-            let number = if state % 5 == 0 { (state % 5000) as i64 - 2500 } else { (state % 8) as i64 * 1000 };
+            let number = if state.is_multiple_of(5) { (state % 5000) as i64 - 2500 } else { (state % 8) as i64 * 1000 };
             let before = !noted.insert(number);
             let said = memo.note(&ValueRef::Int(number));
             assert!(!said || before, "{number} was not met before");
