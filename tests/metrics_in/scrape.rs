@@ -398,3 +398,40 @@ async fn a_target_removed_from_discovery_gets_staleness_markers() {
     assert!(targets["data"]["activeTargets"].as_array().unwrap().is_empty(), "{targets}");
     server.shutdown().await.unwrap();
 }
+
+/// A scrape under way when the server stops does not keep the data directory locked: the
+/// directory opens again as soon as `shutdown` returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scrape_under_way_does_not_outlive_shutdown() {
+    // A target that accepts and never answers, telling the test when a scrape has connected.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (connected, mut connection) = tokio::sync::mpsc::channel(8);
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+            let _ = connected.send(()).await;
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = || {
+        let mut config = config_with(
+            &format!(
+                "scrape:\n  self: false\n  interval: 2s\n  timeout: 2s\n  configs:\n    - job_name: silent\n      static_configs: [{{targets: [\"{address}\"]}}]\n"
+            ),
+            dir.path(),
+        );
+        config.data_dir = tripod::config::DataDir::Path(dir.path().join("data"));
+        config
+    };
+    let server = server_with(config()).await;
+    tokio::time::timeout(Duration::from_secs(30), connection.recv())
+        .await
+        .expect("the target is scraped")
+        .expect("the target runs");
+    server.shutdown().await.unwrap();
+    let again = tripod::Server::start(config()).await.expect("server starts");
+    again.ready().await.expect("the data directory is free once shutdown returned");
+    again.shutdown().await.unwrap();
+}
