@@ -467,9 +467,15 @@ pub struct RecordScratch {
 }
 
 impl RecordScratch {
-    /// The bytes it holds on to.
+    /// About the bytes it holds on to.
     pub fn capacity(&self) -> usize {
-        self.out.capacity() + self.table.bytes.capacity() + self.table.entries.capacity() * 8
+        let table = &self.table;
+        self.out.capacity()
+            + table.bytes.capacity()
+            + table.entries.capacity() * std::mem::size_of::<(u32, u32)>()
+            + table.keys.capacity() * std::mem::size_of::<(u64, u32)>()
+            + table.next_key.capacity() * std::mem::size_of::<u32>()
+            + table.recent.capacity() * std::mem::size_of::<RecentValues>()
     }
 }
 
